@@ -1,0 +1,126 @@
+//! Entities that handles refer to: which values an interface type admits,
+//! whether the entity is present, its Name, authValue and authPolicy.
+
+use crate::constants as c;
+use crate::dispatch::HandleType;
+use crate::engine::objects::Object;
+use crate::engine::Tpm;
+use crate::rc::{err, TpmResult};
+use crate::state::pcr::AUTH_GROUP;
+use crate::types::{TaggedHash, PCR_COUNT};
+
+fn is_pcr(h: u32) -> bool {
+    (h as usize) < PCR_COUNT
+}
+
+fn is_transient(h: u32) -> bool {
+    h & c::HR_RANGE_MASK == c::TRANSIENT_FIRST
+}
+
+fn is_persistent(h: u32) -> bool {
+    h & c::HR_RANGE_MASK == c::PERSISTENT_FIRST
+}
+
+/// Whether `ty` admits the handle value `h` (TPM_RC_VALUE otherwise).
+pub fn admits(ty: HandleType, h: u32) -> bool {
+    match ty {
+        HandleType::Pcr { null } => is_pcr(h) || (null && h == c::RH_NULL),
+        HandleType::Object { null } => {
+            is_transient(h) || is_persistent(h) || (null && h == c::RH_NULL)
+        }
+        HandleType::Entity { null } => {
+            matches!(
+                h,
+                c::RH_OWNER | c::RH_ENDORSEMENT | c::RH_PLATFORM | c::RH_LOCKOUT
+            ) || is_pcr(h)
+                || is_transient(h)
+                || is_persistent(h)
+                || h & c::HR_RANGE_MASK == c::NV_INDEX_FIRST
+                || (null && h == c::RH_NULL)
+        }
+        HandleType::Platform => h == c::RH_PLATFORM,
+        HandleType::Provision => matches!(h, c::RH_OWNER | c::RH_PLATFORM),
+        HandleType::HierarchyAuth => matches!(
+            h,
+            c::RH_LOCKOUT | c::RH_ENDORSEMENT | c::RH_OWNER | c::RH_PLATFORM
+        ),
+    }
+}
+
+impl Tpm {
+    /// Check that the entity `h` is present and usable; the error is unnumbered.
+    pub(crate) fn check_present(&self, h: u32) -> TpmResult<()> {
+        let Some(pw) = self.pw.as_ref() else {
+            return err(c::RC_INITIALIZE);
+        };
+        match h {
+            c::RH_PLATFORM if !pw.st.ph_enable => err(c::RC_HIERARCHY),
+            c::RH_OWNER if !pw.st.sh_enable => err(c::RC_HIERARCHY),
+            c::RH_ENDORSEMENT if !pw.st.eh_enable => err(c::RC_HIERARCHY),
+            _ if is_transient(h) && pw.objects.get(h).is_none() => err(c::RC_REFERENCE_H0),
+            _ if is_persistent(h) => err(c::RC_HANDLE),
+            _ if h & c::HR_RANGE_MASK == c::NV_INDEX_FIRST => err(c::RC_HANDLE),
+            _ => Ok(()),
+        }
+    }
+
+    /// The Name of entity `h`: the handle itself for permanent entities, PCRs and sessions.
+    pub(crate) fn entity_name(&self, h: u32) -> Vec<u8> {
+        h.to_be_bytes().to_vec()
+    }
+
+    /// The authValue of entity `h`, or None where it cannot be used (TPM_RC_AUTH_UNAVAILABLE).
+    pub(crate) fn entity_auth(&self, h: u32) -> Option<Vec<u8>> {
+        let pw = self.pw.as_ref()?;
+        match h {
+            c::RH_OWNER => Some(self.perm.owner_auth.0.clone()),
+            c::RH_ENDORSEMENT => Some(self.perm.endorsement_auth.0.clone()),
+            c::RH_LOCKOUT => Some(self.perm.lockout_auth.0.clone()),
+            c::RH_PLATFORM => Some(pw.st.platform_auth.0.clone()),
+            _ if is_pcr(h) => Some(
+                AUTH_GROUP
+                    .iter()
+                    .position(|&p| p == h)
+                    .and_then(|g| pw.st.pcr_auth.0.get(g))
+                    .map(|a| a.0.clone())
+                    .unwrap_or_default(),
+            ),
+            _ if is_transient(h) => match pw.objects.get(h)? {
+                Object::Sequence(s) => Some(s.auth.0.clone()),
+            },
+            _ => None,
+        }
+    }
+
+    /// The authPolicy of entity `h` (TPM_ALG_NULL with no digest if it has none).
+    #[allow(dead_code)]
+    pub(crate) fn entity_policy(&self, h: u32) -> TaggedHash {
+        let none = TaggedHash {
+            alg: c::ALG_NULL,
+            digest: Vec::new(),
+        };
+        match h {
+            c::RH_OWNER => self.perm.owner_policy.clone(),
+            c::RH_ENDORSEMENT => self.perm.endorsement_policy.clone(),
+            c::RH_LOCKOUT => self.perm.lockout_policy.clone(),
+            c::RH_PLATFORM => self
+                .pw
+                .as_ref()
+                .map(|p| p.st.platform_policy.clone())
+                .unwrap_or(none),
+            _ if is_pcr(h) => AUTH_GROUP
+                .iter()
+                .position(|&p| p == h)
+                .and_then(|g| self.perm.pcr_policies.0.get(g))
+                .map(|p| p.policy.clone())
+                .unwrap_or(none),
+            _ => none,
+        }
+    }
+
+    /// Whether failed authorizations of `h` count toward dictionary-attack lockout.
+    /// Hierarchies, PCRs and sequences are not DA-protected; lockoutAuth has its own rule.
+    pub(crate) fn da_protected(&self, h: u32) -> bool {
+        h == c::RH_LOCKOUT
+    }
+}

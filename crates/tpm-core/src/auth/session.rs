@@ -1,0 +1,95 @@
+//! Authorization sessions (HMAC now; policy sessions join with the policy
+//! commands) and the table of loaded sessions.
+
+use crate::constants as c;
+use crate::marshal::{Buffer, List};
+use crate::rc::{err, TpmResult};
+use crate::tpm_struct;
+use crate::types::{digest_size, Nonce};
+
+/// Sessions that may be loaded at once (TPM_PT_HR_LOADED_MIN / MAX_LOADED_SESSIONS).
+pub const MAX_LOADED: usize = 3;
+/// Sessions that may be active (loaded or saved) at once (TPM_PT_ACTIVE_SESSIONS_MAX).
+pub const MAX_ACTIVE: usize = 64;
+
+tpm_struct! {
+    /// One session's state.
+    pub struct Session {
+        pub handle: u32,
+        /// TPM_SE_HMAC, TPM_SE_POLICY or TPM_SE_TRIAL.
+        pub kind: u8,
+        pub auth_hash: u16,
+        pub session_key: Buffer<64>,
+        pub nonce_tpm: Nonce,
+        /// Symmetric algorithm for parameter encryption (TPM_ALG_AES, XOR or NULL).
+        pub sym_alg: u16,
+        /// AES key bits, or the XOR hash.
+        pub sym_bits: u16,
+        /// Digest of the bind entity's Name and authValue (empty: unbound).
+        pub bound_entity: Buffer<64>,
+    }
+}
+
+impl Session {
+    /// Whether the session is bound to the entity with `name` and `auth`.
+    pub fn is_bound_to(&self, name: &[u8], auth: &[u8]) -> bool {
+        !self.bound_entity.is_empty()
+            && crate::crypto::ct_eq(
+                &self.bound_entity.0,
+                &bound_digest(self.auth_hash, name, auth),
+            )
+    }
+    /// Digest size of the session hash.
+    pub fn digest_len(&self) -> usize {
+        digest_size(self.auth_hash)
+    }
+}
+
+/// The value kept to recognise a bind entity.
+pub fn bound_digest(alg: u16, name: &[u8], auth: &[u8]) -> Vec<u8> {
+    crate::crypto::digest(alg, &[name, super::trim_zeros(auth)])
+}
+
+tpm_struct! {
+    /// The loaded sessions.
+    pub struct Sessions {
+        pub loaded: List<Session, MAX_LOADED>,
+    }
+}
+
+impl Sessions {
+    /// The session with `handle`.
+    pub fn get(&self, handle: u32) -> Option<&Session> {
+        self.loaded.0.iter().find(|s| s.handle == handle)
+    }
+    /// The session with `handle`, mutably.
+    pub fn get_mut(&mut self, handle: u32) -> Option<&mut Session> {
+        self.loaded.0.iter_mut().find(|s| s.handle == handle)
+    }
+    /// Remove a session; false if it was not loaded.
+    pub fn remove(&mut self, handle: u32) -> bool {
+        let before = self.loaded.0.len();
+        self.loaded.0.retain(|s| s.handle != handle);
+        before != self.loaded.0.len()
+    }
+    /// A free handle for a new session of `kind`, or the warning saying why there is none.
+    pub fn allocate(&self, kind: u8) -> TpmResult<u32> {
+        if self.loaded.0.len() >= MAX_LOADED {
+            return err(c::RC_SESSION_MEMORY);
+        }
+        let base = if kind == c::SE_HMAC {
+            c::HMAC_SESSION_FIRST
+        } else {
+            c::POLICY_SESSION_FIRST
+        };
+        // Session handles index one shared slot space, as the TPM's do.
+        (0..MAX_ACTIVE as u32)
+            .find(|i| !self.loaded.0.iter().any(|s| s.handle & 0x00FF_FFFF == *i))
+            .map(|i| base + i)
+            .ok_or(crate::rc::Rc(c::RC_SESSION_HANDLES))
+    }
+    /// Number of loaded sessions.
+    pub fn count(&self) -> usize {
+        self.loaded.0.len()
+    }
+}

@@ -1,0 +1,235 @@
+//! Hash/HMAC/event sequences and TPM2_Hash (Part 3 chapters 15 and 17).
+
+use crate::constants as c;
+use crate::crypto::{digest, hmac, Hasher};
+use crate::dispatch::Ctx;
+use crate::engine::objects::{Object, Sequence};
+use crate::engine::{Response, Tpm};
+use crate::marshal::{Buffer, Marshal};
+use crate::rc::{err, Rc, TpmResult};
+use crate::state::pcr::EXTEND;
+use crate::types::{
+    AlgHash, AlgHashOrNull, Auth, Digest, DigestValues, MaxBuffer, TaggedHash, Ticket, HASH_ALGS,
+};
+use crate::{tpm_interface, tpm_params, tpm_response};
+
+/// TPM_GENERATED_VALUE: data starting with it gets no hash-check ticket.
+const GENERATED: [u8; 4] = 0xff54_4347u32.to_be_bytes();
+
+tpm_interface! {
+    /// TPMI_RH_HIERARCHY+: a hierarchy for a ticket, or NULL.
+    pub struct HierarchyOrNull(u32), error = c::RC_VALUE,
+    accept = |h| matches!(h, c::RH_OWNER | c::RH_ENDORSEMENT | c::RH_PLATFORM | c::RH_NULL)
+}
+
+tpm_params! {
+    /// TPM2_Hash parameters.
+    pub struct HashIn { pub data: MaxBuffer, pub hash_alg: AlgHash, pub hierarchy: HierarchyOrNull }
+}
+
+tpm_response! {
+    /// TPM2_Hash and TPM2_SequenceComplete response.
+    pub struct HashOut { pub out_hash: Digest, pub validation: Ticket }
+}
+
+tpm_params! {
+    /// TPM2_HashSequenceStart parameters.
+    pub struct SequenceStartIn { pub auth: Auth, pub hash_alg: AlgHashOrNull }
+}
+
+tpm_params! {
+    /// TPM2_SequenceUpdate parameters.
+    pub struct UpdateIn { pub buffer: MaxBuffer }
+}
+
+tpm_params! {
+    /// TPM2_SequenceComplete parameters.
+    pub struct CompleteIn { pub buffer: MaxBuffer, pub hierarchy: HierarchyOrNull }
+}
+
+tpm_params! {
+    /// TPM2_EventSequenceComplete parameters.
+    pub struct EventCompleteIn { pub buffer: MaxBuffer }
+}
+
+impl Tpm {
+    /// The proof value of `hierarchy`, which keys its tickets.
+    pub(crate) fn proof(&self, hierarchy: u32) -> Option<Vec<u8>> {
+        match hierarchy {
+            c::RH_OWNER => Some(self.perm.sh_proof.0.clone()),
+            c::RH_ENDORSEMENT => Some(self.perm.eh_proof.0.clone()),
+            c::RH_PLATFORM => Some(self.perm.ph_proof.0.clone()),
+            c::RH_NULL => self.pw.as_ref().map(|p| p.null_proof.0.clone()),
+            _ => None,
+        }
+    }
+
+    /// A TPMT_TK_HASHCHECK for `d` (a NULL ticket when `hierarchy` is NULL or none is due).
+    fn hash_ticket(&self, alg: u16, hierarchy: u32, d: &[u8], due: bool) -> Ticket {
+        match self
+            .proof(hierarchy)
+            .filter(|_| due && hierarchy != c::RH_NULL)
+        {
+            Some(proof) => Ticket {
+                tag: c::ST_HASHCHECK,
+                hierarchy,
+                digest: Buffer(hmac(alg, &proof, &[&c::ST_HASHCHECK.to_be_bytes(), d])),
+            },
+            None => Ticket {
+                tag: c::ST_HASHCHECK,
+                hierarchy: c::RH_NULL,
+                digest: Buffer(Vec::new()),
+            },
+        }
+    }
+
+    fn sequence(&mut self, h: u32) -> TpmResult<&mut Sequence> {
+        match self.powered()?.objects.get_mut(h) {
+            Some(Object::Sequence(s)) => Ok(s),
+            None => Err(Rc(c::RC_HANDLE).handle(1)),
+        }
+    }
+}
+
+/// Whether a hierarchy is usable for a ticket (enabled).
+fn check_hierarchy(tpm: &Tpm, h: u32, param: u32) -> TpmResult<()> {
+    let Some(pw) = tpm.pw.as_ref() else {
+        return err(c::RC_INITIALIZE);
+    };
+    let enabled = match h {
+        c::RH_OWNER => pw.st.sh_enable,
+        c::RH_ENDORSEMENT => pw.st.eh_enable,
+        c::RH_PLATFORM => pw.st.ph_enable,
+        _ => true,
+    };
+    if enabled {
+        Ok(())
+    } else {
+        Err(Rc(c::RC_HIERARCHY).param(param))
+    }
+}
+
+/// TPM2_Hash.
+pub fn hash(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    let p = HashIn::parse(&mut ctx.params)?;
+    check_hierarchy(tpm, p.hierarchy.0, 3)?;
+    let d = digest(p.hash_alg.0, &[p.data.as_slice()]);
+    let due = !p.data.as_slice().starts_with(&GENERATED);
+    let validation = tpm.hash_ticket(p.hash_alg.0, p.hierarchy.0, &d, due);
+    Ok(Response::of(&HashOut {
+        out_hash: Buffer(d),
+        validation,
+    }))
+}
+
+/// TPM2_HashSequenceStart: a hash sequence, or an event sequence for TPM_ALG_NULL.
+pub fn hash_sequence_start(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    let p = SequenceStartIn::parse(&mut ctx.params)?;
+    let event = p.hash_alg.0 == c::ALG_NULL;
+    let algs: Vec<u16> = if event {
+        HASH_ALGS.to_vec()
+    } else {
+        vec![p.hash_alg.0]
+    };
+    let hashers = algs
+        .into_iter()
+        .filter_map(|a| Hasher::new(a).map(|h| (a, h)))
+        .collect();
+    let seq = Sequence {
+        auth: p.auth,
+        hashers,
+        event,
+        started: false,
+        ticket_ok: true,
+    };
+    let handle = tpm.powered()?.objects.insert(Object::Sequence(seq))?;
+    Ok(Response {
+        handle: Some(handle),
+        params: Vec::new(),
+    })
+}
+
+fn absorb(seq: &mut Sequence, data: &[u8]) {
+    if !seq.started && !data.is_empty() {
+        seq.started = true;
+        seq.ticket_ok = !data.starts_with(&GENERATED);
+    }
+    for (_, h) in seq.hashers.iter_mut() {
+        h.update(data);
+    }
+}
+
+/// TPM2_SequenceUpdate.
+pub fn sequence_update(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    let p = UpdateIn::parse(&mut ctx.params)?;
+    let seq = tpm.sequence(ctx.handles[0])?;
+    absorb(seq, p.buffer.as_slice());
+    Ok(Response::default())
+}
+
+/// TPM2_SequenceComplete: the digest and a ticket; the sequence is flushed.
+pub fn sequence_complete(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    let p = CompleteIn::parse(&mut ctx.params)?;
+    let h = ctx.handles[0];
+    if tpm.sequence(h)?.event {
+        return Err(Rc(c::RC_MODE).handle(1));
+    }
+    check_hierarchy(tpm, p.hierarchy.0, 2)?;
+    let Some(Object::Sequence(mut seq)) = tpm.powered()?.objects.remove(h) else {
+        return Err(Rc(c::RC_HANDLE).handle(1));
+    };
+    absorb(&mut seq, p.buffer.as_slice());
+    let Some((alg, hasher)) = seq.hashers.pop() else {
+        return err(c::RC_FAILURE);
+    };
+    let d = hasher.finish();
+    let validation = tpm.hash_ticket(alg, p.hierarchy.0, &d, seq.ticket_ok);
+    Ok(Response::of(&HashOut {
+        out_hash: Buffer(d),
+        validation,
+    }))
+}
+
+/// TPM2_EventSequenceComplete: digests in every implemented hash, extended into the PCR.
+pub fn event_sequence_complete(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    let p = EventCompleteIn::parse(&mut ctx.params)?;
+    let (pcr, h) = (ctx.handles[0], ctx.handles[1]);
+    if !tpm
+        .sequence(h)
+        .map_err(|e| {
+            if e == Rc(c::RC_HANDLE).handle(1) {
+                Rc(c::RC_HANDLE).handle(2)
+            } else {
+                e
+            }
+        })?
+        .event
+    {
+        return Err(Rc(c::RC_MODE).handle(2));
+    }
+    if pcr != c::RH_NULL
+        && !crate::state::pcr::in_mask(EXTEND[(ctx.locality as usize).min(4)], pcr as usize)
+    {
+        return err(c::RC_LOCALITY);
+    }
+    let Some(Object::Sequence(mut seq)) = tpm.powered()?.objects.remove(h) else {
+        return Err(Rc(c::RC_HANDLE).handle(2));
+    };
+    absorb(&mut seq, p.buffer.as_slice());
+    let digests: Vec<TaggedHash> = seq
+        .hashers
+        .into_iter()
+        .map(|(alg, h)| TaggedHash {
+            alg,
+            digest: h.finish(),
+        })
+        .collect();
+    if pcr != c::RH_NULL {
+        let pw = tpm.powered()?;
+        for d in &digests {
+            pw.pcrs.extend(pcr as usize, d.alg, &d.digest);
+        }
+        pw.pcrs.note_change(pcr as usize);
+    }
+    Ok(Response::params(DigestValues::from_vec(digests).to_bytes()))
+}

@@ -1,0 +1,24 @@
+//! Part 3 commands, one module per chapter.
+
+pub mod capability;
+pub mod clock;
+pub mod context;
+pub mod hash;
+pub mod hierarchy;
+pub mod pcr;
+pub mod random;
+pub mod session;
+pub mod startup;
+pub mod testing;
+pub mod testparms;
+
+use crate::constants as c;
+use crate::engine::{Powered, Tpm};
+use crate::rc::{Rc, TpmResult};
+
+impl Tpm {
+    /// The powered-on state (commands only run while powered).
+    pub(crate) fn powered(&mut self) -> TpmResult<&mut Powered> {
+        self.pw.as_mut().ok_or(Rc(c::RC_INITIALIZE))
+    }
+}

@@ -1,0 +1,184 @@
+//! The command table: for each implemented command its code, handle area
+//! (interface type and authorization role of each handle), session and
+//! parameter-encryption rules, and handler. It is the single source of
+//! GetCapability(TPM_CAP_COMMANDS): a command not here is TPM_RC_COMMAND_CODE.
+
+use crate::commands as cmd;
+use crate::constants as c;
+use crate::engine::{Response, Tpm};
+use crate::marshal::Reader;
+use crate::rc::TpmResult;
+
+/// The interface type of a handle in the handle area (which values it admits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandleType {
+    /// TPMI_DH_PCR (`null`: TPMI_DH_PCR+).
+    Pcr {
+        /// TPM_RH_NULL allowed.
+        null: bool,
+    },
+    /// TPMI_DH_OBJECT (`null`: +).
+    Object {
+        /// TPM_RH_NULL allowed.
+        null: bool,
+    },
+    /// TPMI_DH_ENTITY (`null`: +).
+    Entity {
+        /// TPM_RH_NULL allowed.
+        null: bool,
+    },
+    /// TPMI_RH_PLATFORM.
+    Platform,
+    /// TPMI_RH_PROVISION: owner or platform.
+    Provision,
+    /// TPMI_RH_HIERARCHY_AUTH: lockout, endorsement, owner, platform.
+    HierarchyAuth,
+}
+
+/// Authorization role a handle needs (Part 3's "@" decorations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// No authorization.
+    None,
+    /// USER role.
+    User,
+    /// ADMIN role.
+    Admin,
+}
+
+/// One handle of a command's handle area.
+#[derive(Debug, Clone, Copy)]
+pub struct HandleSpec {
+    /// Admitted values.
+    pub ty: HandleType,
+    /// Authorization needed.
+    pub role: Role,
+}
+
+/// A command handler: parses its parameters from the reader, acts, answers.
+pub type Handler = fn(&mut Tpm, &mut Ctx<'_>) -> TpmResult<Response>;
+
+/// What a handler gets.
+pub struct Ctx<'a> {
+    /// Locality of the command.
+    pub locality: u8,
+    /// Handle area values, validated.
+    pub handles: &'a [u32],
+    /// The parameter area (decrypted).
+    pub params: Reader<'a>,
+}
+
+/// One implemented command.
+pub struct CommandDef {
+    /// TPM_CC.
+    pub code: u32,
+    /// Handle area.
+    pub handles: &'static [HandleSpec],
+    /// Whether authorization sessions are allowed (false: TPM_RC_AUTH_CONTEXT).
+    pub sessions: bool,
+    /// First command parameter is a TPM2B that may be encrypted.
+    pub decrypt: bool,
+    /// First response parameter is a TPM2B that may be encrypted.
+    pub encrypt: bool,
+    /// The response has a handle.
+    pub r_handle: bool,
+    /// May write NV (TPMA_CC.nv).
+    pub nv: bool,
+    /// Flushes objects or sessions (TPMA_CC.flushed).
+    pub flushed: bool,
+    /// Handler.
+    pub handler: Handler,
+}
+
+impl CommandDef {
+    /// TPMA_CC of this command.
+    pub fn attributes(&self) -> u32 {
+        (self.code & 0xFFFF)
+            | (self.nv as u32) << 22
+            | (self.flushed as u32) << 24
+            | (self.handles.len() as u32) << 25
+            | (self.r_handle as u32) << 28
+    }
+    /// Number of handles needing authorization.
+    pub fn auth_count(&self) -> usize {
+        self.handles.iter().filter(|h| h.role != Role::None).count()
+    }
+}
+
+const fn h(ty: HandleType, role: Role) -> HandleSpec {
+    HandleSpec { ty, role }
+}
+
+use HandleType as T;
+use Role as R;
+
+macro_rules! commands {
+    ($( $code:ident => { handles: [$($hs:expr),*], $(sessions: $s:expr,)? $(decrypt: $d:expr,)? $(encrypt: $e:expr,)?
+        $(r_handle: $rh:expr,)? $(nv: $nv:expr,)? $(flushed: $fl:expr,)? handler: $handler:path } ),* $(,)?) => {
+        /// Every implemented command, in command-code order.
+        pub static COMMANDS: &[CommandDef] = &[$(
+            CommandDef {
+                code: c::$code,
+                handles: &[$($hs),*],
+                sessions: true $(&& $s)?,
+                decrypt: false $(|| $d)?,
+                encrypt: false $(|| $e)?,
+                r_handle: false $(|| $rh)?,
+                nv: false $(|| $nv)?,
+                flushed: false $(|| $fl)?,
+                handler: $handler,
+            }
+        ),*];
+    };
+}
+
+commands! {
+    CC_ClockSet => { handles: [h(T::Provision, R::User)], nv: true, handler: cmd::clock::clock_set },
+    CC_HierarchyChangeAuth => { handles: [h(T::HierarchyAuth, R::User)], decrypt: true, nv: true,
+        handler: cmd::hierarchy::hierarchy_change_auth },
+    CC_PCR_Allocate => { handles: [h(T::Platform, R::User)], nv: true, handler: cmd::pcr::pcr_allocate },
+    CC_PCR_SetAuthPolicy => { handles: [h(T::Platform, R::User)], decrypt: true, nv: true,
+        handler: cmd::pcr::pcr_set_auth_policy },
+    CC_ClockRateAdjust => { handles: [h(T::Provision, R::User)], handler: cmd::clock::clock_rate_adjust },
+    CC_PCR_Event => { handles: [h(T::Pcr { null: true }, R::User)], decrypt: true, handler: cmd::pcr::pcr_event },
+    CC_PCR_Reset => { handles: [h(T::Pcr { null: false }, R::User)], handler: cmd::pcr::pcr_reset },
+    CC_SequenceComplete => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true,
+        flushed: true, handler: cmd::hash::sequence_complete },
+    CC_IncrementalSelfTest => { handles: [], handler: cmd::testing::incremental_self_test },
+    CC_SelfTest => { handles: [], handler: cmd::testing::self_test },
+    CC_Startup => { handles: [], sessions: false, nv: true, handler: cmd::startup::startup },
+    CC_Shutdown => { handles: [], nv: true, handler: cmd::startup::shutdown },
+    CC_StirRandom => { handles: [], decrypt: true, handler: cmd::random::stir_random },
+    CC_SequenceUpdate => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, handler: cmd::hash::sequence_update },
+    CC_FlushContext => { handles: [], sessions: false, handler: cmd::context::flush_context },
+    CC_StartAuthSession => { handles: [h(T::Object { null: true }, R::None), h(T::Entity { null: true }, R::None)],
+        decrypt: true, encrypt: true, r_handle: true, handler: cmd::session::start_auth_session },
+    CC_GetCapability => { handles: [], handler: cmd::capability::get_capability },
+    CC_GetRandom => { handles: [], encrypt: true, handler: cmd::random::get_random },
+    CC_GetTestResult => { handles: [], encrypt: true, handler: cmd::testing::get_test_result },
+    CC_Hash => { handles: [], decrypt: true, encrypt: true, handler: cmd::hash::hash },
+    CC_PCR_Read => { handles: [], handler: cmd::pcr::pcr_read },
+    CC_ReadClock => { handles: [], handler: cmd::clock::read_clock },
+    CC_PCR_Extend => { handles: [h(T::Pcr { null: true }, R::User)], handler: cmd::pcr::pcr_extend },
+    CC_PCR_SetAuthValue => { handles: [h(T::Pcr { null: false }, R::User)], decrypt: true, handler: cmd::pcr::pcr_set_auth_value },
+    CC_EventSequenceComplete => { handles: [h(T::Pcr { null: true }, R::User), h(T::Object { null: false }, R::User)],
+        decrypt: true, flushed: true, handler: cmd::hash::event_sequence_complete },
+    CC_HashSequenceStart => { handles: [], decrypt: true, r_handle: true, handler: cmd::hash::hash_sequence_start },
+    CC_TestParms => { handles: [], handler: cmd::testparms::test_parms },
+}
+
+/// The definition of command `code`, if implemented.
+pub fn lookup(code: u32) -> Option<&'static CommandDef> {
+    COMMANDS
+        .binary_search_by_key(&code, |d| d.code)
+        .ok()
+        .map(|i| &COMMANDS[i])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_is_sorted_and_unique() {
+        assert!(super::COMMANDS.windows(2).all(|w| w[0].code < w[1].code));
+    }
+}

@@ -1,0 +1,395 @@
+//! Command execution in the order of Part 3 section 5: header, mode, handle
+//! area, session area, authorization, parameter decryption, the command,
+//! then response encryption, nonces, response HMACs and NV commit.
+
+use zeroize::Zeroizing;
+
+use super::response::error_response;
+use super::Tpm;
+use crate::auth::area::{self, AuthCommand};
+use crate::auth::entity::admits;
+use crate::auth::param_crypt::transform;
+use crate::auth::trim_zeros;
+use crate::constants as c;
+use crate::crypto::ct_eq;
+use crate::dispatch::{lookup, CommandDef, Ctx, Role};
+use crate::marshal::{marshal_u32_sized, Reader, Unmarshal};
+use crate::rc::{err, Rc, TpmResult};
+use crate::state::clock::CLOCK_UPDATE_MS;
+
+const CONTINUE_SESSION: u8 = c::TPMA_SESSION_CONTINUESESSION;
+const DECRYPT: u8 = c::TPMA_SESSION_DECRYPT;
+const ENCRYPT: u8 = c::TPMA_SESSION_ENCRYPT;
+const AUDIT: u8 = c::TPMA_SESSION_AUDIT;
+
+/// What the command phase learned about a session, kept for the response phase.
+struct SessionUse {
+    cmd: AuthCommand,
+    /// sessionKey || authValue (or just sessionKey when bound or not authorizing).
+    key: Zeroizing<Vec<u8>>,
+}
+
+fn is_session_handle(h: u32) -> bool {
+    matches!(
+        h & c::HR_RANGE_MASK,
+        c::HMAC_SESSION_FIRST | c::POLICY_SESSION_FIRST
+    )
+}
+
+impl Tpm {
+    /// Execute one command; never panics, always returns a well-formed response.
+    pub fn execute(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
+        self.take_cancel();
+        match self.run(locality, command) {
+            Ok(resp) => resp,
+            Err(rc) => error_response(rc.0),
+        }
+    }
+
+    fn run(&mut self, locality: u8, command: &[u8]) -> TpmResult<Vec<u8>> {
+        let mut r = Reader::new(command);
+        let tag = u16::unmarshal(&mut r).map_err(|_| Rc(c::RC_BAD_TAG))?;
+        if tag != c::ST_SESSIONS && tag != c::ST_NO_SESSIONS {
+            return err(c::RC_BAD_TAG);
+        }
+        let size = u32::unmarshal(&mut r).map_err(|_| Rc(c::RC_COMMAND_SIZE))?;
+        if size as usize != command.len() || size < 10 {
+            return err(c::RC_COMMAND_SIZE);
+        }
+        let cc = u32::unmarshal(&mut r).map_err(|_| Rc(c::RC_COMMAND_SIZE))?;
+        let Some(pw) = self.pw.as_ref() else {
+            return err(c::RC_FAILURE);
+        };
+        let started = pw.started;
+        let def = lookup(cc).ok_or(Rc(c::RC_COMMAND_CODE))?;
+        if started == (cc == c::CC_Startup) {
+            return err(c::RC_INITIALIZE);
+        }
+        if locality == 4 && self.config.reject_locality_4 {
+            return err(c::RC_LOCALITY);
+        }
+
+        // Handle area.
+        let mut handles = Vec::with_capacity(def.handles.len());
+        for (i, spec) in def.handles.iter().enumerate() {
+            let n = i as u32 + 1;
+            let h = u32::unmarshal(&mut r).map_err(|e| e.handle(n))?;
+            if !admits(spec.ty, h) {
+                return Err(Rc(c::RC_VALUE).handle(n));
+            }
+            self.check_present(h).map_err(|e| {
+                if e.0 == c::RC_REFERENCE_H0 {
+                    Rc(e.0 + i as u32)
+                } else {
+                    e.handle(n)
+                }
+            })?;
+            handles.push(h);
+        }
+
+        // Session area.
+        let auths = if tag == c::ST_SESSIONS {
+            if !def.sessions {
+                return err(c::RC_AUTH_CONTEXT);
+            }
+            let auth_size = u32::unmarshal(&mut r).map_err(|_| Rc(c::RC_AUTHSIZE))? as usize;
+            if auth_size < 9 || auth_size > r.remaining().len() {
+                return err(c::RC_AUTHSIZE);
+            }
+            area::parse_area(r.take(auth_size)?)?
+        } else {
+            if def.auth_count() > 0 {
+                return err(c::RC_AUTH_MISSING);
+            }
+            Vec::new()
+        };
+        let params_in = r.remaining();
+        let uses = self.check_sessions(def, cc, &handles, &auths, params_in)?;
+
+        // Parameter decryption.
+        let mut params = params_in.to_vec();
+        if let Some(i) = uses.iter().position(|u| u.cmd.attrs & DECRYPT != 0) {
+            let u = &uses[i];
+            let size = params
+                .get(..2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+                .ok_or(Rc(c::RC_SIZE))?;
+            let data = params.get_mut(2..2 + size).ok_or(Rc(c::RC_SIZE))?;
+            let s = self.session(u.cmd.handle)?.clone();
+            transform(&s, &u.key, &u.cmd.nonce, &s.nonce_tpm.0, data, false)?;
+        }
+
+        // The command.
+        let perm_before = def.nv.then(|| self.perm.clone());
+        self.perm_dirty = false;
+        let mut ctx = Ctx {
+            locality,
+            handles: &handles,
+            params: Reader::new(&params),
+        };
+        let result = (def.handler)(self, &mut ctx);
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(rc) => {
+                if let Some(p) = perm_before {
+                    self.perm = p;
+                }
+                self.perm_dirty = false;
+                return Err(rc);
+            }
+        };
+        self.commit(perm_before)?;
+        self.build_response(def, cc, tag, resp, uses)
+    }
+
+    fn session(&self, h: u32) -> TpmResult<&crate::auth::session::Session> {
+        self.pw
+            .as_ref()
+            .and_then(|p| p.sessions.get(h))
+            .ok_or(Rc(c::RC_VALUE))
+    }
+
+    /// Session area validation and authorization checks (Part 3 5.5, 5.6).
+    fn check_sessions(
+        &mut self,
+        def: &CommandDef,
+        cc: u32,
+        handles: &[u32],
+        auths: &[AuthCommand],
+        params: &[u8],
+    ) -> TpmResult<Vec<SessionUse>> {
+        let auth_handles: Vec<u32> = def
+            .handles
+            .iter()
+            .zip(handles)
+            .filter(|(s, _)| s.role != Role::None)
+            .map(|(_, &h)| h)
+            .collect();
+        let mut decrypts = 0;
+        let mut encrypts = 0;
+        for (i, a) in auths.iter().enumerate() {
+            let n = i as u32 + 1;
+            if a.handle == c::RS_PW {
+                if a.attrs & (DECRYPT | ENCRYPT | AUDIT) != 0 || i >= auth_handles.len() {
+                    return Err(Rc(c::RC_ATTRIBUTES).session(n));
+                }
+            } else if is_session_handle(a.handle) {
+                if self.session(a.handle).is_err() {
+                    return err(c::RC_REFERENCE_S0 + i as u32);
+                }
+            } else {
+                return Err(Rc(c::RC_HANDLE).session(n));
+            }
+            if a.attrs & AUDIT != 0 {
+                // Session audit is not implemented: refuse rather than pretend.
+                return Err(Rc(c::RC_ATTRIBUTES).session(n));
+            }
+            if a.attrs & DECRYPT != 0 {
+                decrypts += 1;
+                if decrypts > 1 || !def.decrypt {
+                    return Err(Rc(c::RC_ATTRIBUTES).session(n));
+                }
+            }
+            if a.attrs & ENCRYPT != 0 {
+                encrypts += 1;
+                if encrypts > 1 || !def.encrypt {
+                    return Err(Rc(c::RC_ATTRIBUTES).session(n));
+                }
+            }
+            if i >= auth_handles.len() && a.attrs & (DECRYPT | ENCRYPT | AUDIT) == 0 {
+                return Err(Rc(c::RC_ATTRIBUTES).session(n));
+            }
+        }
+        if auths.len() < auth_handles.len() {
+            return err(c::RC_AUTH_MISSING);
+        }
+
+        let names: Vec<Vec<u8>> = handles.iter().map(|&h| self.entity_name(h)).collect();
+        // Nonces of a separate decrypt/encrypt session go into the first session's HMAC.
+        let nonce_of = |attr: u8| -> Option<(usize, Vec<u8>)> {
+            let i = auths.iter().position(|a| a.attrs & attr != 0)?;
+            let s = self.pw.as_ref()?.sessions.get(auths[i].handle)?;
+            Some((i, s.nonce_tpm.0.clone()))
+        };
+        let nonce_dec = nonce_of(DECRYPT)
+            .filter(|(i, _)| *i != 0)
+            .map(|(_, n)| n)
+            .unwrap_or_default();
+        let nonce_enc = nonce_of(ENCRYPT)
+            .filter(|(i, _)| *i != 0)
+            .map(|(_, n)| n)
+            .unwrap_or_default();
+
+        let mut uses = Vec::with_capacity(auths.len());
+        for (i, a) in auths.iter().enumerate() {
+            let n = i as u32 + 1;
+            let entity = auth_handles.get(i).copied();
+            let auth = match entity {
+                Some(h) => Zeroizing::new(self.entity_auth(h).ok_or(Rc(c::RC_AUTH_UNAVAILABLE))?),
+                None => Zeroizing::new(Vec::new()),
+            };
+            let fail = |h: u32| {
+                if self.da_protected(h) {
+                    Rc(c::RC_AUTH_FAIL).session(n)
+                } else {
+                    Rc(c::RC_BAD_AUTH).session(n)
+                }
+            };
+            if a.handle == c::RS_PW {
+                let h = entity.unwrap_or(c::RH_NULL);
+                if !ct_eq(trim_zeros(&a.hmac), trim_zeros(&auth)) {
+                    return Err(fail(h));
+                }
+                uses.push(SessionUse {
+                    cmd: a.clone(),
+                    key: Zeroizing::new(Vec::new()),
+                });
+                continue;
+            }
+            let s = self.session(a.handle)?;
+            let mut key = Zeroizing::new(s.session_key.0.clone());
+            if let Some(h) = entity {
+                if !s.is_bound_to(&self.entity_name(h), &auth) {
+                    key.extend_from_slice(trim_zeros(&auth));
+                }
+                let cp = area::cp_hash(s.auth_hash, cc, &names, params);
+                let extra: Vec<&[u8]> = if i == 0 {
+                    vec![&nonce_dec, &nonce_enc]
+                } else {
+                    vec![]
+                };
+                let expect = area::session_hmac(
+                    s.auth_hash,
+                    &key,
+                    &cp,
+                    &a.nonce,
+                    &s.nonce_tpm.0,
+                    &extra,
+                    a.attrs,
+                );
+                if !ct_eq(&expect, &a.hmac) {
+                    return Err(fail(h));
+                }
+            }
+            uses.push(SessionUse {
+                cmd: a.clone(),
+                key,
+            });
+        }
+        Ok(uses)
+    }
+
+    /// Persist permanent state the command changed (and the clock when due);
+    /// on failure the command's changes are undone and the caller is told.
+    fn commit(&mut self, before: Option<crate::state::Permanent>) -> TpmResult<()> {
+        if let Some(pw) = self.pw.as_ref() {
+            let now = pw.clock.clock();
+            if now >= self.perm.clock.saturating_add(CLOCK_UPDATE_MS) {
+                self.perm.clock = now;
+                self.perm_dirty = true;
+            }
+        }
+        if !self.perm_dirty {
+            return Ok(());
+        }
+        self.perm_dirty = false;
+        let ok = self.nv_available && self.store_permanent().is_ok();
+        if !ok {
+            if let Some(p) = before {
+                self.perm = p;
+                return err(if self.nv_available {
+                    c::RC_NV_RATE
+                } else {
+                    c::RC_NV_UNAVAILABLE
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn build_response(
+        &mut self,
+        def: &CommandDef,
+        cc: u32,
+        tag: u16,
+        resp: super::Response,
+        uses: Vec<SessionUse>,
+    ) -> TpmResult<Vec<u8>> {
+        let mut params = resp.params;
+        // New nonceTPM for every HMAC/policy session still loaded.
+        let mut new_nonces: Vec<Option<Vec<u8>>> = Vec::with_capacity(uses.len());
+        for u in &uses {
+            let len = self
+                .pw
+                .as_ref()
+                .and_then(|p| p.sessions.get(u.cmd.handle))
+                .map(|s| s.digest_len());
+            new_nonces.push(len.map(|n| {
+                let mut v = vec![0u8; n];
+                rand::RngCore::fill_bytes(&mut self.rng, &mut v);
+                v
+            }));
+        }
+        if let Some(i) = uses.iter().position(|u| u.cmd.attrs & ENCRYPT != 0) {
+            if let (Some(nonce), Some(s)) = (
+                &new_nonces[i],
+                self.pw
+                    .as_ref()
+                    .and_then(|p| p.sessions.get(uses[i].cmd.handle)),
+            ) {
+                let s = s.clone();
+                let size = params
+                    .get(..2)
+                    .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+                    .unwrap_or(0);
+                if let Some(data) = params.get_mut(2..2 + size) {
+                    transform(&s, &uses[i].key, nonce, &uses[i].cmd.nonce, data, true)?;
+                }
+            }
+        }
+
+        let mut out = Vec::with_capacity(params.len() + 64);
+        out.extend_from_slice(&tag.to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        out.extend_from_slice(&0u32.to_be_bytes());
+        if def.r_handle {
+            out.extend_from_slice(&resp.handle.unwrap_or(0).to_be_bytes());
+        }
+        if tag == c::ST_SESSIONS {
+            marshal_u32_sized(&mut out, |w| w.extend_from_slice(&params));
+            for (u, nonce) in uses.iter().zip(new_nonces) {
+                let live = self
+                    .pw
+                    .as_mut()
+                    .and_then(|p| p.sessions.get_mut(u.cmd.handle));
+                match (live, nonce) {
+                    (Some(s), Some(nonce)) => {
+                        let rp = area::rp_hash(s.auth_hash, cc, &params);
+                        let hmac = area::session_hmac(
+                            s.auth_hash,
+                            &u.key,
+                            &rp,
+                            &nonce,
+                            &u.cmd.nonce,
+                            &[],
+                            u.cmd.attrs,
+                        );
+                        s.nonce_tpm.0.clone_from(&nonce);
+                        area::marshal_auth_response(&mut out, &nonce, u.cmd.attrs, &hmac);
+                    }
+                    _ => area::marshal_auth_response(&mut out, &[], CONTINUE_SESSION, &[]),
+                }
+                if u.cmd.attrs & CONTINUE_SESSION == 0 && u.cmd.handle != c::RS_PW {
+                    if let Some(p) = self.pw.as_mut() {
+                        p.sessions.remove(u.cmd.handle);
+                    }
+                }
+            }
+        } else {
+            out.extend_from_slice(&params);
+        }
+        let len = out.len() as u32;
+        out[2..6].copy_from_slice(&len.to_be_bytes());
+        Ok(out)
+    }
+}

@@ -1,0 +1,404 @@
+//! The engine: power states, state loading and persisting, and the embedding
+//! API used by the TPM thread. Command execution lives in `execute`.
+
+mod execute;
+
+pub mod objects;
+mod response;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
+use crate::auth::session::Sessions;
+use crate::constants as c;
+use crate::marshal::{Buffer, List, Marshal, Unmarshal};
+use crate::persist::{BlobKind, PersistError, Persistence};
+use crate::state::pcr::CrtmSequence;
+use crate::state::permanent::{Secret64, NOT_ORDERLY};
+use crate::state::saved::StClear;
+use crate::state::{Clock, PcrBanks, Permanent, SaveState, VolatileSnapshot, STATE_VERSION};
+use crate::types::{Auth, TaggedHash};
+use objects::Objects;
+
+pub use response::{error_response, Response};
+
+/// Engine configuration chosen by the embedder.
+#[derive(Debug, Clone, Default)]
+pub struct TpmConfig {
+    /// Reject commands sent at locality 4 (swtpm --locality reject-locality-4).
+    pub reject_locality_4: bool,
+}
+
+/// Errors of the engine's embedding API (not TPM response codes).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Loading or storing state failed.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    /// A state blob could not be decoded.
+    #[error("state blob {} is damaged or of an unknown format: {reason}", .blob.name())]
+    BadState {
+        /// Which blob.
+        blob: BlobKind,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The operation needs the TPM powered off / on.
+    #[error("{0}")]
+    WrongPowerState(&'static str),
+}
+
+/// State that exists only while the TPM is powered on.
+pub struct Powered {
+    /// TPM2_Startup has completed.
+    pub started: bool,
+    pub clock: Clock,
+    pub st: StClear,
+    pub pcrs: PcrBanks,
+    pub sessions: Sessions,
+    pub objects: Objects,
+    pub null_seed: Secret64,
+    pub null_proof: Secret64,
+    /// An H-CRTM sequence in progress.
+    pub crtm: Option<CrtmSequence>,
+    /// An H-CRTM measurement happened before Startup: PCR 0 keeps it.
+    pub hcrtm_done: bool,
+    /// The shutdown before the last Startup was orderly (TPMA_STARTUP_CLEAR.orderly).
+    pub was_orderly: bool,
+}
+
+/// The TPM engine.
+pub struct Tpm {
+    persist: Box<dyn Persistence>,
+    pub(crate) config: TpmConfig,
+    pub(crate) perm: Permanent,
+    pub(crate) pw: Option<Powered>,
+    pub(crate) rng: StdRng,
+    cancel: Arc<AtomicBool>,
+    pub(crate) physical_presence: bool,
+    pub(crate) nv_available: bool,
+    /// Set by commands that changed `perm`; execute persists it before answering.
+    pub(crate) perm_dirty: bool,
+}
+
+fn decode<T: Unmarshal>(blob: BlobKind, bytes: &[u8]) -> Result<T, Error> {
+    let version = bytes.get(..2).map(|v| u16::from_be_bytes([v[0], v[1]]));
+    if version != Some(STATE_VERSION) {
+        return Err(Error::BadState {
+            blob,
+            reason: format!("format version {version:?}, expected {STATE_VERSION}"),
+        });
+    }
+    T::from_bytes(bytes).map_err(|rc| Error::BadState {
+        blob,
+        reason: format!("does not parse (code {:#x})", rc.0),
+    })
+}
+
+impl Tpm {
+    /// Load permanent state through `persist`, or manufacture a new TPM if there is none.
+    pub fn new(mut persist: Box<dyn Persistence>, config: TpmConfig) -> Result<Tpm, Error> {
+        let mut rng = StdRng::from_entropy();
+        let perm = match persist.load(BlobKind::Permanent)? {
+            Some(bytes) => decode::<Permanent>(BlobKind::Permanent, &bytes)?,
+            None => {
+                let p = Permanent::manufacture(&mut rng);
+                persist.store(BlobKind::Permanent, &p.to_bytes())?;
+                p
+            }
+        };
+        Ok(Tpm {
+            persist,
+            config,
+            perm,
+            pw: None,
+            rng,
+            cancel: Arc::new(AtomicBool::new(false)),
+            physical_presence: false,
+            nv_available: true,
+            perm_dirty: false,
+        })
+    }
+
+    pub(crate) fn random_secret(&mut self) -> Secret64 {
+        let mut b = vec![0u8; 64];
+        self.rng.fill_bytes(&mut b);
+        Buffer(b)
+    }
+
+    pub(crate) fn fresh_st_clear() -> StClear {
+        StClear {
+            platform_auth: Auth::default(),
+            platform_policy: TaggedHash {
+                alg: c::ALG_NULL,
+                digest: Vec::new(),
+            },
+            ph_enable: true,
+            sh_enable: true,
+            eh_enable: true,
+            ph_enable_nv: true,
+            pcr_auth: List(vec![Auth::default(); crate::state::pcr::AUTH_GROUP.len()]),
+        }
+    }
+
+    /// _TPM_Init: power on. Resumes from a stored volatile snapshot if there is one
+    /// (and `delete_volatile` is false); the snapshot is consumed so it can never be
+    /// replayed to roll PCRs back.
+    pub fn power_on(&mut self, delete_volatile: bool) -> Result<(), Error> {
+        let snapshot = if delete_volatile {
+            None
+        } else {
+            self.persist.load(BlobKind::Volatile)?
+        };
+        if delete_volatile || snapshot.is_some() {
+            self.persist.delete(BlobKind::Volatile)?;
+        }
+        let safe = self.perm.orderly != NOT_ORDERLY;
+        let clock = Clock::power_on(self.perm.clock, safe);
+        let powered = match snapshot {
+            Some(bytes) => {
+                let v: VolatileSnapshot = decode(BlobKind::Volatile, &bytes)?;
+                let mut clock = clock;
+                clock.safe = v.clock_safe;
+                Powered {
+                    started: v.started,
+                    clock,
+                    st: v.st_clear,
+                    pcrs: v.pcrs,
+                    sessions: v.sessions,
+                    objects: Objects::default(),
+                    null_seed: v.null_seed,
+                    null_proof: v.null_proof,
+                    crtm: None,
+                    hcrtm_done: false,
+                    was_orderly: true,
+                }
+            }
+            None => Powered {
+                started: false,
+                clock,
+                st: Self::fresh_st_clear(),
+                pcrs: PcrBanks::reset(&self.perm.pcr_allocation, 0),
+                sessions: Sessions::default(),
+                objects: Objects::default(),
+                null_seed: self.random_secret(),
+                null_proof: self.random_secret(),
+                crtm: None,
+                hcrtm_done: false,
+                was_orderly: true,
+            },
+        };
+        self.pw = Some(powered);
+        Ok(())
+    }
+
+    /// Power off. Persistent state is always already durable; the clock is written
+    /// so it does not fall back. Volatile state is lost, as on real power loss.
+    pub fn power_off(&mut self) -> Result<(), Error> {
+        if let Some(pw) = self.pw.take() {
+            self.perm.clock = pw.clock.clock();
+            self.store_permanent()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the TPM is powered on.
+    pub fn is_powered(&self) -> bool {
+        self.pw.is_some()
+    }
+
+    pub(crate) fn store_permanent(&mut self) -> Result<(), PersistError> {
+        let bytes = self.perm.to_bytes();
+        self.persist.store(BlobKind::Permanent, &bytes)
+    }
+
+    pub(crate) fn store_blob(&mut self, kind: BlobKind, bytes: &[u8]) -> Result<(), PersistError> {
+        self.persist.store(kind, bytes)
+    }
+
+    pub(crate) fn load_blob(&mut self, kind: BlobKind) -> Result<Option<Vec<u8>>, PersistError> {
+        self.persist.load(kind)
+    }
+
+    fn snapshot(&self) -> Option<VolatileSnapshot> {
+        let pw = self.pw.as_ref()?;
+        Some(VolatileSnapshot {
+            version: STATE_VERSION,
+            started: pw.started,
+            st_clear: pw.st.clone(),
+            pcrs: pw.pcrs.clone(),
+            null_seed: pw.null_seed.clone(),
+            null_proof: pw.null_proof.clone(),
+            sessions: pw.sessions.clone(),
+            clock_safe: pw.clock.safe,
+        })
+    }
+
+    /// _TPM_Hash_Start: begin an H-CRTM measurement (one hash per allocated bank).
+    pub fn hash_start(&mut self) -> Result<(), Error> {
+        let pw = self
+            .pw
+            .as_mut()
+            .ok_or(Error::WrongPowerState("the TPM is not powered on"))?;
+        let hashes = pw
+            .pcrs
+            .banks
+            .0
+            .iter()
+            .filter(|b| b.any_allocated())
+            .filter_map(|b| crate::crypto::Hasher::new(b.alg).map(|h| (b.alg, h)))
+            .collect();
+        pw.crtm = Some(CrtmSequence { hashes });
+        Ok(())
+    }
+
+    /// _TPM_Hash_Data.
+    pub fn hash_data(&mut self, data: &[u8]) -> Result<(), Error> {
+        let pw = self
+            .pw
+            .as_mut()
+            .ok_or(Error::WrongPowerState("the TPM is not powered on"))?;
+        let seq = pw.crtm.as_mut().ok_or(Error::WrongPowerState(
+            "no _TPM_Hash_Start before _TPM_Hash_Data",
+        ))?;
+        for (_, h) in seq.hashes.iter_mut() {
+            h.update(data);
+        }
+        Ok(())
+    }
+
+    /// _TPM_Hash_End: before Startup this is an H-CRTM event (PCR 0 starts at 4 and
+    /// is extended); after Startup it is a D-RTM event (PCR 17 is reset and extended,
+    /// PCRs 18-22 reset). Either way tpmEstablished becomes SET.
+    pub fn hash_end(&mut self) -> Result<(), Error> {
+        let pw = self
+            .pw
+            .as_mut()
+            .ok_or(Error::WrongPowerState("the TPM is not powered on"))?;
+        let seq = pw.crtm.take().ok_or(Error::WrongPowerState(
+            "no _TPM_Hash_Start before _TPM_Hash_End",
+        ))?;
+        let pcr = if pw.started {
+            for i in 17..=22 {
+                pw.pcrs.set_all(i, 0);
+            }
+            17
+        } else {
+            pw.pcrs.set_all(0, 0);
+            for b in pw.pcrs.banks.0.iter_mut() {
+                if let Some(last) = b.values.0.first_mut().and_then(|v| v.0.last_mut()) {
+                    *last = 4;
+                }
+            }
+            pw.hcrtm_done = true;
+            0
+        };
+        for (alg, h) in seq.hashes {
+            let d = h.finish();
+            pw.pcrs.extend(pcr, alg, &d);
+        }
+        if !self.perm.tpm_established {
+            self.perm.tpm_established = true;
+            self.store_permanent()?;
+        }
+        Ok(())
+    }
+
+    /// TPM_ACCESS.tpmEstablishment.
+    pub fn tpm_established(&self) -> bool {
+        self.perm.tpm_established
+    }
+
+    /// Reset tpmEstablishment; only from locality 3 or 4.
+    pub fn reset_established(&mut self, locality: u8) -> Result<(), Error> {
+        if locality < 3 {
+            return Err(Error::WrongPowerState(
+                "tpmEstablished can be reset only from locality 3 or 4",
+            ));
+        }
+        if self.perm.tpm_established {
+            self.perm.tpm_established = false;
+            self.store_permanent()?;
+        }
+        Ok(())
+    }
+
+    /// Persist the volatile state now (it is consumed by the next power_on).
+    pub fn store_volatile(&mut self) -> Result<(), Error> {
+        let snap = self
+            .snapshot()
+            .ok_or(Error::WrongPowerState("the TPM is not powered on"))?;
+        self.persist.store(BlobKind::Volatile, &snap.to_bytes())?;
+        Ok(())
+    }
+
+    /// The serialised state blob of `kind` (for migration). For the volatile blob
+    /// of a running TPM this is a fresh snapshot.
+    pub fn state_blob(&mut self, kind: BlobKind) -> Result<Vec<u8>, Error> {
+        match kind {
+            BlobKind::Permanent => {
+                let mut p = self.perm.clone();
+                if let Some(pw) = &self.pw {
+                    p.clock = pw.clock.clock();
+                }
+                Ok(p.to_bytes())
+            }
+            BlobKind::Volatile => match self.snapshot() {
+                Some(s) => Ok(s.to_bytes()),
+                None => Ok(self.persist.load(kind)?.unwrap_or_default()),
+            },
+            BlobKind::SaveState => Ok(self.persist.load(kind)?.unwrap_or_default()),
+        }
+    }
+
+    /// Install a state blob (only while powered off); it is validated and persisted.
+    /// An empty blob removes the volatile or save state.
+    pub fn set_state_blob(&mut self, kind: BlobKind, data: &[u8]) -> Result<(), Error> {
+        if self.pw.is_some() {
+            return Err(Error::WrongPowerState(
+                "state blobs can be set only while the TPM is powered off",
+            ));
+        }
+        match kind {
+            BlobKind::Permanent => {
+                let p: Permanent = decode(kind, data)?;
+                self.persist.store(kind, data)?;
+                self.perm = p;
+            }
+            BlobKind::Volatile | BlobKind::SaveState if data.is_empty() => {
+                self.persist.delete(kind)?
+            }
+            BlobKind::Volatile => {
+                decode::<VolatileSnapshot>(kind, data)?;
+                self.persist.store(kind, data)?;
+            }
+            BlobKind::SaveState => {
+                decode::<SaveState>(kind, data)?;
+                self.persist.store(kind, data)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Physical presence asserted or not.
+    pub fn set_physical_presence(&mut self, asserted: bool) {
+        self.physical_presence = asserted;
+    }
+
+    /// NV available or not; NV-writing commands fail with TPM_RC_NV_UNAVAILABLE while off.
+    pub fn set_nv_available(&mut self, available: bool) {
+        self.nv_available = available;
+    }
+
+    /// A flag the transport may set to cancel a long-running command (TPM_RC_CANCELED).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    pub(crate) fn take_cancel(&self) -> bool {
+        self.cancel.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+}

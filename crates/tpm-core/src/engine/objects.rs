@@ -1,0 +1,76 @@
+//! Transient objects held in RAM: hash and event sequences for now; keys
+//! join with the object commands.
+
+use crate::constants as c;
+use crate::crypto::Hasher;
+use crate::rc::{err, TpmResult};
+use crate::types::Auth;
+
+/// Object slots (TPM_PT_HR_TRANSIENT_MIN, as libtpms' MAX_LOADED_OBJECTS).
+pub const MAX_OBJECTS: usize = 3;
+
+/// A hash or event sequence started by HashSequenceStart.
+#[derive(Clone)]
+pub struct Sequence {
+    /// The sequence's authValue.
+    pub auth: Auth,
+    /// One running hash (hash sequence) or one per implemented hash (event sequence).
+    pub hashers: Vec<(u16, Hasher)>,
+    /// An event sequence (hashAlg was TPM_ALG_NULL).
+    pub event: bool,
+    /// Whether data has been added (to test the first block for TPM_GENERATED_VALUE).
+    pub started: bool,
+    /// False once the first block began with TPM_GENERATED_VALUE: no ticket then.
+    pub ticket_ok: bool,
+}
+
+/// A loaded transient object.
+#[derive(Clone)]
+pub enum Object {
+    /// A hash or event sequence.
+    Sequence(Sequence),
+}
+
+/// The transient object slots.
+#[derive(Clone, Default)]
+pub struct Objects {
+    slots: Vec<(u32, Object)>,
+}
+
+impl Objects {
+    /// Load `obj`, returning its handle, or TPM_RC_OBJECT_MEMORY when full.
+    pub fn insert(&mut self, obj: Object) -> TpmResult<u32> {
+        if self.slots.len() >= MAX_OBJECTS {
+            return err(c::RC_OBJECT_MEMORY);
+        }
+        let h = (0..MAX_OBJECTS as u32 * 2)
+            .map(|i| c::TRANSIENT_FIRST + i)
+            .find(|h| !self.slots.iter().any(|(x, _)| x == h))
+            .unwrap_or(c::TRANSIENT_FIRST);
+        self.slots.push((h, obj));
+        Ok(h)
+    }
+    /// The object at `h`.
+    pub fn get(&self, h: u32) -> Option<&Object> {
+        self.slots.iter().find(|(x, _)| *x == h).map(|(_, o)| o)
+    }
+    /// The object at `h`, mutably.
+    pub fn get_mut(&mut self, h: u32) -> Option<&mut Object> {
+        self.slots.iter_mut().find(|(x, _)| *x == h).map(|(_, o)| o)
+    }
+    /// Remove the object at `h`.
+    pub fn remove(&mut self, h: u32) -> Option<Object> {
+        let i = self.slots.iter().position(|(x, _)| *x == h)?;
+        Some(self.slots.remove(i).1)
+    }
+    /// Handles in ascending order.
+    pub fn handles(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.slots.iter().map(|(h, _)| *h).collect();
+        v.sort_unstable();
+        v
+    }
+    /// Number of loaded objects.
+    pub fn count(&self) -> usize {
+        self.slots.len()
+    }
+}

@@ -1,0 +1,49 @@
+//! What Shutdown(STATE) keeps (the save state) and what a volatile snapshot
+//! holds (suspend, migration).
+
+use super::pcr::PcrBanks;
+use super::permanent::Secret64;
+use crate::auth::session::Sessions;
+use crate::marshal::List;
+use crate::tpm_struct;
+use crate::types::{Auth, TaggedHash};
+
+tpm_struct! {
+    /// State cleared by Startup(CLEAR) and kept by Startup(STATE) (Part 1 "stClear").
+    pub struct StClear {
+        pub platform_auth: Auth,
+        pub platform_policy: TaggedHash,
+        pub ph_enable: bool,
+        pub sh_enable: bool,
+        pub eh_enable: bool,
+        pub ph_enable_nv: bool,
+        /// PCR_SetAuthValue values of the PCR auth group.
+        pub pcr_auth: List<Auth, 8>,
+    }
+}
+
+tpm_struct! {
+    /// Written by Shutdown(STATE), read by Startup(STATE).
+    pub struct SaveState {
+        pub version: u16,
+        pub st_clear: StClear,
+        pub pcrs: PcrBanks,
+        pub null_seed: Secret64,
+        pub null_proof: Secret64,
+    }
+}
+
+tpm_struct! {
+    /// Everything in RAM while powered (CMD_STORE_VOLATILE, GET_STATEBLOB volatile).
+    /// Hash sequence objects are not kept: their hash states cannot be exported.
+    pub struct VolatileSnapshot {
+        pub version: u16,
+        pub started: bool,
+        pub st_clear: StClear,
+        pub pcrs: PcrBanks,
+        pub null_seed: Secret64,
+        pub null_proof: Secret64,
+        pub sessions: Sessions,
+        pub clock_safe: bool,
+    }
+}

@@ -1,0 +1,16 @@
+//! Part 2 structures, grouped by what they describe. Each is declared once
+//! with the marshal macros.
+
+mod algorithms;
+mod basic;
+mod capability;
+mod pcr;
+mod sym;
+mod time;
+
+pub use algorithms::*;
+pub use basic::*;
+pub use capability::*;
+pub use pcr::*;
+pub use sym::*;
+pub use time::*;

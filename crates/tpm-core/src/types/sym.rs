@@ -1,0 +1,102 @@
+//! Symmetric algorithm definitions (TPMT_SYM_DEF and TPMT_SYM_DEF_OBJECT).
+
+use super::algorithms::is_hash;
+use crate::constants as c;
+use crate::marshal::{Marshal, Reader, Unmarshal};
+use crate::rc::{err, TpmResult};
+
+/// TPMT_SYM_DEF / TPMT_SYM_DEF_OBJECT: algorithm, key size (or hash for XOR), mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymDef {
+    /// TPM_ALG_NULL.
+    Null,
+    /// AES with a key size in bits and a block mode.
+    Aes {
+        /// 128, 192 or 256.
+        bits: u16,
+        /// TPM_ALG_CFB, CTR, OFB, CBC, ECB or NULL.
+        mode: u16,
+    },
+    /// XOR obfuscation with a hash (TPMT_SYM_DEF only).
+    Xor {
+        /// The hash used by the obfuscation KDF.
+        hash: u16,
+    },
+}
+
+impl SymDef {
+    /// Parse; `allow_xor` distinguishes TPMT_SYM_DEF from TPMT_SYM_DEF_OBJECT.
+    pub fn unmarshal_with(r: &mut Reader<'_>, allow_xor: bool) -> TpmResult<Self> {
+        let alg = u16::unmarshal(r)?;
+        match alg {
+            c::ALG_NULL => Ok(SymDef::Null),
+            c::ALG_AES => {
+                let bits = u16::unmarshal(r)?;
+                if !matches!(bits, 128 | 192 | 256) {
+                    return err(c::RC_VALUE);
+                }
+                let mode = u16::unmarshal(r)?;
+                if !matches!(
+                    mode,
+                    c::ALG_CFB | c::ALG_CTR | c::ALG_OFB | c::ALG_CBC | c::ALG_ECB | c::ALG_NULL
+                ) {
+                    return err(c::RC_MODE);
+                }
+                Ok(SymDef::Aes { bits, mode })
+            }
+            c::ALG_XOR if allow_xor => {
+                let hash = u16::unmarshal(r)?;
+                if !is_hash(hash) {
+                    return err(c::RC_HASH);
+                }
+                Ok(SymDef::Xor { hash })
+            }
+            _ => err(c::RC_SYMMETRIC),
+        }
+    }
+
+    /// Key size in bits (0 for NULL and XOR).
+    pub fn key_bits(self) -> u16 {
+        match self {
+            SymDef::Aes { bits, .. } => bits,
+            _ => 0,
+        }
+    }
+}
+
+impl Marshal for SymDef {
+    fn marshal(&self, w: &mut Vec<u8>) {
+        match *self {
+            SymDef::Null => c::ALG_NULL.marshal(w),
+            SymDef::Aes { bits, mode } => {
+                c::ALG_AES.marshal(w);
+                bits.marshal(w);
+                mode.marshal(w);
+            }
+            SymDef::Xor { hash } => {
+                c::ALG_XOR.marshal(w);
+                hash.marshal(w);
+            }
+        }
+    }
+}
+
+/// TPMT_SYM_DEF (allows XOR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSym(pub SymDef);
+
+impl Unmarshal for SessionSym {
+    fn unmarshal(r: &mut Reader<'_>) -> TpmResult<Self> {
+        SymDef::unmarshal_with(r, true).map(SessionSym)
+    }
+}
+
+/// TPMT_SYM_DEF_OBJECT (no XOR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectSym(pub SymDef);
+
+impl Unmarshal for ObjectSym {
+    fn unmarshal(r: &mut Reader<'_>) -> TpmResult<Self> {
+        SymDef::unmarshal_with(r, false).map(ObjectSym)
+    }
+}
