@@ -64,8 +64,14 @@ impl Tpm {
         }
     }
 
-    /// The Name of entity `h`: the handle itself for permanent entities, PCRs and sessions.
+    /// The Name of entity `h`: the handle itself for permanent entities, PCRs and
+    /// sessions; empty for sequence objects, whose public area has no nameAlg.
     pub(crate) fn entity_name(&self, h: u32) -> Vec<u8> {
+        if is_transient(h) {
+            if let Some(Object::Sequence(_)) = self.pw.as_ref().and_then(|p| p.objects.get(h)) {
+                return Vec::new();
+            }
+        }
         h.to_be_bytes().to_vec()
     }
 

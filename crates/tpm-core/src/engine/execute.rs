@@ -25,6 +25,8 @@ const AUDIT: u8 = c::TPMA_SESSION_AUDIT;
 /// What the command phase learned about a session, kept for the response phase.
 struct SessionUse {
     cmd: AuthCommand,
+    /// The entity this session authorizes, if any.
+    entity: Option<u32>,
     /// sessionKey || authValue (or just sessionKey when bound or not authorizing).
     key: Zeroizing<Vec<u8>>,
 }
@@ -242,16 +244,14 @@ impl Tpm {
                 }
                 uses.push(SessionUse {
                     cmd: a.clone(),
+                    entity,
                     key: Zeroizing::new(Vec::new()),
                 });
                 continue;
             }
             let s = self.session(a.handle)?;
-            let mut key = Zeroizing::new(s.session_key.0.clone());
+            let key = self.session_value(a.handle, entity)?;
             if let Some(h) = entity {
-                if !s.is_bound_to(&self.entity_name(h), &auth) {
-                    key.extend_from_slice(trim_zeros(&auth));
-                }
                 let cp = area::cp_hash(s.auth_hash, cc, &names, params);
                 let extra: Vec<&[u8]> = if i == 0 {
                     vec![&nonce_dec, &nonce_enc]
@@ -273,10 +273,25 @@ impl Tpm {
             }
             uses.push(SessionUse {
                 cmd: a.clone(),
+                entity,
                 key,
             });
         }
         Ok(uses)
+    }
+
+    /// sessionKey || authValue of `entity` (without the authValue when the
+    /// session is bound to it), from the entity's current authValue.
+    fn session_value(&self, session: u32, entity: Option<u32>) -> TpmResult<Zeroizing<Vec<u8>>> {
+        let s = self.session(session)?;
+        let mut key = Zeroizing::new(s.session_key.0.clone());
+        if let Some(h) = entity {
+            let auth = Zeroizing::new(self.entity_auth(h).unwrap_or_default());
+            if !s.is_bound_to(&self.entity_name(h), &auth) {
+                key.extend_from_slice(trim_zeros(&auth));
+            }
+        }
+        Ok(key)
     }
 
     /// Persist permanent state the command changed (and the clock when due);
@@ -316,6 +331,14 @@ impl Tpm {
         uses: Vec<SessionUse>,
     ) -> TpmResult<Vec<u8>> {
         let mut params = resp.params;
+        // The response is keyed with the authValues as they are after the command
+        // (HierarchyChangeAuth answers under the new value), as the reference does.
+        let mut uses = uses;
+        for u in uses.iter_mut().filter(|u| u.cmd.handle != c::RS_PW) {
+            if let Ok(k) = self.session_value(u.cmd.handle, u.entity) {
+                u.key = k;
+            }
+        }
         // New nonceTPM for every HMAC/policy session still loaded.
         let mut new_nonces: Vec<Option<Vec<u8>>> = Vec::with_capacity(uses.len());
         for u in &uses {
