@@ -4,7 +4,7 @@
 use crate::constants as c;
 use crate::crypto::{digest, hmac};
 use crate::marshal::{Marshal, Reader, Unmarshal};
-use crate::rc::{err, Rc, TpmResult};
+use crate::rc::{Rc, TpmResult};
 use crate::types::Nonce;
 
 /// Most sessions a command may carry.
@@ -30,11 +30,11 @@ pub fn parse_area(area: &[u8]) -> TpmResult<Vec<AuthCommand>> {
     let mut r = Reader::new(area);
     let mut out = Vec::new();
     while !r.is_empty() {
-        if out.len() == MAX_SESSIONS {
-            return err(c::RC_AUTHSIZE);
-        }
         let n = out.len() as u32 + 1;
-        let handle = u32::unmarshal(&mut r).map_err(|_| Rc(c::RC_AUTHSIZE))?;
+        if out.len() == MAX_SESSIONS {
+            return Err(Rc(c::RC_SIZE).session(n));
+        }
+        let handle = u32::unmarshal(&mut r).map_err(|e| e.session(n))?;
         let nonce = Nonce::unmarshal(&mut r).map_err(|e| e.session(n))?.0;
         let attrs = u8::unmarshal(&mut r).map_err(|e| e.session(n))?;
         if attrs & RESERVED != 0 {

@@ -3,7 +3,7 @@
 
 use crate::constants as c;
 use crate::dispatch::HandleType;
-use crate::engine::objects::Object;
+use crate::engine::objects::{Object, MAX_OBJECTS};
 use crate::engine::Tpm;
 use crate::rc::{err, TpmResult};
 use crate::state::pcr::AUTH_GROUP;
@@ -57,7 +57,15 @@ impl Tpm {
             c::RH_PLATFORM if !pw.st.ph_enable => err(c::RC_HIERARCHY),
             c::RH_OWNER if !pw.st.sh_enable => err(c::RC_HIERARCHY),
             c::RH_ENDORSEMENT if !pw.st.eh_enable => err(c::RC_HIERARCHY),
-            _ if is_transient(h) && pw.objects.get(h).is_none() => err(c::RC_REFERENCE_H0),
+            // Like libtpms: a transient handle within the slot range that is empty is
+            // TPM_RC_REFERENCE_H0 (+ handle index, added by the caller), one beyond it TPM_RC_VALUE.
+            _ if is_transient(h) && pw.objects.get(h).is_none() => {
+                if (h & c::HR_HANDLE_MASK) < MAX_OBJECTS as u32 {
+                    err(c::RC_REFERENCE_H0)
+                } else {
+                    err(c::RC_VALUE)
+                }
+            }
             _ if is_persistent(h) => err(c::RC_HANDLE),
             _ if h & c::HR_RANGE_MASK == c::NV_INDEX_FIRST => err(c::RC_HANDLE),
             _ => Ok(()),

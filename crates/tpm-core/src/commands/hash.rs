@@ -5,11 +5,12 @@ use crate::crypto::{digest, hmac, Hasher};
 use crate::dispatch::Ctx;
 use crate::engine::objects::{Object, Sequence};
 use crate::engine::{Response, Tpm};
-use crate::marshal::{Buffer, Marshal};
+use crate::marshal::Buffer;
 use crate::rc::{err, Rc, TpmResult};
 use crate::state::pcr::EXTEND;
 use crate::types::{
-    AlgHash, AlgHashOrNull, Auth, Digest, DigestValues, MaxBuffer, TaggedHash, Ticket, HASH_ALGS,
+    AlgHash, AlgHashOrNull, Auth, Digest, DigestValue, DigestValues, MaxBuffer, TaggedHash, Ticket,
+    HASH_ALGS,
 };
 use crate::{tpm_interface, tpm_params, tpm_response};
 
@@ -231,5 +232,7 @@ pub fn event_sequence_complete(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Re
         }
         pw.pcrs.note_change(pcr as usize);
     }
-    Ok(Response::params(DigestValues::from_vec(digests).to_bytes()))
+    Ok(Response::of(&DigestValues::from_vec(
+        digests.into_iter().map(DigestValue).collect(),
+    )))
 }

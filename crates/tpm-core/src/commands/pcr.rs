@@ -10,7 +10,7 @@ use crate::rc::{err, Rc, TpmResult};
 use crate::state::pcr::{in_mask, AUTH_GROUP, EXTEND, RESET};
 use crate::state::permanent::PcrPolicy;
 use crate::types::{
-    digest_size, AlgHashOrNull, Digest, DigestList, DigestValues, Event, PcrSelection,
+    digest_size, AlgHashOrNull, Digest, DigestList, DigestValue, DigestValues, Event, PcrSelection,
     PcrSelectionList, TaggedHash, HASH_ALGS, PCR_COUNT,
 };
 use crate::{tpm_params, tpm_response};
@@ -82,7 +82,7 @@ pub fn pcr_extend(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     check_extend(h, ctx.locality)?;
     let pw = tpm.powered()?;
     for d in &p.digests.0 {
-        pw.pcrs.extend(h as usize, d.alg, &d.digest);
+        pw.pcrs.extend(h as usize, d.0.alg, &d.0.digest);
     }
     pw.pcrs.note_change(h as usize);
     Ok(Response::default())
@@ -109,7 +109,9 @@ pub fn pcr_event(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         }
         pw.pcrs.note_change(h as usize);
     }
-    Ok(Response::of(&DigestValues::from_vec(digests)))
+    Ok(Response::of(&DigestValues::from_vec(
+        digests.into_iter().map(DigestValue).collect(),
+    )))
 }
 
 /// TPM2_PCR_Read: at most eight values; the returned selection says which.
@@ -200,7 +202,7 @@ pub fn pcr_set_auth_policy(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Respon
 /// TPM2_PCR_SetAuthValue: only PCRs of the auth group have an authValue.
 pub fn pcr_set_auth_value(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = SetAuthValueIn::parse(&mut ctx.params)?;
-    let g = auth_group(ctx.handles[0]).ok_or(Rc(c::RC_VALUE).handle(1))?;
+    let g = auth_group(ctx.handles[0]).ok_or(Rc(c::RC_VALUE))?;
     let pw = tpm.powered()?;
     if let Some(slot) = pw.st.pcr_auth.0.get_mut(g) {
         *slot = p.auth;

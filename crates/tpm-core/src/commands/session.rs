@@ -8,7 +8,7 @@ use crate::crypto::kdfa;
 use crate::dispatch::Ctx;
 use crate::engine::{Response, Tpm};
 use crate::marshal::{Buffer, Marshal};
-use crate::rc::{err, Rc, TpmResult};
+use crate::rc::{Rc, TpmResult};
 use crate::tpm_params;
 use crate::types::{digest_size, AlgHash, EncryptedSecret, Nonce, SessionSym, SymDef};
 
@@ -49,8 +49,8 @@ pub fn start_auth_session(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Respons
         return Err(Rc(c::RC_SIZE).param(1));
     }
     if tpm_key != c::RH_NULL {
-        // No loaded key can decrypt a salt yet.
-        return err(c::RC_REFERENCE_H0);
+        // Only sequence objects can be loaded yet, and they cannot decrypt a salt.
+        return Err(Rc(c::RC_KEY).handle(1));
     }
     let handle = tpm.powered()?.sessions.allocate(p.session_type)?;
     let mut nonce_tpm = vec![0u8; n];

@@ -31,6 +31,11 @@ struct SessionUse {
     key: Zeroizing<Vec<u8>>,
 }
 
+/// Whether `tag` is one of the TPM_ST values of Part 2.
+fn is_structure_tag(tag: u16) -> bool {
+    matches!(tag, 0x00C4 | 0x8000..=0x8002 | 0x8014..=0x801A | 0x8021..=0x8025 | 0x8029)
+}
+
 fn is_session_handle(h: u32) -> bool {
     matches!(
         h & c::HR_RANGE_MASK,
@@ -52,7 +57,13 @@ impl Tpm {
         let mut r = Reader::new(command);
         let tag = u16::unmarshal(&mut r).map_err(|_| Rc(c::RC_BAD_TAG))?;
         if tag != c::ST_SESSIONS && tag != c::ST_NO_SESSIONS {
-            return err(c::RC_BAD_TAG);
+            // Like libtpms: a value that is no TPM_ST at all is TPM_RC_VALUE,
+            // a TPM_ST that is no command tag is TPM_RC_BAD_TAG.
+            return err(if is_structure_tag(tag) {
+                c::RC_BAD_TAG
+            } else {
+                c::RC_VALUE
+            });
         }
         let size = u32::unmarshal(&mut r).map_err(|_| Rc(c::RC_COMMAND_SIZE))?;
         if size as usize != command.len() || size < 10 {
@@ -94,9 +105,11 @@ impl Tpm {
             if !def.sessions {
                 return err(c::RC_AUTH_CONTEXT);
             }
-            let auth_size = u32::unmarshal(&mut r).map_err(|_| Rc(c::RC_AUTHSIZE))? as usize;
+            // libtpms answers TPM_RC_INSUFFICIENT / TPM_RC_SIZE here where Part 3
+            // names TPM_RC_AUTHSIZE; clients are tested against libtpms.
+            let auth_size = u32::unmarshal(&mut r)? as usize;
             if auth_size < 9 || auth_size > r.remaining().len() {
-                return err(c::RC_AUTHSIZE);
+                return err(c::RC_SIZE);
             }
             area::parse_area(r.take(auth_size)?)?
         } else {
@@ -172,7 +185,10 @@ impl Tpm {
         for (i, a) in auths.iter().enumerate() {
             let n = i as u32 + 1;
             if a.handle == c::RS_PW {
-                if a.attrs & (DECRYPT | ENCRYPT | AUDIT) != 0 || i >= auth_handles.len() {
+                if i >= auth_handles.len() {
+                    return Err(Rc(c::RC_HANDLE).session(n));
+                }
+                if a.attrs & (DECRYPT | ENCRYPT | AUDIT) != 0 {
                     return Err(Rc(c::RC_ATTRIBUTES).session(n));
                 }
             } else if is_session_handle(a.handle) {
@@ -180,7 +196,7 @@ impl Tpm {
                     return err(c::RC_REFERENCE_S0 + i as u32);
                 }
             } else {
-                return Err(Rc(c::RC_HANDLE).session(n));
+                return Err(Rc(c::RC_VALUE).session(n));
             }
             if a.attrs & AUDIT != 0 {
                 // Session audit is not implemented: refuse rather than pretend.

@@ -43,7 +43,7 @@ impl Objects {
         if self.slots.len() >= MAX_OBJECTS {
             return err(c::RC_OBJECT_MEMORY);
         }
-        let h = (0..MAX_OBJECTS as u32 * 2)
+        let h = (0..MAX_OBJECTS as u32)
             .map(|i| c::TRANSIENT_FIRST + i)
             .find(|h| !self.slots.iter().any(|(x, _)| x == h))
             .unwrap_or(c::TRANSIENT_FIRST);

@@ -59,8 +59,28 @@ impl Unmarshal for TaggedHash {
     }
 }
 
+/// A TPMT_HA whose hash may not be TPM_ALG_NULL (as in TPML_DIGEST_VALUES).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DigestValue(pub TaggedHash);
+
+impl Marshal for DigestValue {
+    fn marshal(&self, w: &mut Vec<u8>) {
+        self.0.marshal(w);
+    }
+}
+
+impl Unmarshal for DigestValue {
+    fn unmarshal(r: &mut Reader<'_>) -> TpmResult<Self> {
+        let alg = u16::unmarshal(&mut r.clone())?;
+        if alg == c::ALG_NULL {
+            return err(c::RC_HASH);
+        }
+        TaggedHash::unmarshal(r).map(DigestValue)
+    }
+}
+
 /// TPML_DIGEST_VALUES.
-pub type DigestValues = List<TaggedHash, HASH_COUNT>;
+pub type DigestValues = List<DigestValue, HASH_COUNT>;
 
 tpm_struct! {
     /// TPMT_TK_HASHCHECK (and the other tickets of the same shape).
