@@ -61,4 +61,35 @@ pub trait Device: Send + Sync {
     fn set_physical_presence(&self, asserted: bool);
     /// NV available or not (mssim NV on/off): commands writing NV fail while off.
     fn set_nv_available(&self, available: bool);
+    /// PTM_CONFIG_FLAG_* bits for CMD_GET_CONFIG (1 = state encrypted at rest,
+    /// 2 = state blobs encrypted with a migration key). Default: none.
+    fn config_flags(&self) -> u32 {
+        0
+    }
+    /// The JSON text CMD_GET_INFO returns for `flags` (SWTPM_INFO_* bits), without
+    /// the terminating NUL. Default: [`default_info`].
+    fn info(&self, flags: u64) -> String {
+        default_info(flags)
+    }
+}
+
+/// The CMD_GET_INFO answer of vtpm, shaped like libtpms' `TPMLIB_GetInfo`:
+/// bit 0 (SWTPM_INFO_TPMSPECIFICATION) adds the specification the engine
+/// follows (TPM 2.0, level 0, revision 1.16, as TPM_PT_REVISION reports),
+/// bit 1 (SWTPM_INFO_TPMATTRIBUTES) the manufacturer "VTPM" and model.
+/// Unknown bits are ignored; no bits gives `{}`.
+pub fn default_info(flags: u64) -> String {
+    let mut parts = Vec::new();
+    if flags & 1 != 0 {
+        parts.push(r#""TPMSpecification":{"family":"2.0","level":0,"revision":116}"#.to_string());
+    }
+    if flags & 2 != 0 {
+        // "VTPM" as a TPM_PT_MANUFACTURER value, in the id:XXXXXXXX form libtpms uses.
+        parts.push(format!(
+            r#""TPMAttributes":{{"manufacturer":"id:{:08X}","version":"id:{:08X}","model":"vtpm"}}"#,
+            u32::from_be_bytes(*b"VTPM"),
+            0
+        ));
+    }
+    format!("{{{}}}", parts.join(","))
 }

@@ -1,0 +1,46 @@
+//! Errors of setting up the transport. Errors on a live connection are not
+//! reported here: they end that connection and are logged, nothing more.
+
+use std::io;
+
+/// Why a server could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Binding a listening socket failed; `addr` names the TCP address or UNIX path.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address or path that could not be bound.
+        addr: String,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
+    /// A path exists where a UNIX socket should be created and it is not a socket,
+    /// so removing it could destroy user data.
+    #[error("cannot bind {path}: it exists and is not a socket")]
+    NotASocket {
+        /// The offending path.
+        path: String,
+    },
+    /// An inherited file descriptor could not be used.
+    #[error("unusable file descriptor {fd}: {source}")]
+    BadFd {
+        /// The descriptor number.
+        fd: i32,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
+    /// The configuration cannot work (for example no endpoint at all).
+    #[error("invalid transport configuration: {0}")]
+    Config(String),
+    /// Another I/O failure while setting up (threads, wake-up pipe).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
+}
