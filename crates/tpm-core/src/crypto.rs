@@ -121,7 +121,7 @@ pub fn kdfa(
         counter = counter.wrapping_add(1);
     }
     out.truncate(bytes);
-    if bits % 8 != 0 {
+    if !bits.is_multiple_of(8) {
         if let Some(first) = out.first_mut() {
             *first &= (1u8 << (bits % 8)) - 1;
         }

@@ -55,12 +55,18 @@ impl Tpm {
         let (fw1, fw2) = version_words();
         let ncmd = COMMANDS.len() as u32;
         let p = &self.perm;
-        let permanent = (!p.owner_auth.is_empty() as u32)
-            | (!p.endorsement_auth.is_empty() as u32) << 1
-            | (!p.lockout_auth.is_empty() as u32) << 2
-            | (p.disable_clear as u32) << 8
-            | (p.failed_tries >= p.max_tries && p.max_tries > 0) as u32
-                * c::TPMA_PERMANENT_INLOCKOUT
+        let bit = |on: bool, mask: u32| if on { mask } else { 0 };
+        let permanent = bit(!p.owner_auth.is_empty(), c::TPMA_PERMANENT_OWNERAUTHSET)
+            | bit(
+                !p.endorsement_auth.is_empty(),
+                c::TPMA_PERMANENT_ENDORSEMENTAUTHSET,
+            )
+            | bit(!p.lockout_auth.is_empty(), c::TPMA_PERMANENT_LOCKOUTAUTHSET)
+            | bit(p.disable_clear, c::TPMA_PERMANENT_DISABLECLEAR)
+            | bit(
+                p.max_tries > 0 && p.failed_tries >= p.max_tries,
+                c::TPMA_PERMANENT_INLOCKOUT,
+            )
             | c::TPMA_PERMANENT_TPMGENERATEDEPS;
         let startup = pw.map_or(0, |w| {
             (w.st.ph_enable as u32)

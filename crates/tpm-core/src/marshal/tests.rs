@@ -63,6 +63,12 @@ fn oversize_sizes_and_counts() {
 }
 
 #[test]
+fn params_parse_in_order() {
+    let p = Params::parse(&mut Reader::new(&[0, 0, 0, 7, 0, 1, 9])).unwrap();
+    assert_eq!((p.x, p.y.0), (7, vec![9]));
+}
+
+#[test]
 fn params_are_numbered() {
     let mut r = Reader::new(&[0, 0, 0, 1, 0, 3, 1, 2, 3]);
     assert_eq!(

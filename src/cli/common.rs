@@ -1,0 +1,336 @@
+//! The options `vtpm socket` and `vtpm mssim` share: state, flags, log, pid,
+//! keys, daemon, and the swtpm options vtpm accepts but has no use for.
+
+use std::path::{Path, PathBuf};
+
+use super::options::{boolean, flag, value, Spec, SubOptions};
+use super::{Note, StartupFlags, StartupType};
+use crate::error::{Error, Result};
+use crate::keys::{KeyFormat, KeyInput, KeySpec};
+use crate::logging::{LogSpec, LogTarget};
+use crate::pidfile::PidSpec;
+use crate::state_dir::{StateLocation, StateSpec};
+
+/// Options common to every serving mode (flattened into each mode's parser).
+#[derive(clap::Args, Debug, Default)]
+pub struct CommonArgs {
+    /// TPM state: dir=DIR[,mode=0640][,lock][,sync=on|off] or backend-uri=file://IMAGE|dir://DIR[,mode=..][,sync=..]
+    #[arg(long, value_name = "SPEC")]
+    pub tpmstate: Option<String>,
+    /// Choose TPM 2 (vtpm emulates only TPM 2.0; accepted for compatibility).
+    #[arg(long)]
+    pub tpm2: bool,
+    /// not-need-init,startup-clear|startup-state|startup-none,disable-auto-shutdown
+    #[arg(long, value_name = "FLAGS")]
+    pub flags: Option<String>,
+    /// Logging: file=F|fd=N[,level=N][,prefix=P][,truncate] (file=- disables logging)
+    #[arg(long, value_name = "SPEC")]
+    pub log: Option<String>,
+    /// Write the process id: file=F|fd=N
+    #[arg(long, value_name = "SPEC")]
+    pub pid: Option<String>,
+    /// Encrypt the state: file=F|fd=N[,format=hex|binary][,mode=..][,remove] or pwdfile=F|pwdfd=N[,kdf=..][,remove]
+    #[arg(long, value_name = "SPEC")]
+    pub key: Option<String>,
+    /// Accepted for compatibility; vtpm does not encrypt migrated state blobs with it.
+    #[arg(long = "migration-key", value_name = "SPEC")]
+    pub migration_key: Option<String>,
+    /// Detach from the terminal once the sockets are bound.
+    #[arg(short = 'd', long)]
+    pub daemon: bool,
+    /// Accepted for compatibility (vtpm installs no seccomp profile): action=none|log|kill
+    #[arg(long, value_name = "SPEC")]
+    pub seccomp: Option<String>,
+    /// Accepted for compatibility and ignored (vtpm does not change user).
+    #[arg(short = 'r', long, value_name = "USER")]
+    pub runas: Option<String>,
+    /// Accepted for compatibility and ignored (vtpm does not chroot).
+    #[arg(long, value_name = "DIR")]
+    pub chroot: Option<String>,
+    /// Accepted for compatibility and ignored (vtpm has one fixed profile).
+    #[arg(long, value_name = "SPEC")]
+    pub profile: Option<String>,
+    /// Print the features of vtpm as swtpm-style JSON and exit.
+    #[arg(long)]
+    pub print_capabilities: bool,
+    /// Print the state blobs in the storage as swtpm-style JSON and exit.
+    #[arg(long)]
+    pub print_states: bool,
+    /// Print the version and exit.
+    #[arg(long)]
+    pub version: bool,
+}
+
+const TPMSTATE: Spec = Spec {
+    option: "--tpmstate",
+    keys: &[
+        value("dir"),
+        value("backend-uri"),
+        value("mode"),
+        flag("lock"),
+        value("sync"),
+    ],
+};
+
+const FLAGS: Spec = Spec {
+    option: "--flags",
+    keys: &[
+        flag("not-need-init"),
+        flag("startup-clear"),
+        flag("startup-state"),
+        flag("startup-deactivated"),
+        flag("startup-none"),
+        flag("disable-auto-shutdown"),
+    ],
+};
+
+const LOG: Spec = Spec {
+    option: "--log",
+    keys: &[
+        value("file"),
+        value("fd"),
+        value("level"),
+        value("prefix"),
+        flag("truncate"),
+    ],
+};
+
+const PID: Spec = Spec {
+    option: "--pid",
+    keys: &[value("file"), value("fd")],
+};
+
+const KEY_KEYS: &[super::options::Key] = &[
+    value("file"),
+    value("fd"),
+    value("pwdfile"),
+    value("pwdfd"),
+    value("format"),
+    value("mode"),
+    boolean("remove"),
+    value("kdf"),
+];
+
+const KEY: Spec = Spec {
+    option: "--key",
+    keys: KEY_KEYS,
+};
+
+const MIGRATION_KEY: Spec = Spec {
+    option: "--migration-key",
+    // swtpm's manual spells kdf= as pdf= for this option; accept both.
+    keys: &[
+        value("file"),
+        value("fd"),
+        value("pwdfile"),
+        value("pwdfd"),
+        value("format"),
+        value("mode"),
+        boolean("remove"),
+        value("kdf"),
+        value("pdf"),
+    ],
+};
+
+const SECCOMP: Spec = Spec {
+    option: "--seccomp",
+    keys: &[value("action")],
+};
+
+/// Make `p` absolute (the daemon moves to `/` after start-up).
+pub fn absolute(option: &'static str, p: &str) -> Result<PathBuf> {
+    std::path::absolute(Path::new(p)).map_err(|e| Error::usage(option, format!("{p}: {e}")))
+}
+
+/// `--tpmstate`, or the default location.
+pub fn state(arg: Option<&str>) -> Result<StateSpec> {
+    let Some(text) = arg else {
+        let dir = StateSpec::default_location()?;
+        return Ok(StateSpec {
+            location: StateLocation::Dir(absolute("--tpmstate", &dir.to_string_lossy())?),
+            mode: 0o640,
+            relaxed: false,
+            defaulted: true,
+        });
+    };
+    let o = SubOptions::parse(&TPMSTATE, text)?;
+    let location = match o.exactly_one(&["dir", "backend-uri"])? {
+        "dir" => StateLocation::Dir(absolute("--tpmstate", o.str("dir").unwrap_or_default())?),
+        _ => {
+            let uri = o.str("backend-uri").unwrap_or_default();
+            if let Some(p) = uri.strip_prefix("file://").filter(|p| !p.is_empty()) {
+                StateLocation::Image(absolute("--tpmstate", p)?)
+            } else if let Some(p) = uri.strip_prefix("dir://").filter(|p| !p.is_empty()) {
+                StateLocation::Dir(absolute("--tpmstate", p)?)
+            } else {
+                return Err(Error::usage(
+                    "--tpmstate",
+                    format!("backend-uri={uri}: expected file://PATH or dir://PATH"),
+                ));
+            }
+        }
+    };
+    let relaxed = o.choice("sync", &["on", "off"])? == Some("off");
+    // `lock` (swtpm 0.8) asks for what vtpm always does: the state is locked at start.
+    Ok(StateSpec {
+        location,
+        mode: o.mode("mode")?.unwrap_or(0o640),
+        relaxed,
+        defaulted: false,
+    })
+}
+
+/// `--flags`.
+pub fn flags(arg: Option<&str>, notes: &mut Vec<Note>) -> Result<StartupFlags> {
+    let mut f = StartupFlags {
+        power_on: false,
+        startup: None,
+        auto_shutdown: true,
+    };
+    let Some(text) = arg else { return Ok(f) };
+    let o = SubOptions::parse(&FLAGS, text)?;
+    f.power_on = o.flag("not-need-init");
+    f.auto_shutdown = !o.flag("disable-auto-shutdown");
+    match o.at_most_one(&[
+        "startup-clear",
+        "startup-state",
+        "startup-deactivated",
+        "startup-none",
+    ])? {
+        Some("startup-clear") => f.startup = Some(StartupType::Clear),
+        Some("startup-state") => f.startup = Some(StartupType::State),
+        Some("startup-deactivated") => {
+            // As swtpm: a TPM 2 has no deactivated startup; it is reported, not sent.
+            notes.push(Note::warn(
+                "--flags startup-deactivated applies to TPM 1.2 only; no TPM2_Startup is sent",
+            ));
+            f.power_on = true;
+        }
+        _ => {}
+    }
+    if f.startup.is_some() {
+        // The startup-* flags imply not-need-init (swtpm(8)).
+        f.power_on = true;
+    }
+    Ok(f)
+}
+
+/// `--log`.
+pub fn log(arg: Option<&str>) -> Result<LogSpec> {
+    let Some(text) = arg else {
+        return Ok(LogSpec::default());
+    };
+    let o = SubOptions::parse(&LOG, text)?;
+    let truncate = o.flag("truncate");
+    let target = match o.at_most_one(&["file", "fd"])? {
+        Some("file") if o.str("file") == Some("-") => LogTarget::Off,
+        Some("file") => LogTarget::File {
+            path: absolute("--log", o.str("file").unwrap_or_default())?,
+            truncate,
+        },
+        Some(_) => LogTarget::Fd(o.fd("fd")?.unwrap_or_default()),
+        None => LogTarget::Stderr,
+    };
+    let level = o.parsed::<u32>("level", "a number")?.unwrap_or(1);
+    Ok(LogSpec {
+        target,
+        level,
+        prefix: o.str("prefix").unwrap_or_default().to_string(),
+    })
+}
+
+/// `--pid`.
+pub fn pid(arg: Option<&str>) -> Result<Option<PidSpec>> {
+    let Some(text) = arg else { return Ok(None) };
+    let o = SubOptions::parse(&PID, text)?;
+    Ok(Some(match o.exactly_one(&["file", "fd"])? {
+        "file" => PidSpec::File(absolute("--pid", o.str("file").unwrap_or_default())?),
+        _ => PidSpec::Fd(o.fd("fd")?.unwrap_or_default()),
+    }))
+}
+
+fn key_spec(spec: &Spec, text: &str) -> Result<(KeySpec, SubOptions)> {
+    let o = SubOptions::parse(spec, text)?;
+    let option = spec.option;
+    let input = match o.exactly_one(&["file", "fd", "pwdfile", "pwdfd"])? {
+        "file" => KeyInput::File(absolute(option, o.str("file").unwrap_or_default())?),
+        "fd" => KeyInput::Fd(o.fd("fd")?.unwrap_or_default()),
+        "pwdfile" => KeyInput::PwdFile(absolute(option, o.str("pwdfile").unwrap_or_default())?),
+        _ => KeyInput::PwdFd(o.fd("pwdfd")?.unwrap_or_default()),
+    };
+    let passphrase = matches!(input, KeyInput::PwdFile(_) | KeyInput::PwdFd(_));
+    if passphrase {
+        o.forbid(&["format"], "with a passphrase (pwdfile=, pwdfd=)")?;
+    } else {
+        o.forbid(
+            &["kdf", "pdf"],
+            "with a key (file=, fd=); it is for passphrases",
+        )?;
+    }
+    o.choice("mode", &["aes-cbc", "aes-128-cbc", "aes-256-cbc"])?;
+    o.choice("kdf", &["sha512", "pbkdf2"])?;
+    o.choice("pdf", &["sha512", "pbkdf2"])?;
+    let format = match o.choice("format", &["hex", "binary"])? {
+        Some("binary") => KeyFormat::Binary,
+        _ => KeyFormat::Hex,
+    };
+    let remove = o.flag("remove");
+    Ok((
+        KeySpec {
+            input,
+            format,
+            remove,
+        },
+        o,
+    ))
+}
+
+/// `--key`.
+pub fn key(arg: Option<&str>, notes: &mut Vec<Note>) -> Result<Option<KeySpec>> {
+    let Some(text) = arg else { return Ok(None) };
+    let (k, o) = key_spec(&KEY, text)?;
+    if o.has("mode") || o.has("kdf") {
+        notes.push(Note::info(
+            "--key: the image is encrypted with AES-256-GCM and the nvram crate's KDF whatever mode=/kdf= say",
+        ));
+    }
+    Ok(Some(k))
+}
+
+/// The swtpm options vtpm accepts and ignores, validated where they have a syntax.
+pub fn ignored(args: &CommonArgs, notes: &mut Vec<Note>) -> Result<()> {
+    if let Some(text) = &args.migration_key {
+        key_spec(&MIGRATION_KEY, text)?;
+        notes.push(Note::warn(
+            "--migration-key is accepted but not used: state blobs read over the control channel are not encrypted",
+        ));
+    }
+    if let Some(text) = &args.seccomp {
+        let o = SubOptions::parse(&SECCOMP, text)?;
+        o.choice("action", &["none", "log", "kill"])?;
+        notes.push(Note::info(
+            "--seccomp is accepted and ignored: vtpm installs no seccomp profile",
+        ));
+    }
+    if let Some(user) = &args.runas {
+        notes.push(Note::warn(format!(
+            "--runas {user} is accepted and ignored: vtpm keeps running as its current user"
+        )));
+    }
+    if let Some(dir) = &args.chroot {
+        notes.push(Note::warn(format!(
+            "--chroot {dir} is accepted and ignored: vtpm does not chroot"
+        )));
+    }
+    if args.profile.is_some() {
+        notes.push(Note::info(
+            "--profile is accepted and ignored: vtpm has one fixed set of algorithms and commands",
+        ));
+    }
+    if !args.tpm2 {
+        notes.push(Note::info(
+            "vtpm emulates a TPM 2.0 (there is no TPM 1.2; --tpm2 is implied)",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! The command line: `vtpm socket` (swtpm's `swtpm socket`), `vtpm mssim`
+//! (the Microsoft/IBM simulator protocol), `vtpm nvram` (image inspection).
+//! Parsing produces a [`Plan`]; nothing is opened or bound here, so every
+//! mistake is reported before anything happens.
+//!
+//! Top level: `vtpm` alone prints the usage and exits 1 (swtpm too requires a
+//! mode); `vtpm --help`, `--version` and `--print-capabilities` work without
+//! a mode. `chardev` and `cuse` are swtpm modes vtpm does not offer.
+
+pub mod common;
+pub mod mssim_mode;
+pub mod options;
+pub mod socket_mode;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::keys::KeySpec;
+use crate::logging::LogSpec;
+use crate::pidfile::PidSpec;
+use crate::state_dir::StateSpec;
+
+/// How loud a note about an accepted-but-ignored option is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteLevel {
+    /// Harmless.
+    Info,
+    /// The user may expect an effect vtpm does not provide.
+    Warn,
+}
+
+/// A remark about the command line, logged once the logger is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// How loud.
+    pub level: NoteLevel,
+    /// What to say.
+    pub text: String,
+}
+
+impl Note {
+    /// An informational note.
+    pub fn info(text: impl Into<String>) -> Note {
+        Note {
+            level: NoteLevel::Info,
+            text: text.into(),
+        }
+    }
+    /// A warning.
+    pub fn warn(text: impl Into<String>) -> Note {
+        Note {
+            level: NoteLevel::Warn,
+            text: text.into(),
+        }
+    }
+}
+
+/// Which TPM2_Startup to send at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupType {
+    /// TPM2_Startup(SU_CLEAR).
+    Clear,
+    /// TPM2_Startup(SU_STATE).
+    State,
+}
+
+/// What `--flags` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartupFlags {
+    /// Power the TPM on at start (no CMD_INIT needed).
+    pub power_on: bool,
+    /// Send TPM2_Startup at start.
+    pub startup: Option<StartupType>,
+    /// Send TPM2_Shutdown before power-off / exit (swtpm's auto-shutdown).
+    pub auto_shutdown: bool,
+}
+
+/// A socket to serve on, before anything is bound or taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointSpec {
+    /// Listen on TCP.
+    Tcp(SocketAddr),
+    /// Listen on a UNIX socket path.
+    Unix(PathBuf),
+    /// An inherited descriptor (listening or connected socket).
+    Fd {
+        /// The number.
+        fd: i32,
+        /// The option it came from, for messages.
+        option: &'static str,
+    },
+}
+
+/// Ownership and mode to give a UNIX socket path after binding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixPerm {
+    /// The socket path.
+    pub path: PathBuf,
+    /// Mode bits (swtpm's default is 0770).
+    pub mode: u32,
+    /// Owner.
+    pub uid: Option<u32>,
+    /// Group.
+    pub gid: Option<u32>,
+}
+
+/// `vtpm socket`: the swtpm data and control channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwtpmPlan {
+    /// The data channel (TPM commands).
+    pub data: Option<EndpointSpec>,
+    /// The control channel.
+    pub ctrl: Option<EndpointSpec>,
+    /// Honour TPM2_SetLocality-style requests (swtpm `--locality allow-set-locality`).
+    pub allow_set_locality: bool,
+    /// End when the control connection closes (`--ctrl ...,terminate`).
+    pub terminate_on_ctrl_close: bool,
+    /// End when the data connection closes (`-t`, `--terminate`, `--fd`).
+    pub terminate_on_data_close: bool,
+    /// Close the data connection after each response (`--server ...,disconnect`).
+    pub disconnect: bool,
+    /// Modes and owners of UNIX socket paths.
+    pub unix_perms: Vec<UnixPerm>,
+}
+
+/// `vtpm mssim`: the simulator's command and platform ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MssimPlan {
+    /// TPM commands (port N).
+    pub command: SocketAddr,
+    /// Platform signals (port N+1).
+    pub platform: SocketAddr,
+}
+
+/// Which protocol to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Serve {
+    /// swtpm's.
+    Swtpm(SwtpmPlan),
+    /// mssim's.
+    Mssim(MssimPlan),
+}
+
+/// Everything the command line asked for.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Where the state is.
+    pub state: StateSpec,
+    /// Logging.
+    pub log: LogSpec,
+    /// The pid file.
+    pub pid: Option<PidSpec>,
+    /// The state encryption key.
+    pub key: Option<KeySpec>,
+    /// Start-up and shutdown behaviour.
+    pub startup: StartupFlags,
+    /// `--daemon`.
+    pub daemon: bool,
+    /// `--locality reject-locality-4`.
+    pub reject_locality_4: bool,
+    /// The protocol and its sockets.
+    pub serve: Serve,
+    /// Remarks to log at start.
+    pub notes: Vec<Note>,
+    /// Say on stderr where the TPM is served and its state kept (defaults were used).
+    pub announce: bool,
+}
+
+/// What to do.
+#[derive(Debug)]
+pub enum Action {
+    /// Serve a TPM.
+    Run(Box<Plan>),
+    /// Print the capabilities JSON.
+    PrintCapabilities,
+    /// Print the state blobs JSON.
+    PrintStates(StateSpec, Option<KeySpec>),
+    /// Print this text on stdout and exit 0 (help, version).
+    Print(String),
+}
+
+/// The one-line version.
+pub fn version() -> String {
+    format!(
+        "vtpm {} (TPM 2.0 emulator, swtpm-compatible command line)\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// The top-level usage.
+pub fn usage() -> String {
+    format!(
+        "\
+{}
+Usage: vtpm socket [OPTIONS]    serve a TPM 2.0 like `swtpm socket` (see vtpm socket --help)
+       vtpm mssim [OPTIONS]     serve a TPM 2.0 over the Microsoft/IBM simulator protocol
+       vtpm nvram COMMAND ...   inspect an NVRAM image
+       vtpm --print-capabilities | --version | --help
+
+`vtpm socket` without options serves on 127.0.0.1:2321 (data) and 127.0.0.1:2322
+(control), powered on, with its state in $XDG_STATE_HOME/vtpm (or
+~/.local/state/vtpm). swtpm's `chardev` and `cuse` modes are not offered.
+",
+        version().trim_end()
+    )
+}
+
+/// Turn a clap error into one line: its first line, without "error: ", plus its tip.
+pub(crate) fn clap_error(mode: &str, e: clap::Error) -> Error {
+    let text = e.render().to_string();
+    let mut lines = text.lines();
+    let first = lines
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .to_string();
+    let tip = lines.find_map(|l| l.trim().strip_prefix("tip: ").map(str::to_string));
+    Error::Usage(match tip {
+        Some(t) => format!("{mode}: {first} ({t})"),
+        None => format!("{mode}: {first}"),
+    })
+}
+
+/// Parse the whole command line (without the program name).
+pub fn parse(args: &[String]) -> Result<Action> {
+    let Some(first) = args.first() else {
+        return Err(Error::Usage(
+            "a mode is required (socket, mssim or nvram); see `vtpm --help`".into(),
+        ));
+    };
+    let rest = &args[1..];
+    match first.as_str() {
+        "socket" => socket_mode::parse(rest),
+        "mssim" => mssim_mode::parse(rest),
+        "chardev" | "cuse" => Err(Error::Usage(format!(
+            "swtpm's {first} mode (character device, --vtpm-proxy, CUSE) is not supported by vtpm; use `vtpm socket`"
+        ))),
+        "-h" | "--help" | "help" => Ok(Action::Print(usage())),
+        "-v" | "-V" | "--version" => Ok(Action::Print(version())),
+        "--print-capabilities" => Ok(Action::PrintCapabilities),
+        other if other.starts_with('-') => {
+            Err(Error::Usage(format!("{other}: options come after the mode, e.g. `vtpm socket {other}`")))
+        }
+        other => Err(Error::Usage(format!("unknown mode '{other}' (expected socket, mssim or nvram)"))),
+    }
+}
+
+/// An IPv4 or IPv6 address (IPv6 may be in brackets), for `option`.
+pub fn ip_addr(option: &'static str, s: &str) -> Result<std::net::IpAddr> {
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
+    bare.parse().map_err(|_| {
+        Error::usage(
+            option,
+            format!("bindaddr={s}: expected an IPv4 or IPv6 address"),
+        )
+    })
+}
+
+/// A descriptor number may be handed to one option only (each takes ownership).
+pub fn check_fds(plan: &Plan) -> Result<()> {
+    use crate::keys::KeyInput;
+    use crate::logging::LogTarget;
+    let mut fds: Vec<(i32, &str)> = Vec::new();
+    if let Serve::Swtpm(s) = &plan.serve {
+        for e in [&s.data, &s.ctrl].into_iter().flatten() {
+            if let EndpointSpec::Fd { fd, option } = e {
+                fds.push((*fd, option));
+            }
+        }
+    }
+    if let LogTarget::Fd(n) = plan.log.target {
+        // stdout and stderr are shared, not taken.
+        if n > 2 {
+            fds.push((n, "--log"));
+        }
+    }
+    if let Some(PidSpec::Fd(n)) = plan.pid {
+        fds.push((n, "--pid"));
+    }
+    if let Some(KeySpec {
+        input: KeyInput::Fd(n) | KeyInput::PwdFd(n),
+        ..
+    }) = plan.key
+    {
+        fds.push((n, "--key"));
+    }
+    for (fd, option) in &fds {
+        if *fd <= 2 {
+            return Err(Error::Usage(format!(
+                "{option}: file descriptor {fd} is stdin, stdout or stderr and cannot be used"
+            )));
+        }
+        // Checked now, before any state is touched; taken later by fds::take.
+        if nix::fcntl::fcntl(*fd, nix::fcntl::FcntlArg::F_GETFD).is_err() {
+            return Err(Error::Usage(format!(
+                "{option}: file descriptor {fd} is not open"
+            )));
+        }
+    }
+    for (i, (fd, a)) in fds.iter().enumerate() {
+        if let Some((_, b)) = fds[i + 1..].iter().find(|(f, _)| f == fd) {
+            return Err(Error::Usage(format!(
+                "file descriptor {fd} is given to both {a} and {b}"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! `vtpm mssim`: the Microsoft/IBM TPM simulator protocol, TPM commands on
+//! port N and platform signals (power, NV, cancel, physical presence) on
+//! N+1, as the `mssim:` TCTI of tpm2-tss expects. The TPM starts powered off
+//! (the TCTI powers it on) unless `--flags not-need-init` or `startup-*`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use clap::{ColorChoice, Parser};
+
+use super::common::{self, CommonArgs};
+use super::socket_mode::port;
+use super::{clap_error, Action, MssimPlan, Plan, Serve};
+use crate::error::{Error, Result};
+
+/// `vtpm mssim` options.
+#[derive(Parser, Debug)]
+#[command(
+    name = "vtpm mssim",
+    about = "Serve a TPM 2.0 over the Microsoft/IBM simulator protocol (ports N and N+1)",
+    args_override_self = true,
+    infer_long_args = true,
+    color = ColorChoice::Never,
+    disable_version_flag = true
+)]
+struct MssimArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// TPM command port N; the platform port is N+1.
+    #[arg(short = 'p', long, value_name = "PORT", default_value = "2321")]
+    port: String,
+    /// Address to listen on (default 127.0.0.1).
+    #[arg(long, value_name = "ADDRESS")]
+    bindaddr: Option<String>,
+}
+
+/// Parse the arguments after `mssim`.
+pub fn parse(args: &[String]) -> Result<Action> {
+    let argv = std::iter::once("vtpm mssim".to_string()).chain(args.iter().cloned());
+    let a = match MssimArgs::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            return Ok(Action::Print(e.render().to_string()))
+        }
+        Err(e) => return Err(clap_error("mssim", e)),
+    };
+    if a.common.version {
+        return Ok(Action::Print(super::version()));
+    }
+    if a.common.print_capabilities {
+        return Ok(Action::PrintCapabilities);
+    }
+    let mut notes = Vec::new();
+    common::ignored(&a.common, &mut notes)?;
+    let state = common::state(a.common.tpmstate.as_deref())?;
+    let key = common::key(a.common.key.as_deref(), &mut notes)?;
+    if a.common.print_states {
+        return Ok(Action::PrintStates(state, key));
+    }
+    let n = port("--port", &a.port)?;
+    if n == 0 || n == u16::MAX {
+        return Err(Error::usage(
+            "--port",
+            format!("{n}: mssim needs two consecutive ports N and N+1 (1-65534)"),
+        ));
+    }
+    let ip = match &a.bindaddr {
+        Some(s) => super::ip_addr("--bindaddr", s)?,
+        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    let announce = state.defaulted;
+    let plan = Plan {
+        log: common::log(a.common.log.as_deref())?,
+        pid: common::pid(a.common.pid.as_deref())?,
+        startup: common::flags(a.common.flags.as_deref(), &mut notes)?,
+        state,
+        key,
+        daemon: a.common.daemon,
+        reject_locality_4: false,
+        serve: Serve::Mssim(MssimPlan {
+            command: SocketAddr::new(ip, n),
+            platform: SocketAddr::new(ip, n + 1),
+        }),
+        notes,
+        announce,
+    };
+    super::check_fds(&plan)?;
+    Ok(Action::Run(Box::new(plan)))
+}

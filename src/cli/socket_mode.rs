@@ -1,0 +1,444 @@
+//! `vtpm socket`: swtpm's `swtpm socket` command line.
+//!
+//! With no channel option at all (`--server`, `--ctrl`, `--port`, `--fd`,
+//! `TPM_PORT`), vtpm serves data on 127.0.0.1:2321 and control on
+//! 127.0.0.1:2322, and unless `--flags` is given the TPM is powered on at
+//! start, so `tpm2_startup -c` works right away. Any channel option switches
+//! to swtpm's exact behaviour: only the channels asked for, and the TPM waits
+//! for CMD_INIT unless `--flags not-need-init` (or a `startup-*` flag).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
+
+use clap::{ColorChoice, Parser};
+
+use super::common::{self, CommonArgs};
+use super::options::{flag, value, Spec, SubOptions};
+use super::{clap_error, Action, EndpointSpec, Note, Plan, Serve, SwtpmPlan, UnixPerm};
+use crate::error::{Error, Result};
+
+/// Default data port when no channel is given (the mssim/swtpm convention).
+pub const DEFAULT_DATA_PORT: u16 = 2321;
+/// Default control port when no channel is given.
+pub const DEFAULT_CTRL_PORT: u16 = 2322;
+
+/// `vtpm socket` options (swtpm's names; see swtpm(8)).
+#[derive(Parser, Debug)]
+#[command(
+    name = "vtpm socket",
+    about = "Serve a TPM 2.0 over swtpm's data and control channels",
+    args_override_self = true,
+    infer_long_args = true,
+    color = ColorChoice::Never,
+    disable_version_flag = true
+)]
+struct SocketArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Data channel: type=tcp,port=N[,bindaddr=A][,ifname=I][,disconnect] | type=tcp,fd=N | type=unixio,path=P[,mode=0770][,uid=U][,gid=G] | type=unixio,fd=N
+    #[arg(long, value_name = "SPEC")]
+    server: Option<String>,
+    /// Control channel: type=tcp,port=N[,bindaddr=A] | type=tcp,fd=N | type=unixio,path=P[,mode=..][,uid=..][,gid=..] | type=unixio,fd=N | type=unixio,clientfd=N; add ,terminate to end when it closes
+    #[arg(long, value_name = "SPEC")]
+    ctrl: Option<String>,
+    /// Data channel on this TCP port of 127.0.0.1 (like --server type=tcp,port=N).
+    #[arg(short = 'p', long, value_name = "PORT")]
+    port: Option<String>,
+    /// Data channel on this inherited socket descriptor (implies --terminate).
+    #[arg(short = 'f', long, value_name = "FD")]
+    fd: Option<String>,
+    /// End when the data connection closes.
+    #[arg(short = 't', long)]
+    terminate: bool,
+    /// reject-locality-4,allow-set-locality
+    #[arg(long, value_name = "SPEC")]
+    locality: Option<String>,
+    /// Not supported (swtpm chardev mode).
+    #[arg(long, hide = true)]
+    vtpm_proxy: bool,
+    /// Not supported (swtpm chardev mode).
+    #[arg(short = 'c', long, hide = true, value_name = "DEVICE")]
+    chardev: Option<String>,
+}
+
+const SERVER: Spec = Spec {
+    option: "--server",
+    keys: &[
+        value("type"),
+        value("port"),
+        value("bindaddr"),
+        value("ifname"),
+        value("fd"),
+        flag("disconnect"),
+        value("path"),
+        value("mode"),
+        value("uid"),
+        value("gid"),
+    ],
+};
+
+const CTRL: Spec = Spec {
+    option: "--ctrl",
+    keys: &[
+        value("type"),
+        value("path"),
+        value("port"),
+        value("bindaddr"),
+        value("ifname"),
+        value("fd"),
+        value("clientfd"),
+        value("mode"),
+        value("uid"),
+        value("gid"),
+        flag("terminate"),
+    ],
+};
+
+const LOCALITY: Spec = Spec {
+    option: "--locality",
+    keys: &[flag("reject-locality-4"), flag("allow-set-locality")],
+};
+
+/// Parse the arguments after `socket`.
+pub fn parse(args: &[String]) -> Result<Action> {
+    let argv = std::iter::once("vtpm socket".to_string()).chain(args.iter().cloned());
+    let a = match SocketArgs::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            return Ok(Action::Print(e.render().to_string()))
+        }
+        Err(e) => return Err(clap_error("socket", e)),
+    };
+    if a.common.version {
+        return Ok(Action::Print(super::version()));
+    }
+    if a.common.print_capabilities {
+        return Ok(Action::PrintCapabilities);
+    }
+    if a.vtpm_proxy || a.chardev.is_some() {
+        return Err(Error::Usage(
+            "--vtpm-proxy and --chardev belong to swtpm's chardev mode, which vtpm does not support".into(),
+        ));
+    }
+    let mut notes = Vec::new();
+    common::ignored(&a.common, &mut notes)?;
+    let state = common::state(a.common.tpmstate.as_deref())?;
+    let key = common::key(a.common.key.as_deref(), &mut notes)?;
+    if a.common.print_states {
+        return Ok(Action::PrintStates(state, key));
+    }
+    let log = common::log(a.common.log.as_deref())?;
+    let pid = common::pid(a.common.pid.as_deref())?;
+    let mut startup = common::flags(a.common.flags.as_deref(), &mut notes)?;
+
+    let (mut reject_locality_4, mut allow_set_locality) = (false, false);
+    if let Some(text) = &a.locality {
+        let o = SubOptions::parse(&LOCALITY, text)?;
+        reject_locality_4 = o.flag("reject-locality-4");
+        allow_set_locality = o.flag("allow-set-locality");
+    }
+
+    let env_port = std::env::var("TPM_PORT").ok().filter(|s| !s.is_empty());
+    let bare = a.server.is_none()
+        && a.ctrl.is_none()
+        && a.port.is_none()
+        && a.fd.is_none()
+        && env_port.is_none();
+    let given: Vec<&str> = [
+        ("--server", a.server.is_some()),
+        ("--port", a.port.is_some()),
+        ("--fd", a.fd.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(n, g)| g.then_some(n))
+    .collect();
+    if given.len() > 1 {
+        return Err(Error::Usage(format!(
+            "{} cannot be combined: each gives the data channel",
+            given.join(" and ")
+        )));
+    }
+
+    let mut plan = SwtpmPlan {
+        data: None,
+        ctrl: None,
+        allow_set_locality,
+        terminate_on_ctrl_close: false,
+        terminate_on_data_close: a.terminate,
+        disconnect: false,
+        unix_perms: Vec::new(),
+    };
+    if bare {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        plan.data = Some(EndpointSpec::Tcp(SocketAddr::new(lo, DEFAULT_DATA_PORT)));
+        plan.ctrl = Some(EndpointSpec::Tcp(SocketAddr::new(lo, DEFAULT_CTRL_PORT)));
+        if a.common.flags.is_none() {
+            startup.power_on = true;
+        }
+    } else {
+        plan.data = if let Some(text) = &a.server {
+            Some(server(text, &env_port, &mut plan)?)
+        } else if let Some(p) = &a.port {
+            Some(EndpointSpec::Tcp(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port("--port", p)?,
+            )))
+        } else if let Some(f) = &a.fd {
+            let fd = f.parse::<i32>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                Error::usage("--fd", format!("{f}: expected a file descriptor number"))
+            })?;
+            // swtpm(8): "For the socket interface, this option automatically assumes -t."
+            plan.terminate_on_data_close = true;
+            Some(EndpointSpec::Fd { fd, option: "--fd" })
+        } else if let Some(p) = &env_port {
+            Some(EndpointSpec::Tcp(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                port("TPM_PORT", p)?,
+            )))
+        } else {
+            None
+        };
+        if let Some(text) = &a.ctrl {
+            plan.ctrl = Some(ctrl(text, &mut plan)?);
+        }
+        if plan.ctrl.is_none() && !startup.power_on {
+            notes.push(Note::warn(
+                "no control channel and no --flags not-need-init: nothing can initialise the TPM, every command will fail",
+            ));
+        }
+    }
+    if reject_locality_4 && !allow_set_locality {
+        notes.push(Note::info(
+            "--locality reject-locality-4 applies to every command's locality",
+        ));
+    }
+    let announce = bare || state.defaulted;
+    let plan = Plan {
+        state,
+        log,
+        pid,
+        key,
+        startup,
+        daemon: a.common.daemon,
+        reject_locality_4,
+        serve: Serve::Swtpm(plan),
+        notes,
+        announce,
+    };
+    super::check_fds(&plan)?;
+    Ok(Action::Run(Box::new(plan)))
+}
+
+/// A TCP port number for `option`.
+pub fn port(option: &'static str, s: &str) -> Result<u16> {
+    s.parse::<u16>()
+        .map_err(|_| Error::usage(option, format!("{s}: expected a port number 0-65535")))
+}
+
+/// `bindaddr=` (IPv4 or IPv6, brackets allowed; default 127.0.0.1) with `ifname=` for link-local IPv6.
+fn tcp_addr(o: &SubOptions, port: u16) -> Result<SocketAddr> {
+    let ip = match o.str("bindaddr") {
+        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Some(s) => super::ip_addr(o.option(), s)?,
+    };
+    Ok(match (ip, o.str("ifname")) {
+        (IpAddr::V6(v6), Some(ifname)) => {
+            SocketAddr::V6(SocketAddrV6::new(v6, port, 0, ifindex(o.option(), ifname)?))
+        }
+        (ip, _) => SocketAddr::new(ip, port),
+    })
+}
+
+/// The index of network interface `name` (for an IPv6 scope id).
+fn ifindex(option: &'static str, name: &str) -> Result<u32> {
+    if name.contains('/') || name.is_empty() {
+        return Err(Error::usage(
+            option,
+            format!("ifname={name}: not an interface name"),
+        ));
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| Error::usage(option, format!("ifname={name}: no such network interface")))
+}
+
+fn unix_perm(o: &SubOptions, path: std::path::PathBuf) -> Result<UnixPerm> {
+    Ok(UnixPerm {
+        path,
+        mode: o.mode("mode")?.unwrap_or(0o770),
+        uid: o.parsed("uid", "a numeric user id")?,
+        gid: o.parsed("gid", "a numeric group id")?,
+    })
+}
+
+fn server(text: &str, env_port: &Option<String>, plan: &mut SwtpmPlan) -> Result<EndpointSpec> {
+    let o = SubOptions::parse(&SERVER, text)?;
+    match o.choice("type", &["tcp", "unixio"])?.unwrap_or("tcp") {
+        "tcp" => {
+            o.forbid(&["path", "mode", "uid", "gid"], "with type=tcp")?;
+            plan.disconnect = o.flag("disconnect");
+            match o.at_most_one(&["port", "fd"])? {
+                Some("fd") => {
+                    o.forbid(&["bindaddr", "ifname"], "with fd=")?;
+                    Ok(EndpointSpec::Fd {
+                        fd: o.fd("fd")?.unwrap_or_default(),
+                        option: "--server",
+                    })
+                }
+                Some(_) => Ok(EndpointSpec::Tcp(tcp_addr(
+                    &o,
+                    port("--server", o.str("port").unwrap_or_default())?,
+                )?)),
+                None => match env_port {
+                    Some(p) => Ok(EndpointSpec::Tcp(tcp_addr(&o, port("TPM_PORT", p)?)?)),
+                    None => Err(Error::usage(
+                        "--server",
+                        "type=tcp needs port= or fd= (or TPM_PORT in the environment)",
+                    )),
+                },
+            }
+        }
+        _ => {
+            o.forbid(
+                &["port", "bindaddr", "ifname", "disconnect"],
+                "with type=unixio",
+            )?;
+            match o.exactly_one(&["path", "fd"])? {
+                "path" => {
+                    let path = common::absolute("--server", o.str("path").unwrap_or_default())?;
+                    plan.unix_perms.push(unix_perm(&o, path.clone())?);
+                    Ok(EndpointSpec::Unix(path))
+                }
+                _ => {
+                    o.forbid(&["mode", "uid", "gid"], "with fd=")?;
+                    Ok(EndpointSpec::Fd {
+                        fd: o.fd("fd")?.unwrap_or_default(),
+                        option: "--server",
+                    })
+                }
+            }
+        }
+    }
+}
+
+fn ctrl(text: &str, plan: &mut SwtpmPlan) -> Result<EndpointSpec> {
+    let o = SubOptions::parse(&CTRL, text)?;
+    plan.terminate_on_ctrl_close = o.flag("terminate");
+    let Some(kind) = o.choice("type", &["unixio", "tcp"])? else {
+        return Err(Error::usage(
+            "--ctrl",
+            "type=unixio or type=tcp is required",
+        ));
+    };
+    if kind == "tcp" {
+        o.forbid(&["path", "mode", "uid", "gid", "clientfd"], "with type=tcp")?;
+        return match o.exactly_one(&["port", "fd"])? {
+            "port" => Ok(EndpointSpec::Tcp(tcp_addr(
+                &o,
+                port("--ctrl", o.str("port").unwrap_or_default())?,
+            )?)),
+            _ => {
+                o.forbid(&["bindaddr", "ifname"], "with fd=")?;
+                Ok(EndpointSpec::Fd {
+                    fd: o.fd("fd")?.unwrap_or_default(),
+                    option: "--ctrl",
+                })
+            }
+        };
+    }
+    o.forbid(&["port", "bindaddr", "ifname"], "with type=unixio")?;
+    match o.exactly_one(&["path", "fd", "clientfd"])? {
+        "path" => {
+            let path = common::absolute("--ctrl", o.str("path").unwrap_or_default())?;
+            plan.unix_perms.push(unix_perm(&o, path.clone())?);
+            Ok(EndpointSpec::Unix(path))
+        }
+        which => {
+            o.forbid(&["mode", "uid", "gid"], "with a descriptor")?;
+            Ok(EndpointSpec::Fd {
+                fd: o.fd(which)?.unwrap_or_default(),
+                option: "--ctrl",
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Plan> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        match parse(&args)? {
+            Action::Run(p) => Ok(*p),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn qemu_style_command_line() {
+        let p = run(&[
+            "--tpmstate",
+            "dir=/tmp/x,mode=0600",
+            "--ctrl",
+            "type=unixio,path=/tmp/s.sock",
+            "--tpm2",
+        ])
+        .unwrap();
+        let Serve::Swtpm(s) = &p.serve else { panic!() };
+        assert_eq!(s.data, None);
+        assert_eq!(s.ctrl, Some(EndpointSpec::Unix("/tmp/s.sock".into())));
+        assert_eq!(s.unix_perms[0].mode, 0o770);
+        assert!(!p.startup.power_on);
+        assert_eq!(p.state.mode, 0o600);
+    }
+
+    #[test]
+    fn tcp_pair_with_startup() {
+        let p = run(&[
+            "--tpmstate=dir=/tmp/x",
+            "--server",
+            "type=tcp,port=4000,bindaddr=::1",
+            "--ctrl",
+            "type=tcp,port=4001",
+            "--flags",
+            "not-need-init,startup-clear",
+        ])
+        .unwrap();
+        let Serve::Swtpm(s) = &p.serve else { panic!() };
+        assert_eq!(
+            s.data,
+            Some(EndpointSpec::Tcp("[::1]:4000".parse().unwrap()))
+        );
+        assert_eq!(
+            s.ctrl,
+            Some(EndpointSpec::Tcp("127.0.0.1:4001".parse().unwrap()))
+        );
+        assert_eq!(p.startup.startup, Some(super::super::StartupType::Clear));
+    }
+
+    #[test]
+    fn errors_are_one_line_and_name_the_option() {
+        for bad in [
+            &["--server", "type=udp,port=1"][..],
+            &["--server", "type=tcp,port=70000"],
+            &["--ctrl", "path=/x"],
+            &["--ctrl", "type=unixio,path=/x,port=3"],
+            &["--flags", "startup-clear,startup-state"],
+            &["--bogus"],
+            &["--tpmstate", "backend-uri=http://x"],
+            &[
+                "--server",
+                "type=tcp,fd=5",
+                "--ctrl",
+                "type=unixio,clientfd=5",
+                "--tpmstate",
+                "dir=/x",
+            ],
+            &["--port", "1", "--server", "type=tcp,port=2"],
+        ] {
+            let e = run(bad).unwrap_err().to_string();
+            assert!(!e.contains('\n'), "{bad:?}: {e}");
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! One running vtpm: lock the state, open the NVRAM, start the TPM thread,
+//! power on (and TPM2_Startup) if asked, bind the transport, write the pid
+//! file, then serve until a signal or the protocol ends it, and power off
+//! cleanly with the state saved.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use tpm_core::{Tpm, TpmConfig};
+
+use crate::cli::{EndpointSpec, NoteLevel, Plan, Serve, StartupType};
+use crate::daemon;
+use crate::device::TpmDevice;
+use crate::error::{Error, Result};
+use crate::logging::LogTarget;
+use crate::pidfile::PidFile;
+use crate::signals::{self, TermSignals};
+use crate::state_dir::StateLock;
+use crate::storage::{self, NvramStorage};
+
+/// The nvram options of the plan, with the key loaded.
+pub fn nvram_options(
+    plan_state: &crate::state_dir::StateSpec,
+    key: Option<&crate::keys::KeySpec>,
+) -> Result<nvram::OpenOptions> {
+    Ok(nvram::OpenOptions {
+        sync: if plan_state.relaxed {
+            nvram::SyncMode::Relaxed
+        } else {
+            nvram::SyncMode::Durable
+        },
+        key: key.map(|k| k.load()).transpose()?,
+        refuse_encrypted: false,
+        create_size: None,
+    })
+}
+
+/// Serve the TPM as `plan` says; returns when vtpm should exit (Ok: status 0).
+pub fn run(plan: Plan) -> Result<()> {
+    crate::logging::init(&plan.log)?;
+    for note in &plan.notes {
+        match note.level {
+            NoteLevel::Info => log::info!("{}", note.text),
+            NoteLevel::Warn => log::warn!("{}", note.text),
+        }
+    }
+    let notifier = if plan.daemon {
+        Some(daemon::daemonize()?)
+    } else {
+        None
+    };
+    let logs_elsewhere = matches!(plan.log.target, LogTarget::File { .. } | LogTarget::Fd(_));
+    match start(&plan) {
+        Ok(running) => {
+            if let Some(n) = notifier {
+                n.ready();
+            }
+            let r = running.serve();
+            if let Err(e) = &r {
+                log::error!("{e}");
+            }
+            r
+        }
+        Err(e) => {
+            if logs_elsewhere {
+                log::error!("{e}");
+            }
+            if let Some(n) = notifier {
+                // The waiting parent prints the message on the terminal.
+                n.failed(&e);
+                std::process::exit(1);
+            }
+            Err(e)
+        }
+    }
+}
+
+struct Running {
+    server: transport::Server,
+    device: Arc<TpmDevice>,
+    pid: Option<PidFile>,
+    lock: StateLock,
+    signals: TermSignals,
+}
+
+fn start(plan: &Plan) -> Result<Running> {
+    // Installed first, so a SIGTERM during start-up is handled once serving.
+    let signals = TermSignals::install()?;
+    let lock = plan.state.prepare()?;
+    let image = plan.state.image();
+    let handle = storage::open(&image, nvram_options(&plan.state, plan.key.as_ref())?)?;
+    plan.state.apply_mode()?;
+    let nv = NvramStorage::new(handle);
+    let config = TpmConfig {
+        reject_locality_4: plan.reject_locality_4,
+    };
+    let device = TpmDevice::start(
+        move || Tpm::new(Box::new(nv), config),
+        plan.startup.auto_shutdown,
+        plan.key.is_some(),
+    )?;
+    match serve_device(plan, &device) {
+        Ok(server) => {
+            let pid = match plan.pid.as_ref().map(PidFile::write).transpose() {
+                Ok(p) => p,
+                Err(e) => {
+                    server.shutdown();
+                    let _ = device.shutdown();
+                    return Err(e);
+                }
+            };
+            Ok(Running {
+                server,
+                device,
+                pid,
+                lock,
+                signals,
+            })
+        }
+        Err(e) => {
+            let _ = device.shutdown();
+            Err(e)
+        }
+    }
+}
+
+/// Power on as `--flags` says, then bind the transport.
+fn serve_device(plan: &Plan, device: &Arc<TpmDevice>) -> Result<transport::Server> {
+    use transport::Device;
+    if plan.startup.power_on {
+        device
+            .init(false)
+            .map_err(|e| Error::Engine(format!("cannot power on: {}", e.msg)))?;
+        if let Some(st) = plan.startup.startup {
+            let su = match st {
+                StartupType::Clear => 0,
+                StartupType::State => 1,
+            };
+            // As swtpm: a failing startup is reported, the TPM is served anyway.
+            match device.startup(su) {
+                0 => log::info!("TPM2_Startup({st:?}) sent"),
+                rc => {
+                    log::error!("TPM2_Startup({st:?}) at start failed with response code {rc:#x}")
+                }
+            }
+        }
+    }
+    let dev: Arc<dyn transport::Device> = device.clone();
+    let server = match &plan.serve {
+        Serve::Swtpm(s) => {
+            let opts = transport::DataOptions {
+                terminate_on_data_close: s.terminate_on_data_close,
+                disconnect: s.disconnect,
+            };
+            let cfg = transport::SwtpmConfig {
+                data: s.data.as_ref().map(endpoint).transpose()?,
+                ctrl: s.ctrl.as_ref().map(endpoint).transpose()?,
+                allow_set_locality: s.allow_set_locality,
+                reject_locality_4: plan.reject_locality_4,
+                terminate_on_ctrl_close: s.terminate_on_ctrl_close,
+                buffer_size: transport::swtpm::DEFAULT_BUFFER_SIZE,
+            };
+            transport::serve_swtpm_with(cfg, opts, dev)
+                .map_err(|e| Error::Transport(e.to_string()))?
+        }
+        Serve::Mssim(m) => {
+            let cfg = transport::MssimConfig {
+                command: transport::Endpoint::Tcp(m.command),
+                platform: transport::Endpoint::Tcp(m.platform),
+            };
+            transport::serve_mssim(cfg, dev).map_err(|e| Error::Transport(e.to_string()))?
+        }
+    };
+    if let Serve::Swtpm(s) = &plan.serve {
+        for p in &s.unix_perms {
+            let set = std::fs::set_permissions(&p.path, std::fs::Permissions::from_mode(p.mode))
+                .and_then(|()| match (p.uid, p.gid) {
+                    (None, None) => Ok(()),
+                    (u, g) => std::os::unix::fs::chown(&p.path, u, g),
+                });
+            if let Err(e) = set {
+                server.shutdown();
+                return Err(Error::io("cannot set mode/owner of socket", &p.path, e));
+            }
+        }
+    }
+    announce(plan, &server.local_addrs());
+    Ok(server)
+}
+
+fn endpoint(e: &EndpointSpec) -> Result<transport::Endpoint> {
+    Ok(match e {
+        EndpointSpec::Tcp(a) => transport::Endpoint::Tcp(*a),
+        EndpointSpec::Unix(p) => transport::Endpoint::Unix(p.clone()),
+        EndpointSpec::Fd { fd, option } => transport::Endpoint::Fd(crate::fds::take(option, *fd)?),
+    })
+}
+
+/// Say where the TPM is served and where its state is: in the log, and on
+/// stderr when defaults were used (the user did not say where).
+fn announce(plan: &Plan, addrs: &[SocketAddr]) {
+    let describe = |e: &Option<EndpointSpec>| match e {
+        None => "none".to_string(),
+        Some(EndpointSpec::Tcp(a)) if a.port() != 0 => a.to_string(),
+        Some(EndpointSpec::Tcp(a)) => format!("{} (port chosen by the system)", a.ip()),
+        Some(EndpointSpec::Unix(p)) => p.display().to_string(),
+        Some(EndpointSpec::Fd { fd, .. }) => format!("descriptor {fd}"),
+    };
+    let channels = match &plan.serve {
+        Serve::Swtpm(s) => format!(
+            "swtpm protocol, data {}, control {}",
+            describe(&s.data),
+            describe(&s.ctrl)
+        ),
+        Serve::Mssim(m) => format!(
+            "mssim protocol, commands {}, platform {}",
+            m.command, m.platform
+        ),
+    };
+    let listening: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+    let msg = format!(
+        "serving a TPM 2.0 ({channels}; listening on {}); state in {}",
+        if listening.is_empty() {
+            "no TCP port".to_string()
+        } else {
+            listening.join(", ")
+        },
+        plan.state.image().display()
+    );
+    log::info!("{msg}");
+    let already_on_stderr =
+        plan.log.target == LogTarget::Stderr && log::max_level() >= log::LevelFilter::Info;
+    if plan.announce && !already_on_stderr {
+        eprintln!("vtpm: {msg}");
+    }
+}
+
+impl Running {
+    fn serve(self) -> Result<()> {
+        let Running {
+            server,
+            device,
+            pid,
+            lock,
+            mut signals,
+        } = self;
+        let close = signals.handle();
+        let server_ref = &server;
+        let reason = std::thread::scope(|s| {
+            s.spawn(move || {
+                if let Some(sig) = signals.wait() {
+                    log::info!("{} received, shutting down", signals::name(sig));
+                    server_ref.shutdown();
+                }
+            });
+            let reason = server.wait();
+            close.close();
+            reason
+        });
+        log::info!("server ended ({reason:?}); powering off");
+        // No new commands may arrive while the TPM powers off.
+        server.shutdown();
+        let r = device
+            .shutdown()
+            .map_err(|e| Error::Engine(format!("power off failed: {}", e.msg)));
+        drop(server);
+        if let Some(p) = pid {
+            p.remove();
+        }
+        log::info!("state saved; lock {} released", lock.path().display());
+        drop(lock);
+        r
+    }
+}

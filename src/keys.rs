@@ -1,0 +1,149 @@
+//! `--key`: the key that encrypts the NVRAM image at rest.
+//!
+//! vtpm's image is encrypted with AES-256-GCM by the nvram crate, whatever
+//! swtpm `mode=` is given (swtpm's aes-cbc modes describe swtpm's own file
+//! format, which vtpm does not write). The key material maps as follows:
+//! a 32-byte key (binary, or 64 hex digits) is the AES-256 key itself; a
+//! 16-byte key (binary, or 32 hex digits, swtpm's aes-128-cbc) and any
+//! passphrase (`pwdfile=`/`pwdfd=`) are stretched by the nvram crate's
+//! password KDF, whose salt is kept in the image header. `kdf=` is accepted
+//! for compatibility; the KDF is always the nvram crate's.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// Where the key bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyInput {
+    /// `file=F`.
+    File(PathBuf),
+    /// `fd=N`.
+    Fd(i32),
+    /// `pwdfile=F`.
+    PwdFile(PathBuf),
+    /// `pwdfd=N`.
+    PwdFd(i32),
+}
+
+/// How a key file is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFormat {
+    /// 32 or 64 hex digits, optional `0x`, surrounding whitespace ignored (swtpm's default).
+    Hex,
+    /// 16 or 32 raw bytes.
+    Binary,
+}
+
+/// The parsed `--key` option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    /// The source.
+    pub input: KeyInput,
+    /// The encoding of a key (not a passphrase).
+    pub format: KeyFormat,
+    /// `remove`: delete the key/passphrase file once read.
+    pub remove: bool,
+}
+
+impl KeySpec {
+    /// Read the key material and turn it into the NVRAM's key source.
+    pub fn load(&self) -> Result<nvram::KeySource> {
+        let bytes = self.read()?;
+        match self.input {
+            KeyInput::PwdFile(_) | KeyInput::PwdFd(_) => {
+                if bytes.is_empty() {
+                    return Err(Error::usage("--key", "the passphrase is empty"));
+                }
+                Ok(nvram::KeySource::Passphrase(bytes))
+            }
+            KeyInput::File(_) | KeyInput::Fd(_) => {
+                let key = match self.format {
+                    KeyFormat::Binary => bytes,
+                    KeyFormat::Hex => decode_hex(&bytes)?,
+                };
+                match key.len() {
+                    32 => {
+                        let mut k = Zeroizing::new([0u8; 32]);
+                        k.copy_from_slice(&key);
+                        Ok(nvram::KeySource::Raw(k))
+                    }
+                    16 => Ok(nvram::KeySource::Passphrase(key)),
+                    n => Err(Error::usage(
+                        "--key",
+                        format!("the key has {n} bytes; 16 or 32 are supported"),
+                    )),
+                }
+            }
+        }
+    }
+
+    fn read(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let mut buf = Zeroizing::new(Vec::new());
+        match &self.input {
+            KeyInput::File(p) | KeyInput::PwdFile(p) => {
+                let mut f =
+                    std::fs::File::open(p).map_err(|e| Error::io("cannot open key file", p, e))?;
+                f.read_to_end(&mut buf)
+                    .map_err(|e| Error::io("cannot read key file", p, e))?;
+                if self.remove {
+                    std::fs::remove_file(p)
+                        .map_err(|e| Error::io("cannot remove key file", p, e))?;
+                }
+            }
+            KeyInput::Fd(n) | KeyInput::PwdFd(n) => {
+                let mut f = crate::fds::take_file("--key", *n)?;
+                // A key is small; refuse a descriptor that streams without end.
+                (&mut f)
+                    .take(64 * 1024)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| Error::Fd {
+                        option: "--key",
+                        fd: *n,
+                        reason: e.to_string(),
+                    })?;
+            }
+        }
+        Ok(buf)
+    }
+}
+
+fn decode_hex(bytes: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    let bad = || {
+        Error::usage(
+            "--key",
+            "format=hex: the key file must hold 32 or 64 hex digits (optionally 0x-prefixed)",
+        )
+    };
+    let text = std::str::from_utf8(bytes).map_err(|_| bad())?.trim();
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    if digits.len() % 2 != 0 || digits.is_empty() {
+        return Err(bad());
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(digits.len() / 2));
+    for pair in digits.as_bytes().chunks(2) {
+        let hi = (pair[0] as char).to_digit(16).ok_or_else(bad)?;
+        let lo = (pair[1] as char).to_digit(16).ok_or_else(bad)?;
+        out.push((hi * 16 + lo) as u8);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_keys() {
+        assert_eq!(decode_hex(b"0x00ff\n").unwrap().as_slice(), &[0, 255]);
+        assert!(decode_hex(b"0x0").is_err());
+        assert!(decode_hex(b"zz").is_err());
+        assert!(decode_hex(b"").is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! Shared helpers of the end-to-end tests: run the real `vtpm` binary (and,
+//! for comparison, the real `swtpm`) on free ports with a temporary state
+//! directory, wait for it to listen, and kill it on drop so no test leaves a
+//! process behind. Every helper is parallel-safe: ports come from the kernel
+//! and each instance has its own directory.
+
+// Each test crate uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+/// The `vtpm` binary under test.
+pub fn vtpm_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_vtpm")
+}
+
+/// Run `vtpm args...` to completion (for options that print and exit).
+pub fn vtpm_output(args: &[&str]) -> Output {
+    Command::new(vtpm_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vtpm")
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A port N such that N and N+1 were both free a moment ago.
+pub fn free_port_pair() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let n = l.local_addr().expect("addr").port();
+        if n < u16::MAX && TcpListener::bind(("127.0.0.1", n + 1)).is_ok() {
+            return n;
+        }
+    }
+}
+
+/// Whether something accepts connections on 127.0.0.1:`port`.
+pub fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}
+
+/// Wait until `cond` holds (polling), at most `timeout`.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    cond()
+}
+
+/// A running child process, killed (SIGKILL) and reaped on drop.
+pub struct Guard {
+    /// The process; None once it has been waited for.
+    pub child: Option<Child>,
+    /// Where its stderr goes (read with [`Guard::stderr`]).
+    pub stderr_path: PathBuf,
+}
+
+impl Guard {
+    /// Spawn `program args...` with stderr to `stderr_path` (a file, so it never blocks).
+    pub fn spawn(
+        program: &str,
+        args: &[String],
+        stderr_path: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Guard {
+        let err = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+        Guard {
+            child: Some(child),
+            stderr_path,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// What it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Its exit status if it has exited.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Wait for it to exit, at most `timeout` (None: still running).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(timeout, || {
+            status = self.try_status();
+            status.is_some()
+        });
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
+    /// Send `sig`.
+    pub fn signal(&self, sig: Signal) {
+        if let Some(c) = &self.child {
+            let _ = kill(Pid::from_raw(c.id() as i32), sig);
+        }
+    }
+
+    /// SIGTERM, then wait up to 20 s for the exit status.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        self.signal(Signal::SIGTERM);
+        self.wait_timeout(Duration::from_secs(20))
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Kill a process we do not own as a child (a daemonized vtpm) on drop.
+pub struct PidGuard(pub i32);
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            let _ = kill(Pid::from_raw(self.0), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Whether process `pid` exists.
+pub fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+}
+
+/// Which protocol an instance speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// swtpm data + control channels.
+    Swtpm,
+    /// mssim command + platform ports.
+    Mssim,
+}
+
+/// A running `vtpm` (or `swtpm`) on two TCP ports with its own state directory.
+pub struct Vtpm {
+    /// The process.
+    pub guard: Guard,
+    /// Data (swtpm) or command (mssim) port.
+    pub port: u16,
+    /// Control (swtpm) or platform (mssim) port: `port + 1`.
+    pub ctrl_port: u16,
+    /// Holds the state directory (`dir()`), the stderr file and anything else.
+    pub tmp: TempDir,
+    /// The protocol.
+    pub protocol: Protocol,
+}
+
+impl Vtpm {
+    /// The state directory.
+    pub fn dir(&self) -> PathBuf {
+        self.tmp.path().join("state")
+    }
+
+    /// The TCTI string for tpm2-tools / tpm2-tss.
+    pub fn tcti(&self) -> String {
+        match self.protocol {
+            Protocol::Swtpm => format!("swtpm:host=127.0.0.1,port={}", self.port),
+            Protocol::Mssim => format!("mssim:host=127.0.0.1,port={}", self.port),
+        }
+    }
+
+    /// `vtpm socket` powered on with TPM2_Startup(CLEAR) sent, on free ports.
+    pub fn start_socket() -> Vtpm {
+        Vtpm::start_socket_with(&["--flags", "not-need-init,startup-clear"])
+    }
+
+    /// `vtpm socket` with `extra` options, on free TCP ports, state in a temp dir.
+    pub fn start_socket_with(extra: &[&str]) -> Vtpm {
+        Vtpm::start(vtpm_bin(), Protocol::Swtpm, |dir, port| {
+            let mut a = vec![
+                "socket".to_string(),
+                "--tpm2".into(),
+                "--tpmstate".into(),
+                format!("dir={}", dir.display()),
+                "--server".into(),
+                format!("type=tcp,port={port}"),
+                "--ctrl".into(),
+                format!("type=tcp,port={}", port + 1),
+            ];
+            a.extend(extra.iter().map(|s| s.to_string()));
+            a
+        })
+    }
+
+    /// `vtpm mssim` on free ports N, N+1, with `extra` options.
+    pub fn start_mssim_with(extra: &[&str]) -> Vtpm {
+        Vtpm::start(vtpm_bin(), Protocol::Mssim, |dir, port| {
+            let mut a = vec![
+                "mssim".to_string(),
+                "--tpmstate".into(),
+                format!("dir={}", dir.display()),
+                "--port".into(),
+                port.to_string(),
+            ];
+            a.extend(extra.iter().map(|s| s.to_string()));
+            a
+        })
+    }
+
+    /// `vtpm mssim` on free ports (powered off: the mssim TCTI powers it on).
+    pub fn start_mssim() -> Vtpm {
+        Vtpm::start_mssim_with(&[])
+    }
+
+    /// Start `program` with the arguments `args(state_dir, port)` and wait until
+    /// both ports listen. A port taken between choosing and binding makes the
+    /// process exit early; that is retried with new ports.
+    pub fn start(
+        program: &str,
+        protocol: Protocol,
+        args: impl Fn(&Path, u16) -> Vec<String>,
+    ) -> Vtpm {
+        let mut last_err = String::new();
+        for _attempt in 0..5 {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let dir = tmp.path().join("state");
+            std::fs::create_dir(&dir).expect("state dir");
+            let port = free_port_pair();
+            let mut guard =
+                Guard::spawn(program, &args(&dir, port), tmp.path().join("stderr"), &[]);
+            let mut exited = false;
+            let up = wait_until(Duration::from_secs(20), || {
+                if guard.try_status().is_some() {
+                    exited = true;
+                    return true;
+                }
+                listening(port) && listening(port + 1)
+            });
+            if up && !exited {
+                return Vtpm {
+                    guard,
+                    port,
+                    ctrl_port: port + 1,
+                    tmp,
+                    protocol,
+                };
+            }
+            last_err = guard.stderr();
+            if !last_err.contains("bind") && !last_err.contains("in use") {
+                break;
+            }
+        }
+        panic!("{program} did not start listening: {last_err}");
+    }
+}
+
+/// The real `swtpm socket --tpm2 ... --flags not-need-init,startup-clear` on free
+/// ports, for side-by-side comparisons. None when swtpm is not installed.
+pub fn start_swtpm() -> Option<Vtpm> {
+    let swtpm = ["/usr/bin/swtpm", "/usr/local/bin/swtpm"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    Some(Vtpm::start(swtpm, Protocol::Swtpm, |dir, port| {
+        vec![
+            "socket".into(),
+            "--tpm2".into(),
+            "--tpmstate".into(),
+            format!("dir={}", dir.display()),
+            "--server".into(),
+            format!("type=tcp,port={port}"),
+            "--ctrl".into(),
+            format!("type=tcp,port={}", port + 1),
+            "--flags".into(),
+            "not-need-init,startup-clear".into(),
+        ]
+    }))
+}
+
+/// Run a tpm2-tools program (`tpm2_getrandom`, ...) against `tcti`, at most 60 s.
+pub fn run_tpm2(tool: &str, args: &[&str], tcti: &str) -> Output {
+    Command::new("timeout")
+        .arg("60")
+        .arg(tool)
+        .args(args)
+        .env("TPM2TOOLS_TCTI", tcti)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"))
+}
+
+/// Whether tpm2-tools are installed (tests needing them skip otherwise).
+pub fn have_tpm2_tools() -> bool {
+    Path::new("/usr/bin/tpm2_getrandom").exists()
+}

@@ -1,0 +1,3 @@
+//! Test data shared by the end-to-end tests.
+
+pub mod corpus;

@@ -1,0 +1,298 @@
+//! tpm2-tools (the Debian package) against the real `vtpm` binary over the
+//! `swtpm:` and `mssim:` TCTIs, and side by side with swtpm + libtpms.
+
+mod common;
+
+use std::process::Output;
+use std::time::Duration;
+
+use common::{
+    free_port_pair, have_tpm2_tools, listening, run_tpm2, start_swtpm, vtpm_bin, wait_until, Guard,
+    Vtpm,
+};
+
+/// Run a tool and insist it succeeded; returns its stdout.
+fn ok(tool: &str, args: &[&str], tcti: &str) -> String {
+    let out: Output = run_tpm2(tool, args, tcti);
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run a tool that must fail; returns its stderr.
+fn fails(tool: &str, args: &[&str], tcti: &str) -> String {
+    let out = run_tpm2(tool, args, tcti);
+    assert!(!out.status.success(), "{tool} {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+macro_rules! need_tools {
+    () => {
+        if !have_tpm2_tools() {
+            eprintln!("tpm2-tools not installed: skipped (scripts/test.sh installs them)");
+            return;
+        }
+    };
+}
+
+/// A fixed sequence of measurements; returns the PCR values it leaves (all banks).
+fn measure(tcti: &str, scratch: &std::path::Path) -> String {
+    ok(
+        "tpm2_pcrextend",
+        &["0:sha256=0101010101010101010101010101010101010101010101010101010101010101"],
+        tcti,
+    );
+    ok(
+        "tpm2_pcrextend",
+        &["7:sha1=0202020202020202020202020202020202020202,sha384=030303030303030303030303030303030303030303030303030303030303030303030303030303030303030303030303"],
+        tcti,
+    );
+    let event = scratch.join("event.bin");
+    std::fs::write(&event, b"an event in the log").unwrap();
+    ok("tpm2_pcrevent", &["16", event.to_str().unwrap()], tcti);
+    ok("tpm2_pcrevent", &["23", event.to_str().unwrap()], tcti);
+    ok("tpm2_pcrreset", &["23"], tcti);
+    ok(
+        "tpm2_pcrread",
+        &["sha1:0,7,16,23+sha256:0,7,16,23+sha384:0,7,16+sha512:0,16"],
+        tcti,
+    )
+}
+
+/// The tool list over one TCTI.
+fn tool_tour(tcti: &str) {
+    let scratch = tempfile::tempdir().unwrap();
+    ok("tpm2_selftest", &["--fulltest"], tcti);
+    assert!(ok("tpm2_gettestresult", &[], tcti).contains("success"));
+    let r = ok("tpm2_getrandom", &["--hex", "32"], tcti);
+    assert_eq!(r.trim().len(), 64, "32 random bytes in hex: {r}");
+    let stir = scratch.path().join("stir");
+    std::fs::write(&stir, [7u8; 32]).unwrap();
+    ok("tpm2_stirrandom", &[stir.to_str().unwrap()], tcti);
+    let values = measure(tcti, scratch.path());
+    assert!(values.contains("sha512"), "{values}");
+
+    let data = scratch.path().join("abc");
+    std::fs::write(&data, b"abc").unwrap();
+    let h = ok(
+        "tpm2_hash",
+        &["-g", "sha256", "--hex", data.to_str().unwrap()],
+        tcti,
+    );
+    assert_eq!(
+        h.trim(),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    let ticket = scratch.path().join("ticket");
+    ok(
+        "tpm2_hash",
+        &[
+            "-C",
+            "o",
+            "-g",
+            "sha1",
+            "-t",
+            ticket.to_str().unwrap(),
+            data.to_str().unwrap(),
+        ],
+        tcti,
+    );
+    assert!(
+        std::fs::metadata(&ticket).unwrap().len() > 10,
+        "an owner hierarchy hash ticket"
+    );
+
+    let clock = ok("tpm2_readclock", &[], tcti);
+    assert!(
+        clock.contains("reset_count") && clock.contains("safe: yes"),
+        "{clock}"
+    );
+
+    // PCR 0 cannot be reset from locality 0; PCR 16 can.
+    assert!(fails("tpm2_pcrreset", &["0"], tcti).contains("0x907"));
+    ok("tpm2_pcrreset", &["16"], tcti);
+
+    let alloc = ok("tpm2_pcrallocate", &["sha256:all+sha1:none"], tcti);
+    assert!(alloc.contains("sha256"), "{alloc}");
+    ok("tpm2_shutdown", &["-c"], tcti);
+}
+
+#[test]
+fn tools_over_swtpm_tcti() {
+    need_tools!();
+    let v = Vtpm::start_socket();
+    tool_tour(&v.tcti());
+}
+
+#[test]
+fn tools_over_mssim_tcti() {
+    need_tools!();
+    let v = Vtpm::start_mssim();
+    ok("tpm2_startup", &["-c"], &v.tcti());
+    tool_tour(&v.tcti());
+}
+
+#[test]
+fn getcap_answers_every_capability_tpm2_getcap_lists() {
+    need_tools!();
+    let v = Vtpm::start_socket();
+    let list = ok("tpm2_getcap", &["-l"], &v.tcti());
+    let caps: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .collect();
+    assert!(caps.len() >= 10, "tpm2_getcap -l: {list}");
+    for cap in caps {
+        ok("tpm2_getcap", &[cap], &v.tcti());
+    }
+    let fixed = ok("tpm2_getcap", &["properties-fixed"], &v.tcti());
+    assert!(fixed.contains("VTPM"), "honest manufacturer: {fixed}");
+    let cmds = ok("tpm2_getcap", &["commands"], &v.tcti());
+    assert!(
+        cmds.contains("TPM2_CC_PCR_Extend") && !cmds.contains("TPM2_CC_NV_Write"),
+        "{cmds}"
+    );
+}
+
+#[test]
+fn pcr_digests_match_swtpm() {
+    need_tools!();
+    let Some(sw) = start_swtpm() else {
+        eprintln!("swtpm not installed: comparison skipped (scripts/test.sh installs it)");
+        return;
+    };
+    let v = Vtpm::start_socket();
+    let scratch = tempfile::tempdir().unwrap();
+    let ours = measure(&v.tcti(), scratch.path());
+    let theirs = measure(&sw.tcti(), scratch.path());
+    assert_eq!(
+        ours, theirs,
+        "the same measurements give the same PCR values"
+    );
+    // And the same response codes for refused operations.
+    let a = fails("tpm2_pcrreset", &["0"], &v.tcti());
+    let b = fails("tpm2_pcrreset", &["0"], &sw.tcti());
+    assert!(
+        a.contains("0x907") && b.contains("0x907"),
+        "vtpm: {a}\nswtpm: {b}"
+    );
+}
+
+/// Start `vtpm socket` on `dir` with `flags`, on new ports.
+fn spawn_on(dir: &std::path::Path, stderr: std::path::PathBuf, flags: &str) -> (Guard, String) {
+    let port = free_port_pair();
+    let args: Vec<String> = [
+        "socket",
+        "--tpm2",
+        "--tpmstate",
+        &format!("dir={}", dir.display()),
+        "--server",
+        &format!("type=tcp,port={port}"),
+        "--ctrl",
+        &format!("type=tcp,port={}", port + 1),
+        "--flags",
+        flags,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let g = Guard::spawn(vtpm_bin(), &args, stderr, &[]);
+    assert!(
+        wait_until(Duration::from_secs(20), || listening(port)
+            && listening(port + 1)),
+        "vtpm did not restart"
+    );
+    (g, format!("swtpm:host=127.0.0.1,port={port}"))
+}
+
+#[test]
+fn shutdown_state_then_startup_state_keeps_pcrs_across_a_restart() {
+    need_tools!();
+    let mut v = Vtpm::start_socket();
+    let scratch = tempfile::tempdir().unwrap();
+    let before = measure(&v.tcti(), scratch.path());
+    let clock_before = ok("tpm2_readclock", &[], &v.tcti());
+    ok("tpm2_shutdown", &[], &v.tcti()); // TPM2_Shutdown(STATE)
+    assert!(
+        v.guard.terminate().is_some_and(|s| s.success()),
+        "SIGTERM ends vtpm cleanly"
+    );
+
+    let (_g, tcti) = spawn_on(&v.dir(), v.tmp.path().join("stderr2"), "not-need-init");
+    ok("tpm2_startup", &[], &tcti); // TPM2_Startup(STATE)
+    let after = ok(
+        "tpm2_pcrread",
+        &["sha1:0,7,16,23+sha256:0,7,16,23+sha384:0,7,16+sha512:0,16"],
+        &tcti,
+    );
+    // PCRs 0-15 are restored; 16 and 23 are reset by Startup(STATE).
+    let pick = |s: &str, bank: &str, pcr: &str| -> String {
+        let sect = s.split(bank).nth(1).unwrap_or("");
+        sect.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{pcr} :")))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    for bank in ["sha1:", "sha256:", "sha384:"] {
+        assert_eq!(
+            pick(&before, bank, "0"),
+            pick(&after, bank, "0"),
+            "{bank} PCR 0"
+        );
+        assert_eq!(
+            pick(&before, bank, "7"),
+            pick(&after, bank, "7"),
+            "{bank} PCR 7"
+        );
+    }
+    assert!(pick(&after, "sha256:", "16")
+        .ends_with("0x0000000000000000000000000000000000000000000000000000000000000000"));
+    let clock_after = ok("tpm2_readclock", &[], &tcti);
+    let clock = |s: &str| -> u64 {
+        s.lines()
+            .find_map(|l| l.trim().strip_prefix("clock: "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        clock(&clock_after) >= clock(&clock_before),
+        "the clock does not go back:\n{clock_before}\n{clock_after}"
+    );
+    assert!(
+        clock_after.contains("restart_count: 1"),
+        "Startup(STATE) is a TPM Resume: {clock_after}"
+    );
+}
+
+#[test]
+fn pcr_allocate_takes_effect_at_the_next_startup_clear() {
+    need_tools!();
+    let mut v = Vtpm::start_socket();
+    ok(
+        "tpm2_pcrallocate",
+        &["sha256:all+sha1:none+sha384:none+sha512:none"],
+        &v.tcti(),
+    );
+    let now = ok("tpm2_getcap", &["pcrs"], &v.tcti());
+    assert!(
+        now.contains("sha1: [ 0, 1"),
+        "still allocated until the next Startup(CLEAR): {now}"
+    );
+    ok("tpm2_shutdown", &["-c"], &v.tcti());
+    assert!(v.guard.terminate().is_some());
+    let (_g, tcti) = spawn_on(
+        &v.dir(),
+        v.tmp.path().join("stderr2"),
+        "not-need-init,startup-clear",
+    );
+    let later = ok("tpm2_getcap", &["pcrs"], &tcti);
+    assert!(
+        later.contains("sha1: [ ]") && later.contains("sha256: [ 0, 1"),
+        "{later}"
+    );
+}
