@@ -1,27 +1,33 @@
 //! The NVRAM blobstore: named blobs in one crash-safe, optionally encrypted
 //! image, written by a storage thread with group commit.
 //!
-//! Lifecycle: [`Nvram::open`] a backend, [`Nvram::register`] each blob with
-//! its maximum size, [`Nvram::start`] (reconciles registrations with the
-//! image and spawns the storage thread), then use the [`NvramHandle`]:
-//! synchronous reads, asynchronous writes that complete when durable.
-//!
-//! INTERFACE CONTRACT (other crates build against these signatures; add to
-//! them freely, do not change them without updating every caller).
+//! Lifecycle: [`Nvram::open`] an image (a regular file, created if missing, a
+//! raw image or a block device), [`Nvram::register`] each blob with its
+//! maximum size, [`Nvram::start`] (reconciles registrations with the image and
+//! spawns the storage thread), then use the [`NvramHandle`]: synchronous reads
+//! and asynchronous writes that complete when durable. The format is in
+//! docs/nvram-format.md.
 
+pub mod backend;
+mod cipher;
+mod error;
+pub mod fault;
+pub mod format;
+pub mod inspect;
+pub mod store;
+mod thread;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Errors of the NVRAM. Messages name the file and the structure at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Placeholder until the crate is implemented.
-    #[error("nvram: not implemented yet")]
-    Unimplemented,
-}
+pub use backend::{Backend, FileBackend, MemBackend};
+pub use error::{Error, Result};
+use store::{Op, Store, StoreOptions};
+use thread::{Done, Msg, Shared, Worker};
 
-/// Result alias of this crate.
-pub type Result<T> = std::result::Result<T, Error>;
+/// Default size of an image file created by [`Nvram::open`]: 2 MiB.
+pub const DEFAULT_IMAGE_SIZE: u64 = 2 * 1024 * 1024;
 
 /// Whether acknowledged writes are flushed to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,8 +43,25 @@ pub enum SyncMode {
 pub enum KeySource {
     /// 32 raw key bytes.
     Raw(zeroize::Zeroizing<[u8; 32]>),
-    /// A passphrase, stretched with a password KDF (salt kept in the header).
+    /// A passphrase, stretched with argon2id (salt kept in the header).
     Passphrase(zeroize::Zeroizing<Vec<u8>>),
+}
+
+impl KeySource {
+    /// A key read from a file or an inherited descriptor's contents: exactly 32
+    /// bytes are a raw key, anything else is a passphrase (a trailing newline is dropped).
+    pub fn from_bytes(mut bytes: Vec<u8>) -> KeySource {
+        if bytes.len() == 32 {
+            let mut k = zeroize::Zeroizing::new([0u8; 32]);
+            k.copy_from_slice(&bytes);
+            zeroize::Zeroize::zeroize(&mut bytes);
+            return KeySource::Raw(k);
+        }
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+        }
+        KeySource::Passphrase(zeroize::Zeroizing::new(bytes))
+    }
 }
 
 /// How to open an image.
@@ -50,7 +73,7 @@ pub struct OpenOptions {
     pub key: Option<KeySource>,
     /// Refuse an encrypted image outright (fail_on_encrypted_drive).
     pub refuse_encrypted: bool,
-    /// Size of a regular file created when missing (None: a default).
+    /// Size of a regular file created when missing (None: [`DEFAULT_IMAGE_SIZE`]).
     pub create_size: Option<u64>,
 }
 
@@ -66,60 +89,241 @@ pub struct BlobInfo {
 }
 
 /// An opened image, before start.
-pub struct Nvram {}
+pub struct Nvram {
+    store: Store,
+    registered: BTreeMap<String, u64>,
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 255 || name.contains('\0') {
+        return Err(Error::BadName(name.to_string()));
+    }
+    Ok(())
+}
 
 impl Nvram {
     /// Open (or create) the image at `path`: a regular file, a raw image or a block device.
-    pub fn open(_path: &Path, _opts: OpenOptions) -> Result<Nvram> {
-        Err(Error::Unimplemented)
+    /// The header, the key and the log are checked here.
+    pub fn open(path: &Path, opts: OpenOptions) -> Result<Nvram> {
+        let size = opts.create_size.unwrap_or(DEFAULT_IMAGE_SIZE);
+        let (be, fresh) =
+            FileBackend::open(path, Some(size), false).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                op: "opening",
+                source,
+            })?;
+        Nvram::open_backend(Box::new(be), fresh, opts)
     }
+
+    /// Open an image on any backend; `fresh` formats it.
+    pub fn open_backend(be: Box<dyn Backend>, fresh: bool, opts: OpenOptions) -> Result<Nvram> {
+        let store = Store::open(
+            be,
+            StoreOptions {
+                key: opts.key.as_ref(),
+                refuse_encrypted: opts.refuse_encrypted,
+                sync: opts.sync,
+                read_only: false,
+                fresh,
+            },
+        )?;
+        Ok(Nvram {
+            store,
+            registered: BTreeMap::new(),
+        })
+    }
+
     /// Register a blob by name with its maximum size (before start).
-    pub fn register(&mut self, _name: &str, _max_size: u64) -> Result<()> {
-        Err(Error::Unimplemented)
+    pub fn register(&mut self, name: &str, max_size: u64) -> Result<()> {
+        check_name(name)?;
+        self.registered.insert(name.to_string(), max_size);
+        Ok(())
     }
+
     /// Reconcile registrations with the image and spawn the storage thread.
+    /// Blobs of other users are kept; a blob larger than its registered maximum,
+    /// or an image too small for every maximum, is an error.
     pub fn start(self) -> Result<NvramHandle> {
-        Err(Error::Unimplemented)
+        let path = self.store.path().to_path_buf();
+        for (name, data) in self.store.blobs() {
+            if let Some(&max) = self.registered.get(name) {
+                if data.len() as u64 > max {
+                    return Err(Error::BlobTooLarge {
+                        path,
+                        name: name.clone(),
+                        size: data.len() as u64,
+                        max,
+                    });
+                }
+            }
+        }
+        // A region must hold every blob at its largest plus one more write of the largest.
+        let others = self
+            .store
+            .blobs()
+            .iter()
+            .filter(|(n, _)| !self.registered.contains_key(*n))
+            .map(|(n, d)| (n.as_str(), d.len() as u64));
+        let mine = self.registered.iter().map(|(n, &m)| (n.as_str(), m));
+        let snapshot = self.store.snapshot_size(others.chain(mine));
+        let largest = self
+            .registered
+            .iter()
+            .map(|(n, &m)| self.store.snapshot_size(std::iter::once((n.as_str(), m))))
+            .max()
+            .unwrap_or(0);
+        let needed = format::REGIONS_START + 2 * (snapshot + largest);
+        if self.store.header.region_size < snapshot + largest {
+            return Err(Error::TooSmall {
+                path,
+                size: self.store.image_size(),
+                needed,
+            });
+        }
+        let total = self.store.image_size();
+        let shared: Arc<Shared> = Arc::new(parking_lot::RwLock::new(
+            self.store
+                .blobs()
+                .iter()
+                .map(|(n, d)| (n.clone(), Arc::new(d.clone())))
+                .collect(),
+        ));
+        let worker = Worker::spawn(self.store, shared.clone());
+        Ok(NvramHandle {
+            inner: Arc::new(Inner {
+                worker,
+                shared,
+                registered: self.registered.into_iter().collect(),
+                total,
+            }),
+        })
     }
+
+    /// The committed blobs (before start; for inspection).
+    pub fn blobs(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.store
+            .blobs()
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+    }
+}
+
+struct Inner {
+    worker: Worker,
+    shared: Arc<Shared>,
+    registered: HashMap<String, u64>,
+    total: u64,
 }
 
 /// A cloneable handle to a started NVRAM; the storage thread ends when the last handle drops.
 #[derive(Clone)]
 pub struct NvramHandle {
-    _inner: Arc<()>,
+    inner: Arc<Inner>,
 }
 
 /// A pending write or delete: wait for durability or for the error.
-pub struct Completion {}
+pub struct Completion {
+    rx: Option<crossbeam_channel::Receiver<Result<()>>>,
+    early: Option<Error>,
+}
 
 impl Completion {
     /// Block until the write is durable (or failed).
     pub fn wait(self) -> Result<()> {
-        Err(Error::Unimplemented)
+        if let Some(e) = self.early {
+            return Err(e);
+        }
+        match self.rx {
+            Some(rx) => rx.recv().unwrap_or(Err(Error::Stopped)),
+            None => Err(Error::Stopped),
+        }
     }
 }
 
 impl NvramHandle {
+    fn check(&self, name: &str, size: Option<usize>) -> Result<()> {
+        let max = *self
+            .inner
+            .registered
+            .get(name)
+            .ok_or_else(|| Error::NotRegistered(name.to_string()))?;
+        match size {
+            Some(n) if n as u64 > max => Err(Error::WriteTooLarge {
+                name: name.to_string(),
+                size: n,
+                max,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn post(&self, op: Op, size: Option<usize>) -> Completion {
+        if let Err(e) = self.check(op.name(), size) {
+            return Completion {
+                rx: None,
+                early: Some(e),
+            };
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner.worker.post(Msg {
+            op,
+            done: Done::Chan(tx),
+        });
+        Completion {
+            rx: Some(rx),
+            early: None,
+        }
+    }
+
     /// Read a blob: `Ok(None)` if absent, `Ok(Some(vec![]))` if present and empty.
-    pub fn read(&self, _name: &str) -> Result<Option<Vec<u8>>> {
-        Err(Error::Unimplemented)
+    pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.inner.shared.read().get(name).map(|d| d.to_vec()))
     }
+
     /// Post a write to the storage thread.
-    pub fn write(&self, _name: &str, _data: Vec<u8>) -> Completion {
-        Completion {}
+    pub fn write(&self, name: &str, data: Vec<u8>) -> Completion {
+        let n = data.len();
+        self.post(Op::Put(name.to_string(), data), Some(n))
     }
-    /// Post a write; `done` is called on the storage thread when durable or failed.
-    pub fn write_with(&self, _name: &str, _data: Vec<u8>, _done: Box<dyn FnOnce(Result<()>) + Send>) {}
+
+    /// Post a write; `done` is called on the storage thread when durable or failed
+    /// (at once, on the caller's thread, if the write is refused outright).
+    pub fn write_with(&self, name: &str, data: Vec<u8>, done: Box<dyn FnOnce(Result<()>) + Send>) {
+        match self.check(name, Some(data.len())) {
+            Err(e) => done(Err(e)),
+            Ok(()) => self.inner.worker.post(Msg {
+                op: Op::Put(name.to_string(), data),
+                done: Done::Callback(done),
+            }),
+        }
+    }
+
     /// Post a delete.
-    pub fn delete(&self, _name: &str) -> Completion {
-        Completion {}
+    pub fn delete(&self, name: &str) -> Completion {
+        self.post(Op::Delete(name.to_string()), None)
     }
+
     /// Every blob on the image with its size.
     pub fn list(&self) -> Vec<BlobInfo> {
-        Vec::new()
+        self.inner
+            .shared
+            .read()
+            .iter()
+            .map(|(n, d)| BlobInfo {
+                name: n.clone(),
+                size: d.len() as u64,
+                max_size: self.inner.registered.get(n).copied(),
+            })
+            .collect()
     }
+
     /// Total size of the NVRAM (the image) in bytes.
     pub fn total_size(&self) -> u64 {
-        0
+        self.inner.total
+    }
+
+    /// Total size of the NVRAM in KiB.
+    pub fn total_kib(&self) -> u64 {
+        self.inner.total / 1024
     }
 }

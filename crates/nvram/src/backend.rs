@@ -1,0 +1,147 @@
+//! Where the image lives: a regular file, a raw image or a block device, or
+//! (in tests) anything implementing [`Backend`].
+
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Random-access storage with an explicit flush.
+pub trait Backend: Send {
+    /// Read exactly `buf.len()` bytes at `off`.
+    fn read_at(&mut self, off: u64, buf: &mut [u8]) -> std::io::Result<()>;
+    /// Write all of `data` at `off`.
+    fn write_at(&mut self, off: u64, data: &[u8]) -> std::io::Result<()>;
+    /// Make everything written so far durable (fdatasync).
+    fn flush(&mut self) -> std::io::Result<()>;
+    /// Size in bytes (never changes).
+    fn size(&self) -> u64;
+    /// A name for messages.
+    fn path(&self) -> PathBuf;
+}
+
+/// A regular file or block device.
+pub struct FileBackend {
+    file: File,
+    size: u64,
+    path: PathBuf,
+}
+
+impl FileBackend {
+    /// Open `path`; a missing regular file is created with `create_size` bytes
+    /// (`None`: refuse to create). `read_only` opens without write access.
+    pub fn open(
+        path: &Path,
+        create_size: Option<u64>,
+        read_only: bool,
+    ) -> std::io::Result<(FileBackend, bool)> {
+        let (file, created) = match OpenOptions::new().read(true).write(!read_only).open(path) {
+            Ok(f) => (f, false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !read_only => match create_size {
+                Some(size) => {
+                    let f = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create_new(true)
+                        .open(path)?;
+                    // Allocate the whole image now so later data flushes need no metadata update.
+                    f.set_len(size)?;
+                    let zeros = vec![0u8; 1 << 16];
+                    let mut off = 0;
+                    while off < size {
+                        let n = (size - off).min(zeros.len() as u64) as usize;
+                        f.write_all_at(&zeros[..n], off)?;
+                        off += n as u64;
+                    }
+                    f.sync_all()?;
+                    if let Some(dir) = path.parent() {
+                        if let Ok(d) = File::open(if dir.as_os_str().is_empty() {
+                            Path::new(".")
+                        } else {
+                            dir
+                        }) {
+                            let _ = d.sync_all();
+                        }
+                    }
+                    (f, true)
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
+        let mut f = file;
+        let size = f.seek(SeekFrom::End(0))?;
+        Ok((
+            FileBackend {
+                file: f,
+                size,
+                path: path.to_path_buf(),
+            },
+            created,
+        ))
+    }
+}
+
+impl Backend for FileBackend {
+    fn read_at(&mut self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, off)
+    }
+    fn write_at(&mut self, off: u64, data: &[u8]) -> std::io::Result<()> {
+        self.file.write_all_at(data, off)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+}
+
+/// An image held in memory (tests, benches of the format alone).
+#[derive(Clone, Default)]
+pub struct MemBackend {
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+impl MemBackend {
+    /// A zeroed image of `size` bytes.
+    pub fn new(size: usize) -> Self {
+        MemBackend {
+            data: vec![0; size],
+        }
+    }
+}
+
+impl Backend for MemBackend {
+    fn read_at(&mut self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let s = usize::try_from(off).ok().filter(|&s| {
+            s.checked_add(buf.len())
+                .is_some_and(|e| e <= self.data.len())
+        });
+        let s = s.ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(&self.data[s..s + buf.len()]);
+        Ok(())
+    }
+    fn write_at(&mut self, off: u64, data: &[u8]) -> std::io::Result<()> {
+        let s = usize::try_from(off).ok().filter(|&s| {
+            s.checked_add(data.len())
+                .is_some_and(|e| e <= self.data.len())
+        });
+        let s = s.ok_or(std::io::ErrorKind::WriteZero)?;
+        self.data[s..s + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn path(&self) -> PathBuf {
+        PathBuf::from("<memory>")
+    }
+}

@@ -1,0 +1,285 @@
+//! The NVRAM API: registration, reads and writes, deletes, other users' blobs,
+//! limits, encryption, and persistence across reopen.
+
+use nvram::{Error, KeySource, Nvram, OpenOptions, SyncMode};
+use zeroize::Zeroizing;
+
+fn raw_key(b: u8) -> KeySource {
+    KeySource::Raw(Zeroizing::new([b; 32]))
+}
+
+fn open(path: &std::path::Path, key: Option<KeySource>) -> nvram::Result<Nvram> {
+    Nvram::open(
+        path,
+        OpenOptions {
+            key,
+            create_size: Some(256 * 1024),
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn write_read_delete_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("nv.img");
+    let mut nv = open(&img, None).unwrap();
+    nv.register("tpm2/permanent", 4096).unwrap();
+    nv.register("tpm2/volatile", 4096).unwrap();
+    let h = nv.start().unwrap();
+    assert_eq!(h.read("tpm2/permanent").unwrap(), None, "absent");
+    h.write("tpm2/volatile", Vec::new()).wait().unwrap();
+    assert_eq!(
+        h.read("tpm2/volatile").unwrap(),
+        Some(Vec::new()),
+        "present and empty"
+    );
+    h.write("tpm2/permanent", b"one".to_vec()).wait().unwrap();
+    h.write("tpm2/permanent", b"two".to_vec()).wait().unwrap();
+    assert_eq!(h.read("tpm2/permanent").unwrap().unwrap(), b"two");
+    h.delete("tpm2/volatile").wait().unwrap();
+    assert_eq!(h.read("tpm2/volatile").unwrap(), None);
+    assert_eq!(h.total_size(), 256 * 1024);
+    assert_eq!(h.total_kib(), 256);
+    drop(h);
+
+    let mut nv = open(&img, None).unwrap();
+    nv.register("tpm2/permanent", 4096).unwrap();
+    let h = nv.start().unwrap();
+    assert_eq!(h.read("tpm2/permanent").unwrap().unwrap(), b"two");
+    assert_eq!(h.read("tpm2/volatile").unwrap(), None);
+    let l = h.list();
+    assert_eq!(l.len(), 1);
+    assert_eq!(
+        (l[0].name.as_str(), l[0].size, l[0].max_size),
+        ("tpm2/permanent", 3, Some(4096))
+    );
+}
+
+#[test]
+fn other_users_blobs_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("nv.img");
+    let mut nv = open(&img, None).unwrap();
+    nv.register("efi/vars", 1000).unwrap();
+    let h = nv.start().unwrap();
+    h.write("efi/vars", vec![5; 900]).wait().unwrap();
+    drop(h);
+    let mut nv = open(&img, None).unwrap();
+    nv.register("tpm2/permanent", 1000).unwrap();
+    let h = nv.start().unwrap();
+    h.write("tpm2/permanent", vec![1; 10]).wait().unwrap();
+    let l = h.list();
+    assert!(l
+        .iter()
+        .any(|b| b.name == "efi/vars" && b.size == 900 && b.max_size.is_none()));
+    assert!(
+        matches!(
+            h.write("efi/vars", vec![]).wait(),
+            Err(Error::NotRegistered(_))
+        ),
+        "not ours to write"
+    );
+    assert_eq!(
+        h.read("efi/vars").unwrap().unwrap(),
+        vec![5; 900],
+        "readable"
+    );
+}
+
+#[test]
+fn limits_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("nv.img");
+    let mut nv = open(&img, None).unwrap();
+    nv.register("a", 100).unwrap();
+    let h = nv.start().unwrap();
+    assert!(matches!(
+        h.write("a", vec![0; 101]).wait(),
+        Err(Error::WriteTooLarge { .. })
+    ));
+    h.write("a", vec![0; 100]).wait().unwrap();
+    drop(h);
+    let mut nv = open(&img, None).unwrap();
+    nv.register("a", 50).unwrap();
+    let e = nv.start().err().expect("blob larger than its new maximum");
+    assert!(matches!(e, Error::BlobTooLarge { .. }), "{e}");
+    let mut nv = open(&img, None).unwrap();
+    nv.register("huge", 10 * 1024 * 1024).unwrap();
+    let e = nv.start().err().expect("image too small");
+    assert!(e.to_string().contains("image too small"), "{e}");
+    assert!(matches!(
+        Nvram::open(
+            &dir.path().join("x"),
+            OpenOptions {
+                create_size: Some(1000),
+                ..Default::default()
+            }
+        ),
+        Err(Error::TooSmall { .. })
+    ));
+}
+
+#[test]
+fn encryption_needs_the_right_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("nv.img");
+    let mut nv = open(&img, Some(raw_key(7))).unwrap();
+    nv.register("secret", 100).unwrap();
+    let h = nv.start().unwrap();
+    h.write("secret", b"the seed of all keys".to_vec())
+        .wait()
+        .unwrap();
+    drop(h);
+    let bytes = std::fs::read(&img).unwrap();
+    assert!(
+        !bytes.windows(6).any(|w| w == b"secret"),
+        "names are encrypted"
+    );
+    assert!(
+        !bytes.windows(8).any(|w| w == b"the seed"),
+        "data is encrypted"
+    );
+    assert!(matches!(open(&img, None), Err(Error::KeyRequired(_))));
+    assert!(matches!(
+        open(&img, Some(raw_key(8))),
+        Err(Error::WrongKey(_))
+    ));
+    let refused = Nvram::open(
+        &img,
+        OpenOptions {
+            key: Some(raw_key(7)),
+            refuse_encrypted: true,
+            ..Default::default()
+        },
+    );
+    assert!(matches!(refused, Err(Error::EncryptedRefused(_))));
+    let nv = open(&img, Some(raw_key(7))).unwrap();
+    assert_eq!(
+        nv.blobs().next().map(|(n, d)| (n.to_string(), d.to_vec())),
+        Some(("secret".into(), b"the seed of all keys".to_vec()))
+    );
+}
+
+#[test]
+fn passphrase_keys_work_and_tampering_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("nv.img");
+    let pass = || KeySource::from_bytes(b"correct horse battery staple\n".to_vec());
+    let mut nv = open(&img, Some(pass())).unwrap();
+    nv.register("b", 100).unwrap();
+    let h = nv.start().unwrap();
+    h.write("b", vec![0xAB; 64]).wait().unwrap();
+    drop(h);
+    assert!(open(&img, Some(pass())).is_ok());
+    assert!(matches!(
+        open(&img, Some(KeySource::from_bytes(b"wrong".to_vec()))),
+        Err(Error::WrongKey(_))
+    ));
+    // Flip one ciphertext byte and fix up the record's checksum: only authentication can tell.
+    let mut bytes = std::fs::read(&img).unwrap();
+    let base = nvram::format::REGIONS_START as usize;
+    let len = u32::from_be_bytes(bytes[base + 20..base + 24].try_into().unwrap()) as usize;
+    let p = base + nvram::format::REC_HDR;
+    bytes[p + 20] ^= 1;
+    let crc = crc32c::crc32c(&bytes[p..p + len]);
+    bytes[p + len..p + len + 4].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(&img, &bytes).unwrap();
+    let e = open(&img, Some(pass())).err().expect("tampering detected");
+    assert!(e.to_string().contains("fails authentication"), "{e}");
+}
+
+#[test]
+fn damage_is_reported_not_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("nv.img");
+    let mut nv = open(&img, None).unwrap();
+    nv.register("a", 1000).unwrap();
+    let h = nv.start().unwrap();
+    for i in 0..5u8 {
+        h.write("a", vec![i; 300]).wait().unwrap();
+    }
+    drop(h);
+    let good = std::fs::read(&img).unwrap();
+    // A flipped byte in the first record, with committed records after it.
+    let mut bad = good.clone();
+    bad[nvram::format::REGIONS_START as usize + 100] ^= 0x40;
+    std::fs::write(&img, &bad).unwrap();
+    let e = open(&img, None).err().expect("damage reported");
+    assert!(e.to_string().contains("damaged"), "{e}");
+    // A damaged header (the live slot; the other one was never written).
+    let mut bad = good.clone();
+    bad[nvram::format::SLOT_SIZE as usize + 3] ^= 1;
+    std::fs::write(&img, &bad).unwrap();
+    assert!(open(&img, None)
+        .err()
+        .expect("bad header")
+        .to_string()
+        .contains("header"));
+    // A truncated image.
+    std::fs::write(&img, &good[..100 * 1024]).unwrap();
+    assert!(open(&img, None)
+        .err()
+        .expect("truncated")
+        .to_string()
+        .contains("truncated"));
+    // A blank raw image is formatted, not refused.
+    std::fs::write(&img, vec![0u8; 128 * 1024]).unwrap();
+    assert!(open(&img, None).is_ok());
+    assert_eq!(
+        std::fs::metadata(&img).unwrap().len(),
+        128 * 1024,
+        "never resized"
+    );
+}
+
+#[test]
+fn group_commit_and_callbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("nv.img");
+    let mut nv = Nvram::open(
+        &img,
+        OpenOptions {
+            sync: SyncMode::Durable,
+            create_size: Some(1 << 20),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for i in 0..8 {
+        nv.register(&format!("w{i}"), 4096).unwrap();
+    }
+    let h = nv.start().unwrap();
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                for j in 0..50u32 {
+                    h.write(&format!("w{i}"), j.to_be_bytes().repeat(100))
+                        .wait()
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    h.write_with(
+        "w0",
+        b"cb".to_vec(),
+        Box::new(move |r| tx.send(r.is_ok()).unwrap()),
+    );
+    assert!(rx.recv().unwrap());
+    assert_eq!(h.read("w0").unwrap().unwrap(), b"cb");
+    for i in 1..8 {
+        assert_eq!(
+            h.read(&format!("w{i}")).unwrap().unwrap(),
+            49u32.to_be_bytes().repeat(100)
+        );
+    }
+    drop(h);
+    let nv = Nvram::open(&img, OpenOptions::default()).unwrap();
+    assert_eq!(nv.blobs().count(), 8);
+}
