@@ -44,7 +44,14 @@ fn targets() -> (common::Vtpm, Option<common::Vtpm>) {
 
 /// Cases where vtpm and swtpm answer differently on purpose, with the reason.
 fn known_disagreement(name: &str) -> Option<&'static str> {
-    let _ = name;
+    if name.ends_with("size field -1") || name.ends_with("size field 0xb") {
+        // The size field is smaller than the bytes sent. vtpm frames the byte
+        // stream by the size field, because a command may arrive in several
+        // segments; it executes the announced bytes (which then lack their last
+        // parameter octet) and takes the rest as the start of the next command.
+        // swtpm takes whatever one read() returned as the command.
+        return Some("vtpm frames the stream by the size field; swtpm by read() calls");
+    }
     None
 }
 
