@@ -160,6 +160,7 @@ fn serve_device(plan: &Plan, device: &Arc<TpmDevice>) -> Result<transport::Serve
                 reject_locality_4: plan.reject_locality_4,
                 terminate_on_ctrl_close: s.terminate_on_ctrl_close,
                 buffer_size: transport::swtpm::DEFAULT_BUFFER_SIZE,
+                ctrl_accepts_mssim: s.ctrl_accepts_mssim,
             };
             transport::serve_swtpm_with(cfg, opts, dev)
                 .map_err(|e| Error::Transport(e.to_string()))?

@@ -120,6 +120,9 @@ pub struct SwtpmPlan {
     pub terminate_on_data_close: bool,
     /// Close the data connection after each response (`--server ...,disconnect`).
     pub disconnect: bool,
+    /// The control port also speaks the mssim platform protocol (bare `vtpm socket`,
+    /// or the vtpm extension `--ctrl ...,mssim`), so `mssim:` TCTIs work too.
+    pub ctrl_accepts_mssim: bool,
     /// Modes and owners of UNIX socket paths.
     pub unix_perms: Vec<UnixPerm>,
 }

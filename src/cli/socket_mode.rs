@@ -13,7 +13,9 @@ use clap::{ColorChoice, Parser};
 
 use super::common::{self, CommonArgs};
 use super::options::{flag, value, Spec, SubOptions};
-use super::{clap_error, Action, EndpointSpec, Note, Plan, Serve, SwtpmPlan, UnixPerm};
+use super::{
+    clap_error, Action, EndpointSpec, Note, Plan, Serve, StartupType, SwtpmPlan, UnixPerm,
+};
 use crate::error::{Error, Result};
 
 /// Default data port when no channel is given (the mssim/swtpm convention).
@@ -90,6 +92,8 @@ const CTRL: Spec = Spec {
         value("uid"),
         value("gid"),
         flag("terminate"),
+        // vtpm extension: also accept mssim platform clients on this port.
+        flag("mssim"),
     ],
 };
 
@@ -165,14 +169,20 @@ pub fn parse(args: &[String]) -> Result<Action> {
         terminate_on_ctrl_close: false,
         terminate_on_data_close: a.terminate,
         disconnect: false,
+        ctrl_accepts_mssim: false,
         unix_perms: Vec::new(),
     };
     if bare {
+        // Both tpm2-tss TCTIs default to port 2321 (+1): serve both.
+        plan.ctrl_accepts_mssim = true;
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         plan.data = Some(EndpointSpec::Tcp(SocketAddr::new(lo, DEFAULT_DATA_PORT)));
         plan.ctrl = Some(EndpointSpec::Tcp(SocketAddr::new(lo, DEFAULT_CTRL_PORT)));
         if a.common.flags.is_none() {
+            // A useful default: a TPM ready for commands, as with
+            // `--flags not-need-init,startup-clear`.
             startup.power_on = true;
+            startup.startup = Some(StartupType::Clear);
         }
     } else {
         plan.data = if let Some(text) = &a.server {
@@ -324,6 +334,7 @@ fn server(text: &str, env_port: &Option<String>, plan: &mut SwtpmPlan) -> Result
 fn ctrl(text: &str, plan: &mut SwtpmPlan) -> Result<EndpointSpec> {
     let o = SubOptions::parse(&CTRL, text)?;
     plan.terminate_on_ctrl_close = o.flag("terminate");
+    plan.ctrl_accepts_mssim = o.flag("mssim");
     let Some(kind) = o.choice("type", &["unixio", "tcp"])? else {
         return Err(Error::usage(
             "--ctrl",

@@ -18,8 +18,15 @@ use crate::swtpm::SwtpmState;
 /// Serve one data connection until the client closes it or the server ends;
 /// `one_shot`: close after the first response (swtpm's `disconnect`).
 pub(crate) fn serve(mut stream: Stream, st: Arc<SwtpmState>, one_shot: bool) {
+    // Counted as idle until its first frame arrives (see ctrl's mssim detection).
+    st.idle_data.fetch_add(1, Ordering::SeqCst);
+    let mut idle = true;
     while !st.core.is_stopping() {
-        let frame = match read_data_frame(&mut stream, st.max_command()) {
+        let read = read_data_frame(&mut stream, st.max_command());
+        if std::mem::take(&mut idle) {
+            st.idle_data.fetch_sub(1, Ordering::SeqCst);
+        }
+        let frame = match read {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(FrameError::BadSize { size, sim }) => {
@@ -63,6 +70,9 @@ pub(crate) fn serve(mut stream: Stream, st: Arc<SwtpmState>, one_shot: bool) {
         if one_shot {
             break;
         }
+    }
+    if idle {
+        st.idle_data.fetch_sub(1, Ordering::SeqCst);
     }
     if st.data.terminate_on_data_close && !st.core.is_stopping() {
         st.core.finish(ExitReason::DataClosed);

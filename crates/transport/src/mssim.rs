@@ -221,60 +221,84 @@ fn hash_data(stream: &mut Stream, st: &MssimState) -> Option<Result<(), DeviceEr
 }
 
 /// One platform-port connection.
-fn serve_platform(mut stream: Stream, st: &MssimState) {
-    let dev = &st.dev;
+fn serve_platform(stream: Stream, st: &MssimState) {
+    platform_loop(stream, st, None);
+}
+
+/// Serve an mssim platform client that connected to a swtpm control port
+/// (see `ctrl::serve`); its first signal, TPM_SIGNAL_POWER_ON, was read there.
+pub(crate) fn serve_platform_handover(stream: Stream, dev: Arc<dyn Device>, core: Arc<ServerCore>) {
+    let st = MssimState { dev, core };
+    platform_loop(stream, &st, Some(TPM_SIGNAL_POWER_ON));
+}
+
+fn platform_loop(mut stream: Stream, st: &MssimState, mut first: Option<u32>) {
     while !st.core.is_stopping() {
-        let Ok(Some(code)) = read_u32(&mut stream) else {
-            break;
+        let code = match first.take() {
+            Some(c) => c,
+            None => match read_u32(&mut stream) {
+                Ok(Some(c)) => c,
+                _ => break,
+            },
         };
-        let r = match code {
-            TPM_SIGNAL_POWER_ON => {
-                if dev.is_running() {
-                    Ok(())
-                } else {
-                    dev.init(false)
+        match platform_signal(code, st) {
+            Some(r) => {
+                if !ack(&mut stream, r) {
+                    break;
                 }
             }
-            TPM_SIGNAL_POWER_OFF => {
-                if dev.is_running() {
-                    dev.power_off()
-                } else {
-                    Ok(())
-                }
-            }
-            TPM_SIGNAL_RESET | TPM_SIGNAL_RESTART => {
-                // _TPM_Init of a powered TPM; without power there is nothing to reset.
-                if dev.is_running() {
-                    dev.init(false)
-                } else {
-                    Ok(())
-                }
-            }
-            TPM_SIGNAL_PHYS_PRES_ON | TPM_SIGNAL_PHYS_PRES_OFF => {
-                dev.set_physical_presence(code == TPM_SIGNAL_PHYS_PRES_ON);
-                Ok(())
-            }
-            TPM_SIGNAL_CANCEL_ON => {
-                dev.cancel();
-                Ok(())
-            }
-            TPM_SIGNAL_CANCEL_OFF | TPM_SIGNAL_KEY_CACHE_ON | TPM_SIGNAL_KEY_CACHE_OFF => Ok(()),
-            TPM_SIGNAL_NV_ON | TPM_SIGNAL_NV_OFF => {
-                dev.set_nv_available(code == TPM_SIGNAL_NV_ON);
-                Ok(())
-            }
-            TPM_SESSION_END => break,
-            TPM_STOP => {
-                stop(st);
-                break;
-            }
-            other => {
-                log::warn!("mssim: unknown platform code {other}; closing");
-                break;
-            }
-        };
-        if !ack(&mut stream, r) {
-            break;
+            None => break,
         }
     }
+}
+
+/// Carry out one platform signal; None closes the connection.
+fn platform_signal(code: u32, st: &MssimState) -> Option<Result<(), DeviceError>> {
+    let dev = &st.dev;
+    Some(match code {
+        TPM_SIGNAL_POWER_ON => {
+            if dev.is_running() {
+                Ok(())
+            } else {
+                dev.init(false)
+            }
+        }
+        TPM_SIGNAL_POWER_OFF => {
+            if dev.is_running() {
+                dev.power_off()
+            } else {
+                Ok(())
+            }
+        }
+        TPM_SIGNAL_RESET | TPM_SIGNAL_RESTART => {
+            // _TPM_Init of a powered TPM; without power there is nothing to reset.
+            if dev.is_running() {
+                dev.init(false)
+            } else {
+                Ok(())
+            }
+        }
+        TPM_SIGNAL_PHYS_PRES_ON | TPM_SIGNAL_PHYS_PRES_OFF => {
+            dev.set_physical_presence(code == TPM_SIGNAL_PHYS_PRES_ON);
+            Ok(())
+        }
+        TPM_SIGNAL_CANCEL_ON => {
+            dev.cancel();
+            Ok(())
+        }
+        TPM_SIGNAL_CANCEL_OFF | TPM_SIGNAL_KEY_CACHE_ON | TPM_SIGNAL_KEY_CACHE_OFF => Ok(()),
+        TPM_SIGNAL_NV_ON | TPM_SIGNAL_NV_OFF => {
+            dev.set_nv_available(code == TPM_SIGNAL_NV_ON);
+            Ok(())
+        }
+        TPM_SESSION_END => return None,
+        TPM_STOP => {
+            stop(st);
+            return None;
+        }
+        other => {
+            log::warn!("mssim: unknown platform code {other}; closing");
+            return None;
+        }
+    })
 }

@@ -28,6 +28,9 @@ pub struct SwtpmConfig {
     pub reject_locality_4: bool,
     /// `--ctrl ...,terminate`: end the server when a control connection closes.
     pub terminate_on_ctrl_close: bool,
+    /// Also serve mssim platform clients on the control port (detected per
+    /// connection, see `ctrl::serve`), so the `mssim:` TCTI works beside `swtpm:`.
+    pub ctrl_accepts_mssim: bool,
     /// Initial buffer size (largest command accepted); CMD_SET_BUFFERSIZE may change it.
     pub buffer_size: u32,
 }
@@ -40,6 +43,7 @@ impl Default for SwtpmConfig {
             allow_set_locality: false,
             reject_locality_4: false,
             terminate_on_ctrl_close: false,
+            ctrl_accepts_mssim: false,
             buffer_size: DEFAULT_BUFFER_SIZE,
         }
     }
@@ -70,6 +74,9 @@ pub(crate) struct SwtpmState {
     pub(crate) allow_set_locality: bool,
     pub(crate) reject_locality_4: bool,
     pub(crate) terminate_on_ctrl_close: bool,
+    pub(crate) ctrl_accepts_mssim: bool,
+    /// Data connections accepted that have not sent a byte yet (mssim detection).
+    pub(crate) idle_data: std::sync::atomic::AtomicUsize,
     pub(crate) data: DataOptions,
     /// A descriptor data channel (SET_DATAFD or inherited connected fd) is live.
     pub(crate) datafd_active: AtomicBool,
@@ -133,6 +140,8 @@ pub fn serve_swtpm_with(
         allow_set_locality: cfg.allow_set_locality,
         reject_locality_4: cfg.reject_locality_4,
         terminate_on_ctrl_close: cfg.terminate_on_ctrl_close,
+        ctrl_accepts_mssim: cfg.ctrl_accepts_mssim,
+        idle_data: std::sync::atomic::AtomicUsize::new(0),
         data: opts,
         datafd_active: AtomicBool::new(false),
         blob_cache: Mutex::new(None),

@@ -34,8 +34,30 @@ pub(crate) struct CtrlMessage {
     pub(crate) fd: Option<OwnedFd>,
 }
 
+/// How long a lone first code 1 waits for an idle data connection to show up.
+const DETECT_WAIT: Duration = Duration::from_millis(100);
+
+/// With `ctrl_accepts_mssim`, a connection whose first message is a lone code 1
+/// is either a swtpm client (CMD_GET_CAPABILITY) or an mssim platform client
+/// (TPM_SIGNAL_POWER_ON). tcti-mssim opens its command connection first and
+/// sends nothing on it until the platform has answered, while swtpm control
+/// clients hold no idle data connection: an idle data connection means mssim.
+fn is_mssim_client(st: &SwtpmState) -> bool {
+    let until = Instant::now() + DETECT_WAIT;
+    loop {
+        if st.idle_data.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Serve one control connection until it closes or the server ends.
 pub(crate) fn serve(mut stream: Stream, st: Arc<SwtpmState>) {
+    let mut first = true;
     while !st.core.is_stopping() {
         let msg = match read_message(&mut stream) {
             Ok(Some(m)) => m,
@@ -45,6 +67,26 @@ pub(crate) fn serve(mut stream: Stream, st: Arc<SwtpmState>) {
                 break;
             }
         };
+        if std::mem::take(&mut first)
+            && st.ctrl_accepts_mssim
+            && msg.code == Some(CtrlCommand::GetCapability as u32)
+            && msg.body.is_empty()
+            && stream.is_socket()
+        {
+            if is_mssim_client(&st) {
+                log::debug!(
+                    "ctrl: an mssim platform client; serving the simulator's platform protocol"
+                );
+                if let Ok(s) = stream.try_clone() {
+                    crate::mssim::serve_platform_handover(
+                        s,
+                        Arc::clone(&st.dev),
+                        Arc::clone(&st.core),
+                    );
+                }
+                return;
+            }
+        }
         let (reply, after) = match handler::handle(&st, msg, &mut stream) {
             Outcome::Reply(r) => (r, None),
             Outcome::ReplyThen(r, a) => (r, Some(a)),
