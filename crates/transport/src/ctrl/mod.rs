@@ -72,20 +72,15 @@ pub(crate) fn serve(mut stream: Stream, st: Arc<SwtpmState>) {
             && msg.code == Some(CtrlCommand::GetCapability as u32)
             && msg.body.is_empty()
             && stream.is_socket()
+            && is_mssim_client(&st)
         {
-            if is_mssim_client(&st) {
-                log::debug!(
-                    "ctrl: an mssim platform client; serving the simulator's platform protocol"
-                );
-                if let Ok(s) = stream.try_clone() {
-                    crate::mssim::serve_platform_handover(
-                        s,
-                        Arc::clone(&st.dev),
-                        Arc::clone(&st.core),
-                    );
-                }
-                return;
+            log::debug!(
+                "ctrl: an mssim platform client; serving the simulator's platform protocol"
+            );
+            if let Ok(s) = stream.try_clone() {
+                crate::mssim::serve_platform_handover(s, Arc::clone(&st.dev), Arc::clone(&st.core));
             }
+            return;
         }
         let (reply, after) = match handler::handle(&st, msg, &mut stream) {
             Outcome::Reply(r) => (r, None),
