@@ -1,7 +1,170 @@
-//! `vtpm nvram info|list|dump IMAGE ...`: inspect an NVRAM image.
+//! `vtpm nvram info|list|dump IMAGE ...`: inspect an NVRAM image without
+//! changing it (read-only open, no lock taken), human-readable or `--json`.
+
+use std::path::PathBuf;
+
+use nvram::inspect::Inspection;
+
+use crate::cli::common;
+use crate::keys::{KeyFormat, KeyInput, KeySpec};
+
+const USAGE: &str = "usage: vtpm nvram info IMAGE [--json] [--key-file F | --key SPEC]
+       vtpm nvram list IMAGE [--json] [--key-file F | --key SPEC]
+       vtpm nvram dump IMAGE NAME [--json] [--key-file F | --key SPEC]
+
+  IMAGE        an NVRAM image (vtpm-nvram.img in a --tpmstate dir)
+  --json       machine-readable output
+  --key-file F the key of an encrypted image: 32 raw bytes, or a 16-byte key or
+               passphrase stretched as `vtpm socket --key` does
+  --key SPEC   the same syntax as `vtpm socket --key` (file=F[,format=hex],
+               pwdfile=F, fd=N, pwdfd=N)";
+
+/// What the command line asked for.
+struct Request {
+    action: String,
+    image: PathBuf,
+    name: Option<String>,
+    json: bool,
+    key: Option<KeySpec>,
+}
+
+fn parse(args: &[String]) -> Result<Request, String> {
+    let mut positional = Vec::new();
+    let mut json = false;
+    let mut key = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--json" => json = true,
+            "--key-file" => {
+                let f = it.next().ok_or("--key-file needs a file name")?;
+                key = Some(KeySpec {
+                    input: KeyInput::File(f.into()),
+                    format: KeyFormat::Binary,
+                    remove: false,
+                });
+            }
+            "--key" => {
+                let spec = it.next().ok_or("--key needs a value")?;
+                key = common::key(Some(spec), &mut Vec::new()).map_err(|e| e.to_string())?;
+            }
+            "-h" | "--help" => return Err(String::new()),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s => positional.push(s.to_string()),
+        }
+    }
+    let mut p = positional.into_iter();
+    let action = p.next().ok_or("missing action (info, list or dump)")?;
+    if !matches!(action.as_str(), "info" | "list" | "dump") {
+        return Err(format!("unknown action {action:?} (info, list or dump)"));
+    }
+    let image = PathBuf::from(p.next().ok_or("missing IMAGE")?);
+    let name = p.next();
+    if action == "dump" && name.is_none() {
+        return Err("dump needs a blob NAME".into());
+    }
+    if let Some(extra) = p
+        .next()
+        .or(if action == "dump" { None } else { name.clone() })
+    {
+        return Err(format!("unexpected argument {extra:?}"));
+    }
+    Ok(Request {
+        action,
+        image,
+        name,
+        json,
+        key,
+    })
+}
+
+fn hexdump(data: &[u8]) -> String {
+    let mut out = String::new();
+    for (i, chunk) in data.chunks(16).enumerate() {
+        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        let text: String = chunk
+            .iter()
+            .map(|&b| {
+                if (0x20..0x7f).contains(&b) {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        out.push_str(&format!("{:08x}  {:<47}  {text}\n", i * 16, hex.join(" ")));
+    }
+    out
+}
+
+fn run_request(r: Request) -> Result<String, String> {
+    let key = match &r.key {
+        Some(k) => Some(k.load().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let img = Inspection::open(&r.image, key).map_err(|e| e.to_string())?;
+    let json = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
+    Ok(match r.action.as_str() {
+        "info" => {
+            let i = img.info();
+            if r.json {
+                json(serde_json::to_value(&i).unwrap_or_default())
+            } else {
+                format!(
+                    "image:          {}\nsize:           {} bytes ({} KiB)\nformat version: {}\nencrypted:      {}\nkey derivation: {}\nlog regions:    2 x {} bytes, active {}, generation {}\nlog in use:     {} bytes\nblobs:          {}",
+                    i.path, i.size_bytes, i.size_kib, i.format_version, if i.encrypted { "yes (AES-256-GCM)" } else { "no" },
+                    i.key_derivation, i.region_size, i.active_region, i.generation, i.log_used, i.blobs
+                )
+            }
+        }
+        "list" => {
+            let l = img.list();
+            if r.json {
+                json(serde_json::to_value(&l).unwrap_or_default())
+            } else {
+                let mut s = format!("{:<32} {:>10}", "NAME", "BYTES");
+                for e in l {
+                    s.push_str(&format!("\n{:<32} {:>10}", e.name, e.size));
+                }
+                s
+            }
+        }
+        _ => {
+            let name = r.name.unwrap_or_default();
+            let data = img
+                .read(&name)
+                .ok_or_else(|| format!("{}: no blob named {name:?}", r.image.display()))?;
+            if r.json {
+                let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+                json(serde_json::json!({ "name": name, "size": data.len(), "hex": hex }))
+            } else {
+                format!("{name}: {} bytes\n{}", data.len(), hexdump(data).trim_end())
+            }
+        }
+    })
+}
 
 /// Run the nvram subcommand with the arguments after `nvram`; returns the exit code.
-pub fn run(_args: &[String]) -> i32 {
-    eprintln!("vtpm nvram: not implemented yet");
-    2
+pub fn run(args: &[String]) -> i32 {
+    let req = match parse(args) {
+        Ok(r) => r,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("vtpm nvram: {e} (see `vtpm nvram --help`)");
+            return 2;
+        }
+    };
+    match run_request(req) {
+        Ok(out) => {
+            println!("{out}");
+            0
+        }
+        Err(e) => {
+            eprintln!("vtpm nvram: {e}");
+            1
+        }
+    }
 }
