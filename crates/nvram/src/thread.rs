@@ -84,42 +84,92 @@ impl Drop for Worker {
     }
 }
 
-fn run(mut store: Store, rx: Receiver<Msg>, shared: Arc<Shared>) {
-    while let Ok(first) = rx.recv() {
-        let mut msgs = vec![first];
+/// Longest a batch waits for writers expected to join it.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(200);
+/// Granularity of that wait.
+const GATHER_STEP: std::time::Duration = std::time::Duration::from_micros(20);
+
+/// Take everything posted now; with several writers in the last batch, wait
+/// (bounded) for as many again: they all post within microseconds of their
+/// acknowledgement, and waiting turns alternating small batches into full ones.
+/// The wait sleeps rather than blocks in recv, so a send does not wake this thread.
+fn gather(rx: &Receiver<Msg>, first: Msg, expected: usize) -> Vec<Msg> {
+    let mut msgs = vec![first];
+    msgs.extend(rx.try_iter());
+    let deadline = std::time::Instant::now() + GATHER;
+    while msgs.len() < expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(GATHER_STEP);
         msgs.extend(rx.try_iter());
-        // Collapse: the last change to each blob wins; order among blobs does not matter.
-        let mut last: HashMap<String, usize> = HashMap::new();
-        for (i, m) in msgs.iter().enumerate() {
-            last.insert(m.op.name().to_string(), i);
+    }
+    msgs
+}
+
+/// The last change to each blob wins; order among blobs does not matter.
+fn collapse(msgs: Vec<Msg>) -> (Vec<Op>, Vec<Done>) {
+    let mut last: HashMap<String, usize> = HashMap::new();
+    for (i, m) in msgs.iter().enumerate() {
+        last.insert(m.op.name().to_string(), i);
+    }
+    let mut keep: Vec<bool> = vec![false; msgs.len()];
+    for &i in last.values() {
+        keep[i] = true;
+    }
+    let mut ops = Vec::with_capacity(last.len());
+    let mut dones = Vec::with_capacity(msgs.len());
+    for (m, k) in msgs.into_iter().zip(keep) {
+        if k {
+            ops.push(m.op);
         }
-        let mut idx: Vec<usize> = last.into_values().collect();
-        idx.sort_unstable();
-        let ops: Vec<Op> = idx.iter().map(|&i| msgs[i].op.clone()).collect();
-        let result = store.commit(&ops);
-        if result.is_ok() {
-            let mut map = shared.write();
-            for op in ops {
-                match op {
-                    Op::Put(n, d) => {
-                        map.insert(n, Arc::new(zeroize::Zeroizing::new(d)));
-                    }
-                    Op::Delete(n) => {
-                        map.remove(&n);
-                    }
-                }
+        dones.push(m.done);
+    }
+    (ops, dones)
+}
+
+fn publish(shared: &Shared, ops: Vec<Op>) {
+    let mut map = shared.write();
+    for op in ops {
+        match op {
+            Op::Put(n, d) => {
+                map.insert(n, Arc::new(zeroize::Zeroizing::new(d)));
+            }
+            Op::Delete(n) => {
+                map.remove(&n);
             }
         }
-        let reason = result.as_ref().err().map(|e| e.to_string());
-        for m in msgs {
-            let r = match &reason {
-                None => Ok(()),
-                Some(reason) => Err(Error::Failed {
-                    path: store.path().to_path_buf(),
-                    reason: reason.clone(),
-                }),
-            };
-            m.done.fire(r);
+    }
+}
+
+fn fail_all(dones: Vec<Done>, path: &std::path::Path, reason: &str) {
+    for d in dones {
+        d.fire(Err(Error::Failed {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        }));
+    }
+}
+
+/// Commit everything posted as one batch with one flush, acknowledge it, repeat.
+fn run(mut store: Store, rx: Receiver<Msg>, shared: Arc<Shared>) {
+    let path = store.path().to_path_buf();
+    let mut expected = 1;
+    loop {
+        if expected > 1 {
+            // The writers just acknowledged will post again at once: let them,
+            // rather than be woken by the first of them.
+            std::thread::sleep(GATHER_STEP);
+        }
+        let Ok(first) = rx.recv() else { break };
+        let msgs = gather(&rx, first, expected);
+        expected = msgs.len();
+        let (ops, dones) = collapse(msgs);
+        match store.commit(&ops) {
+            Ok(()) => {
+                publish(&shared, ops);
+                for d in dones {
+                    d.fire(Ok(()));
+                }
+            }
+            Err(e) => fail_all(dones, &path, &e.to_string()),
         }
     }
 }
