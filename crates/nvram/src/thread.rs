@@ -160,9 +160,15 @@ fn run(mut store: Store, rx: Receiver<Msg>, shared: Arc<Shared>) {
         }
         let Ok(first) = rx.recv() else { break };
         let msgs = gather(&rx, first, expected);
-        expected = msgs.len();
+        let batch = msgs.len();
         let (ops, dones) = collapse(msgs);
-        match store.commit(&ops) {
+        let result = store.commit(&ops);
+        // The writers about to be acknowledged will post again, and whoever
+        // queued during the flush is waiting too: gather them all into the next
+        // batch, or groups of writers settle into alternating half-full batches.
+        // (Counted before acknowledging, so a quick re-post is not counted twice.)
+        expected = batch + rx.len();
+        match result {
             Ok(()) => {
                 publish(&shared, ops);
                 for d in dones {
