@@ -83,6 +83,11 @@ pub(crate) fn serve(mut stream: Stream, st: Arc<SwtpmState>, one_shot: bool) {
 pub(crate) fn process(st: &SwtpmState, cmd: Vec<u8>) -> Vec<u8> {
     if !st.dev.is_running() {
         // swtpm: a TPM that was not initialised (CMD_INIT) fails every command.
+        log::trace!(
+            "data: command {:#x} before CMD_INIT: TPM_RC_FAILURE",
+            cmd.get(6..10)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        );
         return tpm_error_response(TPM_RC_FAILURE);
     }
     let hdr = match check_command(&cmd) {

@@ -67,6 +67,12 @@ pub(crate) fn serve(mut stream: Stream, st: Arc<SwtpmState>) {
                 break;
             }
         };
+        log::trace!(
+            "ctrl: {:?} ({}), {} more bytes",
+            msg.code.and_then(CtrlCommand::from_code),
+            msg.code.unwrap_or(0),
+            msg.body.len()
+        );
         if std::mem::take(&mut first)
             && st.ctrl_accepts_mssim
             && msg.code == Some(CtrlCommand::GetCapability as u32)
