@@ -26,10 +26,10 @@ pub fn take(option: &'static str, fd: i32) -> Result<OwnedFd> {
         fd,
         reason: format!("not open ({e})"),
     })?;
-    // SAFETY: fcntl(F_GETFD) just confirmed that `fd` is an open descriptor of this
-    // process. It was inherited from the parent for exactly this option, nothing in
-    // vtpm has opened or wrapped it, and the plan rejects a number used twice, so
-    // this OwnedFd is its only owner and closing it on drop is correct.
+    // fcntl(F_GETFD) just confirmed that `fd` is an open descriptor of this process.
+    // It was inherited for exactly this option, nothing in vtpm has wrapped it, and
+    // the plan rejects a number used twice.
+    // SAFETY: so this OwnedFd is its only owner and closing it on drop is correct.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 

@@ -210,6 +210,35 @@ Usage: vtpm socket [OPTIONS]    serve a TPM 2.0 like `swtpm socket` (see vtpm so
 }
 
 /// Turn a clap error into one line: its first line, without "error: ", plus its tip.
+/// Arguments of a mode that embed the common options.
+pub(crate) trait ModeArgs: clap::Parser {
+    /// The common options.
+    fn common(&self) -> &common::CommonArgs;
+}
+
+/// Parse `vtpm MODE args...`; `Err(action)` when help, `--version` or
+/// `--print-capabilities` ends the run before anything else.
+pub(crate) fn parse_mode<T: ModeArgs>(
+    mode: &str,
+    args: &[String],
+) -> Result<std::result::Result<T, Action>> {
+    let argv = std::iter::once(format!("vtpm {mode}")).chain(args.iter().cloned());
+    let a = match T::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            return Ok(Err(Action::Print(e.render().to_string())))
+        }
+        Err(e) => return Err(clap_error(mode, e)),
+    };
+    if a.common().version {
+        return Ok(Err(Action::Print(version())));
+    }
+    if a.common().print_capabilities {
+        return Ok(Err(Action::PrintCapabilities));
+    }
+    Ok(Ok(a))
+}
+
 pub(crate) fn clap_error(mode: &str, e: clap::Error) -> Error {
     let text = e.render().to_string();
     let mut lines = text.lines();

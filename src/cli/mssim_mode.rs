@@ -9,7 +9,7 @@ use clap::{ColorChoice, Parser};
 
 use super::common::{self, CommonArgs};
 use super::socket_mode::port;
-use super::{clap_error, Action, MssimPlan, Plan, Serve};
+use super::{Action, MssimPlan, Plan, Serve};
 use crate::error::{Error, Result};
 
 /// `vtpm mssim` options.
@@ -33,22 +33,18 @@ struct MssimArgs {
     bindaddr: Option<String>,
 }
 
+impl super::ModeArgs for MssimArgs {
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+}
+
 /// Parse the arguments after `mssim`.
 pub fn parse(args: &[String]) -> Result<Action> {
-    let argv = std::iter::once("vtpm mssim".to_string()).chain(args.iter().cloned());
-    let a = match MssimArgs::try_parse_from(argv) {
+    let a = match super::parse_mode::<MssimArgs>("mssim", args)? {
         Ok(a) => a,
-        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
-            return Ok(Action::Print(e.render().to_string()))
-        }
-        Err(e) => return Err(clap_error("mssim", e)),
+        Err(done) => return Ok(done),
     };
-    if a.common.version {
-        return Ok(Action::Print(super::version()));
-    }
-    if a.common.print_capabilities {
-        return Ok(Action::PrintCapabilities);
-    }
     let mut notes = Vec::new();
     common::ignored(&a.common, &mut notes)?;
     let state = common::state(a.common.tpmstate.as_deref())?;

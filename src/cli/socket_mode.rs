@@ -13,9 +13,7 @@ use clap::{ColorChoice, Parser};
 
 use super::common::{self, CommonArgs};
 use super::options::{flag, value, Spec, SubOptions};
-use super::{
-    clap_error, Action, EndpointSpec, Note, Plan, Serve, StartupType, SwtpmPlan, UnixPerm,
-};
+use super::{Action, EndpointSpec, Note, Plan, Serve, StartupType, SwtpmPlan, UnixPerm};
 use crate::error::{Error, Result};
 
 /// Default data port when no channel is given (the mssim/swtpm convention).
@@ -62,6 +60,12 @@ struct SocketArgs {
     chardev: Option<String>,
 }
 
+impl super::ModeArgs for SocketArgs {
+    fn common(&self) -> &CommonArgs {
+        &self.common
+    }
+}
+
 const SERVER: Spec = Spec {
     option: "--server",
     keys: &[
@@ -104,20 +108,10 @@ const LOCALITY: Spec = Spec {
 
 /// Parse the arguments after `socket`.
 pub fn parse(args: &[String]) -> Result<Action> {
-    let argv = std::iter::once("vtpm socket".to_string()).chain(args.iter().cloned());
-    let a = match SocketArgs::try_parse_from(argv) {
+    let a = match super::parse_mode::<SocketArgs>("socket", args)? {
         Ok(a) => a,
-        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
-            return Ok(Action::Print(e.render().to_string()))
-        }
-        Err(e) => return Err(clap_error("socket", e)),
+        Err(done) => return Ok(done),
     };
-    if a.common.version {
-        return Ok(Action::Print(super::version()));
-    }
-    if a.common.print_capabilities {
-        return Ok(Action::PrintCapabilities);
-    }
     if a.vtpm_proxy || a.chardev.is_some() {
         return Err(Error::Usage(
             "--vtpm-proxy and --chardev belong to swtpm's chardev mode, which vtpm does not support".into(),

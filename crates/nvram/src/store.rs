@@ -143,17 +143,7 @@ impl Store {
             (false, Some(_)) => return Err(Error::NotEncrypted(path)),
             (false, None) => None,
         };
-        let mut s = Store {
-            be,
-            path,
-            header,
-            key,
-            blobs: Blobs::new(),
-            tail: 0,
-            next_seq: 1,
-            sync: opts.sync,
-            read_only: opts.read_only,
-        };
+        let mut s = Store::empty(be, path, header, key, opts.sync, opts.read_only);
         s.recover()?;
         Ok(s)
     }
@@ -201,7 +191,21 @@ impl Store {
             salt,
             key_check: key.as_ref().map(|k| k.key_check()).unwrap_or([0; 44]),
         };
-        let mut s = Store {
+        let mut s = Store::empty(be, path, header, key, opts.sync, false);
+        s.write_header()?;
+        Ok(s)
+    }
+
+    /// A store with no blobs yet, at the start of its log.
+    fn empty(
+        be: Box<dyn Backend>,
+        path: PathBuf,
+        header: Header,
+        key: Option<ImageKey>,
+        sync: SyncMode,
+        read_only: bool,
+    ) -> Store {
+        Store {
             be,
             path,
             header,
@@ -209,11 +213,9 @@ impl Store {
             blobs: Blobs::new(),
             tail: 0,
             next_seq: 1,
-            sync: opts.sync,
-            read_only: false,
-        };
-        s.write_header()?;
-        Ok(s)
+            sync,
+            read_only,
+        }
     }
 
     fn write_header(&mut self) -> Result<()> {

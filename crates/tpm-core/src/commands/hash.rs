@@ -9,8 +9,7 @@ use crate::marshal::Buffer;
 use crate::rc::{err, Rc, TpmResult};
 use crate::state::pcr::EXTEND;
 use crate::types::{
-    AlgHash, AlgHashOrNull, Auth, Digest, DigestValue, DigestValues, MaxBuffer, TaggedHash, Ticket,
-    HASH_ALGS,
+    AlgHash, AlgHashOrNull, Auth, Digest, MaxBuffer, TaggedHash, Ticket, HASH_ALGS,
 };
 use crate::{tpm_interface, tpm_params, tpm_response};
 
@@ -225,14 +224,5 @@ pub fn event_sequence_complete(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Re
             digest: h.finish(),
         })
         .collect();
-    if pcr != c::RH_NULL {
-        let pw = tpm.powered()?;
-        for d in &digests {
-            pw.pcrs.extend(pcr as usize, d.alg, &d.digest);
-        }
-        pw.pcrs.note_change(pcr as usize);
-    }
-    Ok(Response::of(&DigestValues::from_vec(
-        digests.into_iter().map(DigestValue).collect(),
-    )))
+    super::pcr::extend_and_report(tpm, pcr, digests)
 }

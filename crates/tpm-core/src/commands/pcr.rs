@@ -102,12 +102,22 @@ pub fn pcr_event(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             digest: digest(alg, &[p.event_data.as_slice()]),
         })
         .collect();
-    if h != c::RH_NULL {
+    extend_and_report(tpm, h, digests)
+}
+
+/// Extend `digests` into PCR `pcr` (unless it is TPM_RH_NULL) and answer them as
+/// TPML_DIGEST_VALUES: the tail of PCR_Event and EventSequenceComplete.
+pub(crate) fn extend_and_report(
+    tpm: &mut Tpm,
+    pcr: u32,
+    digests: Vec<TaggedHash>,
+) -> TpmResult<Response> {
+    if pcr != c::RH_NULL {
         let pw = tpm.powered()?;
         for d in &digests {
-            pw.pcrs.extend(h as usize, d.alg, &d.digest);
+            pw.pcrs.extend(pcr as usize, d.alg, &d.digest);
         }
-        pw.pcrs.note_change(h as usize);
+        pw.pcrs.note_change(pcr as usize);
     }
     Ok(Response::of(&DigestValues::from_vec(
         digests.into_iter().map(DigestValue).collect(),
