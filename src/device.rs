@@ -191,8 +191,28 @@ impl Engine {
     }
 }
 
+/// How long each side of the hand-off spins before it blocks. Most commands take
+/// a few microseconds; a futex sleep and wake on both sides would cost more
+/// than the command, and more than swtpm's single-threaded loop.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Receive from `rx`, spinning up to [`SPIN`] before blocking.
+fn recv_spin<T>(rx: &Receiver<T>) -> Option<T> {
+    let start = std::time::Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(v) => return Some(v),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+            Err(crossbeam_channel::TryRecvError::Empty) if start.elapsed() < SPIN => {
+                std::hint::spin_loop()
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => return rx.recv().ok(),
+        }
+    }
+}
+
 fn tpm_thread(mut engine: Engine, jobs: Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
+    while let Some(job) = recv_spin(&jobs) {
         // The engine must never panic; if it does, keep serving failure responses
         // instead of taking the process (and the guest's TPM) down with it.
         if catch_unwind(AssertUnwindSafe(|| job(&mut engine))).is_err() {
@@ -285,7 +305,7 @@ impl TpmDevice {
             let _ = tx.send(f(e));
         });
         self.jobs.send(job).ok()?;
-        rx.recv().ok()
+        recv_spin(&rx)
     }
 
     fn call_dev<R: Send + 'static>(
