@@ -4,7 +4,6 @@ use crate::constants as c;
 use crate::dispatch::Ctx;
 use crate::engine::objects::Objects;
 use crate::engine::{Response, Tpm};
-use crate::marshal::{Marshal, Unmarshal};
 use crate::persist::BlobKind;
 use crate::rc::{Rc, TpmResult};
 use crate::state::pcr::SAVE;
@@ -34,8 +33,7 @@ pub fn startup(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         tpm.load_blob(BlobKind::SaveState)
             .ok()
             .flatten()
-            .and_then(|b| SaveState::from_bytes(&b).ok())
-            .filter(|s| s.version == STATE_VERSION)
+            .and_then(|b| crate::state::open::<SaveState>(&b).ok())
     } else {
         None
     };
@@ -116,7 +114,7 @@ pub fn shutdown(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             null_seed: pw.null_seed.clone(),
             null_proof: pw.null_proof.clone(),
         };
-        tpm.store_blob(BlobKind::SaveState, &s.to_bytes())
+        tpm.store_blob(BlobKind::SaveState, &crate::state::seal(&s))
             .map_err(|_| Rc(c::RC_NV_UNAVAILABLE))?;
     }
     tpm.perm.orderly = su;

@@ -14,12 +14,12 @@ use rand::{RngCore, SeedableRng};
 
 use crate::auth::session::Sessions;
 use crate::constants as c;
-use crate::marshal::{Buffer, List, Marshal, Unmarshal};
+use crate::marshal::{Buffer, List, Unmarshal};
 use crate::persist::{BlobKind, PersistError, Persistence};
 use crate::state::pcr::CrtmSequence;
 use crate::state::permanent::{Secret64, NOT_ORDERLY};
 use crate::state::saved::StClear;
-use crate::state::{Clock, PcrBanks, Permanent, SaveState, VolatileSnapshot, STATE_VERSION};
+use crate::state::{seal, Clock, PcrBanks, Permanent, SaveState, VolatileSnapshot, STATE_VERSION};
 use crate::types::{Auth, TaggedHash};
 use objects::Objects;
 
@@ -85,17 +85,7 @@ pub struct Tpm {
 }
 
 fn decode<T: Unmarshal>(blob: BlobKind, bytes: &[u8]) -> Result<T, Error> {
-    let version = bytes.get(..2).map(|v| u16::from_be_bytes([v[0], v[1]]));
-    if version != Some(STATE_VERSION) {
-        return Err(Error::BadState {
-            blob,
-            reason: format!("format version {version:?}, expected {STATE_VERSION}"),
-        });
-    }
-    T::from_bytes(bytes).map_err(|rc| Error::BadState {
-        blob,
-        reason: format!("does not parse (code {:#x})", rc.0),
-    })
+    crate::state::open(bytes).map_err(|reason| Error::BadState { blob, reason })
 }
 
 impl Tpm {
@@ -106,7 +96,7 @@ impl Tpm {
             Some(bytes) => decode::<Permanent>(BlobKind::Permanent, &bytes)?,
             None => {
                 let p = Permanent::manufacture(&mut rng);
-                persist.store(BlobKind::Permanent, &p.to_bytes())?;
+                persist.store(BlobKind::Permanent, &seal(&p))?;
                 p
             }
         };
@@ -211,7 +201,7 @@ impl Tpm {
     }
 
     pub(crate) fn store_permanent(&mut self) -> Result<(), PersistError> {
-        let bytes = self.perm.to_bytes();
+        let bytes = seal(&self.perm);
         self.persist.store(BlobKind::Permanent, &bytes)
     }
 
@@ -331,7 +321,7 @@ impl Tpm {
         let snap = self
             .snapshot()
             .ok_or(Error::WrongPowerState("the TPM is not powered on"))?;
-        self.persist.store(BlobKind::Volatile, &snap.to_bytes())?;
+        self.persist.store(BlobKind::Volatile, &seal(&snap))?;
         Ok(())
     }
 
@@ -344,10 +334,10 @@ impl Tpm {
                 if let Some(pw) = &self.pw {
                     p.clock = pw.clock.clock();
                 }
-                Ok(p.to_bytes())
+                Ok(seal(&p))
             }
             BlobKind::Volatile => match self.snapshot() {
-                Some(s) => Ok(s.to_bytes()),
+                Some(s) => Ok(seal(&s)),
                 None => Ok(self.persist.load(kind)?.unwrap_or_default()),
             },
             BlobKind::SaveState => Ok(self.persist.load(kind)?.unwrap_or_default()),

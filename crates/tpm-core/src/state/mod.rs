@@ -13,5 +13,40 @@ pub use pcr::PcrBanks;
 pub use permanent::Permanent;
 pub use saved::{SaveState, VolatileSnapshot};
 
+use crate::marshal::{Marshal, Unmarshal};
+
 /// Format version written in front of every state blob.
 pub const STATE_VERSION: u16 = 1;
+
+/// Octets of the digest that ends every state blob.
+const SEAL_LEN: usize = 32;
+
+/// A state structure as a blob: its wire form followed by a SHA-256 of it, so a
+/// blob damaged in an image or in migration is refused rather than loaded.
+pub fn seal(v: &impl Marshal) -> Vec<u8> {
+    let mut b = v.to_bytes();
+    let d = crate::crypto::digest(crate::constants::ALG_SHA256, &[&b]);
+    b.extend_from_slice(&d);
+    b
+}
+
+/// Check and parse a blob made by [`seal`]; the error says what is wrong.
+pub fn open<T: Unmarshal>(blob: &[u8]) -> Result<T, String> {
+    let version = blob.get(..2).map(|v| u16::from_be_bytes([v[0], v[1]]));
+    if version != Some(STATE_VERSION) {
+        return Err(format!(
+            "format version {version:?}, expected {STATE_VERSION}"
+        ));
+    }
+    let body = blob.len().checked_sub(SEAL_LEN).map(|n| blob.split_at(n));
+    let Some((body, digest)) = body else {
+        return Err("too short".into());
+    };
+    if !crate::crypto::ct_eq(
+        &crate::crypto::digest(crate::constants::ALG_SHA256, &[body]),
+        digest,
+    ) {
+        return Err("checksum mismatch".into());
+    }
+    T::from_bytes(body).map_err(|rc| format!("does not parse (code {:#x})", rc.0))
+}
