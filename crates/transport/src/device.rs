@@ -31,7 +31,8 @@ pub trait Device: Send + Sync {
     /// Execute one TPM command at `locality`; returns the response bytes
     /// (always a well-formed TPM response, possibly an error response).
     fn execute(&self, locality: u8, command: Vec<u8>) -> Vec<u8>;
-    /// Power on / _TPM_Init (CMD_INIT). `delete_volatile`: drop saved volatile state first.
+    /// Power on / _TPM_Init (CMD_INIT), resuming from saved volatile state if any.
+    /// `delete_volatile`: PTM_INIT_FLAG_DELETE_VOLATILE, delete that state after loading it.
     fn init(&self, delete_volatile: bool) -> Result<(), DeviceError>;
     /// Power off (CMD_SHUTDOWN, CMD_STOP, mssim power off): saves what must be saved.
     fn power_off(&self) -> Result<(), DeviceError>;

@@ -134,23 +134,23 @@ impl Tpm {
         }
     }
 
-    /// _TPM_Init: power on. Resumes from a stored volatile snapshot if there is one
-    /// (and `delete_volatile` is false); the snapshot is consumed so it can never be
-    /// replayed to roll PCRs back.
-    pub fn power_on(&mut self, delete_volatile: bool) -> Result<(), Error> {
-        let snapshot = if delete_volatile {
-            None
-        } else {
-            self.persist.load(BlobKind::Volatile)?
+    /// _TPM_Init: power on. Resumes from a stored volatile snapshot if there is
+    /// one, and consumes it, so an old snapshot can never be replayed to roll PCRs
+    /// back. `_delete_volatile` (swtpm's PTM_INIT_FLAG_DELETE_VOLATILE, "delete the
+    /// volatile state after INIT") therefore changes nothing: vtpm always does.
+    pub fn power_on(&mut self, _delete_volatile: bool) -> Result<(), Error> {
+        // Decoded before it is consumed: a damaged snapshot is reported and kept.
+        let snapshot = match self.persist.load(BlobKind::Volatile)? {
+            Some(bytes) => Some(decode::<VolatileSnapshot>(BlobKind::Volatile, &bytes)?),
+            None => None,
         };
-        if delete_volatile || snapshot.is_some() {
+        if snapshot.is_some() {
             self.persist.delete(BlobKind::Volatile)?;
         }
         let safe = self.perm.orderly != NOT_ORDERLY;
         let clock = Clock::power_on(self.perm.clock, safe);
         let powered = match snapshot {
-            Some(bytes) => {
-                let v: VolatileSnapshot = decode(BlobKind::Volatile, &bytes)?;
+            Some(v) => {
                 let mut clock = clock;
                 clock.safe = v.clock_safe;
                 Powered {
