@@ -303,3 +303,39 @@ fn pcr_allocate_takes_effect_at_the_next_startup_clear() {
         "{later}"
     );
 }
+
+#[test]
+fn session_contexts_live_across_tool_invocations() {
+    need_tools!();
+    let v = Vtpm::start_socket();
+    let t = v.tcti();
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s.ctx");
+    let s = s.to_str().unwrap();
+    ok("tpm2_startauthsession", &["-S", s, "--hmac-session"], &t);
+    assert!(ok("tpm2_getcap", &["handles-saved-session"], &t).contains("0x2000000"));
+    ok(
+        "tpm2_sessionconfig",
+        &[s, "--enable-encrypt", "--enable-decrypt"],
+        &t,
+    );
+    assert!(ok("tpm2_sessionconfig", &[s], &t).contains("decrypt|encrypt"));
+    let r = ok("tpm2_getrandom", &["-S", s, "--hex", "16"], &t);
+    assert_eq!(
+        r.trim().len(),
+        32,
+        "a response decrypted by the client: {r}"
+    );
+    ok(
+        "tpm2_changeauth",
+        &["-c", "owner", "-S", s, "owner-secret"],
+        &t,
+    );
+    ok(
+        "tpm2_changeauth",
+        &["-c", "owner", "-p", "owner-secret", ""],
+        &t,
+    );
+    ok("tpm2_flushcontext", &[s], &t);
+    assert!(!ok("tpm2_getcap", &["handles-saved-session"], &t).contains("0x2000000"));
+}

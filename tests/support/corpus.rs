@@ -714,5 +714,55 @@ pub fn corpus() -> Vec<Case> {
             &cat(&[&be32(0x4000_0001), &pw_area(), &be16(65), &[1; 65]]),
         ),
     );
+    for h in [
+        0x0200_0000u32,
+        0x0300_0000,
+        0x8000_0000,
+        0x8000_0005,
+        0x4000_0001,
+        0x0000_0000,
+    ] {
+        add(
+            format!("ContextSave handle {h:#x}"),
+            command(NO_SESSIONS, 0x162, &be32(h)),
+        );
+    }
+    add(
+        "ContextSave with sessions".into(),
+        command(SESSIONS, 0x162, &cat(&[&be32(0x0200_0000), &pw_area()])),
+    );
+    let ctx = |seq: u64, h: u32, hier: u32, blob: &[u8]| {
+        cat(&[
+            &seq.to_be_bytes(),
+            &be32(h),
+            &be32(hier),
+            &be16(blob.len() as u16),
+            blob,
+        ])
+    };
+    for (what, body) in [
+        (
+            "unsaved session",
+            ctx(1, 0x0200_0000, 0x4000_0007, &[0; 40]),
+        ),
+        (
+            "handle 0x40000001",
+            ctx(1, 0x4000_0001, 0x4000_0007, &[0; 40]),
+        ),
+        (
+            "hierarchy 0x4000000A",
+            ctx(1, 0x0200_0000, 0x4000_000A, &[0; 40]),
+        ),
+        ("empty blob", ctx(1, 0x0200_0000, 0x4000_0007, &[])),
+        (
+            "truncated",
+            ctx(1, 0x0200_0000, 0x4000_0007, &[0; 40])[..12].to_vec(),
+        ),
+    ] {
+        add(
+            format!("ContextLoad {what}"),
+            command(NO_SESSIONS, 0x161, &body),
+        );
+    }
     out
 }

@@ -33,6 +33,8 @@ pub enum HandleType {
     Provision,
     /// TPMI_RH_HIERARCHY_AUTH: lockout, endorsement, owner, platform.
     HierarchyAuth,
+    /// TPMI_DH_CONTEXT: a transient object or a session.
+    Context,
 }
 
 /// Authorization role a handle needs (Part 3's "@" decorations).
@@ -150,6 +152,8 @@ commands! {
     CC_Shutdown => { handles: [], nv: true, handler: cmd::startup::shutdown },
     CC_StirRandom => { handles: [], decrypt: true, handler: cmd::random::stir_random },
     CC_SequenceUpdate => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, handler: cmd::hash::sequence_update },
+    CC_ContextLoad => { handles: [], sessions: false, r_handle: true, handler: cmd::context::context_load },
+    CC_ContextSave => { handles: [h(T::Context, R::None)], sessions: false, handler: cmd::context::context_save },
     CC_FlushContext => { handles: [], sessions: false, handler: cmd::context::flush_context },
     CC_StartAuthSession => { handles: [h(T::Object { null: true }, R::None), h(T::Entity { null: true }, R::None)],
         decrypt: true, encrypt: true, r_handle: true, handler: cmd::session::start_auth_session },

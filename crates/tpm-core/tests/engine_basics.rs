@@ -99,3 +99,51 @@ fn pcr_extend_and_read_sha256_matches_manual_computation() {
         .finalize();
     assert_eq!(&r[r.len() - 32..], expect.as_slice());
 }
+
+#[test]
+fn saved_sessions_are_listed_and_load_once() {
+    let mut t = started();
+    let mut sas = Vec::new();
+    for part in [
+        &c::RH_NULL.to_be_bytes()[..],
+        &c::RH_NULL.to_be_bytes(),
+        &16u16.to_be_bytes(),
+        &[1; 16],
+        &0u16.to_be_bytes(),
+        &[0],
+        &c::ALG_NULL.to_be_bytes(),
+        &c::ALG_SHA256.to_be_bytes(),
+    ] {
+        sas.extend_from_slice(part);
+    }
+    let r = t.execute(0, &cmd(c::CC_StartAuthSession, &sas));
+    assert_eq!(rc(&r), 0);
+    let h = u32::from_be_bytes(r[10..14].try_into().unwrap());
+    let saved = t.execute(0, &cmd(c::CC_ContextSave, &h.to_be_bytes()));
+    assert_eq!(rc(&saved), 0, "{saved:02x?}");
+    let caps = |t: &mut Tpm, ht: u32| {
+        let body = [
+            1u32.to_be_bytes(),
+            (ht << 24).to_be_bytes(),
+            8u32.to_be_bytes(),
+        ]
+        .concat();
+        let r = t.execute(0, &cmd(c::CC_GetCapability, &body));
+        let n = u32::from_be_bytes(r[15..19].try_into().unwrap()) as usize;
+        (0..n)
+            .map(|i| u32::from_be_bytes(r[19 + 4 * i..23 + 4 * i].try_into().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(caps(&mut t, 3), vec![h], "listed as saved");
+    assert!(caps(&mut t, 2).is_empty(), "no longer loaded");
+    let context = &saved[10..];
+    let load = t.execute(0, &cmd(c::CC_ContextLoad, context));
+    assert_eq!(rc(&load), 0, "{load:02x?}");
+    assert_eq!(caps(&mut t, 2), vec![h]);
+    let again = t.execute(0, &cmd(c::CC_ContextLoad, context));
+    assert_eq!(
+        rc(&again),
+        c::RC_HANDLE | c::RC_P | 0x100,
+        "a context loads once"
+    );
+}

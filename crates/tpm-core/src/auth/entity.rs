@@ -44,6 +44,13 @@ pub fn admits(ty: HandleType, h: u32) -> bool {
             h,
             c::RH_LOCKOUT | c::RH_ENDORSEMENT | c::RH_OWNER | c::RH_PLATFORM
         ),
+        HandleType::Context => {
+            is_transient(h)
+                || matches!(
+                    h & c::HR_RANGE_MASK,
+                    c::HMAC_SESSION_FIRST | c::POLICY_SESSION_FIRST
+                )
+        }
     }
 }
 
@@ -65,6 +72,14 @@ impl Tpm {
                 } else {
                     err(c::RC_VALUE)
                 }
+            }
+            // A session named in the handle area must be loaded (libtpms: REFERENCE_H0).
+            _ if matches!(
+                h & c::HR_RANGE_MASK,
+                c::HMAC_SESSION_FIRST | c::POLICY_SESSION_FIRST
+            ) && pw.sessions.get(h).is_none() =>
+            {
+                err(c::RC_REFERENCE_H0)
             }
             _ if is_persistent(h) => err(c::RC_HANDLE),
             _ if h & c::HR_RANGE_MASK == c::NV_INDEX_FIRST => err(c::RC_HANDLE),

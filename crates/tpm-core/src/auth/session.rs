@@ -51,9 +51,19 @@ pub fn bound_digest(alg: u16, name: &[u8], auth: &[u8]) -> Vec<u8> {
 }
 
 tpm_struct! {
-    /// The loaded sessions.
+    /// A session whose context was saved (ContextSave): its handle stays taken
+    /// and only the context with this sequence number can load it again.
+    pub struct SavedSession {
+        pub handle: u32,
+        pub sequence: u64,
+    }
+}
+
+tpm_struct! {
+    /// The loaded sessions and the saved ones (loaded + saved = active).
     pub struct Sessions {
         pub loaded: List<Session, MAX_LOADED>,
+        pub saved: List<SavedSession, MAX_ACTIVE>,
     }
 }
 
@@ -66,11 +76,22 @@ impl Sessions {
     pub fn get_mut(&mut self, handle: u32) -> Option<&mut Session> {
         self.loaded.0.iter_mut().find(|s| s.handle == handle)
     }
-    /// Remove a session; false if it was not loaded.
+    /// Remove a session, loaded or saved; false if it was neither.
     pub fn remove(&mut self, handle: u32) -> bool {
-        let before = self.loaded.0.len();
+        let before = self.loaded.0.len() + self.saved.0.len();
         self.loaded.0.retain(|s| s.handle != handle);
-        before != self.loaded.0.len()
+        self.saved.0.retain(|s| s.handle != handle);
+        before != self.loaded.0.len() + self.saved.0.len()
+    }
+
+    /// The saved session with `handle`.
+    pub fn saved(&self, handle: u32) -> Option<&SavedSession> {
+        self.saved.0.iter().find(|s| s.handle == handle)
+    }
+
+    /// Loaded plus saved sessions.
+    pub fn active(&self) -> usize {
+        self.loaded.0.len() + self.saved.0.len()
     }
     /// A free handle for a new session of `kind`, or the warning saying why there is none.
     pub fn allocate(&self, kind: u8) -> TpmResult<u32> {
@@ -82,9 +103,14 @@ impl Sessions {
         } else {
             c::POLICY_SESSION_FIRST
         };
-        // Session handles index one shared slot space, as the TPM's do.
+        // Session handles index one shared slot space, as the TPM's do; a saved
+        // session keeps its slot.
+        let taken = |i: u32| {
+            self.loaded.0.iter().any(|s| s.handle & 0x00FF_FFFF == i)
+                || self.saved.0.iter().any(|s| s.handle & 0x00FF_FFFF == i)
+        };
         (0..MAX_ACTIVE as u32)
-            .find(|i| !self.loaded.0.iter().any(|s| s.handle & 0x00FF_FFFF == *i))
+            .find(|&i| !taken(i))
             .map(|i| base + i)
             .ok_or(crate::rc::Rc(c::RC_SESSION_HANDLES))
     }

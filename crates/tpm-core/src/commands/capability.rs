@@ -76,6 +76,7 @@ impl Tpm {
                 | (w.was_orderly as u32) << 31
         });
         let loaded_sessions = pw.map_or(0, |w| w.sessions.count()) as u32;
+        let active_sessions = pw.map_or(0, |w| w.sessions.active()) as u32;
         let loaded_objects = pw.map_or(0, |w| w.objects.count()) as u32;
         vec![
             (c::PT_FAMILY_INDICATOR, chars(b"2.0\0")),
@@ -99,7 +100,10 @@ impl Tpm {
             (c::PT_ACTIVE_SESSIONS_MAX, MAX_ACTIVE as u32),
             (c::PT_PCR_COUNT, PCR_COUNT as u32),
             (c::PT_PCR_SELECT_MIN, PCR_SELECT_SIZE as u32),
-            (c::PT_CONTEXT_GAP_MAX, 0xFFFF),
+            (
+                c::PT_CONTEXT_GAP_MAX,
+                super::context::CONTEXT_GAP_MAX as u32,
+            ),
             (c::PT_NV_COUNTERS_MAX, 0),
             (c::PT_NV_INDEX_MAX, 0),
             // TPMA_MEMORY: sharedNV | objectCopiedToRam.
@@ -113,7 +117,10 @@ impl Tpm {
             (c::PT_MAX_RESPONSE_SIZE, 4096),
             (c::PT_MAX_DIGEST, MAX_DIGEST as u32),
             (c::PT_MAX_OBJECT_CONTEXT, 0),
-            (c::PT_MAX_SESSION_CONTEXT, 0),
+            (
+                c::PT_MAX_SESSION_CONTEXT,
+                super::context::MAX_SESSION_CONTEXT,
+            ),
             (c::PT_PS_FAMILY_INDICATOR, 1),
             (c::PT_PS_LEVEL, 0),
             (c::PT_PS_REVISION, 0),
@@ -131,8 +138,8 @@ impl Tpm {
             (c::PT_HR_NV_INDEX, 0),
             (c::PT_HR_LOADED, loaded_sessions),
             (c::PT_HR_LOADED_AVAIL, MAX_LOADED as u32 - loaded_sessions),
-            (c::PT_HR_ACTIVE, loaded_sessions),
-            (c::PT_HR_ACTIVE_AVAIL, MAX_ACTIVE as u32 - loaded_sessions),
+            (c::PT_HR_ACTIVE, active_sessions),
+            (c::PT_HR_ACTIVE_AVAIL, MAX_ACTIVE as u32 - active_sessions),
             (
                 c::PT_HR_TRANSIENT_AVAIL,
                 MAX_OBJECTS as u32 - loaded_objects,
@@ -159,16 +166,16 @@ impl Tpm {
         Some(match ht {
             c::HT_PCR => (0..PCR_COUNT as u32).collect(),
             c::HT_NV_INDEX | c::HT_PERSISTENT => Vec::new(),
+            // TPM_HT_LOADED_SESSION (0x02): loaded sessions of both kinds;
+            // TPM_HT_SAVED_SESSION (0x03): sessions whose context is saved.
             c::HT_HMAC_SESSION | c::HT_POLICY_SESSION => {
                 let mut v: Vec<u32> = pw
                     .map(|w| {
-                        w.sessions
-                            .loaded
-                            .0
-                            .iter()
-                            .map(|s| s.handle)
-                            .filter(|h| h >> 24 == ht)
-                            .collect()
+                        if ht == c::HT_HMAC_SESSION {
+                            w.sessions.loaded.0.iter().map(|s| s.handle).collect()
+                        } else {
+                            w.sessions.saved.0.iter().map(|s| s.handle).collect()
+                        }
                     })
                     .unwrap_or_default();
                 v.sort_unstable();
@@ -221,11 +228,15 @@ pub fn get_capability(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             (more, CapabilityData::Algs(List(v)))
         }
         c::CAP_HANDLES => {
-            let handles = tpm
-                .handles_of(from >> 24)
-                .ok_or(Rc(c::RC_HANDLE).param(2))?;
-            let items: Vec<(u32, u32)> = handles.iter().map(|&h| (h, h)).collect();
-            let (more, v) = page(&items, from, count, (MAX_CAP_BUFFER - 8) / 4);
+            let ht = from >> 24;
+            let handles = tpm.handles_of(ht).ok_or(Rc(c::RC_HANDLE).param(2))?;
+            // Session handles are paged by slot index: a saved HMAC session keeps
+            // its 0x02 handle but is listed under TPM_HT_SAVED_SESSION (0x03).
+            let by_slot = matches!(ht, c::HT_HMAC_SESSION | c::HT_POLICY_SESSION);
+            let key = |h: u32| if by_slot { h & c::HR_HANDLE_MASK } else { h };
+            let mut items: Vec<(u32, u32)> = handles.iter().map(|&h| (key(h), h)).collect();
+            items.sort_unstable();
+            let (more, v) = page(&items, key(from), count, (MAX_CAP_BUFFER - 8) / 4);
             (more, CapabilityData::Handles(List(v)))
         }
         c::CAP_COMMANDS => {

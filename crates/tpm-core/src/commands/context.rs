@@ -1,9 +1,12 @@
 //! Context management (Part 3 chapter 28): FlushContext.
 
+use crate::auth::session::{SavedSession, Session, MAX_LOADED};
 use crate::constants as c;
+use crate::crypto::{aes_cfb, ct_eq, hmac, kdfa};
 use crate::dispatch::Ctx;
 use crate::engine::{Response, Tpm};
-use crate::rc::{Rc, TpmResult};
+use crate::marshal::{Buffer, Marshal, Reader, Unmarshal};
+use crate::rc::{err, Rc, TpmResult};
 use crate::tpm_params;
 
 tpm_params! {
@@ -26,4 +29,163 @@ pub fn flush_context(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     } else {
         Err(Rc(c::RC_HANDLE).param(1))
     }
+}
+
+/// Largest context blob accepted (TPM2B_CONTEXT_DATA).
+const MAX_CONTEXT_DATA: usize = 4096;
+/// Largest session context blob: the integrity digest (TPM2B, SHA-256) and a
+/// session's wire form (handle, kind, hash, three 64-octet TPM2Bs, symmetric alg and bits).
+pub const MAX_SESSION_CONTEXT: u32 = (2 + 32) + (4 + 1 + 2 + 3 * (2 + 64) + 2 + 2);
+/// TPM_PT_CONTEXT_GAP_MAX: how far the newest saved session may be from the oldest.
+pub const CONTEXT_GAP_MAX: u64 = 0xFFFF;
+
+crate::tpm_struct! {
+    /// TPMS_CONTEXT.
+    pub struct Context {
+        pub sequence: u64,
+        pub saved_handle: u32,
+        pub hierarchy: u32,
+        pub blob: crate::marshal::Buffer<MAX_CONTEXT_DATA>,
+    }
+}
+
+tpm_params! {
+    /// TPM2_ContextLoad parameters.
+    pub struct ContextLoadIn { pub context: Context }
+}
+
+fn is_session(h: u32) -> bool {
+    matches!(
+        h & c::HR_RANGE_MASK,
+        c::HMAC_SESSION_FIRST | c::POLICY_SESSION_FIRST
+    )
+}
+
+/// Encryption and integrity keys of the context with `sequence` and `handle`,
+/// derived from the per-reset context key.
+fn context_keys(key: &[u8], sequence: u64, handle: u32) -> (Vec<u8>, Vec<u8>) {
+    let sym = kdfa(
+        c::ALG_SHA256,
+        key,
+        b"CONTEXT",
+        &sequence.to_be_bytes(),
+        &handle.to_be_bytes(),
+        256 + 128,
+    );
+    let mac = kdfa(c::ALG_SHA256, key, b"INTEGRITY", &[], &[], 256);
+    (sym, mac)
+}
+
+fn integrity(mac_key: &[u8], ctx: &Context, enc: &[u8]) -> Vec<u8> {
+    let (seq, h, hier) = (
+        ctx.sequence.to_be_bytes(),
+        ctx.saved_handle.to_be_bytes(),
+        ctx.hierarchy.to_be_bytes(),
+    );
+    hmac(c::ALG_SHA256, mac_key, &[&seq, &h, &hier, enc])
+}
+
+/// TPM2_ContextSave: sessions (which then leave the TPM's memory but keep their
+/// handle). Object contexts come with the object commands; a hash sequence's
+/// running digest cannot be exported, so its context is refused (TPM_RC_TYPE).
+pub fn context_save(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    ctx.params.finish()?;
+    let h = ctx.handles[0];
+    if !is_session(h) {
+        return Err(Rc(c::RC_TYPE).handle(1));
+    }
+    let pw = tpm.powered()?;
+    let session = pw
+        .sessions
+        .get(h)
+        .cloned()
+        .ok_or(Rc(c::RC_HANDLE).handle(1))?;
+    let sequence = pw
+        .contexts
+        .counter
+        .checked_add(1)
+        .ok_or(Rc(c::RC_TOO_MANY_CONTEXTS))?;
+    if let Some(oldest) = pw.sessions.saved.0.iter().map(|s| s.sequence).min() {
+        if sequence - oldest > CONTEXT_GAP_MAX {
+            return err(c::RC_CONTEXT_GAP);
+        }
+    }
+    let mut context = Context {
+        sequence,
+        saved_handle: h,
+        hierarchy: c::RH_NULL,
+        blob: Buffer(Vec::new()),
+    };
+    let (sym, mac) = context_keys(&pw.contexts.key.0, sequence, h);
+    let mut enc = session.to_bytes();
+    if !aes_cfb(&sym[..32], &sym[32..48], &mut enc, true) {
+        return err(c::RC_FAILURE);
+    }
+    let tag = integrity(&mac, &context, &enc);
+    let mut blob = Vec::with_capacity(2 + tag.len() + enc.len());
+    Buffer::<64>(tag).marshal(&mut blob);
+    blob.extend_from_slice(&enc);
+    context.blob = Buffer(blob);
+    pw.contexts.counter = sequence;
+    pw.sessions.loaded.0.retain(|s| s.handle != h);
+    pw.sessions.saved.0.push(SavedSession {
+        handle: h,
+        sequence,
+    });
+    Ok(Response::of(&context))
+}
+
+/// TPM2_ContextLoad: a saved session comes back under its handle, once.
+pub fn context_load(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    let p = ContextLoadIn::parse(&mut ctx.params)?;
+    let context = p.context;
+    let h = context.saved_handle;
+    let saved_ok = is_session(h) || (c::TRANSIENT_FIRST..=c::TRANSIENT_FIRST + 2).contains(&h);
+    if !saved_ok {
+        return Err(Rc(c::RC_VALUE).param(1));
+    }
+    if !matches!(
+        context.hierarchy,
+        c::RH_OWNER | c::RH_ENDORSEMENT | c::RH_PLATFORM | c::RH_NULL
+    ) {
+        return Err(Rc(c::RC_VALUE).param(1));
+    }
+    // The blob's framing first, as libtpms checks it: an integrity digest of our size.
+    let mut r = Reader::new(context.blob.as_slice());
+    let tag = Buffer::<64>::unmarshal(&mut r)?;
+    if tag.len() != 32 {
+        return Err(Rc(c::RC_SIZE).param(1));
+    }
+    let enc = r.remaining();
+    let pw = tpm.powered()?;
+    // Only a session saved under this very sequence number can be loaded (no replays).
+    if !is_session(h)
+        || pw
+            .sessions
+            .saved(h)
+            .is_none_or(|s| s.sequence != context.sequence)
+    {
+        return Err(Rc(c::RC_HANDLE).param(1));
+    }
+    let (sym, mac) = context_keys(&pw.contexts.key.0, context.sequence, h);
+    if !ct_eq(&integrity(&mac, &context, enc), tag.as_slice()) {
+        return Err(Rc(c::RC_INTEGRITY).param(1));
+    }
+    if pw.sessions.loaded.0.len() >= MAX_LOADED {
+        return err(c::RC_SESSION_MEMORY);
+    }
+    let mut plain = enc.to_vec();
+    if !aes_cfb(&sym[..32], &sym[32..48], &mut plain, false) {
+        return err(c::RC_FAILURE);
+    }
+    let session = Session::from_bytes(&plain).map_err(|_| Rc(c::RC_INTEGRITY).param(1))?;
+    if session.handle != h {
+        return Err(Rc(c::RC_INTEGRITY).param(1));
+    }
+    pw.sessions.saved.0.retain(|s| s.handle != h);
+    pw.sessions.loaded.0.push(session);
+    Ok(Response {
+        handle: Some(h),
+        params: Vec::new(),
+    })
 }

@@ -43,6 +43,7 @@ pub fn startup(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let locality = ctx.locality;
     let allocation = tpm.perm.pcr_allocation.clone();
     let fresh_null = (tpm.random_secret(), tpm.random_secret());
+    let fresh_context_key = tpm.random_secret();
     let pw = tpm.powered()?;
     let keep_h_crtm = pw.hcrtm_done;
     let crtm_pcr0: Vec<(u16, Vec<u8>)> = pw
@@ -70,25 +71,37 @@ pub fn startup(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             pw.st = s.st_clear.clone();
             pw.null_seed = s.null_seed.clone();
             pw.null_proof = s.null_proof.clone();
+            pw.contexts = s.contexts.clone();
+            pw.sessions.saved = s.saved_sessions.clone();
             tpm.perm.restart_count = tpm.perm.restart_count.wrapping_add(1);
         }
         (Some(s), _) => {
-            // TPM Restart: stClear state is reset, the null hierarchy survives.
+            // TPM Restart: stClear state is reset, the null hierarchy and saved
+            // session contexts survive.
             pw.st = Tpm::fresh_st_clear();
             pw.null_seed = s.null_seed.clone();
             pw.null_proof = s.null_proof.clone();
+            pw.contexts = s.contexts.clone();
+            pw.sessions.saved = s.saved_sessions.clone();
             tpm.perm.restart_count = tpm.perm.restart_count.wrapping_add(1);
         }
         (None, _) => {
             pw.st = Tpm::fresh_st_clear();
             (pw.null_seed, pw.null_proof) = fresh_null;
+            // TPM Reset: every saved context becomes unloadable.
+            pw.contexts = crate::state::ContextState {
+                key: fresh_context_key,
+                counter: 0,
+            };
+            pw.sessions.saved = Default::default();
             tpm.perm.reset_count = tpm.perm.reset_count.wrapping_add(1);
             tpm.perm.restart_count = 0;
         }
     }
     let pw = tpm.powered()?;
     pw.pcrs = pcrs;
-    pw.sessions = Default::default();
+    // Loaded sessions and objects do not survive _TPM_Init; saved contexts may.
+    pw.sessions.loaded = Default::default();
     pw.objects = Objects::default();
     pw.started = true;
     pw.hcrtm_done = false;
@@ -113,6 +126,8 @@ pub fn shutdown(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             pcrs: pw.pcrs.clone(),
             null_seed: pw.null_seed.clone(),
             null_proof: pw.null_proof.clone(),
+            contexts: pw.contexts.clone(),
+            saved_sessions: pw.sessions.saved.clone(),
         };
         tpm.store_blob(BlobKind::SaveState, &crate::state::seal(&s))
             .map_err(|_| Rc(c::RC_NV_UNAVAILABLE))?;

@@ -19,7 +19,9 @@ use crate::persist::{BlobKind, PersistError, Persistence};
 use crate::state::pcr::CrtmSequence;
 use crate::state::permanent::{Secret64, NOT_ORDERLY};
 use crate::state::saved::StClear;
-use crate::state::{seal, Clock, PcrBanks, Permanent, SaveState, VolatileSnapshot, STATE_VERSION};
+use crate::state::{
+    seal, Clock, ContextState, PcrBanks, Permanent, SaveState, VolatileSnapshot, STATE_VERSION,
+};
 use crate::types::{Auth, TaggedHash};
 use objects::Objects;
 
@@ -68,6 +70,8 @@ pub struct Powered {
     pub hcrtm_done: bool,
     /// The shutdown before the last Startup was orderly (TPMA_STARTUP_CLEAR.orderly).
     pub was_orderly: bool,
+    /// Context key and counter (ContextSave/ContextLoad).
+    pub contexts: ContextState,
 }
 
 /// The TPM engine.
@@ -165,6 +169,7 @@ impl Tpm {
                     crtm: None,
                     hcrtm_done: false,
                     was_orderly: true,
+                    contexts: v.contexts,
                 }
             }
             None => Powered {
@@ -179,6 +184,10 @@ impl Tpm {
                 crtm: None,
                 hcrtm_done: false,
                 was_orderly: true,
+                contexts: ContextState {
+                    key: self.random_secret(),
+                    counter: 0,
+                },
             },
         };
         self.pw = Some(powered);
@@ -223,6 +232,7 @@ impl Tpm {
             null_seed: pw.null_seed.clone(),
             null_proof: pw.null_proof.clone(),
             sessions: pw.sessions.clone(),
+            contexts: pw.contexts.clone(),
             clock_safe: pw.clock.safe,
         })
     }

@@ -11,7 +11,7 @@ pub mod saved;
 pub use clock::Clock;
 pub use pcr::PcrBanks;
 pub use permanent::Permanent;
-pub use saved::{SaveState, VolatileSnapshot};
+pub use saved::{ContextState, SaveState, VolatileSnapshot};
 
 use crate::marshal::{Marshal, Unmarshal};
 

@@ -23,6 +23,18 @@ tpm_struct! {
 }
 
 tpm_struct! {
+    /// What saved contexts are checked against: renewed at every TPM Reset,
+    /// kept by TPM Restart and Resume (so saved session contexts stay loadable;
+    /// which sessions are saved is kept in `Sessions::saved`).
+    pub struct ContextState {
+        /// Key material for context encryption and integrity.
+        pub key: Secret64,
+        /// The last context sequence number handed out.
+        pub counter: u64,
+    }
+}
+
+tpm_struct! {
     /// Written by Shutdown(STATE), read by Startup(STATE).
     pub struct SaveState {
         pub version: u16,
@@ -30,6 +42,8 @@ tpm_struct! {
         pub pcrs: PcrBanks,
         pub null_seed: Secret64,
         pub null_proof: Secret64,
+        pub contexts: ContextState,
+        pub saved_sessions: List<crate::auth::session::SavedSession, 64>,
     }
 }
 
@@ -44,6 +58,7 @@ tpm_struct! {
         pub null_seed: Secret64,
         pub null_proof: Secret64,
         pub sessions: Sessions,
+        pub contexts: ContextState,
         pub clock_safe: bool,
     }
 }
