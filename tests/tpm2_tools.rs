@@ -339,3 +339,109 @@ fn session_contexts_live_across_tool_invocations() {
     ok("tpm2_flushcontext", &[s], &t);
     assert!(!ok("tpm2_getcap", &["handles-saved-session"], &t).contains("0x2000000"));
 }
+
+/// Trial-session policy digests of `tcti` (PolicyCommandCode, PolicySecret(owner), PolicyPassword).
+fn policy_digests(tcti: &str, dir: &std::path::Path) -> Vec<String> {
+    let t = dir.join("t.ctx");
+    let t = t.to_str().unwrap();
+    let mut out = Vec::new();
+    for (i, steps) in [
+        vec![vec![
+            "tpm2_policycommandcode",
+            "-S",
+            t,
+            "-L",
+            "POLICY",
+            "TPM2_CC_HierarchyChangeAuth",
+        ]],
+        vec![vec![
+            "tpm2_policysecret",
+            "-S",
+            t,
+            "-c",
+            "o",
+            "-L",
+            "POLICY",
+        ]],
+        vec![vec!["tpm2_policypassword", "-S", t, "-L", "POLICY"]],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let file = dir.join(format!("policy{i}"));
+        ok("tpm2_startauthsession", &["-S", t], tcti);
+        for step in steps {
+            let args: Vec<&str> = step[1..]
+                .iter()
+                .map(|a| {
+                    if *a == "POLICY" {
+                        file.to_str().unwrap()
+                    } else {
+                        a
+                    }
+                })
+                .collect();
+            ok(step[0], &args, tcti);
+        }
+        ok("tpm2_flushcontext", &[t], tcti);
+        out.push(
+            std::fs::read(&file)
+                .unwrap()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        );
+    }
+    out
+}
+
+#[test]
+fn policy_sessions_authorize_and_digests_match_swtpm() {
+    need_tools!();
+    let v = Vtpm::start_socket();
+    let t = v.tcti();
+    let dir = tempfile::tempdir().unwrap();
+    let ours = policy_digests(&t, dir.path());
+    if let Some(sw) = start_swtpm() {
+        let swdir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            ours,
+            policy_digests(&sw.tcti(), swdir.path()),
+            "policy digests agree with libtpms"
+        );
+    }
+    // The owner hierarchy's policy: only HierarchyChangeAuth.
+    let policy = dir.path().join("policy0");
+    ok(
+        "tpm2_setprimarypolicy",
+        &["-C", "o", "-L", policy.to_str().unwrap(), "-g", "sha256"],
+        &t,
+    );
+    let p = dir.path().join("p.ctx");
+    let p = p.to_str().unwrap();
+    ok("tpm2_startauthsession", &["--policy-session", "-S", p], &t);
+    ok(
+        "tpm2_policycommandcode",
+        &["-S", p, "TPM2_CC_HierarchyChangeAuth"],
+        &t,
+    );
+    ok(
+        "tpm2_changeauth",
+        &["-c", "o", "-p", &format!("session:{p}"), "by-policy"],
+        &t,
+    );
+    ok("tpm2_flushcontext", &[p], &t);
+    ok("tpm2_changeauth", &["-c", "o", "-p", "by-policy", ""], &t);
+    // A policy for another command does not authorize this one.
+    ok("tpm2_startauthsession", &["--policy-session", "-S", p], &t);
+    ok("tpm2_policycommandcode", &["-S", p, "TPM2_CC_ClockSet"], &t);
+    let e = fails(
+        "tpm2_changeauth",
+        &["-c", "o", "-p", &format!("session:{p}"), "x"],
+        &t,
+    );
+    assert!(
+        e.contains("0x9a4") || e.contains("0x9A4"),
+        "TPM_RC_POLICY_CC: {e}"
+    );
+}

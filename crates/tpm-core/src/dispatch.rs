@@ -35,6 +35,8 @@ pub enum HandleType {
     HierarchyAuth,
     /// TPMI_DH_CONTEXT: a transient object or a session.
     Context,
+    /// TPMI_SH_POLICY: a policy session.
+    PolicySession,
 }
 
 /// Authorization role a handle needs (Part 3's "@" decorations).
@@ -141,6 +143,8 @@ commands! {
     CC_PCR_Allocate => { handles: [h(T::Platform, R::User)], nv: true, handler: cmd::pcr::pcr_allocate },
     CC_PCR_SetAuthPolicy => { handles: [h(T::Platform, R::User)], decrypt: true, nv: true,
         handler: cmd::pcr::pcr_set_auth_policy },
+    CC_SetPrimaryPolicy => { handles: [h(T::HierarchyAuth, R::User)], decrypt: true, nv: true,
+        handler: cmd::enhanced_auth::set_primary_policy },
     CC_ClockRateAdjust => { handles: [h(T::Provision, R::User)], handler: cmd::clock::clock_rate_adjust },
     CC_PCR_Event => { handles: [h(T::Pcr { null: true }, R::User)], decrypt: true, handler: cmd::pcr::pcr_event },
     CC_PCR_Reset => { handles: [h(T::Pcr { null: false }, R::User)], handler: cmd::pcr::pcr_reset },
@@ -151,10 +155,14 @@ commands! {
     CC_Startup => { handles: [], sessions: false, nv: true, handler: cmd::startup::startup },
     CC_Shutdown => { handles: [], nv: true, handler: cmd::startup::shutdown },
     CC_StirRandom => { handles: [], decrypt: true, handler: cmd::random::stir_random },
+    CC_PolicySecret => { handles: [h(T::Entity { null: false }, R::User), h(T::PolicySession, R::None)],
+        decrypt: true, encrypt: true, handler: cmd::enhanced_auth::policy_secret },
     CC_SequenceUpdate => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, handler: cmd::hash::sequence_update },
     CC_ContextLoad => { handles: [], sessions: false, r_handle: true, handler: cmd::context::context_load },
     CC_ContextSave => { handles: [h(T::Context, R::None)], sessions: false, handler: cmd::context::context_save },
     CC_FlushContext => { handles: [], sessions: false, handler: cmd::context::flush_context },
+    CC_PolicyAuthValue => { handles: [h(T::PolicySession, R::None)], handler: cmd::enhanced_auth::policy_auth_value },
+    CC_PolicyCommandCode => { handles: [h(T::PolicySession, R::None)], handler: cmd::enhanced_auth::policy_command_code },
     CC_StartAuthSession => { handles: [h(T::Object { null: true }, R::None), h(T::Entity { null: true }, R::None)],
         decrypt: true, encrypt: true, r_handle: true, handler: cmd::session::start_auth_session },
     CC_GetCapability => { handles: [], handler: cmd::capability::get_capability },
@@ -162,13 +170,16 @@ commands! {
     CC_GetTestResult => { handles: [], encrypt: true, handler: cmd::testing::get_test_result },
     CC_Hash => { handles: [], decrypt: true, encrypt: true, handler: cmd::hash::hash },
     CC_PCR_Read => { handles: [], handler: cmd::pcr::pcr_read },
+    CC_PolicyRestart => { handles: [h(T::PolicySession, R::None)], handler: cmd::enhanced_auth::policy_restart },
     CC_ReadClock => { handles: [], handler: cmd::clock::read_clock },
     CC_PCR_Extend => { handles: [h(T::Pcr { null: true }, R::User)], handler: cmd::pcr::pcr_extend },
     CC_PCR_SetAuthValue => { handles: [h(T::Pcr { null: false }, R::User)], decrypt: true, handler: cmd::pcr::pcr_set_auth_value },
     CC_EventSequenceComplete => { handles: [h(T::Pcr { null: true }, R::User), h(T::Object { null: false }, R::User)],
         decrypt: true, flushed: true, handler: cmd::hash::event_sequence_complete },
     CC_HashSequenceStart => { handles: [], decrypt: true, r_handle: true, handler: cmd::hash::hash_sequence_start },
+    CC_PolicyGetDigest => { handles: [h(T::PolicySession, R::None)], encrypt: true, handler: cmd::enhanced_auth::policy_get_digest },
     CC_TestParms => { handles: [], handler: cmd::testparms::test_parms },
+    CC_PolicyPassword => { handles: [h(T::PolicySession, R::None)], handler: cmd::enhanced_auth::policy_password },
 }
 
 /// The definition of command `code`, if implemented.

@@ -44,6 +44,7 @@ pub fn admits(ty: HandleType, h: u32) -> bool {
             h,
             c::RH_LOCKOUT | c::RH_ENDORSEMENT | c::RH_OWNER | c::RH_PLATFORM
         ),
+        HandleType::PolicySession => h & c::HR_RANGE_MASK == c::POLICY_SESSION_FIRST,
         HandleType::Context => {
             is_transient(h)
                 || matches!(

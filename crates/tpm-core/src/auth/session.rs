@@ -27,10 +27,41 @@ tpm_struct! {
         pub sym_bits: u16,
         /// Digest of the bind entity's Name and authValue (empty: unbound).
         pub bound_entity: Buffer<64>,
+        /// Policy sessions: the policy digest so far.
+        pub policy_digest: Buffer<64>,
+        /// Policy sessions: the command the policy is bound to (0: any).
+        pub command_code: u32,
+        /// PolicyAuthValue was asserted: the HMAC includes the authValue.
+        pub auth_value_needed: bool,
+        /// PolicyPassword was asserted: the HMAC field carries the password.
+        pub password_needed: bool,
+        /// PolicySecret's cpHashA: the command must have this cpHash (empty: any).
+        pub cp_hash: Buffer<64>,
     }
 }
 
 impl Session {
+    /// Clear the policy state (PolicyRestart, and after each authorization).
+    pub fn reset_policy(&mut self) {
+        self.policy_digest = Buffer(vec![0; self.digest_len()]);
+        self.command_code = 0;
+        self.auth_value_needed = false;
+        self.password_needed = false;
+        self.cp_hash = Buffer(Vec::new());
+    }
+
+    /// A policy (or trial policy) session.
+    pub fn is_policy(&self) -> bool {
+        self.kind != crate::constants::SE_HMAC
+    }
+
+    /// Extend the policy digest: H(policyDigest || parts...).
+    pub fn policy_update(&mut self, parts: &[&[u8]]) {
+        let mut all: Vec<&[u8]> = vec![&self.policy_digest.0];
+        all.extend_from_slice(parts);
+        self.policy_digest = Buffer(crate::crypto::digest(self.auth_hash, &all));
+    }
+
     /// Whether the session is bound to the entity with `name` and `auth`.
     pub fn is_bound_to(&self, name: &[u8], auth: &[u8]) -> bool {
         !self.bound_entity.is_empty()

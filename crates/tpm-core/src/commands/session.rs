@@ -33,10 +33,8 @@ pub fn start_auth_session(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Respons
     if tpm_key == c::RH_NULL && !p.encrypted_salt.is_empty() {
         return Err(Rc(c::RC_VALUE).param(2));
     }
-    match p.session_type {
-        c::SE_HMAC => {}
-        c::SE_POLICY | c::SE_TRIAL => return Err(Rc(c::RC_VALUE).param(3)),
-        _ => return Err(Rc(c::RC_VALUE).param(3)),
+    if !matches!(p.session_type, c::SE_HMAC | c::SE_POLICY | c::SE_TRIAL) {
+        return Err(Rc(c::RC_VALUE).param(3));
     }
     if let SymDef::Aes { mode, .. } = p.symmetric.0 {
         if mode != c::ALG_CFB {
@@ -83,6 +81,11 @@ pub fn start_auth_session(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Respons
         sym_alg,
         sym_bits,
         bound_entity: Buffer(bound_entity),
+        policy_digest: Buffer(vec![0; n]),
+        command_code: 0,
+        auth_value_needed: false,
+        password_needed: false,
+        cp_hash: Buffer(Vec::new()),
     };
     tpm.powered()?.sessions.loaded.0.push(s);
     Ok(Response {

@@ -267,7 +267,27 @@ impl Tpm {
             }
             let s = self.session(a.handle)?;
             let key = self.session_value(a.handle, entity)?;
-            if let Some(h) = entity {
+            if let (Some(h), true) = (entity, s.is_policy()) {
+                let cp = area::cp_hash(s.auth_hash, cc, &names, params);
+                self.check_policy(s, h, cc, &cp, n)?;
+                if s.password_needed && !ct_eq(trim_zeros(&a.hmac), trim_zeros(&auth)) {
+                    return Err(fail(h));
+                }
+                if s.auth_value_needed {
+                    let expect = area::session_hmac(
+                        s.auth_hash,
+                        &key,
+                        &cp,
+                        &a.nonce,
+                        &s.nonce_tpm.0,
+                        &[],
+                        a.attrs,
+                    );
+                    if !ct_eq(&expect, &a.hmac) {
+                        return Err(fail(h));
+                    }
+                }
+            } else if let Some(h) = entity {
                 let cp = area::cp_hash(s.auth_hash, cc, &names, params);
                 let extra: Vec<&[u8]> = if i == 0 {
                     vec![&nonce_dec, &nonce_enc]
@@ -301,6 +321,8 @@ impl Tpm {
     fn session_value(&self, session: u32, entity: Option<u32>) -> TpmResult<Zeroizing<Vec<u8>>> {
         let s = self.session(session)?;
         let mut key = Zeroizing::new(s.session_key.0.clone());
+        // A policy session's HMAC includes the authValue only after PolicyAuthValue.
+        let entity = entity.filter(|_| !s.is_policy() || s.auth_value_needed);
         if let Some(h) = entity {
             let auth = Zeroizing::new(self.entity_auth(h).unwrap_or_default());
             if !s.is_bound_to(&self.entity_name(h), &auth) {
@@ -308,6 +330,33 @@ impl Tpm {
             }
         }
         Ok(key)
+    }
+
+    /// A policy session may authorize entity `h` for command `cc` (Part 3 5.6.7):
+    /// not a trial session, the policy digest equals the entity's authPolicy, and
+    /// any command code or cpHash the policy was bound to matches.
+    fn check_policy(
+        &self,
+        s: &crate::auth::session::Session,
+        h: u32,
+        cc: u32,
+        cp: &[u8],
+        n: u32,
+    ) -> TpmResult<()> {
+        if s.kind == c::SE_TRIAL {
+            return Err(Rc(c::RC_ATTRIBUTES).session(n));
+        }
+        if s.command_code != 0 && s.command_code != cc {
+            return Err(Rc(c::RC_POLICY_CC).session(n));
+        }
+        if !s.cp_hash.is_empty() && !ct_eq(&s.cp_hash.0, cp) {
+            return Err(Rc(c::RC_POLICY_FAIL).session(n));
+        }
+        let policy = self.entity_policy(h);
+        if policy.alg != s.auth_hash || !ct_eq(&policy.digest, &s.policy_digest.0) {
+            return Err(Rc(c::RC_POLICY_FAIL).session(n));
+        }
+        Ok(())
     }
 
     /// Persist permanent state the command changed (and the clock when due);
@@ -404,15 +453,24 @@ impl Tpm {
                 match (live, nonce) {
                     (Some(s), Some(nonce)) => {
                         let rp = area::rp_hash(s.auth_hash, cc, &params);
-                        let hmac = area::session_hmac(
-                            s.auth_hash,
-                            &u.key,
-                            &rp,
-                            &nonce,
-                            &u.cmd.nonce,
-                            &[],
-                            u.cmd.attrs,
-                        );
+                        let password = s.is_policy() && s.password_needed;
+                        if s.is_policy() && u.entity.is_some() {
+                            // A policy is spent by the authorization it gave.
+                            s.reset_policy();
+                        }
+                        let hmac = if password {
+                            Vec::new()
+                        } else {
+                            area::session_hmac(
+                                s.auth_hash,
+                                &u.key,
+                                &rp,
+                                &nonce,
+                                &u.cmd.nonce,
+                                &[],
+                                u.cmd.attrs,
+                            )
+                        };
                         s.nonce_tpm.0.clone_from(&nonce);
                         area::marshal_auth_response(&mut out, &nonce, u.cmd.attrs, &hmac);
                     }
