@@ -8,16 +8,19 @@ use nvram::inspect::Inspection;
 use crate::cli::common;
 use crate::keys::{KeyFormat, KeyInput, KeySpec};
 
-const USAGE: &str = "usage: vtpm nvram info IMAGE [--json] [--key-file F | --key SPEC]
-       vtpm nvram list IMAGE [--json] [--key-file F | --key SPEC]
-       vtpm nvram dump IMAGE NAME [--json] [--key-file F | --key SPEC]
+const USAGE: &str = "usage: vtpm nvram info IMAGE [--json] [KEY]
+       vtpm nvram list IMAGE [--json] [KEY]
+       vtpm nvram dump IMAGE NAME [--json] [KEY]
 
   IMAGE        an NVRAM image (vtpm-nvram.img in a --tpmstate dir)
   --json       machine-readable output
-  --key-file F the key of an encrypted image: 32 raw bytes, or a 16-byte key or
-               passphrase stretched as `vtpm socket --key` does
-  --key SPEC   the same syntax as `vtpm socket --key` (file=F[,format=hex],
-               pwdfile=F, fd=N, pwdfd=N)";
+KEY, for an encrypted image (one of):
+  --key-file F         32 raw key bytes (a 16-byte key is stretched as
+                       `vtpm socket --key` does)
+  --key-fd N           the same, read from inherited descriptor N
+  --passphrase-file F  a passphrase (argon2id, salt in the image header)
+  --key SPEC           the syntax of `vtpm socket --key` (file=F[,format=hex],
+                       pwdfile=F, fd=N, pwdfd=N)";
 
 /// What the command line asked for.
 struct Request {
@@ -40,6 +43,25 @@ fn parse(args: &[String]) -> Result<Request, String> {
                 let f = it.next().ok_or("--key-file needs a file name")?;
                 key = Some(KeySpec {
                     input: KeyInput::File(f.into()),
+                    format: KeyFormat::Binary,
+                    remove: false,
+                });
+            }
+            "--key-fd" => {
+                let n = it.next().ok_or("--key-fd needs a descriptor number")?;
+                let fd = n
+                    .parse()
+                    .map_err(|_| format!("--key-fd: {n:?} is not a descriptor number"))?;
+                key = Some(KeySpec {
+                    input: KeyInput::Fd(fd),
+                    format: KeyFormat::Binary,
+                    remove: false,
+                });
+            }
+            "--passphrase-file" => {
+                let f = it.next().ok_or("--passphrase-file needs a file name")?;
+                key = Some(KeySpec {
+                    input: KeyInput::PwdFile(f.into()),
                     format: KeyFormat::Binary,
                     remove: false,
                 });

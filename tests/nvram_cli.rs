@@ -113,6 +113,70 @@ fn inspects_an_encrypted_image_only_with_the_key() {
 }
 
 #[test]
+fn key_from_a_passphrase_file_or_an_inherited_descriptor() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("nv.img");
+    make_image(
+        &img,
+        Some(KeySource::Passphrase(Zeroizing::new(
+            b"correct horse".to_vec(),
+        ))),
+    );
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, b"correct horse").unwrap();
+    let bad = dir.path().join("bad");
+    std::fs::write(&bad, b"battery staple").unwrap();
+    let p = img.to_str().unwrap();
+    let (code, out, err) = run(&[
+        "nvram",
+        "list",
+        p,
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("efi/vars"), "{out}");
+    fails_with(
+        &[
+            "nvram",
+            "list",
+            p,
+            "--passphrase-file",
+            bad.to_str().unwrap(),
+        ],
+        "wrong key",
+    );
+
+    // A raw key on an inherited descriptor (std opens files close-on-exec:
+    // clear the flag so the child inherits this one).
+    let raw = dir.path().join("raw.img");
+    make_image(&raw, Some(KeySource::Raw(Zeroizing::new([5; 32]))));
+    let keyfile = dir.path().join("key");
+    std::fs::write(&keyfile, [5u8; 32]).unwrap();
+    let f = std::fs::File::open(&keyfile).unwrap();
+    let fd = f.as_raw_fd();
+    nix::fcntl::fcntl(
+        fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let fd = fd.to_string();
+    let (code, out, err) = run(&[
+        "nvram",
+        "dump",
+        raw.to_str().unwrap(),
+        "efi/vars",
+        "--key-fd",
+        &fd,
+    ]);
+    drop(f);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("BootOrder=0001"), "{out}");
+    fails_with(&["nvram", "list", p, "--key-fd", "x"], "--key-fd");
+}
+
+#[test]
 fn damaged_images_give_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("nv.img");

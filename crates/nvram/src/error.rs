@@ -83,8 +83,9 @@ pub enum Error {
     /// The storage thread is gone (it failed or the NVRAM was closed).
     #[error("the NVRAM storage thread has stopped")]
     Stopped,
-    /// A previous write failed; the storage thread refuses further writes until reopened.
-    #[error("{path}: an earlier write failed ({reason}); reopen the image")]
+    /// The write (or the batch it was part of) could not be stored; the blob
+    /// keeps its previous contents. Later writes are tried again.
+    #[error("{path}: the write was not stored: {reason}")]
     Failed {
         /// The image.
         path: PathBuf,

@@ -3,7 +3,8 @@
 //! flush can be made to fail, and at the crash operation the power goes out.
 //! After a crash, [`FaultBackend::after_power_loss`] gives the image a reboot
 //! would find: everything flushed, plus (at the tester's choice) some prefix of
-//! the unflushed writes with the last one torn at a 512-byte boundary.
+//! the unflushed writes with the last one torn at a 512-byte boundary, or any
+//! subset of the unflushed sectors (a disk that writes back out of order).
 
 use std::path::PathBuf;
 
@@ -72,6 +73,11 @@ impl FaultBackend {
         self.disk.lock().after_power_loss(keep, torn_sectors)
     }
 
+    /// See [`Disk::after_power_loss_scrambled`].
+    pub fn after_power_loss_scrambled(&self, seed: u64) -> Vec<u8> {
+        self.disk.lock().after_power_loss_scrambled(seed)
+    }
+
     /// Number of writes not flushed (the one in flight at a crash included).
     pub fn unflushed(&self) -> usize {
         self.disk.lock().unflushed()
@@ -111,6 +117,34 @@ impl Disk {
                 put(&mut img, *off, &d[..cut]);
             } else {
                 put(&mut img, *off, d);
+            }
+        }
+        img
+    }
+
+    /// The image after a power loss where the disk wrote back unflushed
+    /// sectors in any order: each 512-byte sector of each unflushed write
+    /// (the one in flight included) reached the disk or not, as `seed` picks.
+    fn after_power_loss_scrambled(&self, seed: u64) -> Vec<u8> {
+        let mut img = self.durable.clone();
+        let mut bits = seed | 1;
+        let mut coin = move || {
+            // xorshift64: reproducible from the seed, no dependency.
+            bits ^= bits << 13;
+            bits ^= bits >> 7;
+            bits ^= bits << 17;
+            bits & 1 == 1
+        };
+        let writes = self.pending.iter().chain(self.in_flight.iter());
+        for (off, d) in writes {
+            let mut done = 0usize;
+            while done < d.len() {
+                let at = *off as usize + done;
+                let n = (SECTOR - at % SECTOR).min(d.len() - done);
+                if coin() {
+                    put(&mut img, at as u64, &d[done..done + n]);
+                }
+                done += n;
             }
         }
         img

@@ -13,6 +13,20 @@ pub const MAGIC: &[u8; 8] = b"VTPMNVR1";
 pub const VERSION: u32 = 1;
 /// Header flag: records are encrypted.
 pub const FLAG_ENCRYPTED: u32 = 1;
+/// Largest region a new image gets (a block device larger than two of them
+/// leaves the rest unused).
+pub const MAX_REGION: u64 = 64 * 1024 * 1024;
+/// Largest argon2id memory cost accepted from a header (KiB): 1 GiB.
+pub const MAX_ARGON2_M: u32 = 1 << 20;
+/// Largest argon2id iteration count accepted from a header.
+pub const MAX_ARGON2_T: u32 = 64;
+/// Largest argon2id parallelism accepted from a header.
+pub const MAX_ARGON2_P: u32 = 16;
+/// Record flag: the payload is AES-256-GCM sealed.
+pub const REC_ENCRYPTED: u8 = 1;
+/// Record flag: the batch was written without a flush behind it (relaxed
+/// mode), so a later batch may reach the disk before it.
+pub const REC_UNFLUSHED: u8 = 2;
 /// Record magic.
 pub const REC_MAGIC: u16 = 0x5242;
 /// Record header size: magic 2, kind 1, flags 1, epoch 8, seq 8, len 4, crc 4.
@@ -162,11 +176,22 @@ impl Header {
         let kdf = match b[52] {
             0 => Kdf::None,
             1 => Kdf::Raw,
-            2 => Kdf::Argon2id {
-                m_cost: be_u32(b, 53),
-                t_cost: be_u32(b, 57),
-                p_cost: be_u32(b, 61),
-            },
+            2 => {
+                let (m_cost, t_cost, p_cost) = (be_u32(b, 53), be_u32(b, 57), be_u32(b, 61));
+                // Bounded, or a hostile header could make key derivation take
+                // all memory or all day.
+                if m_cost > MAX_ARGON2_M || t_cost > MAX_ARGON2_T || p_cost > MAX_ARGON2_P {
+                    return Err(format!(
+                        "argon2id costs m={m_cost}KiB t={t_cost} p={p_cost} exceed the limits \
+                         ({MAX_ARGON2_M}KiB, {MAX_ARGON2_T}, {MAX_ARGON2_P})"
+                    ));
+                }
+                Kdf::Argon2id {
+                    m_cost,
+                    t_cost,
+                    p_cost,
+                }
+            }
             k => return Err(format!("unknown key derivation {k}")),
         };
         let mut salt = [0u8; 16];
@@ -206,7 +231,7 @@ impl Header {
 pub struct RecHeader {
     /// Put, delete or commit.
     pub kind: Kind,
-    /// Bit 0: payload encrypted.
+    /// REC_ENCRYPTED, REC_UNFLUSHED.
     pub flags: u8,
     /// Log epoch.
     pub epoch: u64,

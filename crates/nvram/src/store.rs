@@ -62,6 +62,9 @@ pub struct Store {
     next_seq: u64,
     sync: SyncMode,
     read_only: bool,
+    /// The next batch must start a fresh epoch in the other region (after a
+    /// failed write, or when recovery found leftovers of the live epoch).
+    compact_pending: bool,
 }
 
 fn io<'a>(
@@ -107,16 +110,17 @@ impl Store {
             // formatted; anything else that fails the checks is reported, never reset.
             return Store::format(be, &opts);
         }
-        let header = match (&slots[0], &slots[1]) {
+        let (header, repair) = match (&slots[0], &slots[1]) {
             (Ok(a), Ok(b)) => {
                 if a.generation >= b.generation {
-                    a.clone()
+                    (a.clone(), false)
                 } else {
-                    b.clone()
+                    (b.clone(), false)
                 }
             }
-            (Ok(a), Err(_)) => a.clone(),
-            (Err(_), Ok(b)) => b.clone(),
+            // One slot unreadable: either a compaction's header write was torn
+            // (its log was flushed before) or the slot decayed. See below.
+            (Ok(h), Err(_)) | (Err(_), Ok(h)) => (h.clone(), true),
             (Err(e), Err(_)) => return Err(damaged(&path, "header", e.clone())),
         };
         if header.image_size > size {
@@ -144,8 +148,42 @@ impl Store {
             (false, None) => None,
         };
         let mut s = Store::empty(be, path, header, key, opts.sync, opts.read_only);
+        if repair && s.roll_forward()? {
+            return Ok(s);
+        }
         s.recover()?;
         Ok(s)
+    }
+
+    /// With one header slot unreadable, the other region may hold the log of
+    /// a compaction whose header is the unreadable one: a committed snapshot
+    /// naming the live epoch as its parent, fully flushed before that header
+    /// was written. If so it is the newest state: use it and (when writable)
+    /// rewrite the slot, so the next compaction cannot overwrite the only good one.
+    fn roll_forward(&mut self) -> Result<bool> {
+        let other = 1 - self.header.active;
+        let mut first = [0u8; REC_HDR];
+        self.be
+            .read_at(self.header.region_offset(other), &mut first)
+            .map_err(io(&self.path, "reading the log"))?;
+        let Some(epoch) = RecHeader::decode(&first).map(|h| h.epoch) else {
+            return Ok(false);
+        };
+        let log = match self.read_log(other, epoch) {
+            Ok(log) if log.first_parent == Some(self.header.epoch) => log,
+            _ => return Ok(false),
+        };
+        self.header.generation += 1;
+        self.header.active = other;
+        self.header.epoch = epoch;
+        self.blobs = log.blobs;
+        self.tail = log.tail;
+        self.next_seq = log.next_seq;
+        self.compact_pending = log.leftovers;
+        if !self.read_only {
+            self.write_header()?;
+        }
+        Ok(true)
     }
 
     fn format(be: Box<dyn Backend>, opts: &StoreOptions<'_>) -> Result<Store> {
@@ -158,7 +196,9 @@ impl Store {
                 needed: format::MIN_IMAGE,
             });
         }
-        let region_size = ((size - format::REGIONS_START) / 2) & !(SLOT_SIZE - 1);
+        // Capped: a large block device gets a bounded log (recovery reads it all).
+        let region_size =
+            (((size - format::REGIONS_START) / 2) & !(SLOT_SIZE - 1)).min(format::MAX_REGION);
         let mut salt = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let (kdf, key) = match opts.key {
@@ -175,7 +215,7 @@ impl Store {
             None => (Kdf::None, None),
         };
         // A random epoch: records left on a reused device by an older image never match.
-        let epoch = rand::rngs::OsRng.next_u64() >> 1;
+        let epoch = fresh_epoch(0);
         let header = Header {
             flags: if key.is_some() {
                 format::FLAG_ENCRYPTED
@@ -215,6 +255,7 @@ impl Store {
             next_seq: 1,
             sync,
             read_only,
+            compact_pending: false,
         }
     }
 
@@ -264,10 +305,14 @@ impl Store {
             }) as u64
     }
 
-    fn push_record(&self, out: &mut Vec<u8>, kind: Kind, epoch: u64, seq: u64, plain: &[u8]) {
-        let (flags, payload) = match &self.key {
-            Some(k) => (1u8, k.seal(plain, &Self::aad(kind, epoch, seq))),
-            None => (0u8, plain.to_vec()),
+    fn push_record(&self, out: &mut Vec<u8>, rec: (Kind, u8), epoch: u64, seq: u64, plain: &[u8]) {
+        let (kind, mut flags) = rec;
+        let payload = match &self.key {
+            Some(k) => {
+                flags |= format::REC_ENCRYPTED;
+                k.seal_record(epoch, plain, &Self::aad(kind, epoch, seq))
+            }
+            None => plain.to_vec(),
         };
         let h = RecHeader {
             kind,
@@ -279,46 +324,68 @@ impl Store {
         format::encode_record(&h, &payload, out);
     }
 
-    fn encode_batch(&self, ops: &[Op], epoch: u64, seq: u64) -> Vec<u8> {
+    /// The records of one batch and its commit record, ready for one write.
+    /// `unflushed`: the batch is written without a flush behind it (relaxed mode).
+    /// A compaction's snapshot names the epoch it replaces (`parent`).
+    fn encode_batch(
+        &self,
+        ops: &[Op],
+        (epoch, seq): (u64, u64),
+        unflushed: bool,
+        parent: Option<u64>,
+    ) -> Vec<u8> {
+        let flags = if unflushed { format::REC_UNFLUSHED } else { 0 };
         let mut out = Vec::new();
         for op in ops {
             match op {
                 Op::Put(name, data) => self.push_record(
                     &mut out,
-                    Kind::Put,
+                    (Kind::Put, flags),
                     epoch,
                     seq,
                     &format::put_payload(name, data),
                 ),
                 Op::Delete(name) => {
-                    self.push_record(&mut out, Kind::Delete, epoch, seq, name.as_bytes())
+                    self.push_record(&mut out, (Kind::Delete, flags), epoch, seq, name.as_bytes())
                 }
             }
         }
-        self.push_record(
-            &mut out,
-            Kind::Commit,
-            epoch,
-            seq,
-            &(ops.len() as u32).to_be_bytes(),
-        );
+        let mut commit = (ops.len() as u32).to_be_bytes().to_vec();
+        if let Some(p) = parent {
+            commit.extend_from_slice(&p.to_be_bytes());
+        }
+        self.push_record(&mut out, (Kind::Commit, flags), epoch, seq, &commit);
         out
     }
 
     /// Rebuild the committed state from the active region.
     fn recover(&mut self) -> Result<()> {
-        let base = self.header.region_offset(self.header.active);
+        let log = self.read_log(self.header.active, self.header.epoch)?;
+        self.blobs = log.blobs;
+        self.tail = log.tail;
+        self.next_seq = log.next_seq;
+        // Records of the live epoch beyond the tail (an interrupted batch, or
+        // unflushed relaxed batches of which a later one reached the disk) must
+        // never be linked up with what is appended next: move to a fresh epoch
+        // in the other region before the next write.
+        self.compact_pending |= log.leftovers;
+        Ok(())
+    }
+
+    /// Read the log of `region` under `epoch`: whole committed batches in
+    /// sequence order, up to the first record that does not check out.
+    fn read_log(&mut self, region: u32, epoch: u64) -> Result<Log> {
+        let base = self.header.region_offset(region);
         let rsize = self.header.region_size;
-        let epoch = self.header.epoch;
+        let mut blobs = Blobs::new();
         let mut off = 0u64;
         let mut committed_end = 0u64;
+        let mut batches = 0u64;
         let mut expected: Option<u64> = None;
         let mut pending: Vec<Op> = Vec::new();
         let mut batch_seq = 0u64;
-        loop {
-            if off + REC_HDR as u64 > rsize {
-                break;
-            }
+        let mut first_parent = None;
+        while off.saturating_add(REC_HDR as u64) <= rsize {
             let mut hb = [0u8; REC_HDR];
             self.be
                 .read_at(base + off, &mut hb)
@@ -337,7 +404,7 @@ impl Store {
             } else if h.seq != batch_seq {
                 break;
             }
-            if off + h.total() > rsize {
+            if off.saturating_add(h.total()) > rsize {
                 break;
             }
             let mut body = vec![0u8; h.len as usize + REC_TRAILER];
@@ -348,10 +415,11 @@ impl Store {
             if crc32c::crc32c(payload).to_be_bytes() != crc {
                 break;
             }
-            let at = format!("record at region {} offset {off}", self.header.active);
-            let plain: Zeroizing<Vec<u8>> = match (&self.key, h.flags & 1 != 0) {
+            let at = format!("record at region {region} offset {off}");
+            let plain: Zeroizing<Vec<u8>> = match (&self.key, h.flags & format::REC_ENCRYPTED != 0)
+            {
                 (Some(k), true) => k
-                    .open(payload, &Self::aad(h.kind, h.epoch, h.seq))
+                    .open_record(h.epoch, payload, &Self::aad(h.kind, h.epoch, h.seq))
                     .ok_or_else(|| {
                         damaged(
                             &self.path,
@@ -394,78 +462,125 @@ impl Store {
                     if count != Some(pending.len() as u32) {
                         break;
                     }
+                    if batches == 0 {
+                        first_parent = plain
+                            .get(4..12)
+                            .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
+                    }
                     for op in pending.drain(..) {
-                        apply(&mut self.blobs, op);
+                        apply(&mut blobs, op);
                     }
                     committed_end = off;
-                    expected = Some(batch_seq + 1);
+                    batches += 1;
+                    expected = Some(batch_seq.wrapping_add(1));
                 }
             }
         }
         let next = expected.unwrap_or(1);
-        if let Some(found) = self.later_commit(base, committed_end, next)? {
+        let rest = self.scan_rest(base, committed_end, epoch, next)?;
+        if let Some(found) = rest.damage_at {
             return Err(damaged(
                 &self.path,
-                &format!("record at region {} offset {committed_end}", self.header.active),
+                &format!("record at region {region} offset {committed_end}"),
                 format!("does not check out, yet committed records follow it (offset {found}): the image is damaged"),
             ));
         }
-        self.tail = committed_end;
-        self.next_seq = next;
-        Ok(())
+        Ok(Log {
+            blobs,
+            tail: committed_end,
+            next_seq: next,
+            first_parent,
+            leftovers: rest.leftovers,
+        })
     }
 
-    /// Offset of a valid record header of this epoch with a sequence number
-    /// beyond `next` after `from`: proof that the log stopped at damage rather
-    /// than at an interrupted write (which can only be the last batch).
-    fn later_commit(&mut self, base: u64, from: u64, next: u64) -> Result<Option<u64>> {
+    /// Look at the region after the recovered tail for records of `epoch`.
+    /// One written with a flush behind it and a sequence number beyond `next`
+    /// proves damage: a durable batch was written only after every earlier
+    /// batch was flushed, so only damage can have made an earlier one unreadable.
+    /// Unflushed (relaxed) batches may reach the disk in any order: losing an
+    /// earlier one just means an older state.
+    fn scan_rest(&mut self, base: u64, from: u64, epoch: u64, next: u64) -> Result<Rest> {
+        const CHUNK: u64 = 1 << 20;
         let rsize = self.header.region_size;
-        if from >= rsize {
-            return Ok(None);
-        }
-        let mut rest = vec![0u8; (rsize - from) as usize];
-        self.be
-            .read_at(base + from, &mut rest)
-            .map_err(io(&self.path, "reading the log"))?;
+        let mut rest = Rest::default();
         let magic = format::REC_MAGIC.to_be_bytes();
-        for i in 1..rest.len().saturating_sub(REC_HDR) {
-            if rest[i] == magic[0] && rest[i + 1] == magic[1] {
-                if let Some(h) = RecHeader::decode(&rest[i..]) {
-                    if h.epoch == self.header.epoch && h.seq > next {
-                        return Ok(Some(from + i as u64));
-                    }
+        let mut at = from;
+        // Chunks overlap by a record header so no header is missed at a seam.
+        while at.saturating_add(REC_HDR as u64) <= rsize {
+            let len = (rsize - at).min(CHUNK);
+            let mut buf = vec![0u8; len as usize];
+            self.be
+                .read_at(base + at, &mut buf)
+                .map_err(io(&self.path, "reading the log"))?;
+            for (i, w) in buf.windows(REC_HDR).enumerate() {
+                if w[..2] != magic {
+                    continue;
+                }
+                let Some(h) = RecHeader::decode(w) else {
+                    continue;
+                };
+                if h.epoch != epoch {
+                    continue;
+                }
+                rest.leftovers = true;
+                if h.seq > next && h.flags & format::REC_UNFLUSHED == 0 {
+                    rest.damage_at = Some(at + i as u64);
+                    return Ok(rest);
                 }
             }
+            if at + len >= rsize {
+                break;
+            }
+            at += len - (REC_HDR as u64 - 1);
         }
-        Ok(None)
+        Ok(rest)
     }
 
     /// Append `ops` as one batch with one flush (durable mode); compacts first when
-    /// the region is full. On error nothing changes in memory.
+    /// the region is full. On error nothing changes in memory, and the next batch
+    /// goes to a fresh epoch (compaction) rather than over the failed one.
     pub fn commit(&mut self, ops: &[Op]) -> Result<()> {
         if self.read_only {
             return Err(Error::Usage("the image is open read-only"));
         }
+        let r = self.try_commit(ops);
+        if r.is_err() {
+            self.compact_pending = true;
+        }
+        r
+    }
+
+    fn try_commit(&mut self, ops: &[Op]) -> Result<()> {
         let seq = self.next_seq;
-        let batch = self.encode_batch(ops, self.header.epoch, seq);
-        if self.tail + batch.len() as u64 > self.header.region_size {
+        let relaxed = self.sync == SyncMode::Relaxed;
+        let batch = self.encode_batch(ops, (self.header.epoch, seq), relaxed, None);
+        if self.compact_pending || self.tail + batch.len() as u64 > self.header.region_size {
             return self.compact(ops);
         }
         let base = self.header.region_offset(self.header.active);
         self.be
             .write_at(base + self.tail, &batch)
             .map_err(io(&self.path, "writing a batch"))?;
-        if self.sync == SyncMode::Durable {
+        if !relaxed {
             self.be
                 .flush()
                 .map_err(io(&self.path, "flushing a batch"))?;
         }
         self.tail += batch.len() as u64;
-        self.next_seq += 1;
+        self.next_seq = seq.wrapping_add(1);
         for op in ops {
             apply(&mut self.blobs, op.clone());
         }
         Ok(())
+    }
+
+    /// Make relaxed-mode batches durable (at a clean shutdown).
+    pub fn sync_all(&mut self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.be.flush().map_err(io(&self.path, "flushing"))
     }
 
     /// Write the whole state (with `ops` applied) as the first batch of the other
@@ -481,9 +596,11 @@ impl Store {
             .iter()
             .map(|(n, d)| Op::Put(n.clone(), d.to_vec()))
             .collect();
-        let epoch = self.header.epoch.wrapping_add(1);
+        // A fresh random epoch per attempt: what an interrupted or failed
+        // attempt left in the other region can never pass for this log.
+        let epoch = fresh_epoch(self.header.epoch);
         let seq = self.next_seq;
-        let batch = self.encode_batch(&snapshot, epoch, seq);
+        let batch = self.encode_batch(&snapshot, (epoch, seq), false, Some(self.header.epoch));
         if batch.len() as u64 > self.header.region_size {
             return Err(Error::TooSmall {
                 path: self.path.clone(),
@@ -509,8 +626,9 @@ impl Store {
             return Err(e);
         }
         self.tail = batch.len() as u64;
-        self.next_seq = seq + 1;
+        self.next_seq = seq.wrapping_add(1);
         self.blobs = next;
+        self.compact_pending = false;
         Ok(())
     }
 
@@ -538,6 +656,35 @@ fn apply(blobs: &mut Blobs, op: Op) {
             blobs.remove(&n);
         }
     }
+}
+
+/// A random epoch other than `old` (63 bits, so it prints the same signed or not).
+fn fresh_epoch(old: u64) -> u64 {
+    loop {
+        let e = rand::rngs::OsRng.next_u64() >> 1;
+        if e != old && e != 0 {
+            return e;
+        }
+    }
+}
+
+/// What reading one region's log found.
+struct Log {
+    blobs: Blobs,
+    tail: u64,
+    next_seq: u64,
+    /// The epoch the first batch (a compaction's snapshot) replaced.
+    first_parent: Option<u64>,
+    leftovers: bool,
+}
+
+/// What lies beyond a log's tail.
+#[derive(Default)]
+struct Rest {
+    /// A record proving damage before it.
+    damage_at: Option<u64>,
+    /// Any record of the live epoch at all.
+    leftovers: bool,
 }
 
 fn damaged(path: &std::path::Path, structure: &str, problem: String) -> Error {

@@ -79,7 +79,11 @@ impl Drop for Worker {
     fn drop(&mut self) {
         self.tx.lock().take();
         if let Some(j) = self.join.lock().take() {
-            let _ = j.join();
+            // A completion callback may drop the last handle on the storage
+            // thread itself: it then ends on its own once the channel is closed.
+            if j.thread().id() != std::thread::current().id() {
+                let _ = j.join();
+            }
         }
     }
 }
@@ -175,7 +179,15 @@ fn run(mut store: Store, rx: Receiver<Msg>, shared: Arc<Shared>) {
                     d.fire(Ok(()));
                 }
             }
-            Err(e) => fail_all(dones, &path, &e.to_string()),
+            Err(e) => {
+                let reason = match e {
+                    Error::Io { op, source, .. } => format!("{op}: {source}"),
+                    e => e.to_string(),
+                };
+                fail_all(dones, &path, &reason)
+            }
         }
     }
+    // A clean shutdown makes relaxed-mode batches durable too.
+    let _ = store.sync_all();
 }

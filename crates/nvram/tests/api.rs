@@ -283,3 +283,72 @@ fn group_commit_and_callbacks() {
     let nv = Nvram::open(&img, OpenOptions::default()).unwrap();
     assert_eq!(nv.blobs().count(), 8);
 }
+
+#[test]
+fn a_failed_write_reaches_the_writer_and_the_old_contents_stay() {
+    use nvram::fault::{FaultBackend, FaultPlan};
+    // Operations: 0-1 format (header write, flush), then a write and a flush per batch.
+    for (fail_at, what) in [(4u64, "writing a batch"), (5, "flushing a batch")] {
+        let be = FaultBackend::new(
+            vec![0; 256 * 1024],
+            FaultPlan {
+                fail_at: Some(fail_at),
+                crash_at: None,
+            },
+        );
+        let mut nv =
+            Nvram::open_backend(Box::new(be.clone()), true, OpenOptions::default()).unwrap();
+        nv.register("tpm2/permanent", 4096).unwrap();
+        let h = nv.start().unwrap();
+        h.write("tpm2/permanent", b"old".to_vec()).wait().unwrap();
+        let e = h
+            .write("tpm2/permanent", b"new".to_vec())
+            .wait()
+            .expect_err("the injected failure reaches the writer");
+        let msg = e.to_string();
+        assert!(msg.contains("not stored") && msg.contains(what), "{msg}");
+        assert_eq!(h.read("tpm2/permanent").unwrap().unwrap(), b"old");
+        // The next write goes through, and is what a reopen finds.
+        h.write("tpm2/permanent", b"newer".to_vec()).wait().unwrap();
+        drop(h);
+        let nv = Nvram::open_backend(
+            Box::new(nvram::MemBackend { data: be.image() }),
+            false,
+            OpenOptions::default(),
+        )
+        .unwrap();
+        let blobs: Vec<_> = nv
+            .blobs()
+            .map(|(n, d)| (n.to_string(), d.to_vec()))
+            .collect();
+        assert_eq!(
+            blobs,
+            vec![("tpm2/permanent".to_string(), b"newer".to_vec())]
+        );
+    }
+}
+
+#[test]
+fn a_callback_may_drop_the_last_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nv = open(&dir.path().join("nv.img"), None).unwrap();
+    nv.register("a", 16).unwrap();
+    let h = nv.start().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let last = h.clone();
+    h.write_with(
+        "a",
+        b"x".to_vec(),
+        Box::new(move |r| {
+            // Wait until the caller's handle is gone, then drop the last one
+            // here, on the storage thread.
+            go_rx.recv().unwrap();
+            drop(last);
+            tx.send(r.is_ok()).unwrap();
+        }),
+    );
+    drop(h);
+    go_tx.send(()).unwrap();
+    assert!(rx.recv().unwrap());
+}
