@@ -1,15 +1,28 @@
 //! ECC on the NIST curves the TPM names (P-256, P-384, P-521): key generation
-//! (random or deterministic), point validation, ECDSA over a digest, and ECDH
-//! returning the shared point (TPM2_ECDH_ZGen answers the point, not just x).
+//! (random or deterministic), point validation, ECDSA and EC-Schnorr over a
+//! digest, ECDH returning the shared point (TPM2_ECDH_ZGen answers the point,
+//! not just x), ephemeral keys for TPM2_ECDH_KeyGen and salts, and the curve
+//! parameters TPM2_ECC_Parameters reports.
+//!
+//! Coordinates and scalars are big-endian octet strings. Inputs may carry
+//! fewer octets than the curve size (leading zeros dropped) or extra leading
+//! zeros; outputs are always exactly [`Curve::size`] octets.
 
+use elliptic_curve::ff::PrimeField;
+use elliptic_curve::group::Group;
 use elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
 use rand_core::CryptoRngCore;
+use rsa::BigUint;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::hash::{HashAlg, Hasher};
 
-/// TPM_ECC_CURVE values of the curves implemented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// TPM_ALG_ECC.
+pub const TPM_ALG_ECC: u16 = 0x0023;
+
+/// The curves implemented, by TPM_ECC_CURVE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Curve {
     /// TPM_ECC_NIST_P256 (0x0003).
     P256,
@@ -19,8 +32,74 @@ pub enum Curve {
     P521,
 }
 
+/// The domain parameters of a curve (TPMS_ALGORITHM_DETAIL_ECC's numbers),
+/// each big-endian at the curve's size except `h`, which is one octet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurveParams {
+    /// Field prime p.
+    pub p: Vec<u8>,
+    /// Coefficient a of y^2 = x^3 + ax + b (p - 3 for these curves).
+    pub a: Vec<u8>,
+    /// Coefficient b.
+    pub b: Vec<u8>,
+    /// Generator x coordinate.
+    pub gx: Vec<u8>,
+    /// Generator y coordinate.
+    pub gy: Vec<u8>,
+    /// Order n of the generator.
+    pub n: Vec<u8>,
+    /// Cofactor h.
+    pub h: Vec<u8>,
+}
+
+// FIPS 186-4 D.1.2 / SEC 2 constants, checked against the curve crates in the tests.
+const P256_P: &str = "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff";
+const P256_B: &str = "5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b";
+const P256_GX: &str = "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296";
+const P256_GY: &str = "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5";
+const P256_N: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
+const P384_P: &str = "fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffe\
+                      ffffffff0000000000000000ffffffff";
+const P384_B: &str = "b3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875a\
+                      c656398d8a2ed19d2a85c8edd3ec2aef";
+const P384_GX: &str = "aa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a38\
+                       5502f25dbf55296c3a545e3872760ab7";
+const P384_GY: &str = "3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c0\
+                       0a60b1ce1d7e819d7a431d7c90ea0e5f";
+const P384_N: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf\
+                      581a0db248b0a77aecec196accc52973";
+const P521_P: &str = "01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\
+                      ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\
+                      ffff";
+const P521_B: &str = "0051953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef1\
+                      09e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b50\
+                      3f00";
+const P521_GX: &str = "00c6858e06b70404e9cd9e3ecb662395b4429c648139053fb521f828af606b4d\
+                       3dbaa14b5e77efe75928fe1dc127a2ffa8de3348b3c1856a429bf97e7e31c2e5\
+                       bd66";
+const P521_GY: &str = "011839296a789a3bc0045c8a5fb42c7d1bd998f54449579b446817afbd17273e\
+                       662c97ee72995ef42640c550b9013fad0761353c7086a272c24088be94769fd1\
+                       6650";
+const P521_N: &str = "01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\
+                      fffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e9138\
+                      6409";
+
+fn unhex(s: &str) -> Vec<u8> {
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter_map(|c| (c as char).to_digit(16).map(|d| d as u8))
+        .collect();
+    digits
+        .chunks(2)
+        .map(|p| (p[0] << 4) | p.get(1).copied().unwrap_or(0))
+        .collect()
+}
+
 impl Curve {
-    /// From a TPM_ECC_CURVE value.
+    /// Every implemented curve.
+    pub const ALL: [Curve; 3] = [Curve::P256, Curve::P384, Curve::P521];
+
+    /// From a TPM_ECC_CURVE value; None for curves not implemented.
     pub fn from_tpm(id: u16) -> Option<Curve> {
         match id {
             0x0003 => Some(Curve::P256),
@@ -29,6 +108,7 @@ impl Curve {
             _ => None,
         }
     }
+
     /// The TPM_ECC_CURVE value.
     pub fn to_tpm(self) -> u16 {
         match self {
@@ -37,7 +117,8 @@ impl Curve {
             Curve::P521 => 0x0005,
         }
     }
-    /// Octets of a coordinate or scalar.
+
+    /// Octets of a coordinate or scalar (32, 48, 66).
     pub fn size(self) -> usize {
         match self {
             Curve::P256 => 32,
@@ -45,9 +126,47 @@ impl Curve {
             Curve::P521 => 66,
         }
     }
+
+    /// Key size in bits (256, 384, 521), as TPMS_ALGORITHM_DETAIL_ECC keySize.
+    pub fn bits(self) -> u16 {
+        match self {
+            Curve::P256 => 256,
+            Curve::P384 => 384,
+            Curve::P521 => 521,
+        }
+    }
+
+    /// The domain parameters (p, a, b, Gx, Gy, n, h).
+    pub fn params(self) -> CurveParams {
+        let (p, b, gx, gy, n) = match self {
+            Curve::P256 => (P256_P, P256_B, P256_GX, P256_GY, P256_N),
+            Curve::P384 => (P384_P, P384_B, P384_GX, P384_GY, P384_N),
+            Curve::P521 => (P521_P, P521_B, P521_GX, P521_GY, P521_N),
+        };
+        let p = unhex(p);
+        // a = p - 3: p ends in ...ff for every NIST prime, so subtracting 3
+        // touches the last octet only.
+        let mut a = p.clone();
+        if let Some(last) = a.last_mut() {
+            *last = last.wrapping_sub(3);
+        }
+        CurveParams {
+            p,
+            a,
+            b: unhex(b),
+            gx: unhex(gx),
+            gy: unhex(gy),
+            n: unhex(n),
+            h: vec![1],
+        }
+    }
+
+    fn order(self) -> BigUint {
+        BigUint::from_bytes_be(&self.params().n)
+    }
 }
 
-/// A point (x, y), coordinates big-endian at the curve's size.
+/// A point (x, y), coordinates big-endian.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Point {
     /// x coordinate.
@@ -56,13 +175,23 @@ pub struct Point {
     pub y: Vec<u8>,
 }
 
-/// A private key: the scalar d and the public point.
+impl Point {
+    /// A point from its coordinates.
+    pub fn new(x: &[u8], y: &[u8]) -> Point {
+        Point {
+            x: x.to_vec(),
+            y: y.to_vec(),
+        }
+    }
+}
+
+/// A private key: the scalar d and the public point d·G.
 pub struct EccKey {
     /// The curve.
     pub curve: Curve,
-    /// The private scalar (zeroized on drop).
+    /// The private scalar, curve-size octets (zeroized on drop).
     pub d: Zeroizing<Vec<u8>>,
-    /// The public point d·G.
+    /// The public point d·G, curve-size coordinates.
     pub public: Point,
 }
 
@@ -85,14 +214,66 @@ macro_rules! per_curve {
     };
 }
 
+/// `v` as exactly `len` octets: leading zeros added or dropped; None if the
+/// value itself needs more than `len` octets.
+fn fit(v: &[u8], len: usize) -> Option<Vec<u8>> {
+    let first = v.iter().position(|&b| b != 0).unwrap_or(v.len());
+    let v = &v[first..];
+    if v.len() > len {
+        return None;
+    }
+    let mut out = vec![0u8; len - v.len()];
+    out.extend_from_slice(v);
+    Some(out)
+}
+
 fn left_pad(v: &[u8], len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len.saturating_sub(v.len())];
-    out.extend_from_slice(&v[v.len().saturating_sub(len)..]);
+    out.extend_from_slice(v);
     out
 }
 
+/// SEC1 uncompressed encoding of `p` after checking it lies on the curve
+/// (and is not the point at infinity).
+fn public_point(curve: Curve, p: &Point) -> Result<Vec<u8>> {
+    let n = curve.size();
+    let (Some(x), Some(y)) = (fit(&p.x, n), fit(&p.y, n)) else {
+        return Err(Error::InvalidKey("coordinate too long"));
+    };
+    let mut sec1 = vec![4u8];
+    sec1.extend_from_slice(&x);
+    sec1.extend_from_slice(&y);
+    per_curve!(curve, c => {
+        let ep = c::EncodedPoint::from_bytes(&sec1).map_err(|_| Error::InvalidKey("ECC point"))?;
+        Option::<c::PublicKey>::from(c::PublicKey::from_encoded_point(&ep))
+            .ok_or(Error::InvalidKey("point not on the curve"))?;
+    });
+    Ok(sec1)
+}
+
+/// Whether `p` is a valid point of `curve` (TPM_RC_ECC_POINT otherwise).
+pub fn is_on_curve(curve: Curve, p: &Point) -> bool {
+    public_point(curve, p).is_ok()
+}
+
+/// `p` validated and with both coordinates at the curve's size.
+pub fn normalize_point(curve: Curve, p: &Point) -> Result<Point> {
+    let sec1 = public_point(curve, p)?;
+    let n = curve.size();
+    Ok(Point::new(&sec1[1..1 + n], &sec1[1 + n..]))
+}
+
+/// The affine coordinates of an encoded point; an error for the point at infinity.
+fn coords(ep: &[u8], n: usize) -> Result<Point> {
+    if ep.len() != 1 + 2 * n || ep[0] != 4 {
+        return Err(Error::Failed("the result is the point at infinity"));
+    }
+    Ok(Point::new(&ep[1..1 + n], &ep[1 + n..]))
+}
+
 impl EccKey {
-    /// A new key; deterministic for a deterministic `rng`.
+    /// A new key; deterministic for a deterministic `rng` (the scalar is drawn
+    /// by rejection sampling of curve-size octet strings from `rng`).
     pub fn generate(curve: Curve, rng: &mut impl CryptoRngCore) -> EccKey {
         per_curve!(curve, c => {
             let sk = c::SecretKey::random(rng);
@@ -108,25 +289,30 @@ impl EccKey {
         })
     }
 
-    /// Rebuild a key from its scalar; the public point is recomputed.
+    /// Rebuild a key from its scalar (1 ≤ d < n); the public point is
+    /// recomputed (compare it with a stored one to check a pair).
     pub fn from_scalar(curve: Curve, d: &[u8]) -> Result<EccKey> {
+        let d =
+            Zeroizing::new(fit(d, curve.size()).ok_or(Error::InvalidKey("ECC scalar too long"))?);
         per_curve!(curve, c => {
-            let sk = c::SecretKey::from_slice(&left_pad(d, curve.size())).map_err(|_| Error::InvalidKey("ECC scalar"))?;
+            let sk = c::SecretKey::from_slice(&d).map_err(|_| Error::InvalidKey("ECC scalar out of range"))?;
             let ep = sk.public_key().to_encoded_point(false);
             Ok(EccKey {
                 curve,
                 d: Zeroizing::new(sk.to_bytes().to_vec()),
-                public: Point {
-                    x: ep.x().map(|v| v.to_vec()).unwrap_or_default(),
-                    y: ep.y().map(|v| v.to_vec()).unwrap_or_default(),
-                },
+                public: coords(ep.as_bytes(), curve.size())?,
             })
         })
     }
 
-    /// ECDSA signature (r, s) over `digest` (RFC 6979 deterministic nonce).
+    /// ECDSA signature (r, s) over `digest`, each curve-size octets. The nonce
+    /// is RFC 6979's (deterministic), so no generator is needed. A digest
+    /// longer than the order is truncated to its leftmost bits, as ECDSA says.
     pub fn sign_ecdsa(&self, digest: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
         use ecdsa::signature::hazmat::PrehashSigner;
+        if digest.is_empty() {
+            return Err(Error::InvalidInput("empty digest"));
+        }
         let digest = &prehash(self.curve, digest);
         per_curve!(self.curve, c => {
             let sk = c::ecdsa::SigningKey::from_slice(&self.d).map_err(|_| Error::InvalidKey("ECC scalar"))?;
@@ -136,20 +322,118 @@ impl EccKey {
         })
     }
 
-    /// ECDH: the point d·Q for the peer's public point Q (validated).
+    /// EC-Schnorr signature (r, s) over `digest` as the TPM defines it:
+    /// k random from `rng`, R = k·G, r = H(R.x || digest) with R.x at the
+    /// curve size and the hash truncated to the order's octet length, then
+    /// s = k + r·d mod n. (r, s) are curve-size octets. A k giving r = 0,
+    /// r ≥ n or s = 0 is replaced by a fresh one.
+    pub fn sign_schnorr(
+        &self,
+        hash: HashAlg,
+        digest: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let size = self.curve.size();
+        let order = self.curve.order();
+        per_curve!(self.curve, c => {
+            let d = c::SecretKey::from_slice(&self.d).map_err(|_| Error::InvalidKey("ECC scalar"))?;
+            let d = *d.to_nonzero_scalar();
+            for _ in 0..64 {
+                let k = c::NonZeroScalar::random(&mut *rng);
+                let big_r = (c::ProjectivePoint::generator() * *k).to_affine().to_encoded_point(false);
+                let Ok(rp) = coords(big_r.as_bytes(), size) else { continue };
+                let e = schnorr_hash(hash, &rp.x, digest, size);
+                let e_int = BigUint::from_bytes_be(&e);
+                if e_int == BigUint::from(0u32) || e_int >= order {
+                    continue;
+                }
+                let e_pad = left_pad(&e, size);
+                let Some(r) = Option::<c::Scalar>::from(c::Scalar::from_repr(c::FieldBytes::clone_from_slice(&e_pad))) else {
+                    continue;
+                };
+                let s = *k + r * d;
+                if bool::from(elliptic_curve::Field::is_zero(&s)) {
+                    continue;
+                }
+                return Ok((e_pad, s.to_repr().to_vec()));
+            }
+            Err(Error::Failed("EC-Schnorr signing found no nonce"))
+        })
+    }
+
+    /// ECDH: the point d·Q for the peer's public point Q (validated first).
+    /// Z for key agreement is its x coordinate.
     pub fn ecdh(&self, peer: &Point) -> Result<Point> {
         let q = public_point(self.curve, peer)?;
+        let n = self.curve.size();
         per_curve!(self.curve, c => {
             let pk = c::PublicKey::from_sec1_bytes(&q).map_err(|_| Error::InvalidKey("ECC point"))?;
             let sk = c::SecretKey::from_slice(&self.d).map_err(|_| Error::InvalidKey("ECC scalar"))?;
             let shared = (pk.to_projective() * *sk.to_nonzero_scalar()).to_affine();
-            let ep = shared.to_encoded_point(false);
-            Ok(Point {
-                x: ep.x().map(|v| v.to_vec()).ok_or(Error::Failed("ECDH gave the point at infinity"))?,
-                y: ep.y().map(|v| v.to_vec()).ok_or(Error::Failed("ECDH gave the point at infinity"))?,
-            })
+            coords(shared.to_encoded_point(false).as_bytes(), n)
         })
     }
+}
+
+/// TPM2_ECDH_KeyGen (and the first half of ECC secret sharing): a fresh
+/// ephemeral key (de, Qe) from `rng`, and Z = de·Q for the peer's point Q.
+/// Returns (Qe, Z); Z.x is the shared secret.
+pub fn ecdh_keygen(
+    curve: Curve,
+    peer: &Point,
+    rng: &mut impl CryptoRngCore,
+) -> Result<(Point, Point)> {
+    public_point(curve, peer)?;
+    let e = EccKey::generate(curve, rng);
+    let z = e.ecdh(peer)?;
+    Ok((e.public.clone(), z))
+}
+
+/// H(x || digest), cut to the order's octet length (`size`).
+fn schnorr_hash(hash: HashAlg, x: &[u8], digest: &[u8], size: usize) -> Vec<u8> {
+    let mut h = Hasher::new(hash);
+    h.update(x);
+    h.update(digest);
+    let mut e = h.finish();
+    e.truncate(size);
+    e
+}
+
+/// Check an EC-Schnorr signature (r, s) over `digest` made with `hash` by the
+/// key with public point `q`: 0 < r, s < n, E = s·G - r·Q, and
+/// H(E.x || digest) (truncated as in signing) must equal r.
+pub fn verify_schnorr(
+    curve: Curve,
+    q: &Point,
+    hash: HashAlg,
+    digest: &[u8],
+    r: &[u8],
+    s: &[u8],
+) -> bool {
+    let size = curve.size();
+    let Ok(sec1) = public_point(curve, q) else {
+        return false;
+    };
+    let (Some(r), Some(s)) = (fit(r, size), fit(s, size)) else {
+        return false;
+    };
+    let order = curve.order();
+    let zero = BigUint::from(0u32);
+    let r_int = BigUint::from_bytes_be(&r);
+    let s_int = BigUint::from_bytes_be(&s);
+    if r_int == zero || s_int == zero || r_int >= order || s_int >= order {
+        return false;
+    }
+    per_curve!(curve, c => {
+        let Ok(pk) = c::PublicKey::from_sec1_bytes(&sec1) else { return false };
+        let rs = Option::<c::Scalar>::from(c::Scalar::from_repr(c::FieldBytes::clone_from_slice(&r)));
+        let ss = Option::<c::Scalar>::from(c::Scalar::from_repr(c::FieldBytes::clone_from_slice(&s)));
+        let (Some(rs), Some(ss)) = (rs, ss) else { return false };
+        let e = (c::ProjectivePoint::generator() * ss - pk.to_projective() * rs).to_affine();
+        let Ok(ep) = coords(e.to_encoded_point(false).as_bytes(), size) else { return false };
+        let h = schnorr_hash(hash, &ep.x, digest, size);
+        BigUint::from_bytes_be(&h) == r_int
+    })
 }
 
 /// A digest shorter than the curve, left-padded with zeros: the same integer, as
@@ -162,27 +446,6 @@ fn prehash(curve: Curve, digest: &[u8]) -> Vec<u8> {
     }
 }
 
-/// SEC1 uncompressed encoding of `p` after checking it lies on the curve.
-fn public_point(curve: Curve, p: &Point) -> Result<Vec<u8>> {
-    let n = curve.size();
-    if p.x.len() > n || p.y.len() > n {
-        return Err(Error::InvalidKey("coordinate too long"));
-    }
-    let mut sec1 = vec![4u8];
-    sec1.extend_from_slice(&left_pad(&p.x, n));
-    sec1.extend_from_slice(&left_pad(&p.y, n));
-    per_curve!(curve, c => {
-        let ep = c::EncodedPoint::from_bytes(&sec1).map_err(|_| Error::InvalidKey("ECC point"))?;
-        Option::<c::PublicKey>::from(c::PublicKey::from_encoded_point(&ep)).ok_or(Error::InvalidKey("point not on the curve"))?;
-    });
-    Ok(sec1)
-}
-
-/// Whether `p` is a valid point of `curve` (TPM_RC_ECC_POINT otherwise).
-pub fn is_on_curve(curve: Curve, p: &Point) -> bool {
-    public_point(curve, p).is_ok()
-}
-
 /// Check an ECDSA signature (r, s) over `digest` with public point `q`.
 pub fn verify_ecdsa(curve: Curve, q: &Point, digest: &[u8], r: &[u8], s: &[u8]) -> bool {
     use ecdsa::signature::hazmat::PrehashVerifier;
@@ -190,15 +453,18 @@ pub fn verify_ecdsa(curve: Curve, q: &Point, digest: &[u8], r: &[u8], s: &[u8]) 
         return false;
     };
     let n = curve.size();
-    if r.len() > n || s.len() > n {
+    let (Some(r), Some(s)) = (fit(r, n), fit(s, n)) else {
+        return false;
+    };
+    if digest.is_empty() {
         return false;
     }
     let digest = &prehash(curve, digest);
     per_curve!(curve, c => {
         let Ok(vk) = c::ecdsa::VerifyingKey::from_sec1_bytes(&sec1) else { return false };
         let Ok(sig) = c::ecdsa::Signature::from_scalars(
-            c::FieldBytes::clone_from_slice(&left_pad(r, n)),
-            c::FieldBytes::clone_from_slice(&left_pad(s, n)),
+            c::FieldBytes::clone_from_slice(&r),
+            c::FieldBytes::clone_from_slice(&s),
         ) else {
             return false;
         };
@@ -209,38 +475,211 @@ pub fn verify_ecdsa(curve: Curve, q: &Point, digest: &[u8], r: &[u8], s: &[u8]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::drbg::{KdfaRng, SystemRng};
     use crate::hash::{digest, HashAlg};
-    use crate::kdf::KdfaRng;
+    use elliptic_curve::bigint::Encoding;
+
+    fn hex(s: &str) -> Vec<u8> {
+        ::hex::decode(s).unwrap()
+    }
+
+    fn gen(curve: Curve, seed: &[u8]) -> EccKey {
+        EccKey::generate(
+            curve,
+            &mut KdfaRng::new(HashAlg::Sha256, seed, b"ECC", b"t"),
+        )
+    }
 
     #[test]
     fn keys_signatures_and_agreement_on_every_curve() {
-        for curve in [Curve::P256, Curve::P384, Curve::P521] {
-            let gen = |seed: &[u8]| {
-                EccKey::generate(
-                    curve,
-                    &mut KdfaRng::new(HashAlg::Sha256, seed, b"ECC", b"t"),
-                )
-            };
-            let a = gen(b"a");
-            assert_eq!(a.public, gen(b"a").public, "deterministic");
+        for curve in Curve::ALL {
+            let a = gen(curve, b"a");
+            assert_eq!(a.public, gen(curve, b"a").public, "deterministic");
+            assert_eq!(*a.d, *gen(curve, b"a").d);
             assert_eq!(a.public.x.len(), curve.size());
+            assert_eq!(a.d.len(), curve.size());
             assert!(is_on_curve(curve, &a.public));
-            let b = gen(b"b");
-            assert_eq!(
-                a.ecdh(&b.public).unwrap(),
-                b.ecdh(&a.public).unwrap(),
-                "ECDH agrees"
-            );
-            let d = digest(HashAlg::Sha256, &[b"msg"]);
-            let (r, s) = a.sign_ecdsa(&d).unwrap();
-            assert!(verify_ecdsa(curve, &a.public, &d, &r, &s));
-            assert!(!verify_ecdsa(curve, &b.public, &d, &r, &s));
+            let b = gen(curve, b"b");
+            assert_ne!(a.public, b.public, "another seed, another key");
+            let ab = a.ecdh(&b.public).unwrap();
+            assert_eq!(ab, b.ecdh(&a.public).unwrap(), "ECDH agrees");
+            assert!(is_on_curve(curve, &ab));
+            let (qe, z) = ecdh_keygen(curve, &b.public, &mut SystemRng).unwrap();
+            assert_eq!(b.ecdh(&qe).unwrap(), z);
+            for hash in HashAlg::ALL {
+                let d = digest(hash, &[b"msg"]);
+                let (r, s) = a.sign_ecdsa(&d).unwrap();
+                assert_eq!((r.len(), s.len()), (curve.size(), curve.size()));
+                assert!(
+                    verify_ecdsa(curve, &a.public, &d, &r, &s),
+                    "{curve:?} {hash:?}"
+                );
+                assert!(!verify_ecdsa(curve, &b.public, &d, &r, &s));
+                assert!(!verify_ecdsa(
+                    curve,
+                    &a.public,
+                    &digest(hash, &[b"x"]),
+                    &r,
+                    &s
+                ));
+                let (r, s) = a.sign_schnorr(hash, &d, &mut SystemRng).unwrap();
+                assert_eq!((r.len(), s.len()), (curve.size(), curve.size()));
+                assert!(
+                    verify_schnorr(curve, &a.public, hash, &d, &r, &s),
+                    "{curve:?} {hash:?}"
+                );
+                assert!(!verify_schnorr(curve, &b.public, hash, &d, &r, &s));
+                assert!(!verify_schnorr(
+                    curve,
+                    &a.public,
+                    hash,
+                    &digest(hash, &[b"x"]),
+                    &r,
+                    &s
+                ));
+                let mut bad = s.clone();
+                bad[curve.size() - 1] ^= 1;
+                assert!(!verify_schnorr(curve, &a.public, hash, &d, &r, &bad));
+                assert!(!verify_schnorr(curve, &a.public, hash, &d, &[], &s));
+            }
             let mut bad = a.public.clone();
             bad.y[0] ^= 1;
             assert!(!is_on_curve(curve, &bad));
             assert!(a.ecdh(&bad).is_err());
+            assert!(ecdh_keygen(curve, &bad, &mut SystemRng).is_err());
+            assert!(!is_on_curve(curve, &Point::new(&[], &[])));
+            assert!(!is_on_curve(curve, &Point::new(&[1; 70], &[1; 70])));
             assert_eq!(EccKey::from_scalar(curve, &a.d).unwrap().public, a.public);
+            let mut padded = vec![0u8, 0];
+            padded.extend_from_slice(&a.d);
+            assert_eq!(
+                EccKey::from_scalar(curve, &padded).unwrap().public,
+                a.public
+            );
+            assert!(EccKey::from_scalar(curve, &[0]).is_err());
+            assert!(EccKey::from_scalar(curve, &[0xff; 66]).is_err());
+            assert!(EccKey::from_scalar(curve, &[1; 67]).is_err());
             assert_eq!(Curve::from_tpm(curve.to_tpm()), Some(curve));
+            // Short coordinates are the same point.
+            let short = Point::new(&a.public.x[1..], &a.public.y);
+            if a.public.x[0] == 0 {
+                assert!(is_on_curve(curve, &short));
+            }
         }
+        assert_eq!(Curve::from_tpm(0x0001), None);
+    }
+
+    /// RFC 6979, A.2.5: P-256, SHA-256, message "sample" (deterministic ECDSA).
+    #[test]
+    fn rfc6979_p256_known_answer() {
+        let key = EccKey::from_scalar(
+            Curve::P256,
+            &hex("c9afa9d845ba75166b5c215767b1d6934e50c3db36e89b127b8a622b120f6721"),
+        )
+        .unwrap();
+        assert_eq!(
+            key.public,
+            Point::new(
+                &hex("60fed4ba255a9d31c961eb74c6356d68c049b8923b61fa6ce669622e60f29fb6"),
+                &hex("7903fe1008b8bc99a41ae9e95628bc64f2f1b20c2d7e9f5177a3c294d4462299"),
+            )
+        );
+        let d = digest(HashAlg::Sha256, &[b"sample"]);
+        let r = hex("efd48b2aacb6a8fd1140dd9cd45e81d69d2c877b56aaf991c34d0ea84eaf3716");
+        let s = hex("f7cb1c942d657c41d436c7a1b6e29f65f3e900dbb9aff4064dc4ab2f843acda8");
+        assert_eq!(key.sign_ecdsa(&d).unwrap(), (r.clone(), s.clone()));
+        assert!(verify_ecdsa(Curve::P256, &key.public, &d, &r, &s));
+        assert!(!verify_ecdsa(Curve::P256, &key.public, &d, &s, &r));
+    }
+
+    #[test]
+    fn schnorr_matches_its_definition() {
+        // Recompute r from k by hand: with a replayed k, R = [k]G and
+        // r = H(R.x || digest).
+        let curve = Curve::P256;
+        let key = gen(curve, b"schnorr");
+        let k = hex("a6e3c57dd01abe90086538398355dd4c3b17aa873382b0f24d6129493d8aad60");
+        let d = digest(HashAlg::Sha256, &[b"sample"]);
+        let (r, s) = key
+            .sign_schnorr(
+                HashAlg::Sha256,
+                &d,
+                &mut crate::rsa::tests::Replay(k.clone(), 0),
+            )
+            .unwrap();
+        let big_r = EccKey::from_scalar(curve, &k).unwrap().public;
+        assert_eq!(r, digest(HashAlg::Sha256, &[&big_r.x, &d]));
+        // s = k + r·d mod n, checked with big integers.
+        let n = curve.order();
+        let expect = (BigUint::from_bytes_be(&k)
+            + BigUint::from_bytes_be(&r) * BigUint::from_bytes_be(&key.d))
+            % &n;
+        assert_eq!(BigUint::from_bytes_be(&s), expect);
+        assert!(verify_schnorr(
+            curve,
+            &key.public,
+            HashAlg::Sha256,
+            &d,
+            &r,
+            &s
+        ));
+        // SHA-512 on P-256: the hash is cut to 32 octets.
+        let d = digest(HashAlg::Sha512, &[b"sample"]);
+        let (r, s) = key
+            .sign_schnorr(
+                HashAlg::Sha512,
+                &d,
+                &mut crate::rsa::tests::Replay(k.clone(), 0),
+            )
+            .unwrap();
+        assert_eq!(r, digest(HashAlg::Sha512, &[&big_r.x, &d])[..32]);
+        assert!(verify_schnorr(
+            curve,
+            &key.public,
+            HashAlg::Sha512,
+            &d,
+            &r,
+            &s
+        ));
+    }
+
+    #[test]
+    fn curve_parameters_match_the_curve_crates() {
+        for curve in Curve::ALL {
+            let p = curve.params();
+            let n = curve.size();
+            for v in [&p.p, &p.a, &p.b, &p.gx, &p.gy, &p.n] {
+                assert_eq!(v.len(), n, "{curve:?}");
+            }
+            assert_eq!(p.h, [1]);
+            // The generator of the curve crate.
+            let g = per_curve!(curve, c => {
+                c::AffinePoint::GENERATOR.to_encoded_point(false).as_bytes().to_vec()
+            });
+            assert_eq!(g[1..1 + n], p.gx[..]);
+            assert_eq!(g[1 + n..], p.gy[..]);
+            // The order of the curve crate.
+            let order: Vec<u8> = match curve {
+                Curve::P256 => <p256::NistP256 as elliptic_curve::Curve>::ORDER
+                    .to_be_bytes()
+                    .to_vec(),
+                Curve::P384 => <p384::NistP384 as elliptic_curve::Curve>::ORDER
+                    .to_be_bytes()
+                    .to_vec(),
+                Curve::P521 => <p521::NistP521 as elliptic_curve::Curve>::ORDER
+                    .to_be_bytes()
+                    .to_vec(),
+            };
+            assert_eq!(order[order.len() - n..], p.n[..]);
+            // G satisfies y^2 = x^3 + ax + b over p, so p, a and b are right too.
+            let big = |v: &[u8]| BigUint::from_bytes_be(v);
+            let (pp, x, y) = (big(&p.p), big(&p.gx), big(&p.gy));
+            let lhs = (&y * &y) % &pp;
+            let rhs = (&x * &x * &x + big(&p.a) * &x + big(&p.b)) % &pp;
+            assert_eq!(lhs, rhs, "{curve:?}");
+            assert_eq!(big(&p.a) + BigUint::from(3u32), pp);
+            assert!(is_on_curve(curve, &Point::new(&p.gx, &p.gy)));
+        }
+        assert_eq!(Curve::P521.bits(), 521);
     }
 }

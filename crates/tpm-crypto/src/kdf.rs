@@ -1,14 +1,16 @@
-//! KDFa (SP800-108 counter mode with HMAC) and KDFe (SP800-56A concatenation)
-//! as TPM 2.0 Part 1 defines them, and a deterministic generator driven by
-//! KDFa for primary keys.
+//! Key derivation as TPM 2.0 Part 1 defines it: KDFa (SP800-108 counter mode
+//! with HMAC), KDFe (SP800-56A concatenation KDF with a hash) and MGF1.
+//!
+//! Labels: Part 1 requires the label to be followed by a zero octet in the
+//! KDF input. These functions take the label with or without its terminating
+//! zero and add one only when it is missing (`b"ATH"` and `b"ATH\0"` are the
+//! same label). An empty label therefore becomes the single octet 0.
 
-use rand_core::{CryptoRng, RngCore};
-use zeroize::Zeroizing;
-
-use crate::hash::{digest, hmac, HashAlg};
+pub use crate::drbg::KdfaRng;
+use crate::hash::{digest, HashAlg, Hasher, HmacState};
 
 /// The label as used in the KDFs: with its terminating zero octet (added unless present).
-fn label_z(label: &[u8]) -> Vec<u8> {
+pub(crate) fn label_z(label: &[u8]) -> Vec<u8> {
     let mut l = label.to_vec();
     if l.last() != Some(&0) {
         l.push(0);
@@ -16,8 +18,25 @@ fn label_z(label: &[u8]) -> Vec<u8> {
     l
 }
 
-/// KDFa: `bits` of output from HMAC(key, [i] || label || 0 || contextU || contextV || [bits]),
-/// i = 1, 2, ...; when `bits` is not a multiple of 8 the high bits of the first octet are masked.
+/// Mask the first octet so that a `bits`-long result that is not a multiple
+/// of 8 keeps only its low `bits % 8` bits there (Part 1: the unused high bits
+/// of the most significant octet are cleared).
+fn mask_first(out: &mut [u8], bits: u32) {
+    if !bits.is_multiple_of(8) {
+        if let Some(first) = out.first_mut() {
+            *first &= (1u8 << (bits % 8)) - 1;
+        }
+    }
+}
+
+/// KDFa(hashAlg, key, label, contextU, contextV, bits).
+///
+/// Output block i (i = 1, 2, ...) is
+/// `HMAC(key, [i]32 || label || 0x00 || contextU || contextV || [bits]32)`, both
+/// integers big-endian; the blocks are concatenated, cut to `ceil(bits / 8)`
+/// octets, and when `bits` is not a multiple of 8 the high bits of the first
+/// octet are cleared. `bits = 0` gives an empty result. Empty contexts are
+/// simply absent (Part 1's "NULL").
 pub fn kdfa(
     alg: HashAlg,
     key: &[u8],
@@ -28,32 +47,33 @@ pub fn kdfa(
 ) -> Vec<u8> {
     let bytes = bits.div_ceil(8) as usize;
     let label = label_z(label);
+    // The key and fixed input are the same for every block: key the HMAC once.
+    let keyed = HmacState::new(alg, key);
     let mut out = Vec::with_capacity(bytes + alg.size());
     let mut i: u32 = 1;
     while out.len() < bytes {
-        out.extend_from_slice(&hmac(
-            alg,
-            key,
-            &[
-                &i.to_be_bytes(),
-                &label,
-                context_u,
-                context_v,
-                &bits.to_be_bytes(),
-            ],
-        ));
+        let mut m = keyed.clone();
+        m.update(&i.to_be_bytes());
+        m.update(&label);
+        m.update(context_u);
+        m.update(context_v);
+        m.update(&bits.to_be_bytes());
+        out.extend_from_slice(&m.finish());
         i = i.wrapping_add(1);
     }
     out.truncate(bytes);
-    if !bits.is_multiple_of(8) {
-        if let Some(first) = out.first_mut() {
-            *first &= (1u8 << (bits % 8)) - 1;
-        }
-    }
+    mask_first(&mut out, bits);
     out
 }
 
-/// KDFe: `bits` of output from H([i] || Z || label || 0 || partyU || partyV), i = 1, 2, ...
+/// KDFe(hashAlg, Z, label, partyUInfo, partyVInfo, bits).
+///
+/// Output block i (i = 1, 2, ...) is
+/// `H([i]32 || Z || label || 0x00 || partyUInfo || partyVInfo)`; cut and
+/// masked as for [`kdfa`]. For the TPM's ECC secret sharing, Z is the
+/// x coordinate of the shared point, partyUInfo the x coordinate of the
+/// ephemeral key and partyVInfo the x coordinate of the TPM key (see
+/// [`crate::protect`]).
 pub fn kdfe(
     alg: HashAlg,
     z: &[u8],
@@ -74,95 +94,43 @@ pub fn kdfe(
         i = i.wrapping_add(1);
     }
     out.truncate(bytes);
-    if !bits.is_multiple_of(8) {
-        if let Some(first) = out.first_mut() {
-            *first &= (1u8 << (bits % 8)) - 1;
-        }
-    }
+    mask_first(&mut out, bits);
     out
 }
 
-/// A deterministic byte stream for deriving primary keys: the stream is
-/// KDFa(alg, seed, label, context, "", 2^32 - 1 bits) — HMAC blocks with the
-/// counter 1, 2, ... — so the same seed, label and context always give the
-/// same key, and any change gives an unrelated one.
-pub struct KdfaRng {
-    alg: HashAlg,
-    seed: Zeroizing<Vec<u8>>,
-    label: Vec<u8>,
-    context: Vec<u8>,
-    counter: u32,
-    block: Zeroizing<Vec<u8>>,
-    pos: usize,
+/// MGF1 (PKCS #1, B.2.1): `len` octets of `H(seed || [c]32)` for c = 0, 1, ...
+pub fn mgf1(alg: HashAlg, seed: &[u8], len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + alg.size());
+    let mut c: u32 = 0;
+    while out.len() < len {
+        let mut h = Hasher::new(alg);
+        h.update(seed);
+        h.update(&c.to_be_bytes());
+        out.extend_from_slice(&h.finish());
+        c = c.wrapping_add(1);
+    }
+    out.truncate(len);
+    out
 }
 
-impl KdfaRng {
-    /// A stream for `seed`, `label` and `context` (e.g. the hashed template).
-    pub fn new(alg: HashAlg, seed: &[u8], label: &[u8], context: &[u8]) -> KdfaRng {
-        KdfaRng {
-            alg,
-            seed: Zeroizing::new(seed.to_vec()),
-            label: label_z(label),
-            context: context.to_vec(),
-            counter: 0,
-            block: Zeroizing::new(Vec::new()),
-            pos: 0,
-        }
-    }
-
-    fn refill(&mut self) {
-        self.counter = self.counter.wrapping_add(1);
-        let block = hmac(
-            self.alg,
-            &self.seed,
-            &[
-                &self.counter.to_be_bytes(),
-                &self.label,
-                &self.context,
-                &u32::MAX.to_be_bytes(),
-            ],
-        );
-        self.block = Zeroizing::new(block);
-        self.pos = 0;
-    }
+/// HMAC as KDFa's PRF, for callers that need one block by hand (tests).
+#[cfg(test)]
+pub(crate) fn kdfa_block(alg: HashAlg, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    crate::hash::hmac(alg, key, parts)
 }
-
-impl RngCore for KdfaRng {
-    fn next_u32(&mut self) -> u32 {
-        let mut b = [0u8; 4];
-        self.fill_bytes(&mut b);
-        u32::from_be_bytes(b)
-    }
-    fn next_u64(&mut self) -> u64 {
-        let mut b = [0u8; 8];
-        self.fill_bytes(&mut b);
-        u64::from_be_bytes(b)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for d in dest.iter_mut() {
-            if self.pos >= self.block.len() {
-                self.refill();
-            }
-            *d = self.block[self.pos];
-            self.pos += 1;
-        }
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl CryptoRng for KdfaRng {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn hex(s: &str) -> Vec<u8> {
+        ::hex::decode(s).unwrap()
+    }
+
     #[test]
     fn kdfa_is_the_hmac_counter_construction() {
         let k = kdfa(HashAlg::Sha256, b"key", b"ATH", b"u", b"v", 256);
-        let expect = hmac(
+        let expect = kdfa_block(
             HashAlg::Sha256,
             b"key",
             &[
@@ -181,8 +149,96 @@ mod tests {
         );
         let long = kdfa(HashAlg::Sha1, b"key", b"L", b"", b"", 400);
         assert_eq!(long.len(), 50);
+        let block2 = kdfa_block(
+            HashAlg::Sha1,
+            b"key",
+            &[&2u32.to_be_bytes(), b"L\0", &400u32.to_be_bytes()],
+        );
+        assert_eq!(long[20..40], block2[..]);
         let short = kdfa(HashAlg::Sha256, b"key", b"L", b"", b"", 12);
         assert!(short.len() == 2 && short[0] < 16);
+        assert!(kdfa(HashAlg::Sha256, b"key", b"L", b"", b"", 0).is_empty());
+    }
+
+    /// The KDFa self-test vector of the TCG reference implementation
+    /// (KdfTestData.h): 20-octet key, label "KDFSELFTESTLABEL\0", two 8-octet
+    /// contexts, 160 bits, one expected result per hash.
+    #[test]
+    fn kdfa_reference_self_test_vectors() {
+        let key = hex("271fa08bbdc5060ec3dfa928ff9b73123a12da0c");
+        let label = b"KDFSELFTESTLABEL\0";
+        let u = hex("ce244f395dca7391");
+        let v = hex("da504031ddf12e83");
+        let cases = [
+            (HashAlg::Sha1, "55b5a7184aa07423c47dae766c26a2377d7cf851"),
+            (HashAlg::Sha256, "bb0259e1c8ba607e6a2cd704b69a902e9ade84c4"),
+            (HashAlg::Sha384, "1dce70c9113eb2dba47bd9cfc72bf46f45b09312"),
+            (HashAlg::Sha512, "8be2c1b85b78569b9fa759f5857c56d684810fd3"),
+        ];
+        for (alg, expect) in cases {
+            assert_eq!(kdfa(alg, &key, label, &u, &v, 160), hex(expect), "{alg:?}");
+        }
+    }
+
+    /// Vectors from the public tpm-test-vectors project (kdfe.json, produced
+    /// with go-tpm and checked against a TPM simulator).
+    #[test]
+    fn kdfe_known_answers() {
+        let cases = [
+            (
+                HashAlg::Sha1,
+                "beefefba63c91e8eb318785c374600",
+                "ATH",
+                "ff8318b65e46b3",
+                "32aa861b336c991a52b15c0c72889895e8cad4ff",
+                111,
+                "123decb8050fca8d6585f61946e2",
+            ),
+            (
+                HashAlg::Sha1,
+                "",
+                "STORAGE",
+                "",
+                "c0227aff",
+                253,
+                "0f10d821af67e1ec776b390f3b4572bb433efd2b94fa7842d879d24d825ed2f9",
+            ),
+            (
+                HashAlg::Sha1,
+                "356f9d00d61b54cf010580b1755d1975905c00",
+                "CFB",
+                "006c5c2bcdd650f6c836dba98c4734",
+                "8849bd3d05d69f",
+                7,
+                "58",
+            ),
+            (
+                HashAlg::Sha256,
+                "c3e3c34e82ccfa82d8999bf2635bb7cd01f3d65f03ff",
+                "CFB",
+                "55576a51c0e45b86557535e9ea50d5e7f4a80bb426e7ff",
+                "dffdece923181dc335c1e936ff",
+                109,
+                "1106264c89948737c140d2f5b40e",
+            ),
+            (
+                HashAlg::Sha256,
+                "e89fc5304cf46c1cf7d1f5de5d3d1ec7eddc80b0386700",
+                "SECRET",
+                "e602bc959fd97af0405649e0c80e02e9dd64e9d79e698292b043c79dfa9f9261",
+                "",
+                431,
+                "3a8e893b8b76cdddbf87845b2567fa7152577829f6a55b73cb82d4a1f0342a05\
+                 1d6e50e20ec2f96bc4de38d7d0d79a9caf99e1d574b9",
+            ),
+        ];
+        for (alg, z, label, u, v, bits, expect) in cases {
+            assert_eq!(
+                kdfe(alg, &hex(z), label.as_bytes(), &hex(u), &hex(v), bits),
+                hex(expect),
+                "{label} {bits}"
+            );
+        }
     }
 
     #[test]
@@ -196,14 +252,17 @@ mod tests {
     }
 
     #[test]
-    fn the_generator_is_deterministic_and_seed_sensitive() {
-        let take = |seed: &[u8]| {
-            let mut r = KdfaRng::new(HashAlg::Sha256, seed, b"primary", b"template");
-            let mut b = vec![0u8; 100];
-            r.fill_bytes(&mut b);
-            b
-        };
-        assert_eq!(take(b"seed"), take(b"seed"));
-        assert_ne!(take(b"seed"), take(b"seeD"));
+    fn mgf1_counter_starts_at_zero() {
+        let m = mgf1(HashAlg::Sha256, b"seed", 40);
+        assert_eq!(m.len(), 40);
+        assert_eq!(
+            m[..32],
+            digest(HashAlg::Sha256, &[b"seed", &[0, 0, 0, 0]])[..]
+        );
+        assert_eq!(
+            m[32..],
+            digest(HashAlg::Sha256, &[b"seed", &[0, 0, 0, 1]])[..8]
+        );
+        assert!(mgf1(HashAlg::Sha1, b"seed", 0).is_empty());
     }
 }

@@ -1,0 +1,196 @@
+//! Session cryptography of Part 1 on byte slices: the session key, parameter
+//! encryption with AES-CFB and XOR obfuscation.
+//!
+//! Argument conventions (the caller assembles the inputs):
+//! - `session_value` for parameter encryption is sessionKey || authValue,
+//!   where authValue is that of the bound or authorized entity (empty if none),
+//!   with trailing zero octets already removed by the caller as Part 1 asks.
+//! - `nonce_newer` / `nonce_older`: for a command, nonceCaller / nonceTPM;
+//!   for a response, nonceTPM / nonceCaller.
+
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::hash::HashAlg;
+use crate::kdf::kdfa;
+use crate::sym::{aes_cfb, aes_key_bits_supported, AES_BLOCK_SIZE};
+
+/// Label of the session key derivation.
+pub const LABEL_ATH: &[u8] = b"ATH\0";
+/// Label of AES-CFB parameter encryption.
+pub const LABEL_CFB: &[u8] = b"CFB\0";
+/// Label of XOR parameter obfuscation.
+pub const LABEL_XOR: &[u8] = b"XOR\0";
+
+/// sessionKey of TPM2_StartAuthSession:
+/// `KDFa(sessionAlg, bindAuth || salt, "ATH", nonceTPM, nonceCaller, digestBits)`,
+/// or the empty key when both `bind_auth` and `salt` are empty (an unbound,
+/// unsalted session). `bind_auth` is the bound entity's authValue with
+/// trailing zeros removed; `salt` the decrypted salt.
+pub fn session_key(
+    alg: HashAlg,
+    bind_auth: &[u8],
+    salt: &[u8],
+    nonce_tpm: &[u8],
+    nonce_caller: &[u8],
+) -> Zeroizing<Vec<u8>> {
+    if bind_auth.is_empty() && salt.is_empty() {
+        return Zeroizing::new(Vec::new());
+    }
+    let mut key = Zeroizing::new(Vec::with_capacity(bind_auth.len() + salt.len()));
+    key.extend_from_slice(bind_auth);
+    key.extend_from_slice(salt);
+    Zeroizing::new(kdfa(
+        alg,
+        &key,
+        LABEL_ATH,
+        nonce_tpm,
+        nonce_caller,
+        alg.bits(),
+    ))
+}
+
+/// The AES key and IV of parameter encryption (both zeroized on drop).
+pub struct CfbKeyIv {
+    /// keyBits / 8 octets.
+    pub key: Zeroizing<Vec<u8>>,
+    /// 16 octets.
+    pub iv: Zeroizing<Vec<u8>>,
+}
+
+/// The AES-CFB key and IV of parameter encryption:
+/// `KDFa(sessionAlg, sessionValue, "CFB", nonceNewer, nonceOlder, keyBits + 128)`,
+/// split as the first keyBits/8 octets (key) and the following 16 (IV).
+pub fn param_cfb_key_iv(
+    alg: HashAlg,
+    session_value: &[u8],
+    nonce_newer: &[u8],
+    nonce_older: &[u8],
+    key_bits: u16,
+) -> Result<CfbKeyIv> {
+    if !aes_key_bits_supported(key_bits) {
+        return Err(Error::Unsupported("AES key size"));
+    }
+    let key_len = key_bits as usize / 8;
+    let bits = key_bits as u32 + (AES_BLOCK_SIZE as u32) * 8;
+    let both = Zeroizing::new(kdfa(
+        alg,
+        session_value,
+        LABEL_CFB,
+        nonce_newer,
+        nonce_older,
+        bits,
+    ));
+    Ok(CfbKeyIv {
+        key: Zeroizing::new(both[..key_len].to_vec()),
+        iv: Zeroizing::new(both[key_len..].to_vec()),
+    })
+}
+
+/// Parameter encryption with AES-CFB in place (the first parameter's data,
+/// without its size field): key and IV from [`param_cfb_key_iv`].
+pub fn param_encrypt_cfb(
+    alg: HashAlg,
+    session_value: &[u8],
+    nonce_newer: &[u8],
+    nonce_older: &[u8],
+    key_bits: u16,
+    data: &mut [u8],
+    encrypt: bool,
+) -> Result<()> {
+    let k = param_cfb_key_iv(alg, session_value, nonce_newer, nonce_older, key_bits)?;
+    aes_cfb(&k.key, &k.iv, data, encrypt)
+}
+
+/// XOR obfuscation in place (its own inverse):
+/// `data ^= KDFa(hashAlg, key, "XOR", nonceNewer, nonceOlder, 8·len(data))`.
+/// For parameter encryption `key` is sessionKey || authValue. Errors only for
+/// data too long for KDFa's 32-bit bit count.
+pub fn xor_obfuscate(
+    alg: HashAlg,
+    key: &[u8],
+    nonce_newer: &[u8],
+    nonce_older: &[u8],
+    data: &mut [u8],
+) -> Result<()> {
+    let bits = u32::try_from(data.len())
+        .ok()
+        .and_then(|n| n.checked_mul(8))
+        .ok_or(Error::InvalidInput("data too long for XOR obfuscation"))?;
+    let mask = Zeroizing::new(kdfa(alg, key, LABEL_XOR, nonce_newer, nonce_older, bits));
+    for (d, m) in data.iter_mut().zip(mask.iter()) {
+        *d ^= m;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::hmac;
+
+    #[test]
+    fn session_key_is_kdfa_ath() {
+        let k = session_key(HashAlg::Sha256, b"auth", b"salt", b"nT", b"nC");
+        let expect = hmac(
+            HashAlg::Sha256,
+            b"authsalt",
+            &[
+                &1u32.to_be_bytes(),
+                b"ATH\0",
+                b"nT",
+                b"nC",
+                &256u32.to_be_bytes(),
+            ],
+        );
+        assert_eq!(*k, expect);
+        assert_eq!(session_key(HashAlg::Sha1, b"", b"s", b"a", b"b").len(), 20);
+        assert!(session_key(HashAlg::Sha256, b"", b"", b"nT", b"nC").is_empty());
+    }
+
+    #[test]
+    fn cfb_key_and_iv_split_one_kdfa_output() {
+        let CfbKeyIv { key: k, iv } =
+            param_cfb_key_iv(HashAlg::Sha256, b"sv", b"new", b"old", 128).unwrap();
+        let all = kdfa(HashAlg::Sha256, b"sv", b"CFB", b"new", b"old", 256);
+        assert_eq!([&k[..], &iv[..]].concat(), all);
+        let CfbKeyIv { key: k, iv } =
+            param_cfb_key_iv(HashAlg::Sha1, b"sv", b"new", b"old", 256).unwrap();
+        assert_eq!((k.len(), iv.len()), (32, 16));
+        assert_eq!(
+            [&k[..], &iv[..]].concat(),
+            kdfa(HashAlg::Sha1, b"sv", b"CFB", b"new", b"old", 384)
+        );
+        assert!(param_cfb_key_iv(HashAlg::Sha1, b"sv", b"n", b"o", 100).is_err());
+        let mut data = b"the first parameter".to_vec();
+        param_encrypt_cfb(HashAlg::Sha256, b"sv", b"new", b"old", 128, &mut data, true).unwrap();
+        assert_ne!(&data[..], b"the first parameter");
+        param_encrypt_cfb(
+            HashAlg::Sha256,
+            b"sv",
+            b"new",
+            b"old",
+            128,
+            &mut data,
+            false,
+        )
+        .unwrap();
+        assert_eq!(&data[..], b"the first parameter");
+    }
+
+    #[test]
+    fn xor_is_kdfa_mask_and_self_inverse() {
+        let mut data = vec![0u8; 37];
+        xor_obfuscate(HashAlg::Sha256, b"key", b"new", b"old", &mut data).unwrap();
+        assert_eq!(
+            data,
+            kdfa(HashAlg::Sha256, b"key", b"XOR", b"new", b"old", 37 * 8)
+        );
+        let mut msg = b"secret parameter".to_vec();
+        xor_obfuscate(HashAlg::Sha1, b"k", b"n1", b"n2", &mut msg).unwrap();
+        assert_ne!(&msg[..], b"secret parameter");
+        xor_obfuscate(HashAlg::Sha1, b"k", b"n1", b"n2", &mut msg).unwrap();
+        assert_eq!(&msg[..], b"secret parameter");
+        xor_obfuscate(HashAlg::Sha1, b"k", b"n1", b"n2", &mut []).unwrap();
+    }
+}
