@@ -445,3 +445,46 @@ fn policy_sessions_authorize_and_digests_match_swtpm() {
         "TPM_RC_POLICY_CC: {e}"
     );
 }
+
+#[test]
+fn bound_sessions_authorize_with_the_session_key_tpm2_tss_derives() {
+    need_tools!();
+    let v = Vtpm::start_socket();
+    let t = v.tcti();
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("b.ctx");
+    let b = b.to_str().unwrap();
+    // Bound to the owner hierarchy while its authValue is empty: the HMAC only
+    // checks out if the sessionKey is KDFa over the empty key, as tpm2-tss derives it.
+    ok(
+        "tpm2_startauthsession",
+        &["--hmac-session", "-S", b, "--bind-context", "o"],
+        &t,
+    );
+    ok(
+        "tpm2_changeauth",
+        &["-c", "o", "-p", &format!("session:{b}"), "owner-pw"],
+        &t,
+    );
+    ok("tpm2_flushcontext", &[b], &t);
+    // Bound with a non-empty authValue.
+    ok(
+        "tpm2_startauthsession",
+        &[
+            "--hmac-session",
+            "-S",
+            b,
+            "--bind-context",
+            "o",
+            "--bind-auth",
+            "owner-pw",
+        ],
+        &t,
+    );
+    ok(
+        "tpm2_changeauth",
+        &["-c", "o", "-p", &format!("session:{b}"), ""],
+        &t,
+    );
+    ok("tpm2_flushcontext", &[b], &t);
+}

@@ -22,11 +22,13 @@ pub const LABEL_CFB: &[u8] = b"CFB\0";
 /// Label of XOR parameter obfuscation.
 pub const LABEL_XOR: &[u8] = b"XOR\0";
 
-/// sessionKey of TPM2_StartAuthSession:
-/// `KDFa(sessionAlg, bindAuth || salt, "ATH", nonceTPM, nonceCaller, digestBits)`,
-/// or the empty key when both `bind_auth` and `salt` are empty (an unbound,
-/// unsalted session). `bind_auth` is the bound entity's authValue with
-/// trailing zeros removed; `salt` the decrypted salt.
+/// sessionKey of a bound or salted TPM2_StartAuthSession:
+/// `KDFa(sessionAlg, bindAuth || salt, "ATH", nonceTPM, nonceCaller, digestBits)`.
+/// The key is derived even when `bind_auth` and `salt` are both empty (a
+/// session bound to an entity whose authValue is empty): tpm2-tss does the
+/// same. Only an unbound, unsalted session has the empty sessionKey, and the
+/// caller, who knows whether there is a bind entity or a salt key, decides that.
+/// `bind_auth` is the bound entity's authValue with trailing zeros removed.
 pub fn session_key(
     alg: HashAlg,
     bind_auth: &[u8],
@@ -34,9 +36,6 @@ pub fn session_key(
     nonce_tpm: &[u8],
     nonce_caller: &[u8],
 ) -> Zeroizing<Vec<u8>> {
-    if bind_auth.is_empty() && salt.is_empty() {
-        return Zeroizing::new(Vec::new());
-    }
     let mut key = Zeroizing::new(Vec::with_capacity(bind_auth.len() + salt.len()));
     key.extend_from_slice(bind_auth);
     key.extend_from_slice(salt);
@@ -145,7 +144,11 @@ mod tests {
         );
         assert_eq!(*k, expect);
         assert_eq!(session_key(HashAlg::Sha1, b"", b"s", b"a", b"b").len(), 20);
-        assert!(session_key(HashAlg::Sha256, b"", b"", b"nT", b"nC").is_empty());
+        // Bound to an entity with an empty authValue: still derived (as tpm2-tss does).
+        assert_eq!(
+            session_key(HashAlg::Sha256, b"", b"", b"nT", b"nC").len(),
+            32
+        );
     }
 
     #[test]

@@ -4,7 +4,6 @@ use rand::RngCore;
 
 use crate::auth::session::{bound_digest, Session};
 use crate::constants as c;
-use crate::crypto::kdfa;
 use crate::dispatch::Ctx;
 use crate::engine::{Response, Tpm};
 use crate::marshal::{Buffer, Marshal};
@@ -57,14 +56,15 @@ pub fn start_auth_session(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Respons
         (Vec::new(), Vec::new())
     } else {
         let auth = tpm.entity_auth(bind).ok_or(Rc(c::RC_HANDLE).handle(2))?;
-        let key = kdfa(
-            alg,
+        let hash = tpm_crypto::HashAlg::from_tpm_alg(alg).ok_or(Rc(c::RC_HASH).param(5))?;
+        let key = tpm_crypto::session::session_key(
+            hash,
             crate::auth::trim_zeros(&auth),
-            b"ATH",
+            &[],
             &nonce_tpm,
             p.nonce_caller.as_slice(),
-            n as u32 * 8,
-        );
+        )
+        .to_vec();
         (key, bound_digest(alg, &tpm.entity_name(bind), &auth))
     };
     let (sym_alg, sym_bits) = match p.symmetric.0 {
