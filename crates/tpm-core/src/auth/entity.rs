@@ -17,6 +17,14 @@ fn is_transient(h: u32) -> bool {
     h & c::HR_RANGE_MASK == c::TRANSIENT_FIRST
 }
 
+/// Whether `h` is an HMAC or policy session handle.
+pub fn is_session(h: u32) -> bool {
+    matches!(
+        h & c::HR_RANGE_MASK,
+        c::HMAC_SESSION_FIRST | c::POLICY_SESSION_FIRST
+    )
+}
+
 fn is_persistent(h: u32) -> bool {
     h & c::HR_RANGE_MASK == c::PERSISTENT_FIRST
 }
@@ -45,13 +53,7 @@ pub fn admits(ty: HandleType, h: u32) -> bool {
             c::RH_LOCKOUT | c::RH_ENDORSEMENT | c::RH_OWNER | c::RH_PLATFORM
         ),
         HandleType::PolicySession => h & c::HR_RANGE_MASK == c::POLICY_SESSION_FIRST,
-        HandleType::Context => {
-            is_transient(h)
-                || matches!(
-                    h & c::HR_RANGE_MASK,
-                    c::HMAC_SESSION_FIRST | c::POLICY_SESSION_FIRST
-                )
-        }
+        HandleType::Context => is_transient(h) || is_session(h),
     }
 }
 
@@ -62,9 +64,9 @@ impl Tpm {
             return err(c::RC_INITIALIZE);
         };
         match h {
-            c::RH_PLATFORM if !pw.st.ph_enable => err(c::RC_HIERARCHY),
-            c::RH_OWNER if !pw.st.sh_enable => err(c::RC_HIERARCHY),
-            c::RH_ENDORSEMENT if !pw.st.eh_enable => err(c::RC_HIERARCHY),
+            c::RH_PLATFORM | c::RH_OWNER | c::RH_ENDORSEMENT if !self.hierarchy_enabled(h) => {
+                err(c::RC_HIERARCHY)
+            }
             // Like libtpms: a transient handle within the slot range that is empty is
             // TPM_RC_REFERENCE_H0 (+ handle index, added by the caller), one beyond it TPM_RC_VALUE.
             _ if is_transient(h) && pw.objects.get(h).is_none() => {
@@ -75,16 +77,23 @@ impl Tpm {
                 }
             }
             // A session named in the handle area must be loaded (libtpms: REFERENCE_H0).
-            _ if matches!(
-                h & c::HR_RANGE_MASK,
-                c::HMAC_SESSION_FIRST | c::POLICY_SESSION_FIRST
-            ) && pw.sessions.get(h).is_none() =>
-            {
-                err(c::RC_REFERENCE_H0)
-            }
+            _ if is_session(h) && pw.sessions.get(h).is_none() => err(c::RC_REFERENCE_H0),
             _ if is_persistent(h) => err(c::RC_HANDLE),
             _ if h & c::HR_RANGE_MASK == c::NV_INDEX_FIRST => err(c::RC_HANDLE),
             _ => Ok(()),
+        }
+    }
+
+    /// Whether hierarchy `h` is enabled (anything that is not a hierarchy counts as enabled).
+    pub(crate) fn hierarchy_enabled(&self, h: u32) -> bool {
+        let Some(pw) = self.pw.as_ref() else {
+            return false;
+        };
+        match h {
+            c::RH_PLATFORM => pw.st.ph_enable,
+            c::RH_OWNER => pw.st.sh_enable,
+            c::RH_ENDORSEMENT => pw.st.eh_enable,
+            _ => true,
         }
     }
 

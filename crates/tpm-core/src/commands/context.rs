@@ -1,5 +1,6 @@
 //! Context management (Part 3 chapter 28): FlushContext.
 
+use crate::auth::entity::is_session;
 use crate::auth::session::{SavedSession, Session, MAX_LOADED};
 use crate::constants as c;
 use crate::crypto::{aes_cfb, ct_eq, hmac, kdfa};
@@ -52,13 +53,6 @@ crate::tpm_struct! {
 tpm_params! {
     /// TPM2_ContextLoad parameters.
     pub struct ContextLoadIn { pub context: Context }
-}
-
-fn is_session(h: u32) -> bool {
-    matches!(
-        h & c::HR_RANGE_MASK,
-        c::HMAC_SESSION_FIRST | c::POLICY_SESSION_FIRST
-    )
 }
 
 /// Encryption and integrity keys of the context with `sequence` and `handle`,

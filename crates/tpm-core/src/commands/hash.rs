@@ -91,18 +91,9 @@ impl Tpm {
     }
 }
 
-/// Whether a hierarchy is usable for a ticket (enabled).
+/// A ticket's hierarchy must be enabled (TPM_RC_HIERARCHY on parameter `param`).
 fn check_hierarchy(tpm: &Tpm, h: u32, param: u32) -> TpmResult<()> {
-    let Some(pw) = tpm.pw.as_ref() else {
-        return err(c::RC_INITIALIZE);
-    };
-    let enabled = match h {
-        c::RH_OWNER => pw.st.sh_enable,
-        c::RH_ENDORSEMENT => pw.st.eh_enable,
-        c::RH_PLATFORM => pw.st.ph_enable,
-        _ => true,
-    };
-    if enabled {
+    if tpm.hierarchy_enabled(h) {
         Ok(())
     } else {
         Err(Rc(c::RC_HIERARCHY).param(param))

@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 use super::response::error_response;
 use super::Tpm;
 use crate::auth::area::{self, AuthCommand};
-use crate::auth::entity::admits;
+use crate::auth::entity::{admits, is_session};
 use crate::auth::param_crypt::transform;
 use crate::auth::trim_zeros;
 use crate::constants as c;
@@ -34,13 +34,6 @@ struct SessionUse {
 /// Whether `tag` is one of the TPM_ST values of Part 2.
 fn is_structure_tag(tag: u16) -> bool {
     matches!(tag, 0x00C4 | 0x8000..=0x8002 | 0x8014..=0x801A | 0x8021..=0x8025 | 0x8029)
-}
-
-fn is_session_handle(h: u32) -> bool {
-    matches!(
-        h & c::HR_RANGE_MASK,
-        c::HMAC_SESSION_FIRST | c::POLICY_SESSION_FIRST
-    )
 }
 
 impl Tpm {
@@ -191,7 +184,7 @@ impl Tpm {
                 if a.attrs & (DECRYPT | ENCRYPT | AUDIT) != 0 {
                     return Err(Rc(c::RC_ATTRIBUTES).session(n));
                 }
-            } else if is_session_handle(a.handle) {
+            } else if is_session(a.handle) {
                 if self.session(a.handle).is_err() {
                     return err(c::RC_REFERENCE_S0 + i as u32);
                 }
