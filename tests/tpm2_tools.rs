@@ -4,12 +4,8 @@
 mod common;
 
 use std::process::Output;
-use std::time::Duration;
 
-use common::{
-    free_port_pair, have_tpm2_tools, listening, run_tpm2, start_swtpm, vtpm_bin, wait_until, Guard,
-    Vtpm,
-};
+use common::{have_tpm2_tools, run_tpm2, start_swtpm, Vtpm};
 
 /// Run a tool and insist it succeeded; returns its stdout.
 fn ok(tool: &str, args: &[&str], tcti: &str) -> String {
@@ -182,33 +178,6 @@ fn pcr_digests_match_swtpm() {
     );
 }
 
-/// Start `vtpm socket` on `dir` with `flags`, on new ports.
-fn spawn_on(dir: &std::path::Path, stderr: std::path::PathBuf, flags: &str) -> (Guard, String) {
-    let port = free_port_pair();
-    let args: Vec<String> = [
-        "socket",
-        "--tpm2",
-        "--tpmstate",
-        &format!("dir={}", dir.display()),
-        "--server",
-        &format!("type=tcp,port={port}"),
-        "--ctrl",
-        &format!("type=tcp,port={}", port + 1),
-        "--flags",
-        flags,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let g = Guard::spawn(vtpm_bin(), &args, stderr, &[]);
-    assert!(
-        wait_until(Duration::from_secs(20), || listening(port)
-            && listening(port + 1)),
-        "vtpm did not restart"
-    );
-    (g, format!("swtpm:host=127.0.0.1,port={port}"))
-}
-
 #[test]
 fn shutdown_state_then_startup_state_keeps_pcrs_across_a_restart() {
     need_tools!();
@@ -222,7 +191,8 @@ fn shutdown_state_then_startup_state_keeps_pcrs_across_a_restart() {
         "SIGTERM ends vtpm cleanly"
     );
 
-    let (_g, tcti) = spawn_on(&v.dir(), v.tmp.path().join("stderr2"), "not-need-init");
+    v.restart_socket(&["--flags", "not-need-init"]);
+    let tcti = v.tcti();
     ok("tpm2_startup", &[], &tcti); // TPM2_Startup(STATE)
     let after = ok(
         "tpm2_pcrread",
@@ -292,11 +262,8 @@ fn pcr_allocate_takes_effect_at_the_next_startup_clear() {
     );
     ok("tpm2_shutdown", &["-c"], &v.tcti());
     assert!(v.guard.terminate().is_some());
-    let (_g, tcti) = spawn_on(
-        &v.dir(),
-        v.tmp.path().join("stderr2"),
-        "not-need-init,startup-clear",
-    );
+    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
+    let tcti = v.tcti();
     let later = ok("tpm2_getcap", &["pcrs"], &tcti);
     assert!(
         later.contains("sha1: [ ]") && later.contains("sha256: [ 0, 1"),

@@ -214,19 +214,28 @@ impl Vtpm {
     /// `vtpm socket` with `extra` options, on free TCP ports, state in a temp dir.
     pub fn start_socket_with(extra: &[&str]) -> Vtpm {
         Vtpm::start(vtpm_bin(), Protocol::Swtpm, |dir, port| {
-            let mut a = vec![
-                "socket".to_string(),
-                "--tpm2".into(),
-                "--tpmstate".into(),
-                format!("dir={}", dir.display()),
-                "--server".into(),
-                format!("type=tcp,port={port}"),
-                "--ctrl".into(),
-                format!("type=tcp,port={}", port + 1),
-            ];
-            a.extend(extra.iter().map(|s| s.to_string()));
-            a
+            socket_args(dir, port, extra)
         })
+    }
+
+    /// Start `vtpm socket` again on the same state directory (the previous process
+    /// must have ended), on new ports, with `extra` options.
+    pub fn restart_socket(&mut self, extra: &[&str]) {
+        let port = free_port_pair();
+        let stderr = self.tmp.path().join(format!("stderr.{port}"));
+        self.guard = Guard::spawn(
+            vtpm_bin(),
+            &socket_args(&self.dir(), port, extra),
+            stderr,
+            &[],
+        );
+        assert!(
+            wait_until(Duration::from_secs(20), || listening(port)
+                && listening(port + 1)),
+            "vtpm did not restart: {}",
+            self.guard.stderr()
+        );
+        (self.port, self.ctrl_port) = (port, port + 1);
     }
 
     /// `vtpm mssim` on free ports N, N+1, with `extra` options.
@@ -289,6 +298,22 @@ impl Vtpm {
         }
         panic!("{program} did not start listening: {last_err}");
     }
+}
+
+/// Arguments of `vtpm socket` on `dir` with data port `port`, control port `port + 1`.
+fn socket_args(dir: &Path, port: u16, extra: &[&str]) -> Vec<String> {
+    let mut a = vec![
+        "socket".to_string(),
+        "--tpm2".into(),
+        "--tpmstate".into(),
+        format!("dir={}", dir.display()),
+        "--server".into(),
+        format!("type=tcp,port={port}"),
+        "--ctrl".into(),
+        format!("type=tcp,port={}", port + 1),
+    ];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
 }
 
 /// The real `swtpm socket --tpm2 ... --flags not-need-init,startup-clear` on free
