@@ -260,44 +260,34 @@ impl Tpm {
             }
             let s = self.session(a.handle)?;
             let key = self.session_value(a.handle, entity)?;
-            if let (Some(h), true) = (entity, s.is_policy()) {
+            if let Some(h) = entity {
                 let cp = area::cp_hash(s.auth_hash, cc, &names, params);
-                self.check_policy(s, h, cc, &cp, n)?;
-                if s.password_needed && !ct_eq(trim_zeros(&a.hmac), trim_zeros(&auth)) {
-                    return Err(fail(h));
+                if s.is_policy() {
+                    self.check_policy(s, h, cc, &cp, n)?;
+                    if s.password_needed && !ct_eq(trim_zeros(&a.hmac), trim_zeros(&auth)) {
+                        return Err(fail(h));
+                    }
                 }
-                if s.auth_value_needed {
+                // An HMAC session always proves itself; a policy session only after
+                // PolicyAuthValue (the reference TPM's rule).
+                if !s.is_policy() || s.auth_value_needed {
+                    let extra: Vec<&[u8]> = if i == 0 {
+                        vec![&nonce_dec, &nonce_enc]
+                    } else {
+                        vec![]
+                    };
                     let expect = area::session_hmac(
                         s.auth_hash,
                         &key,
                         &cp,
                         &a.nonce,
                         &s.nonce_tpm.0,
-                        &[],
+                        &extra,
                         a.attrs,
                     );
                     if !ct_eq(&expect, &a.hmac) {
                         return Err(fail(h));
                     }
-                }
-            } else if let Some(h) = entity {
-                let cp = area::cp_hash(s.auth_hash, cc, &names, params);
-                let extra: Vec<&[u8]> = if i == 0 {
-                    vec![&nonce_dec, &nonce_enc]
-                } else {
-                    vec![]
-                };
-                let expect = area::session_hmac(
-                    s.auth_hash,
-                    &key,
-                    &cp,
-                    &a.nonce,
-                    &s.nonce_tpm.0,
-                    &extra,
-                    a.attrs,
-                );
-                if !ct_eq(&expect, &a.hmac) {
-                    return Err(fail(h));
                 }
             }
             uses.push(SessionUse {
