@@ -37,6 +37,13 @@ pub enum HandleType {
     Context,
     /// TPMI_SH_POLICY: a policy session.
     PolicySession,
+    /// TPMI_RH_HIERARCHY (`null`: +): owner, endorsement, platform.
+    Hierarchy {
+        /// TPM_RH_NULL allowed.
+        null: bool,
+    },
+    /// TPMI_DH_PARENT+: an object or a hierarchy (including the null one).
+    Parent,
 }
 
 /// Authorization role a handle needs (Part 3's "@" decorations).
@@ -48,6 +55,8 @@ pub enum Role {
     User,
     /// ADMIN role.
     Admin,
+    /// DUP role (TPM2_Duplicate): a policy session only.
+    Dup,
 }
 
 /// One handle of a command's handle area.
@@ -137,6 +146,8 @@ macro_rules! commands {
 }
 
 commands! {
+    CC_EvictControl => { handles: [h(T::Provision, R::User), h(T::Object { null: false }, R::None)], nv: true,
+        handler: cmd::evict::evict_control },
     CC_ClockSet => { handles: [h(T::Provision, R::User)], nv: true, handler: cmd::clock::clock_set },
     CC_HierarchyChangeAuth => { handles: [h(T::HierarchyAuth, R::User)], decrypt: true, nv: true,
         handler: cmd::hierarchy::hierarchy_change_auth },
@@ -146,6 +157,8 @@ commands! {
     CC_SetPrimaryPolicy => { handles: [h(T::HierarchyAuth, R::User)], decrypt: true, nv: true,
         handler: cmd::enhanced_auth::set_primary_policy },
     CC_ClockRateAdjust => { handles: [h(T::Provision, R::User)], handler: cmd::clock::clock_rate_adjust },
+    CC_CreatePrimary => { handles: [h(T::Hierarchy { null: true }, R::User)], decrypt: true, encrypt: true,
+        r_handle: true, handler: cmd::object::create_primary },
     CC_PCR_Event => { handles: [h(T::Pcr { null: true }, R::User)], decrypt: true, handler: cmd::pcr::pcr_event },
     CC_PCR_Reset => { handles: [h(T::Pcr { null: false }, R::User)], handler: cmd::pcr::pcr_reset },
     CC_SequenceComplete => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true,
@@ -155,14 +168,23 @@ commands! {
     CC_Startup => { handles: [], sessions: false, nv: true, handler: cmd::startup::startup },
     CC_Shutdown => { handles: [], nv: true, handler: cmd::startup::shutdown },
     CC_StirRandom => { handles: [], decrypt: true, handler: cmd::random::stir_random },
+    CC_ObjectChangeAuth => { handles: [h(T::Object { null: false }, R::Admin), h(T::Object { null: false }, R::None)],
+        decrypt: true, encrypt: true, handler: cmd::object::object_change_auth },
     CC_PolicySecret => { handles: [h(T::Entity { null: false }, R::User), h(T::PolicySession, R::None)],
         decrypt: true, encrypt: true, handler: cmd::enhanced_auth::policy_secret },
+    CC_Create => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true,
+        handler: cmd::object::create },
+    CC_Load => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true, r_handle: true,
+        handler: cmd::object::load },
     CC_SequenceUpdate => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, handler: cmd::hash::sequence_update },
+    CC_Unseal => { handles: [h(T::Object { null: false }, R::User)], encrypt: true, handler: cmd::object::unseal },
     CC_ContextLoad => { handles: [], sessions: false, r_handle: true, handler: cmd::context::context_load },
     CC_ContextSave => { handles: [h(T::Context, R::None)], sessions: false, handler: cmd::context::context_save },
     CC_FlushContext => { handles: [], sessions: false, handler: cmd::context::flush_context },
+    CC_LoadExternal => { handles: [], decrypt: true, encrypt: true, r_handle: true, handler: cmd::object::load_external },
     CC_PolicyAuthValue => { handles: [h(T::PolicySession, R::None)], handler: cmd::enhanced_auth::policy_auth_value },
     CC_PolicyCommandCode => { handles: [h(T::PolicySession, R::None)], handler: cmd::enhanced_auth::policy_command_code },
+    CC_ReadPublic => { handles: [h(T::Object { null: false }, R::None)], encrypt: true, handler: cmd::object::read_public },
     CC_StartAuthSession => { handles: [h(T::Object { null: true }, R::None), h(T::Entity { null: true }, R::None)],
         decrypt: true, encrypt: true, r_handle: true, handler: cmd::session::start_auth_session },
     CC_GetCapability => { handles: [], handler: cmd::capability::get_capability },
@@ -180,6 +202,8 @@ commands! {
     CC_PolicyGetDigest => { handles: [h(T::PolicySession, R::None)], encrypt: true, handler: cmd::enhanced_auth::policy_get_digest },
     CC_TestParms => { handles: [], handler: cmd::testparms::test_parms },
     CC_PolicyPassword => { handles: [h(T::PolicySession, R::None)], handler: cmd::enhanced_auth::policy_password },
+    CC_CreateLoaded => { handles: [h(T::Parent, R::User)], decrypt: true, encrypt: true, r_handle: true,
+        handler: cmd::object::create_loaded },
 }
 
 /// The definition of command `code`, if implemented.

@@ -5,6 +5,7 @@ use crate::constants as c;
 use crate::dispatch::HandleType;
 use crate::engine::objects::{Object, MAX_OBJECTS};
 use crate::engine::Tpm;
+use crate::object::Loaded;
 use crate::rc::{err, TpmResult};
 use crate::state::pcr::AUTH_GROUP;
 use crate::types::{TaggedHash, PCR_COUNT};
@@ -25,7 +26,8 @@ pub fn is_session(h: u32) -> bool {
     )
 }
 
-fn is_persistent(h: u32) -> bool {
+/// Whether `h` is a persistent object handle.
+pub fn is_persistent(h: u32) -> bool {
     h & c::HR_RANGE_MASK == c::PERSISTENT_FIRST
 }
 
@@ -53,6 +55,18 @@ pub fn admits(ty: HandleType, h: u32) -> bool {
             c::RH_LOCKOUT | c::RH_ENDORSEMENT | c::RH_OWNER | c::RH_PLATFORM
         ),
         HandleType::PolicySession => h & c::HR_RANGE_MASK == c::POLICY_SESSION_FIRST,
+        HandleType::Hierarchy { null } => {
+            matches!(h, c::RH_OWNER | c::RH_ENDORSEMENT | c::RH_PLATFORM)
+                || (null && h == c::RH_NULL)
+        }
+        HandleType::Parent => {
+            is_transient(h)
+                || is_persistent(h)
+                || matches!(
+                    h,
+                    c::RH_OWNER | c::RH_ENDORSEMENT | c::RH_PLATFORM | c::RH_NULL
+                )
+        }
         HandleType::Context => is_transient(h) || is_session(h),
     }
 }
@@ -78,10 +92,40 @@ impl Tpm {
             }
             // A session named in the handle area must be loaded (libtpms: REFERENCE_H0).
             _ if is_session(h) && pw.sessions.get(h).is_none() => err(c::RC_REFERENCE_H0),
-            _ if is_persistent(h) => err(c::RC_HANDLE),
+            _ if is_persistent(h) && self.persistent(h).is_none() => err(c::RC_HANDLE),
             _ if h & c::HR_RANGE_MASK == c::NV_INDEX_FIRST => err(c::RC_HANDLE),
             _ => Ok(()),
         }
+    }
+
+    /// The persistent object at `h`.
+    pub(crate) fn persistent(&self, h: u32) -> Option<&Loaded> {
+        self.perm
+            .persistent
+            .0
+            .iter()
+            .find(|p| p.handle == h)
+            .map(|p| &p.object)
+    }
+
+    /// The key or data object at transient or persistent handle `h`.
+    pub(crate) fn object(&self, h: u32) -> Option<&Loaded> {
+        if is_persistent(h) {
+            return self.persistent(h);
+        }
+        match self.pw.as_ref()?.objects.get(h)? {
+            Object::Key(k) => Some(k),
+            Object::Sequence(_) => None,
+        }
+    }
+
+    /// The object at `h` for handle `n` of a command: TPM_RC_HANDLE if absent,
+    /// TPM_RC_TYPE if it is a sequence.
+    pub(crate) fn object_at(&self, h: u32, n: u32) -> TpmResult<&Loaded> {
+        self.object(h).ok_or_else(|| {
+            let seq = self.pw.as_ref().and_then(|p| p.objects.get(h)).is_some();
+            crate::rc::Rc(if seq { c::RC_TYPE } else { c::RC_HANDLE }).handle(n)
+        })
     }
 
     /// Whether hierarchy `h` is enabled (anything that is not a hierarchy counts as enabled).
@@ -100,7 +144,11 @@ impl Tpm {
     /// The Name of entity `h`: the handle itself for permanent entities, PCRs and
     /// sessions; empty for sequence objects, whose public area has no nameAlg.
     pub(crate) fn entity_name(&self, h: u32) -> Vec<u8> {
-        if is_transient(h) {
+        if let Some(o) = self.object(h) {
+            if !o.name.is_empty() {
+                return o.name.clone();
+            }
+        } else if is_transient(h) {
             if let Some(Object::Sequence(_)) = self.pw.as_ref().and_then(|p| p.objects.get(h)) {
                 return Vec::new();
             }
@@ -124,15 +172,18 @@ impl Tpm {
                     .map(|a| a.0.clone())
                     .unwrap_or_default(),
             ),
-            _ if is_transient(h) => match pw.objects.get(h)? {
-                Object::Sequence(s) => Some(s.auth.0.clone()),
+            _ if is_transient(h) || is_persistent(h) => match self.object(h) {
+                Some(o) => o.sensitive.as_ref().map(|s| s.auth_value.0.clone()),
+                None => match pw.objects.get(h)? {
+                    Object::Sequence(s) => Some(s.auth.0.clone()),
+                    Object::Key(_) => None,
+                },
             },
             _ => None,
         }
     }
 
     /// The authPolicy of entity `h` (TPM_ALG_NULL with no digest if it has none).
-    #[allow(dead_code)]
     pub(crate) fn entity_policy(&self, h: u32) -> TaggedHash {
         let none = TaggedHash {
             alg: c::ALG_NULL,
@@ -153,7 +204,13 @@ impl Tpm {
                 .and_then(|g| self.perm.pcr_policies.0.get(g))
                 .map(|p| p.policy.clone())
                 .unwrap_or(none),
-            _ => none,
+            _ => match self.object(h) {
+                Some(o) if !o.public.auth_policy.is_empty() => TaggedHash {
+                    alg: o.public.name_alg,
+                    digest: o.public.auth_policy.0.clone(),
+                },
+                _ => none,
+            },
         }
     }
 
@@ -161,5 +218,8 @@ impl Tpm {
     /// Hierarchies, PCRs and sequences are not DA-protected; lockoutAuth has its own rule.
     pub(crate) fn da_protected(&self, h: u32) -> bool {
         h == c::RH_LOCKOUT
+            || self
+                .object(h)
+                .is_some_and(|o| !o.public.has(c::TPMA_OBJECT_NODA))
     }
 }

@@ -10,6 +10,7 @@ use crate::marshal::{Buffer8, List, Marshal};
 use crate::rc::{Rc, TpmResult};
 use crate::state::clock::CLOCK_UPDATE_MS;
 use crate::state::pcr;
+use crate::state::permanent::MAX_PERSISTENT;
 use crate::tpm_params;
 use crate::types::{
     AlgProperty, CapabilityData, TaggedPcrSelect, TaggedPolicy, TaggedProperty, ALGORITHMS,
@@ -78,6 +79,7 @@ impl Tpm {
         let loaded_sessions = pw.map_or(0, |w| w.sessions.count()) as u32;
         let active_sessions = pw.map_or(0, |w| w.sessions.active()) as u32;
         let loaded_objects = pw.map_or(0, |w| w.objects.count()) as u32;
+        let persistent = p.persistent.0.len() as u32;
         vec![
             (c::PT_FAMILY_INDICATOR, chars(b"2.0\0")),
             (c::PT_LEVEL, 0),
@@ -95,7 +97,7 @@ impl Tpm {
             (c::PT_FIRMWARE_VERSION_2, fw2),
             (c::PT_INPUT_BUFFER, MAX_BUFFER as u32),
             (c::PT_HR_TRANSIENT_MIN, MAX_OBJECTS as u32),
-            (c::PT_HR_PERSISTENT_MIN, 0),
+            (c::PT_HR_PERSISTENT_MIN, MAX_PERSISTENT as u32),
             (c::PT_HR_LOADED_MIN, MAX_LOADED as u32),
             (c::PT_ACTIVE_SESSIONS_MAX, MAX_ACTIVE as u32),
             (c::PT_PCR_COUNT, PCR_COUNT as u32),
@@ -116,7 +118,7 @@ impl Tpm {
             (c::PT_MAX_COMMAND_SIZE, 4096),
             (c::PT_MAX_RESPONSE_SIZE, 4096),
             (c::PT_MAX_DIGEST, MAX_DIGEST as u32),
-            (c::PT_MAX_OBJECT_CONTEXT, 0),
+            (c::PT_MAX_OBJECT_CONTEXT, super::context::MAX_OBJECT_CONTEXT),
             (
                 c::PT_MAX_SESSION_CONTEXT,
                 super::context::MAX_SESSION_CONTEXT,
@@ -144,12 +146,15 @@ impl Tpm {
                 c::PT_HR_TRANSIENT_AVAIL,
                 MAX_OBJECTS as u32 - loaded_objects,
             ),
-            (c::PT_HR_PERSISTENT, 0),
-            (c::PT_HR_PERSISTENT_AVAIL, 0),
+            (c::PT_HR_PERSISTENT, persistent),
+            (
+                c::PT_HR_PERSISTENT_AVAIL,
+                MAX_PERSISTENT as u32 - persistent,
+            ),
             (c::PT_NV_COUNTERS, 0),
             (c::PT_NV_COUNTERS_AVAIL, 0),
             (c::PT_ALGORITHM_SET, 0),
-            (c::PT_LOADED_CURVES, 0),
+            (c::PT_LOADED_CURVES, tpm_crypto::Curve::ALL.len() as u32),
             (c::PT_LOCKOUT_COUNTER, p.failed_tries),
             (c::PT_MAX_AUTH_FAIL, p.max_tries),
             (c::PT_LOCKOUT_INTERVAL, p.recovery_time),
@@ -165,7 +170,12 @@ impl Tpm {
         let pw = self.pw.as_ref();
         Some(match ht {
             c::HT_PCR => (0..PCR_COUNT as u32).collect(),
-            c::HT_NV_INDEX | c::HT_PERSISTENT => Vec::new(),
+            c::HT_NV_INDEX => Vec::new(),
+            c::HT_PERSISTENT => {
+                let mut v: Vec<u32> = self.perm.persistent.0.iter().map(|p| p.handle).collect();
+                v.sort_unstable();
+                v
+            }
             // TPM_HT_LOADED_SESSION (0x02): loaded sessions of both kinds;
             // TPM_HT_SAVED_SESSION (0x03): sessions whose context is saved.
             c::HT_HMAC_SESSION | c::HT_POLICY_SESSION => {
@@ -285,7 +295,15 @@ pub fn get_capability(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             let (more, v) = page(&items, from, count, (MAX_CAP_BUFFER - 8) / 8);
             (more, CapabilityData::PcrProperties(List(v)))
         }
-        c::CAP_ECC_CURVES => (false, CapabilityData::EccCurves(List(Vec::new()))),
+        c::CAP_ECC_CURVES => {
+            let mut items: Vec<(u32, u16)> = tpm_crypto::Curve::ALL
+                .iter()
+                .map(|c| (c.to_tpm() as u32, c.to_tpm()))
+                .collect();
+            items.sort_unstable();
+            let (more, v) = page(&items, from, count, (MAX_CAP_BUFFER - 8) / 2);
+            (more, CapabilityData::EccCurves(List(v)))
+        }
         c::CAP_AUTH_POLICIES => {
             let items: Vec<(u32, TaggedPolicy)> = [
                 c::RH_OWNER,

@@ -1,12 +1,15 @@
-//! Context management (Part 3 chapter 28): FlushContext.
+//! Context management (Part 3 chapter 28): FlushContext, ContextSave and
+//! ContextLoad of sessions and key objects.
 
 use crate::auth::entity::is_session;
 use crate::auth::session::{SavedSession, Session, MAX_LOADED};
 use crate::constants as c;
 use crate::crypto::{aes_cfb, ct_eq, hmac, kdfa};
 use crate::dispatch::Ctx;
+use crate::engine::objects::Object;
 use crate::engine::{Response, Tpm};
 use crate::marshal::{Buffer, Marshal, Reader, Unmarshal};
+use crate::object::Loaded;
 use crate::rc::{err, Rc, TpmResult};
 use crate::tpm_params;
 
@@ -37,6 +40,13 @@ const MAX_CONTEXT_DATA: usize = 4096;
 /// Largest session context blob: the integrity digest (TPM2B, SHA-256) and a
 /// session's wire form (handle, kind, hash, three 64-octet TPM2Bs, symmetric alg and bits).
 pub const MAX_SESSION_CONTEXT: u32 = (2 + 32) + (4 + 1 + 2 + 3 * (2 + 64) + 2 + 2);
+/// Largest object context blob: the integrity digest and the stored form of
+/// an object (hierarchy, Qualified Name, the largest public area (RSA-3072
+/// with a SHA-512 policy) and the largest sensitive area).
+pub const MAX_OBJECT_CONTEXT: u32 = (2 + 32) + 4 + (2 + 66) + (2 + 480) + 1 + (2 + 330);
+/// saved_handle of an ordinary object's context, and of an stClear object's.
+const OBJECT_CONTEXT: u32 = 0x8000_0000;
+const STCLEAR_OBJECT_CONTEXT: u32 = 0x8000_0002;
 /// TPM_PT_CONTEXT_GAP_MAX: how far the newest saved session may be from the oldest.
 pub const CONTEXT_GAP_MAX: u64 = 0xFFFF;
 
@@ -86,7 +96,7 @@ pub fn context_save(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     ctx.params.finish()?;
     let h = ctx.handles[0];
     if !is_session(h) {
-        return Err(Rc(c::RC_TYPE).handle(1));
+        return save_object(tpm, h);
     }
     let pw = tpm.powered()?;
     let session = pw
@@ -110,16 +120,7 @@ pub fn context_save(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         hierarchy: c::RH_NULL,
         blob: Buffer(Vec::new()),
     };
-    let (sym, mac) = context_keys(&pw.contexts.key.0, sequence, h);
-    let mut enc = session.to_bytes();
-    if !aes_cfb(&sym[..32], &sym[32..48], &mut enc, true) {
-        return err(c::RC_FAILURE);
-    }
-    let tag = integrity(&mac, &context, &enc);
-    let mut blob = Vec::with_capacity(2 + tag.len() + enc.len());
-    Buffer::<64>(tag).marshal(&mut blob);
-    blob.extend_from_slice(&enc);
-    context.blob = Buffer(blob);
+    seal_context(&pw.contexts.key.0, &mut context, session.to_bytes())?;
     pw.contexts.counter = sequence;
     pw.sessions.loaded.0.retain(|s| s.handle != h);
     pw.sessions.saved.0.push(SavedSession {
@@ -129,12 +130,95 @@ pub fn context_save(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     Ok(Response::of(&context))
 }
 
+/// Encrypt `plain` into `context.blob` with its integrity digest in front.
+fn seal_context(key: &[u8], context: &mut Context, plain: Vec<u8>) -> TpmResult<()> {
+    let (sym, mac) = context_keys(key, context.sequence, context.saved_handle);
+    let mut enc = zeroize::Zeroizing::new(plain);
+    if !aes_cfb(&sym[..32], &sym[32..48], &mut enc, true) {
+        return err(c::RC_FAILURE);
+    }
+    let tag = integrity(&mac, context, &enc);
+    let mut blob = Vec::with_capacity(2 + tag.len() + enc.len());
+    Buffer::<64>(tag).marshal(&mut blob);
+    blob.extend_from_slice(&enc);
+    context.blob = Buffer(blob);
+    Ok(())
+}
+
+/// Check a context's integrity digest (framing errors first, as libtpms) and
+/// decrypt it.
+fn open_context(key: &[u8], context: &Context) -> TpmResult<zeroize::Zeroizing<Vec<u8>>> {
+    let mut r = Reader::new(context.blob.as_slice());
+    let tag = Buffer::<64>::unmarshal(&mut r)?;
+    if tag.len() != 32 {
+        return Err(Rc(c::RC_SIZE).param(1));
+    }
+    let enc = r.remaining();
+    let (sym, mac) = context_keys(key, context.sequence, context.saved_handle);
+    if !ct_eq(&integrity(&mac, context, enc), tag.as_slice()) {
+        return Err(Rc(c::RC_INTEGRITY).param(1));
+    }
+    let mut plain = zeroize::Zeroizing::new(enc.to_vec());
+    if !aes_cfb(&sym[..32], &sym[32..48], &mut plain, false) {
+        return err(c::RC_FAILURE);
+    }
+    Ok(plain)
+}
+
+/// ContextSave of a key object: the object stays loaded; its context can be
+/// loaded again until the next TPM Reset (contexts of stClear objects are
+/// marked so that ContextLoad can tell them apart). A hash sequence's running
+/// digest cannot be exported from the hash implementation: TPM_RC_TYPE.
+fn save_object(tpm: &mut Tpm, h: u32) -> TpmResult<Response> {
+    let obj = match tpm.powered()?.objects.get(h) {
+        Some(Object::Key(o)) => o.clone(),
+        Some(Object::Sequence(_)) => return Err(Rc(c::RC_TYPE).handle(1)),
+        None => return Err(Rc(c::RC_HANDLE).handle(1)),
+    };
+    let pw = tpm.powered()?;
+    let sequence = pw
+        .contexts
+        .counter
+        .checked_add(1)
+        .ok_or(Rc(c::RC_TOO_MANY_CONTEXTS))?;
+    let mut context = Context {
+        sequence,
+        saved_handle: if obj.public.has(c::TPMA_OBJECT_STCLEAR) {
+            STCLEAR_OBJECT_CONTEXT
+        } else {
+            OBJECT_CONTEXT
+        },
+        hierarchy: obj.hierarchy,
+        blob: Buffer(Vec::new()),
+    };
+    seal_context(&pw.contexts.key.0, &mut context, obj.to_bytes())?;
+    pw.contexts.counter = sequence;
+    Ok(Response::of(&context))
+}
+
+/// ContextLoad of an object context: into a free slot, under a new handle.
+fn load_object_context(tpm: &mut Tpm, context: &Context) -> TpmResult<Response> {
+    if !tpm.hierarchy_enabled(context.hierarchy) {
+        return Err(Rc(c::RC_HIERARCHY).param(1));
+    }
+    let plain = open_context(&tpm.powered()?.contexts.key.0, context)?;
+    let obj = Loaded::from_bytes(&plain).map_err(|_| Rc(c::RC_INTEGRITY).param(1))?;
+    if obj.hierarchy != context.hierarchy {
+        return Err(Rc(c::RC_INTEGRITY).param(1));
+    }
+    let handle = tpm.load_object(obj)?;
+    Ok(Response {
+        handle: Some(handle),
+        params: Vec::new(),
+    })
+}
+
 /// TPM2_ContextLoad: a saved session comes back under its handle, once.
 pub fn context_load(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = ContextLoadIn::parse(&mut ctx.params)?;
     let context = p.context;
     let h = context.saved_handle;
-    let saved_ok = is_session(h) || (c::TRANSIENT_FIRST..=c::TRANSIENT_FIRST + 2).contains(&h);
+    let saved_ok = is_session(h) || (OBJECT_CONTEXT..=STCLEAR_OBJECT_CONTEXT).contains(&h);
     if !saved_ok {
         return Err(Rc(c::RC_VALUE).param(1));
     }
@@ -144,13 +228,19 @@ pub fn context_load(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     ) {
         return Err(Rc(c::RC_VALUE).param(1));
     }
+    if !is_session(h) {
+        if h == OBJECT_CONTEXT + 1 {
+            // Sequence contexts are never produced (see save_object).
+            return Err(Rc(c::RC_INTEGRITY).param(1));
+        }
+        return load_object_context(tpm, &context);
+    }
     // The blob's framing first, as libtpms checks it: an integrity digest of our size.
     let mut r = Reader::new(context.blob.as_slice());
     let tag = Buffer::<64>::unmarshal(&mut r)?;
     if tag.len() != 32 {
         return Err(Rc(c::RC_SIZE).param(1));
     }
-    let enc = r.remaining();
     let pw = tpm.powered()?;
     // Only a session saved under this very sequence number can be loaded (no replays).
     if !is_session(h)
@@ -161,16 +251,9 @@ pub fn context_load(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     {
         return Err(Rc(c::RC_HANDLE).param(1));
     }
-    let (sym, mac) = context_keys(&pw.contexts.key.0, context.sequence, h);
-    if !ct_eq(&integrity(&mac, &context, enc), tag.as_slice()) {
-        return Err(Rc(c::RC_INTEGRITY).param(1));
-    }
+    let plain = open_context(&pw.contexts.key.0, &context)?;
     if pw.sessions.loaded.0.len() >= MAX_LOADED {
         return err(c::RC_SESSION_MEMORY);
-    }
-    let mut plain = enc.to_vec();
-    if !aes_cfb(&sym[..32], &sym[32..48], &mut plain, false) {
-        return err(c::RC_FAILURE);
     }
     let session = Session::from_bytes(&plain).map_err(|_| Rc(c::RC_INTEGRITY).param(1))?;
     if session.handle != h {

@@ -86,6 +86,7 @@ impl Tpm {
     fn sequence(&mut self, h: u32) -> TpmResult<&mut Sequence> {
         match self.powered()?.objects.get_mut(h) {
             Some(Object::Sequence(s)) => Ok(s),
+            Some(Object::Key(_)) => Err(Rc(c::RC_MODE).handle(1)),
             None => Err(Rc(c::RC_HANDLE).handle(1)),
         }
     }

@@ -166,6 +166,12 @@ impl Tpm {
         auths: &[AuthCommand],
         params: &[u8],
     ) -> TpmResult<Vec<SessionUse>> {
+        let auth_roles: Vec<Role> = def
+            .handles
+            .iter()
+            .map(|s| s.role)
+            .filter(|r| *r != Role::None)
+            .collect();
         let auth_handles: Vec<u32> = def
             .handles
             .iter()
@@ -239,6 +245,13 @@ impl Tpm {
                 Some(h) => Zeroizing::new(self.entity_auth(h).ok_or(Rc(c::RC_AUTH_UNAVAILABLE))?),
                 None => Zeroizing::new(Vec::new()),
             };
+            if let Some(h) = entity {
+                let policy =
+                    is_session(a.handle) && self.session(a.handle).is_ok_and(|s| s.is_policy());
+                if !policy && !self.auth_value_usable(h, auth_roles[i]) {
+                    return err(c::RC_AUTH_UNAVAILABLE);
+                }
+            }
             let fail = |h: u32| {
                 if self.da_protected(h) {
                     Rc(c::RC_AUTH_FAIL).session(n)
@@ -297,6 +310,21 @@ impl Tpm {
             });
         }
         Ok(uses)
+    }
+
+    /// Whether a password or HMAC session may authorize `h` in `role`: objects
+    /// say so with userWithAuth (USER) and adminWithPolicy (ADMIN); the DUP
+    /// role always needs a policy.
+    fn auth_value_usable(&self, h: u32, role: Role) -> bool {
+        let Some(o) = self.object(h) else {
+            return role != Role::Dup;
+        };
+        match role {
+            Role::User => o.public.has(c::TPMA_OBJECT_USERWITHAUTH),
+            Role::Admin => !o.public.has(c::TPMA_OBJECT_ADMINWITHPOLICY),
+            Role::Dup => false,
+            Role::None => true,
+        }
     }
 
     /// sessionKey || authValue of `entity` (without the authValue when the

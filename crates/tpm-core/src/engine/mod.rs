@@ -86,6 +86,8 @@ pub struct Tpm {
     pub(crate) nv_available: bool,
     /// Set by commands that changed `perm`; execute persists it before answering.
     pub(crate) perm_dirty: bool,
+    /// Primary objects derived recently (CreatePrimary is deterministic).
+    pub(crate) primary_cache: crate::object::generate::PrimaryCache,
 }
 
 fn decode<T: Unmarshal>(blob: BlobKind, bytes: &[u8]) -> Result<T, Error> {
@@ -114,6 +116,7 @@ impl Tpm {
             physical_presence: false,
             nv_available: true,
             perm_dirty: false,
+            primary_cache: Default::default(),
         })
     }
 

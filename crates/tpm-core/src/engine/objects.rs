@@ -1,5 +1,4 @@
-//! Transient objects held in RAM: hash and event sequences for now; keys
-//! join with the object commands.
+//! Transient objects held in RAM: keys and data objects, hash and event sequences.
 
 use crate::constants as c;
 use crate::crypto::Hasher;
@@ -27,6 +26,8 @@ pub struct Sequence {
 /// A loaded transient object.
 #[derive(Clone)]
 pub enum Object {
+    /// A key or data object.
+    Key(Box<crate::object::Loaded>),
     /// A hash or event sequence.
     Sequence(Sequence),
 }

@@ -46,7 +46,17 @@ tpm_struct! {
         pub lockout_recovery: u32,
         pub disable_clear: bool,
         pub tpm_established: bool,
+        /// Objects made persistent with EvictControl.
+        pub persistent: List<PersistentObject, MAX_PERSISTENT>,
     }
+}
+
+/// Persistent object slots (TPM_PT_HR_PERSISTENT_MIN and the most EvictControl accepts).
+pub const MAX_PERSISTENT: usize = 64;
+
+tpm_struct! {
+    /// An object made persistent: its handle and stored form.
+    pub struct PersistentObject { pub handle: u32, pub object: crate::object::Loaded }
 }
 
 /// `orderly` value for "last shutdown was not orderly".
@@ -102,6 +112,7 @@ impl Permanent {
             lockout_recovery: 1000,
             disable_clear: false,
             tpm_established: false,
+            persistent: List(Vec::new()),
         }
     }
 }

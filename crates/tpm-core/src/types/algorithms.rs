@@ -40,9 +40,12 @@ const ENCRYPTING: u32 = 0x200;
 const METHOD: u32 = 0x400;
 
 /// Every algorithm vtpm implements, in TPM_ALG_ID order; GetCapability(ALGS)
-/// reports exactly this table. Asymmetric algorithms join it with the object
-/// commands that use them.
+/// reports exactly this table.
 pub const ALGORITHMS: &[AlgEntry] = &[
+    AlgEntry {
+        alg: c::ALG_RSA,
+        attributes: ASYM | OBJECT,
+    },
     AlgEntry {
         alg: c::ALG_SHA1,
         attributes: HASH,
@@ -54,6 +57,10 @@ pub const ALGORITHMS: &[AlgEntry] = &[
     AlgEntry {
         alg: c::ALG_AES,
         attributes: SYMM,
+    },
+    AlgEntry {
+        alg: c::ALG_MGF1,
+        attributes: HASH | METHOD,
     },
     AlgEntry {
         alg: c::ALG_KEYEDHASH,
@@ -80,8 +87,44 @@ pub const ALGORITHMS: &[AlgEntry] = &[
         attributes: 0,
     },
     AlgEntry {
+        alg: c::ALG_RSASSA,
+        attributes: ASYM | SIGNING,
+    },
+    AlgEntry {
+        alg: c::ALG_RSAES,
+        attributes: ASYM | ENCRYPTING,
+    },
+    AlgEntry {
+        alg: c::ALG_RSAPSS,
+        attributes: ASYM | SIGNING,
+    },
+    AlgEntry {
+        alg: c::ALG_OAEP,
+        attributes: ASYM | ENCRYPTING | HASH,
+    },
+    AlgEntry {
+        alg: c::ALG_ECDSA,
+        attributes: ASYM | SIGNING | METHOD,
+    },
+    AlgEntry {
+        alg: c::ALG_ECDH,
+        attributes: ASYM | METHOD,
+    },
+    AlgEntry {
+        alg: c::ALG_ECSCHNORR,
+        attributes: ASYM | SIGNING,
+    },
+    AlgEntry {
+        alg: c::ALG_KDF1_SP800_56A,
+        attributes: HASH | METHOD,
+    },
+    AlgEntry {
         alg: c::ALG_KDF1_SP800_108,
         attributes: HASH | METHOD,
+    },
+    AlgEntry {
+        alg: c::ALG_ECC,
+        attributes: ASYM | OBJECT,
     },
     AlgEntry {
         alg: c::ALG_SYMCIPHER,
@@ -108,9 +151,6 @@ pub const ALGORITHMS: &[AlgEntry] = &[
         attributes: SYMM | ENCRYPTING,
     },
 ];
-
-#[allow(dead_code)]
-const _ASYM_RESERVED: u32 = ASYM;
 
 tpm_interface! {
     /// TPMI_ALG_HASH: an implemented hash (TPM_RC_HASH otherwise).

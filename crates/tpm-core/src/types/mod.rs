@@ -4,6 +4,7 @@
 mod algorithms;
 mod basic;
 mod capability;
+mod object;
 mod pcr;
 mod sym;
 mod time;
@@ -11,6 +12,7 @@ mod time;
 pub use algorithms::*;
 pub use basic::*;
 pub use capability::*;
+pub use object::*;
 pub use pcr::*;
 pub use sym::*;
 pub use time::*;
