@@ -49,6 +49,73 @@ fn be32(v: u32) -> Vec<u8> {
     v.to_be_bytes().to_vec()
 }
 
+/// The fields of a TPMT_PUBLIC for the object cases (an ECC P-256 storage key by default).
+#[derive(Clone)]
+pub struct Template {
+    pub ty: u16,
+    pub name_alg: u16,
+    pub attrs: u32,
+    pub policy: Vec<u8>,
+    /// The parameters after the type-independent fields, as bytes.
+    pub parms: Vec<u8>,
+    /// The unique field, as bytes.
+    pub unique: Vec<u8>,
+}
+
+impl Template {
+    /// ECC P-256 restricted decryption key, AES-128-CFB, NULL scheme and KDF.
+    pub fn ecc_storage() -> Template {
+        Template {
+            ty: 0x0023,
+            name_alg: 0x000B,
+            attrs: 0x0003_0072,
+            policy: Vec::new(),
+            parms: ecc_parms(0x0006, 128, 0x0043, &be16(0x0010), 0x0003, &be16(0x0010)),
+            unique: cat(&[&be16(0), &be16(0)]),
+        }
+    }
+    /// TPM2B_PUBLIC.
+    pub fn to_2b(&self) -> Vec<u8> {
+        let body = cat(&[
+            &be16(self.ty),
+            &be16(self.name_alg),
+            &be32(self.attrs),
+            &be16(self.policy.len() as u16),
+            &self.policy,
+            &self.parms,
+            &self.unique,
+        ]);
+        cat(&[&be16(body.len() as u16), &body])
+    }
+}
+
+/// TPMS_ECC_PARMS: symmetric (alg, bits, mode; alg NULL stops there), scheme, curve, kdf.
+pub fn ecc_parms(sym: u16, bits: u16, mode: u16, scheme: &[u8], curve: u16, kdf: &[u8]) -> Vec<u8> {
+    let sym = if sym == 0x0010 {
+        be16(sym)
+    } else {
+        cat(&[&be16(sym), &be16(bits), &be16(mode)])
+    };
+    cat(&[&sym, scheme, &be16(curve), kdf])
+}
+
+/// TPM2_CreatePrimary in `hierarchy` with `sensitive` (TPMS_SENSITIVE_CREATE bytes) and `template`.
+pub fn create_primary(hierarchy: u32, sensitive: &[u8], template: &Template) -> Vec<u8> {
+    command(
+        SESSIONS,
+        0x131,
+        &cat(&[
+            &be32(hierarchy),
+            &pw_area(),
+            &be16(sensitive.len() as u16),
+            sensitive,
+            &template.to_2b(),
+            &be16(0),
+            &be32(0),
+        ]),
+    )
+}
+
 /// Well-formed commands whose every truncation is a case.
 pub fn valid_commands() -> Vec<(&'static str, Vec<u8>)> {
     let sel_sha256 = cat(&[&be32(1), &be16(0x000B), &[3, 0xff, 0, 0]]);
@@ -117,6 +184,10 @@ pub fn valid_commands() -> Vec<(&'static str, Vec<u8>)> {
                 0x18A,
                 &cat(&[&be16(0x0025), &be16(0x0006), &be16(128), &be16(0x0043)]),
             ),
+        ),
+        (
+            "CreatePrimary",
+            create_primary(0x4000_0001, &[0, 0, 0, 0], &Template::ecc_storage()),
         ),
         (
             "ClockRateAdjust",
@@ -762,6 +833,140 @@ pub fn corpus() -> Vec<Case> {
         add(
             format!("ContextLoad {what}"),
             command(NO_SESSIONS, 0x161, &body),
+        );
+    }
+
+    // Object templates: every field wrong in turn.
+    let empty = [0u8, 0, 0, 0];
+    let base = Template::ecc_storage();
+    let with = |f: &dyn Fn(&mut Template)| {
+        let mut t = base.clone();
+        f(&mut t);
+        t
+    };
+    let ecdsa = cat(&[&be16(0x0018), &be16(0x000B)]);
+    let null = be16(0x0010);
+    let sign_attrs = 0x0004_0072;
+    let templates: Vec<(&str, Template)> = vec![
+        ("type 0", with(&|t| t.ty = 0)),
+        ("type 0x99", with(&|t| t.ty = 0x99)),
+        ("nameAlg NULL", with(&|t| t.name_alg = 0x0010)),
+        ("nameAlg 0x99", with(&|t| t.name_alg = 0x99)),
+        ("reserved attribute bit 0", with(&|t| t.attrs |= 1)),
+        ("reserved attribute bit 8", with(&|t| t.attrs |= 0x100)),
+        ("no sensitiveDataOrigin", with(&|t| t.attrs &= !0x20)),
+        ("fixedTPM without fixedParent", with(&|t| t.attrs &= !0x10)),
+        ("fixedParent without fixedTPM", with(&|t| t.attrs &= !0x2)),
+        (
+            "encryptedDuplication with fixedTPM",
+            with(&|t| t.attrs |= 0x800),
+        ),
+        (
+            "restricted sign and decrypt",
+            with(&|t| t.attrs |= 0x4_0000),
+        ),
+        ("neither sign nor decrypt", with(&|t| t.attrs = 0x72)),
+        ("policy of 5 octets", with(&|t| t.policy = vec![1; 5])),
+        ("policy of 32 octets", with(&|t| t.policy = vec![1; 32])),
+        (
+            "storage key without symmetric",
+            with(&|t| t.parms = ecc_parms(0x0010, 0, 0, &null, 3, &null)),
+        ),
+        (
+            "storage key AES-100",
+            with(&|t| t.parms = ecc_parms(0x0006, 100, 0x0043, &null, 3, &null)),
+        ),
+        (
+            "storage key AES CBC",
+            with(&|t| t.parms = ecc_parms(0x0006, 128, 0x0042, &null, 3, &null)),
+        ),
+        (
+            "storage key mode 0x99",
+            with(&|t| t.parms = ecc_parms(0x0006, 128, 0x0099, &null, 3, &null)),
+        ),
+        (
+            "symmetric alg 0x99",
+            with(&|t| t.parms = ecc_parms(0x0099, 128, 0x0043, &null, 3, &null)),
+        ),
+        (
+            "storage key with ECDSA",
+            with(&|t| t.parms = ecc_parms(0x0006, 128, 0x0043, &ecdsa, 3, &null)),
+        ),
+        (
+            "scheme 0x99",
+            with(&|t| t.parms = ecc_parms(0x0006, 128, 0x0043, &be16(0x99), 3, &null)),
+        ),
+        (
+            "curve 0x99",
+            with(&|t| t.parms = ecc_parms(0x0006, 128, 0x0043, &null, 0x99, &null)),
+        ),
+        (
+            "kdf 0x99",
+            with(&|t| t.parms = ecc_parms(0x0006, 128, 0x0043, &null, 3, &be16(0x99))),
+        ),
+        (
+            "signing key with symmetric",
+            with(&|t| {
+                t.attrs = sign_attrs;
+                t.parms = ecc_parms(0x0006, 128, 0x0043, &ecdsa, 3, &null)
+            }),
+        ),
+        (
+            "signing key ECDSA hash NULL",
+            with(&|t| {
+                t.attrs = sign_attrs;
+                t.parms = ecc_parms(0x0010, 0, 0, &cat(&[&be16(0x0018), &null]), 3, &null)
+            }),
+        ),
+        (
+            "signing key with RSASSA",
+            with(&|t| {
+                t.attrs = sign_attrs;
+                t.parms = ecc_parms(
+                    0x0010,
+                    0,
+                    0,
+                    &cat(&[&be16(0x0014), &be16(0x000B)]),
+                    3,
+                    &null,
+                )
+            }),
+        ),
+        (
+            "restricted signing key, NULL scheme",
+            with(&|t| {
+                t.attrs = sign_attrs | 0x1_0000;
+                t.parms = ecc_parms(0x0010, 0, 0, &null, 3, &null)
+            }),
+        ),
+        (
+            "unique x of 67 octets",
+            with(&|t| t.unique = cat(&[&be16(67), &[0; 67], &be16(0)])),
+        ),
+    ];
+    for (what, t) in templates {
+        add(
+            format!("CreatePrimary {what}"),
+            create_primary(0x4000_0001, &empty, &t),
+        );
+    }
+    for (what, sensitive) in [
+        (
+            "authValue of 33 octets",
+            cat(&[&be16(33), &[1; 33], &be16(0)]),
+        ),
+        ("data for an ECC key", cat(&[&be16(0), &be16(4), b"data"])),
+        ("sensitive size 0", Vec::new()),
+    ] {
+        add(
+            format!("CreatePrimary {what}"),
+            create_primary(0x4000_0001, &sensitive, &base),
+        );
+    }
+    for h in [0x4000_000Au32, 0x4000_0009, 0x8000_0000, 0x4000_0007] {
+        add(
+            format!("CreatePrimary hierarchy {h:#x}"),
+            create_primary(h, &empty, &base),
         );
     }
     out

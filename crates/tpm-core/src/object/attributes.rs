@@ -50,11 +50,11 @@ fn lineage(a: u32, parent: ParentAttrs) -> TpmResult<()> {
     Ok(())
 }
 
+/// A storage parent needs a cipher; its mode does not matter because private
+/// areas are always protected in CFB mode (Part 1), so libtpms accepts any.
 fn storage_symmetric(sym: SymDef) -> TpmResult<()> {
     match sym {
-        SymDef::Aes {
-            mode: c::ALG_CFB, ..
-        } => Ok(()),
+        SymDef::Aes { .. } => Ok(()),
         _ => err(c::RC_SYMMETRIC),
     }
 }
@@ -169,10 +169,13 @@ pub fn check_template(
     scheme_checks(p).map_err(public)?;
     let origin = p.has(c::TPMA_OBJECT_SENSITIVEDATAORIGIN);
     let asymmetric = matches!(p.parms, Parms::Rsa { .. } | Parms::Ecc { .. });
-    if asymmetric && data_len != 0 {
-        return Err((c::RC_ATTRIBUTES, false));
-    }
-    if origin == (data_len != 0) {
+    // The TPM always makes asymmetric keys itself; caller data is then only
+    // extra input to a primary's generator (as libtpms accepts it).
+    if asymmetric {
+        if !origin {
+            return Err((c::RC_ATTRIBUTES, false));
+        }
+    } else if origin == (data_len != 0) {
         return Err((c::RC_ATTRIBUTES, false));
     }
     match &p.parms {

@@ -13,8 +13,11 @@ use crate::tpm_struct;
 
 /// Largest RSA modulus in octets (RSA-3072; TPM2B_PUBLIC_KEY_RSA).
 pub const MAX_RSA_BYTES: usize = 384;
-/// Largest ECC coordinate or scalar (P-521; TPM2B_ECC_PARAMETER).
-pub const MAX_ECC_BYTES: usize = 66;
+/// Largest TPM2B_ECC_PARAMETER accepted (TPM2_MAX_ECC_KEY_BYTES, as libtpms
+/// parses it; coordinates longer than the curve's size fail the point checks).
+pub const MAX_ECC_BYTES: usize = 128;
+/// Largest ECC private scalar (P-521).
+pub const MAX_ECC_SCALAR: usize = 66;
 /// Largest private part of a key (an RSA prime, a sealed secret, a key).
 pub const MAX_SENSITIVE: usize = 192;
 /// TPM2B_NAME: a hash algorithm and a digest, or a handle.
@@ -485,7 +488,7 @@ impl Unmarshal for SensitiveArea {
         let sensitive_type = u16::unmarshal(r)?;
         let max = match sensitive_type {
             c::ALG_RSA => MAX_RSA_BYTES / 2,
-            c::ALG_ECC => MAX_ECC_BYTES,
+            c::ALG_ECC => MAX_ECC_SCALAR,
             c::ALG_KEYEDHASH => 128,
             c::ALG_SYMCIPHER => 32,
             _ => return err(c::RC_TYPE),
