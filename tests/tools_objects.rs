@@ -425,3 +425,61 @@ fn object_slots_and_contexts() {
     );
     flush(&tcti);
 }
+
+/// Wrong authValues for a DA-protected object, three times (libtpms' default
+/// maxTries), then the right one: the codes tpm2-tools reports.
+fn lockout_sequence(t: &Vtpm) -> Vec<String> {
+    let tcti = t.tcti();
+    let prim = f(t, "prim.ctx");
+    ok("tpm2_createprimary", &["-C", "o", "-c", &prim], &tcti);
+    flush(&tcti);
+    let secret = f(t, "secret");
+    std::fs::write(&secret, b"s").unwrap();
+    let (sp, sk, sc) = (f(t, "s.pub"), f(t, "s.priv"), f(t, "s.ctx"));
+    ok(
+        "tpm2_create",
+        &["-C", &prim, "-i", &secret, "-u", &sp, "-r", &sk, "-p", "pw"],
+        &tcti,
+    );
+    ok(
+        "tpm2_load",
+        &["-C", &prim, "-u", &sp, "-r", &sk, "-c", &sc],
+        &tcti,
+    );
+    flush(&tcti);
+    let mut codes = Vec::new();
+    for pw in ["a", "b", "c", "pw"] {
+        let out = run_tpm2("tpm2_unseal", &["-c", &sc, "-p", pw], &tcti);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        codes.push(if out.status.success() {
+            "ok".to_string()
+        } else {
+            err.split("ErrorCode (")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .unwrap_or("?")
+                .to_string()
+        });
+        flush(&tcti);
+    }
+    let props = ok("tpm2_getcap", &["properties-variable"], &tcti);
+    codes.push(
+        props
+            .lines()
+            .find(|l| l.contains("LOCKOUT_COUNTER"))
+            .unwrap_or("")
+            .trim()
+            .to_string(),
+    );
+    codes
+}
+
+#[test]
+fn failed_authorizations_lock_out_like_swtpm() {
+    need_tools!();
+    let ours = lockout_sequence(&Vtpm::start_socket());
+    assert_eq!(ours[3], "0x00000921", "no lockout: {ours:?}");
+    if let Some(sw) = common::start_swtpm() {
+        assert_eq!(ours, lockout_sequence(&sw));
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod area;
 pub mod entity;
+pub mod lockout;
 pub mod param_crypt;
 pub mod session;
 

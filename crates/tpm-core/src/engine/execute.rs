@@ -252,17 +252,13 @@ impl Tpm {
                     return err(c::RC_AUTH_UNAVAILABLE);
                 }
             }
-            let fail = |h: u32| {
-                if self.da_protected(h) {
-                    Rc(c::RC_AUTH_FAIL).session(n)
-                } else {
-                    Rc(c::RC_BAD_AUTH).session(n)
-                }
-            };
+            if let Some(h) = entity.filter(|&h| self.da_protected(h)) {
+                self.da_check(h)?;
+            }
             if a.handle == c::RS_PW {
                 let h = entity.unwrap_or(c::RH_NULL);
                 if !ct_eq(trim_zeros(&a.hmac), trim_zeros(&auth)) {
-                    return Err(fail(h));
+                    return Err(self.auth_failure(h, n));
                 }
                 uses.push(SessionUse {
                     cmd: a.clone(),
@@ -278,7 +274,7 @@ impl Tpm {
                 if s.is_policy() {
                     self.check_policy(s, h, cc, &cp, n)?;
                     if s.password_needed && !ct_eq(trim_zeros(&a.hmac), trim_zeros(&auth)) {
-                        return Err(fail(h));
+                        return Err(self.auth_failure(h, n));
                     }
                 }
                 // An HMAC session always proves itself; a policy session only after
@@ -299,7 +295,7 @@ impl Tpm {
                         a.attrs,
                     );
                     if !ct_eq(&expect, &a.hmac) {
-                        return Err(fail(h));
+                        return Err(self.auth_failure(h, n));
                     }
                 }
             }
@@ -310,6 +306,17 @@ impl Tpm {
             });
         }
         Ok(uses)
+    }
+
+    /// The code for a failed authorization of `h` by session `n`, counting it
+    /// toward lockout when `h` is DA-protected.
+    fn auth_failure(&mut self, h: u32, n: u32) -> Rc {
+        if self.da_protected(h) {
+            self.da_failure(h);
+            Rc(c::RC_AUTH_FAIL).session(n)
+        } else {
+            Rc(c::RC_BAD_AUTH).session(n)
+        }
     }
 
     /// Whether a password or HMAC session may authorize `h` in `role`: objects

@@ -72,6 +72,8 @@ pub struct Powered {
     pub was_orderly: bool,
     /// Context key and counter (ContextSave/ContextLoad).
     pub contexts: ContextState,
+    /// Dictionary-attack timers.
+    pub da: crate::auth::lockout::DaTimers,
 }
 
 /// The TPM engine.
@@ -173,6 +175,7 @@ impl Tpm {
                     hcrtm_done: false,
                     was_orderly: true,
                     contexts: v.contexts,
+                    da: Default::default(),
                 }
             }
             None => Powered {
@@ -191,6 +194,7 @@ impl Tpm {
                     key: self.random_secret(),
                     counter: 0,
                 },
+                da: Default::default(),
             },
         };
         self.pw = Some(powered);
