@@ -9,7 +9,10 @@ use crate::dispatch::Ctx;
 use crate::engine::objects::Object;
 use crate::engine::{Response, Tpm};
 use crate::marshal::{Buffer, Marshal, Reader, Sized2b, Unmarshal};
-use crate::object::attributes::{check_external, check_loaded, check_template, ParentAttrs};
+use crate::object::attributes::{
+    check_derived, check_external, check_loaded, check_template, is_derivation_parent, ParentAttrs,
+    UNNUMBERED,
+};
 use crate::object::generate::{derive_primary, generate};
 use crate::object::protect::{check_binding, unwrap, wrap};
 use crate::object::{qualified_name, Loaded};
@@ -115,8 +118,8 @@ tpm_response! {
 }
 
 tpm_params! {
-    /// TPM2_CreateLoaded parameters (inPublic is a TPM2B_TEMPLATE).
-    pub struct CreateLoadedIn { pub in_sensitive: SensitiveCreate2b, pub in_public: Public2b }
+    /// TPM2_CreateLoaded parameters (inPublic is a TPM2B_TEMPLATE, parsed by parent kind).
+    pub struct CreateLoadedIn { pub in_sensitive: SensitiveCreate2b, pub in_public: Buffer<{ 2 + 1024 }> }
 }
 
 /// TPMA_LOCALITY of a locality number.
@@ -313,14 +316,36 @@ pub fn create(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     }))
 }
 
-/// TPM2_CreateLoaded: Create + Load in one, or CreatePrimary when the parent
-/// is a hierarchy.
+/// Parse a TPM2B_TEMPLATE's contents as a TPMT_PUBLIC (parameter 2).
+fn template(bytes: &[u8]) -> TpmResult<PublicArea> {
+    if bytes.is_empty() {
+        return Err(Rc(c::RC_SIZE).param(2));
+    }
+    PublicArea::from_bytes(bytes).map_err(|e| {
+        if e == Rc(c::RC_INSUFFICIENT) {
+            Rc(c::RC_SIZE).param(2)
+        } else {
+            e.param(2)
+        }
+    })
+}
+
+/// TPM2_CreateLoaded: Create + Load in one, CreatePrimary when the parent is a
+/// hierarchy, or a derived object under a derivation parent.
 pub fn create_loaded(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = CreateLoadedIn::parse(&mut ctx.params)?;
     let parent_h = ctx.handles[0];
     let create = p.in_sensitive.0;
-    let (obj, out_private) = if tpm.object(parent_h).is_none() {
-        let mut public = p.in_public.0;
+    let derivation = tpm
+        .object(parent_h)
+        .is_some_and(|o| is_derivation_parent(&o.public));
+    let (obj, out_private) = if derivation {
+        (
+            derive_child(tpm, parent_h, &create, p.in_public.as_slice())?,
+            Buffer(Vec::new()),
+        )
+    } else if tpm.object(parent_h).is_none() {
+        let mut public = template(p.in_public.as_slice())?;
         check_new(&public, ParentAttrs::HIERARCHY, &create)?;
         let seed = tpm.hierarchy_seed(parent_h).ok_or(Rc(c::RC_HIERARCHY))?;
         let sensitive = derive_primary(&mut tpm.primary_cache, &seed, &mut public, &create)?;
@@ -334,7 +359,7 @@ pub fn create_loaded(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             Buffer(Vec::new()),
         )
     } else {
-        new_child(tpm, parent_h, &create, p.in_public.0)?
+        new_child(tpm, parent_h, &create, template(p.in_public.as_slice())?)?
     };
     let out = CreateLoadedOut {
         out_private,
@@ -345,6 +370,51 @@ pub fn create_loaded(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     Ok(Response {
         handle: Some(handle),
         params: out.to_bytes(),
+    })
+}
+
+/// A derived object: its key is a function of the derivation parent's secret
+/// and the template's label and context (KDFa with the parent's XOR hash), so
+/// it is re-created rather than stored: no private area is returned.
+fn derive_child(
+    tpm: &mut Tpm,
+    parent_h: u32,
+    create: &crate::types::SensitiveCreate,
+    template_bytes: &[u8],
+) -> TpmResult<Loaded> {
+    let mut r = Reader::new(template_bytes);
+    let (mut public, label, context) = PublicArea::read_derive_template(&mut r)
+        .and_then(|v| r.finish().map(|_| v))
+        .map_err(|e| e.param(2))?;
+    let parent = tpm.object_at(parent_h, 1)?;
+    check_derived(
+        &public,
+        ParentAttrs {
+            attributes: parent.public.attributes,
+        },
+        create.user_auth.len(),
+        create.data.len(),
+    )
+    .map_err(|(rc, in_sensitive)| {
+        if rc & UNNUMBERED != 0 {
+            Rc(rc & !UNNUMBERED)
+        } else {
+            Rc(rc).param(if in_sensitive { 1 } else { 2 })
+        }
+    })?;
+    let hash = match parent.public.parms.scheme() {
+        s if s.alg == c::ALG_XOR => s.hash,
+        _ => parent.public.name_alg,
+    };
+    let hash = tpm_crypto::HashAlg::from_tpm_alg(hash).ok_or(Rc(c::RC_HASH))?;
+    let secret = &parent.sensitive()?.sensitive.0;
+    let mut rng = tpm_crypto::KdfaRng::with_contexts(hash, secret, &label.0, &context.0, &[]);
+    let sensitive = generate(&mut public, create, &mut rng)?;
+    let obj = Loaded::new(public, Some(sensitive), Vec::new(), parent.hierarchy);
+    let qn = parent.child_qualified_name(&obj.name);
+    Ok(Loaded {
+        qualified_name: Buffer(qn),
+        ..obj
     })
 }
 

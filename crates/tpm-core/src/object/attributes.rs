@@ -190,6 +190,48 @@ pub fn check_template(
     }
 }
 
+/// Rules for a template given to CreateLoaded under a derivation parent: the
+/// key comes from the parent's secret, so sensitiveDataOrigin must be CLEAR
+/// and no data may be given (libtpms' codes, unnumbered); only ECC and
+/// symmetric/keyed-hash objects can be derived (an RSA prime search is not a
+/// derivation).
+pub fn check_derived(
+    p: &PublicArea,
+    parent: ParentAttrs,
+    auth_len: usize,
+    data_len: usize,
+) -> Result<(), (u32, bool)> {
+    if matches!(p.parms, Parms::Rsa { .. }) {
+        return Err((c::RC_TYPE, false));
+    }
+    if p.has(c::TPMA_OBJECT_SENSITIVEDATAORIGIN) {
+        return Err((c::RC_ATTRIBUTES | UNNUMBERED, false));
+    }
+    if data_len != 0 {
+        return Err((c::RC_SIZE | UNNUMBERED, false));
+    }
+    let hash_size = digest_size(p.name_alg);
+    if hash_size == 0 {
+        return Err((c::RC_HASH, false));
+    }
+    if !p.auth_policy.is_empty() && p.auth_policy.len() != hash_size {
+        return Err((c::RC_SIZE, false));
+    }
+    if auth_len > hash_size {
+        return Err((c::RC_SIZE, true));
+    }
+    lineage(p.attributes, parent).map_err(|rc| (rc.0, false))?;
+    scheme_checks(p).map_err(|rc| (rc.0, false))
+}
+
+/// Marks a code the caller must not number (see [`check_derived`]).
+pub const UNNUMBERED: u32 = 0x8000_0000;
+
+/// Whether `p` is a derivation parent: a restricted decryption keyed-hash object.
+pub fn is_derivation_parent(p: &PublicArea) -> bool {
+    matches!(p.parms, Parms::KeyedHash { .. }) && p.has(RESTRICTED | DECRYPT) && !p.has(SIGN)
+}
+
 /// Rules for a public area loaded with its private part under `parent`
 /// (TPM2_Load, TPM2_Import's result).
 pub fn check_loaded(p: &PublicArea, parent: ParentAttrs) -> TpmResult<()> {

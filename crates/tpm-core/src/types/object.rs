@@ -451,6 +451,50 @@ impl Unmarshal for PublicArea {
 /// TPM2B_PUBLIC.
 pub type Public2b = Sized2b<PublicArea>;
 
+/// TPM2B_LABEL (TPMS_DERIVE's label and context).
+pub type Label = Buffer<32>;
+
+impl PublicArea {
+    /// Parse a template for a derived object (TPM2B_TEMPLATE under a
+    /// derivation parent): its unique field is a TPMS_DERIVE (label, context),
+    /// returned beside the area, whose unique is left empty.
+    pub fn read_derive_template(r: &mut Reader<'_>) -> TpmResult<(PublicArea, Label, Label)> {
+        let ty = u16::unmarshal(&mut r.clone())?;
+        // Everything before `unique` parses as in TPMT_PUBLIC.
+        let mut head = r.clone();
+        let _ = u16::unmarshal(&mut head)?;
+        let name_alg = u16::unmarshal(&mut head)?;
+        if name_alg != c::ALG_NULL && !is_hash(name_alg) {
+            return err(c::RC_HASH);
+        }
+        let attributes = u32::unmarshal(&mut head)?;
+        if attributes & OBJECT_RESERVED != 0 {
+            return err(c::RC_RESERVED_BITS);
+        }
+        let auth_policy = Digest::unmarshal(&mut head)?;
+        let parms = Parms::read(&mut head, ty)?;
+        let label = Label::unmarshal(&mut head)?;
+        let context = Label::unmarshal(&mut head)?;
+        *r = head;
+        let unique = match ty {
+            c::ALG_RSA => Unique::Rsa(Buffer(Vec::new())),
+            c::ALG_ECC => Unique::Ecc(EccPoint::default()),
+            _ => Unique::Digest(Buffer(Vec::new())),
+        };
+        Ok((
+            PublicArea {
+                name_alg,
+                attributes,
+                auth_policy,
+                parms,
+                unique,
+            },
+            label,
+            context,
+        ))
+    }
+}
+
 /// TPMT_SENSITIVE.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct SensitiveArea {
