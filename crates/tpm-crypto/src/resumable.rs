@@ -139,7 +139,7 @@ impl ResumableHash {
         let bits = self.length.wrapping_mul(8);
         let mut tail = std::mem::take(&mut self.buffer);
         tail.push(0x80);
-        while (tail.len() + len_bytes) % bs != 0 {
+        while !(tail.len() + len_bytes).is_multiple_of(bs) {
             tail.push(0);
         }
         tail.extend_from_slice(&bits.to_be_bytes()[16 - len_bytes..]);
