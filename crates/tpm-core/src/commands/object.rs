@@ -218,23 +218,31 @@ fn check_new(
         .map_err(|(rc, in_sensitive)| Rc(rc).param(if in_sensitive { 1 } else { 2 }))
 }
 
+/// The primary object of `hierarchy` for `public` (checked here) and `create`.
+fn primary(
+    tpm: &mut Tpm,
+    hierarchy: u32,
+    create: &crate::types::SensitiveCreate,
+    mut public: PublicArea,
+) -> TpmResult<Loaded> {
+    check_new(&public, ParentAttrs::HIERARCHY, create)?;
+    let seed = tpm.hierarchy_seed(hierarchy).ok_or(Rc(c::RC_HIERARCHY))?;
+    let sensitive = derive_primary(&mut tpm.primary_cache, &seed, &mut public, create)?;
+    let obj = Loaded::new(public, Some(sensitive), Vec::new(), hierarchy);
+    // A primary's Qualified Name is computed over the hierarchy handle.
+    let qn = qualified_name(obj.public.name_alg, &hierarchy.to_be_bytes(), &obj.name);
+    Ok(Loaded {
+        qualified_name: Buffer(qn),
+        ..obj
+    })
+}
+
 /// TPM2_CreatePrimary: a deterministic function of the hierarchy's seed and the template.
 pub fn create_primary(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = CreateIn::parse(&mut ctx.params)?;
     let hierarchy = ctx.handles[0];
-    let create = p.in_sensitive.0;
-    let mut public = p.in_public.0;
-    check_new(&public, ParentAttrs::HIERARCHY, &create)?;
-    let seed = tpm.hierarchy_seed(hierarchy).ok_or(Rc(c::RC_HIERARCHY))?;
-    let sensitive = derive_primary(&mut tpm.primary_cache, &seed, &mut public, &create)?;
+    let obj = primary(tpm, hierarchy, &p.in_sensitive.0, p.in_public.0)?;
     let parent_name = hierarchy.to_be_bytes();
-    let obj = Loaded::new(public, Some(sensitive), Vec::new(), hierarchy);
-    // A primary's Qualified Name is computed over the hierarchy handle.
-    let qn = qualified_name(obj.public.name_alg, &parent_name, &obj.name);
-    let obj = Loaded {
-        qualified_name: Buffer(qn),
-        ..obj
-    };
     let (creation_data, creation_hash, creation_ticket) = tpm.creation(
         ctx.locality,
         &obj,
@@ -345,19 +353,8 @@ pub fn create_loaded(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             Buffer(Vec::new()),
         )
     } else if tpm.object(parent_h).is_none() {
-        let mut public = template(p.in_public.as_slice())?;
-        check_new(&public, ParentAttrs::HIERARCHY, &create)?;
-        let seed = tpm.hierarchy_seed(parent_h).ok_or(Rc(c::RC_HIERARCHY))?;
-        let sensitive = derive_primary(&mut tpm.primary_cache, &seed, &mut public, &create)?;
-        let obj = Loaded::new(public, Some(sensitive), Vec::new(), parent_h);
-        let qn = qualified_name(obj.public.name_alg, &parent_h.to_be_bytes(), &obj.name);
-        (
-            Loaded {
-                qualified_name: Buffer(qn),
-                ..obj
-            },
-            Buffer(Vec::new()),
-        )
+        let public = template(p.in_public.as_slice())?;
+        (primary(tpm, parent_h, &create, public)?, Buffer(Vec::new()))
     } else {
         new_child(tpm, parent_h, &create, template(p.in_public.as_slice())?)?
     };

@@ -154,19 +154,7 @@ pub fn check_template(
     auth_len: usize,
     data_len: usize,
 ) -> Result<(), (u32, bool)> {
-    let public = |rc: crate::rc::Rc| (rc.0, false);
-    let hash_size = digest_size(p.name_alg);
-    if hash_size == 0 {
-        return Err((c::RC_HASH, false));
-    }
-    if !p.auth_policy.is_empty() && p.auth_policy.len() != hash_size {
-        return Err((c::RC_SIZE, false));
-    }
-    if auth_len > hash_size {
-        return Err((c::RC_SIZE, true));
-    }
-    lineage(p.attributes, parent).map_err(public)?;
-    scheme_checks(p).map_err(public)?;
+    common_template_rules(p, parent, auth_len)?;
     let origin = p.has(c::TPMA_OBJECT_SENSITIVEDATAORIGIN);
     let asymmetric = matches!(p.parms, Parms::Rsa { .. } | Parms::Ecc { .. });
     // The TPM always makes asymmetric keys itself; caller data is then only
@@ -210,6 +198,17 @@ pub fn check_derived(
     if data_len != 0 {
         return Err((c::RC_SIZE | UNNUMBERED, false));
     }
+    common_template_rules(p, parent, auth_len)
+}
+
+/// The rules every creation template obeys: a nameAlg, a policy and an
+/// authValue of its size at most, the lineage and scheme rules.
+fn common_template_rules(
+    p: &PublicArea,
+    parent: ParentAttrs,
+    auth_len: usize,
+) -> Result<(), (u32, bool)> {
+    let public = |rc: crate::rc::Rc| (rc.0, false);
     let hash_size = digest_size(p.name_alg);
     if hash_size == 0 {
         return Err((c::RC_HASH, false));
@@ -220,8 +219,8 @@ pub fn check_derived(
     if auth_len > hash_size {
         return Err((c::RC_SIZE, true));
     }
-    lineage(p.attributes, parent).map_err(|rc| (rc.0, false))?;
-    scheme_checks(p).map_err(|rc| (rc.0, false))
+    lineage(p.attributes, parent).map_err(public)?;
+    scheme_checks(p).map_err(public)
 }
 
 /// Marks a code the caller must not number (see [`check_derived`]).

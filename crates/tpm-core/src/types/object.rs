@@ -417,22 +417,7 @@ impl Marshal for PublicArea {
 impl Unmarshal for PublicArea {
     fn unmarshal(r: &mut Reader<'_>) -> TpmResult<Self> {
         let ty = u16::unmarshal(r)?;
-        if !matches!(
-            ty,
-            c::ALG_RSA | c::ALG_ECC | c::ALG_KEYEDHASH | c::ALG_SYMCIPHER
-        ) {
-            return err(c::RC_TYPE);
-        }
-        let name_alg = u16::unmarshal(r)?;
-        if name_alg != c::ALG_NULL && !is_hash(name_alg) {
-            return err(c::RC_HASH);
-        }
-        let attributes = u32::unmarshal(r)?;
-        if attributes & OBJECT_RESERVED != 0 {
-            return err(c::RC_RESERVED_BITS);
-        }
-        let auth_policy = Digest::unmarshal(r)?;
-        let parms = Parms::read(r, ty)?;
+        let (name_alg, attributes, auth_policy, parms) = read_head(r, ty)?;
         let unique = match ty {
             c::ALG_RSA => Unique::Rsa(RsaModulus::unmarshal(r)?),
             c::ALG_ECC => Unique::Ecc(EccPoint::unmarshal(r)?),
@@ -448,6 +433,27 @@ impl Unmarshal for PublicArea {
     }
 }
 
+/// The fields of a TPMT_PUBLIC of type `ty` after the type and before `unique`.
+fn read_head(r: &mut Reader<'_>, ty: u16) -> TpmResult<(u16, u32, Digest, Parms)> {
+    if !matches!(
+        ty,
+        c::ALG_RSA | c::ALG_ECC | c::ALG_KEYEDHASH | c::ALG_SYMCIPHER
+    ) {
+        return err(c::RC_TYPE);
+    }
+    let name_alg = u16::unmarshal(r)?;
+    if name_alg != c::ALG_NULL && !is_hash(name_alg) {
+        return err(c::RC_HASH);
+    }
+    let attributes = u32::unmarshal(r)?;
+    if attributes & OBJECT_RESERVED != 0 {
+        return err(c::RC_RESERVED_BITS);
+    }
+    let auth_policy = Digest::unmarshal(r)?;
+    let parms = Parms::read(r, ty)?;
+    Ok((name_alg, attributes, auth_policy, parms))
+}
+
 /// TPM2B_PUBLIC.
 pub type Public2b = Sized2b<PublicArea>;
 
@@ -459,23 +465,11 @@ impl PublicArea {
     /// derivation parent): its unique field is a TPMS_DERIVE (label, context),
     /// returned beside the area, whose unique is left empty.
     pub fn read_derive_template(r: &mut Reader<'_>) -> TpmResult<(PublicArea, Label, Label)> {
-        let ty = u16::unmarshal(&mut r.clone())?;
         // Everything before `unique` parses as in TPMT_PUBLIC.
-        let mut head = r.clone();
-        let _ = u16::unmarshal(&mut head)?;
-        let name_alg = u16::unmarshal(&mut head)?;
-        if name_alg != c::ALG_NULL && !is_hash(name_alg) {
-            return err(c::RC_HASH);
-        }
-        let attributes = u32::unmarshal(&mut head)?;
-        if attributes & OBJECT_RESERVED != 0 {
-            return err(c::RC_RESERVED_BITS);
-        }
-        let auth_policy = Digest::unmarshal(&mut head)?;
-        let parms = Parms::read(&mut head, ty)?;
-        let label = Label::unmarshal(&mut head)?;
-        let context = Label::unmarshal(&mut head)?;
-        *r = head;
+        let ty = u16::unmarshal(r)?;
+        let (name_alg, attributes, auth_policy, parms) = read_head(r, ty)?;
+        let label = Label::unmarshal(r)?;
+        let context = Label::unmarshal(r)?;
         let unique = match ty {
             c::ALG_RSA => Unique::Rsa(Buffer(Vec::new())),
             c::ALG_ECC => Unique::Ecc(EccPoint::default()),
