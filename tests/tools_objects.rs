@@ -7,35 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{have_tpm2_tools, run_tpm2, Vtpm};
-
-/// Run a tool and insist it succeeded; returns its stdout.
-fn ok(tool: &str, args: &[&str], tcti: &str) -> String {
-    let out = run_tpm2(tool, args, tcti);
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Run a tool that must fail; returns its stderr.
-fn fails(tool: &str, args: &[&str], tcti: &str) -> String {
-    let out = run_tpm2(tool, args, tcti);
-    assert!(!out.status.success(), "{tool} {args:?} should have failed");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-macro_rules! need_tools {
-    () => {
-        if !have_tpm2_tools() {
-            eprintln!("tpm2-tools not installed: skipped (scripts/test.sh installs them)");
-            return;
-        }
-    };
-}
+use common::{run_tpm2, tpm2_fails as fails, tpm2_ok as ok, Vtpm};
 
 /// A scratch file path in the test's temp dir.
 fn f(t: &Vtpm, name: &str) -> String {

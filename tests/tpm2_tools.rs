@@ -3,37 +3,7 @@
 
 mod common;
 
-use std::process::Output;
-
-use common::{have_tpm2_tools, run_tpm2, start_swtpm, Vtpm};
-
-/// Run a tool and insist it succeeded; returns its stdout.
-fn ok(tool: &str, args: &[&str], tcti: &str) -> String {
-    let out: Output = run_tpm2(tool, args, tcti);
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Run a tool that must fail; returns its stderr.
-fn fails(tool: &str, args: &[&str], tcti: &str) -> String {
-    let out = run_tpm2(tool, args, tcti);
-    assert!(!out.status.success(), "{tool} {args:?} should have failed");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-macro_rules! need_tools {
-    () => {
-        if !have_tpm2_tools() {
-            eprintln!("tpm2-tools not installed: skipped (scripts/test.sh installs them)");
-            return;
-        }
-    };
-}
+use common::{start_swtpm, tpm2_fails as fails, tpm2_ok as ok, Vtpm};
 
 /// A fixed sequence of measurements; returns the PCR values it leaves (all banks).
 fn measure(tcti: &str, scratch: &std::path::Path) -> String {

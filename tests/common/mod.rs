@@ -354,3 +354,33 @@ pub fn run_tpm2(tool: &str, args: &[&str], tcti: &str) -> Output {
 pub fn have_tpm2_tools() -> bool {
     Path::new("/usr/bin/tpm2_getrandom").exists()
 }
+
+/// Run a tpm2-tools program that must succeed; returns its stdout.
+pub fn tpm2_ok(tool: &str, args: &[&str], tcti: &str) -> String {
+    let out = run_tpm2(tool, args, tcti);
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run a tpm2-tools program that must fail; returns its stderr.
+pub fn tpm2_fails(tool: &str, args: &[&str], tcti: &str) -> String {
+    let out = run_tpm2(tool, args, tcti);
+    assert!(!out.status.success(), "{tool} {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Return from the test (with a note) when tpm2-tools are not installed.
+#[macro_export]
+macro_rules! need_tools {
+    () => {
+        if !common::have_tpm2_tools() {
+            eprintln!("tpm2-tools not installed: skipped (scripts/test.sh installs them)");
+            return;
+        }
+    };
+}
