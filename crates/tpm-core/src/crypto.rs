@@ -6,14 +6,15 @@ use tpm_crypto::HashAlg;
 
 pub use tpm_crypto::ct_eq;
 
-/// An incremental hash of one of the implemented algorithms (Clone: hash sequences fork it).
+/// An incremental hash of one of the implemented algorithms (Clone: hash
+/// sequences fork it) whose running state can be exported into a context.
 #[derive(Clone)]
-pub struct Hasher(tpm_crypto::Hasher);
+pub struct Hasher(tpm_crypto::ResumableHash);
 
 impl Hasher {
     /// A new hash of `alg`; None if `alg` is not an implemented hash.
     pub fn new(alg: u16) -> Option<Hasher> {
-        HashAlg::from_tpm_alg(alg).map(|a| Hasher(tpm_crypto::Hasher::new(a)))
+        HashAlg::from_tpm_alg(alg).map(|a| Hasher(tpm_crypto::ResumableHash::new(a)))
     }
     /// Absorb `data`.
     pub fn update(&mut self, data: &[u8]) {
@@ -22,6 +23,15 @@ impl Hasher {
     /// The digest.
     pub fn finish(self) -> Vec<u8> {
         self.0.finish()
+    }
+    /// The running state (for a sequence's context).
+    pub fn export(&self) -> Vec<u8> {
+        self.0.export()
+    }
+    /// A hash of `alg` resumed from [`export`](Self::export)'s bytes.
+    pub fn import(alg: u16, state: &[u8]) -> Option<Hasher> {
+        let a = HashAlg::from_tpm_alg(alg)?;
+        tpm_crypto::ResumableHash::import(a, state).ok().map(Hasher)
     }
 }
 
