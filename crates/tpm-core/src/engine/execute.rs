@@ -228,12 +228,16 @@ impl Tpm {
             let s = self.pw.as_ref()?.sessions.get(auths[i].handle)?;
             Some((i, s.nonce_tpm.0.clone()))
         };
-        let nonce_dec = nonce_of(DECRYPT)
+        let dec = nonce_of(DECRYPT);
+        let dec_index = dec.as_ref().map(|(i, _)| *i);
+        let nonce_dec = dec
             .filter(|(i, _)| *i != 0)
             .map(|(_, n)| n)
             .unwrap_or_default();
+        // A session that both decrypts and encrypts contributes its nonce once
+        // (the reference TPM's rule, which tpm2-tss follows).
         let nonce_enc = nonce_of(ENCRYPT)
-            .filter(|(i, _)| *i != 0)
+            .filter(|(i, _)| *i != 0 && Some(*i) != dec_index)
             .map(|(_, n)| n)
             .unwrap_or_default();
 
