@@ -1,0 +1,357 @@
+//! HMAC sessions with tpm2-tools against the real `vtpm` binary: plain,
+//! salted to an RSA or ECC primary (`--tpmkey-context`), bound, and bound +
+//! salted (`-c`), with parameter encryption both ways (tpm2_getrandom,
+//! sealing with tpm2_create and unsealing with tpm2_unseal over the session),
+//! and the HMAC failure codes of DA-protected and noDA objects.
+
+mod common;
+
+use std::path::Path;
+
+use common::{have_tpm2_tools, run_tpm2, start_swtpm, Vtpm};
+
+/// Run a tool and insist it succeeded; returns its stdout.
+fn ok(tool: &str, args: &[&str], tcti: &str) -> String {
+    let out = run_tpm2(tool, args, tcti);
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run a tool that must fail; returns its stderr.
+fn fails(tool: &str, args: &[&str], tcti: &str) -> String {
+    let out = run_tpm2(tool, args, tcti);
+    assert!(!out.status.success(), "{tool} {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Flush the transient objects the tools leave loaded (no resource manager;
+/// the TPM has 3 object slots).
+fn flush(tcti: &str) {
+    ok("tpm2_flushcontext", &["-t"], tcti);
+}
+
+macro_rules! need_tools {
+    () => {
+        if !have_tpm2_tools() {
+            eprintln!("tpm2-tools not installed: skipped (scripts/test.sh installs them)");
+            return;
+        }
+    };
+}
+
+fn path(dir: &Path, name: &str) -> String {
+    dir.join(name).to_str().unwrap().to_string()
+}
+
+/// Over the session file `s` (decrypt+encrypt on): GetRandom with an encrypted
+/// response, a secret sealed under `prim` (inSensitive encrypted, outPrivate
+/// encrypted), loaded, and unsealed over the session (outData encrypted),
+/// once with the session as an extra encryption session and once with it as
+/// the HMAC authorization. A wrong authValue over the HMAC session fails with
+/// TPM_RC_AUTH_FAIL for a DA-protected object and TPM_RC_BAD_AUTH for a noDA one.
+fn seal_and_unseal_over(tcti: &str, dir: &Path, prim: &str, s: &str) {
+    let r = ok("tpm2_getrandom", &["-S", s, "--hex", "16"], tcti);
+    assert_eq!(r.trim().len(), 32, "16 octets decrypted by the client: {r}");
+    let secret = path(dir, "secret");
+    std::fs::write(&secret, b"sealed over a salted session").unwrap();
+    for (name, attrs, code) in [
+        ("da", "fixedtpm|fixedparent|userwithauth", "0x98e"),
+        ("noda", "fixedtpm|fixedparent|userwithauth|noda", "0x9a2"),
+    ] {
+        let (public, private, ctx) = (
+            path(dir, &format!("{name}.pub")),
+            path(dir, &format!("{name}.priv")),
+            path(dir, &format!("{name}.ctx")),
+        );
+        ok(
+            "tpm2_create",
+            &[
+                "-C", prim, "-i", &secret, "-u", &public, "-r", &private, "-p", "sealpw", "-a",
+                attrs, "-S", s,
+            ],
+            tcti,
+        );
+        flush(tcti);
+        ok(
+            "tpm2_load",
+            &["-C", prim, "-u", &public, "-r", &private, "-c", &ctx],
+            tcti,
+        );
+        flush(tcti);
+        let out = ok("tpm2_unseal", &["-c", &ctx, "-p", "sealpw", "-S", s], tcti);
+        assert_eq!(out, "sealed over a salted session");
+        flush(tcti);
+        let auth = format!("session:{s}+sealpw");
+        let out = ok("tpm2_unseal", &["-c", &ctx, "-p", &auth], tcti);
+        assert_eq!(out, "sealed over a salted session");
+        flush(tcti);
+        let wrong = format!("session:{s}+wrong");
+        let e = fails("tpm2_unseal", &["-c", &ctx, "-p", &wrong], tcti);
+        assert!(
+            e.to_lowercase().contains(code),
+            "{name}: expected {code}: {e}"
+        );
+        flush(tcti);
+    }
+}
+
+/// A salted HMAC session to a primary of `alg`, then [`seal_and_unseal_over`].
+fn salted(alg: &str) {
+    let v = Vtpm::start_socket();
+    let t = v.tcti();
+    let dir = tempfile::tempdir().unwrap();
+    let (prim, s) = (path(dir.path(), "prim.ctx"), path(dir.path(), "s.ctx"));
+    ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-G", alg, "-c", &prim],
+        &t,
+    );
+    flush(&t);
+    ok(
+        "tpm2_startauthsession",
+        &["--hmac-session", "-S", &s, "--tpmkey-context", &prim],
+        &t,
+    );
+    flush(&t);
+    ok(
+        "tpm2_sessionconfig",
+        &[&s, "--enable-encrypt", "--enable-decrypt"],
+        &t,
+    );
+    assert!(ok("tpm2_sessionconfig", &[&s], &t).contains("decrypt|encrypt"));
+    seal_and_unseal_over(&t, dir.path(), &prim, &s);
+    ok("tpm2_flushcontext", &[&s], &t);
+}
+
+#[test]
+fn rsa_salted_session_seals_and_unseals() {
+    need_tools!();
+    salted("rsa2048");
+}
+
+#[test]
+fn ecc_salted_session_seals_and_unseals() {
+    need_tools!();
+    salted("ecc256");
+}
+
+#[test]
+fn plain_hmac_session_seals_and_unseals() {
+    need_tools!();
+    let v = Vtpm::start_socket();
+    let t = v.tcti();
+    let dir = tempfile::tempdir().unwrap();
+    let (prim, s) = (path(dir.path(), "prim.ctx"), path(dir.path(), "s.ctx"));
+    ok("tpm2_createprimary", &["-C", "o", "-c", &prim], &t);
+    flush(&t);
+    ok("tpm2_startauthsession", &["--hmac-session", "-S", &s], &t);
+    ok(
+        "tpm2_sessionconfig",
+        &[&s, "--enable-encrypt", "--enable-decrypt"],
+        &t,
+    );
+    seal_and_unseal_over(&t, dir.path(), &prim, &s);
+}
+
+#[test]
+fn bound_and_salted_session_authorizes_its_bind_key() {
+    need_tools!();
+    let v = Vtpm::start_socket();
+    let t = v.tcti();
+    let dir = tempfile::tempdir().unwrap();
+    let (prim, s) = (path(dir.path(), "prim.ctx"), path(dir.path(), "s.ctx"));
+    ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-G", "ecc256", "-p", "primpw", "-c", &prim],
+        &t,
+    );
+    flush(&t);
+    // -c: the primary is tpmKey and bind; decrypt and encrypt are on.
+    ok(
+        "tpm2_startauthsession",
+        &[
+            "--hmac-session",
+            "-S",
+            &s,
+            "-c",
+            &prim,
+            "--bind-auth",
+            "primpw",
+        ],
+        &t,
+    );
+    flush(&t);
+    assert!(ok("tpm2_sessionconfig", &[&s], &t).contains("decrypt|encrypt"));
+    // The session authorizes the entity it is bound to: the HMAC key leaves
+    // the authValue out, the parameter-encryption key keeps it.
+    let secret = path(dir.path(), "secret");
+    std::fs::write(&secret, b"bound and salted").unwrap();
+    let (public, private, ctx) = (
+        path(dir.path(), "k.pub"),
+        path(dir.path(), "k.priv"),
+        path(dir.path(), "k.ctx"),
+    );
+    let parent_auth = format!("session:{s}+primpw");
+    ok(
+        "tpm2_create",
+        &[
+            "-C",
+            &prim,
+            "-P",
+            &parent_auth,
+            "-i",
+            &secret,
+            "-u",
+            &public,
+            "-r",
+            &private,
+        ],
+        &t,
+    );
+    flush(&t);
+    ok(
+        "tpm2_load",
+        &[
+            "-C", &prim, "-P", "primpw", "-u", &public, "-r", &private, "-c", &ctx,
+        ],
+        &t,
+    );
+    flush(&t);
+    // Used for another entity (the sealed object, empty authValue).
+    let out = ok(
+        "tpm2_unseal",
+        &["-c", &ctx, "-p", &format!("session:{s}")],
+        &t,
+    );
+    assert_eq!(out, "bound and salted");
+    flush(&t);
+    let e = fails(
+        "tpm2_create",
+        &[
+            "-C",
+            &prim,
+            "-P",
+            &format!("session:{s}+wrong"),
+            "-i",
+            &secret,
+            "-u",
+            &public,
+            "-r",
+            &private,
+        ],
+        &t,
+    );
+    assert!(e.to_lowercase().contains("0x98e"), "AUTH_FAIL: {e}");
+}
+
+#[test]
+fn salted_session_bound_to_the_owner_hierarchy() {
+    need_tools!();
+    let v = Vtpm::start_socket();
+    let t = v.tcti();
+    let dir = tempfile::tempdir().unwrap();
+    let (prim, s) = (path(dir.path(), "prim.ctx"), path(dir.path(), "s.ctx"));
+    ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-G", "rsa2048", "-c", &prim],
+        &t,
+    );
+    flush(&t);
+    ok("tpm2_changeauth", &["-c", "o", "ownerpw"], &t);
+    ok(
+        "tpm2_startauthsession",
+        &[
+            "--hmac-session",
+            "-S",
+            &s,
+            "--tpmkey-context",
+            &prim,
+            "--bind-context",
+            "o",
+            "--bind-auth",
+            "ownerpw",
+        ],
+        &t,
+    );
+    flush(&t);
+    ok(
+        "tpm2_sessionconfig",
+        &[&s, "--enable-encrypt", "--enable-decrypt"],
+        &t,
+    );
+    // CreatePrimary authorized by the owner over the bound, salted session;
+    // inSensitive (the key's authValue) goes encrypted.
+    let k = path(dir.path(), "k.ctx");
+    ok(
+        "tpm2_createprimary",
+        &[
+            "-C",
+            "o",
+            "-P",
+            &format!("session:{s}+ownerpw"),
+            "-G",
+            "ecc256",
+            "-p",
+            "keypw",
+            "-c",
+            &k,
+        ],
+        &t,
+    );
+    flush(&t);
+    let e = fails(
+        "tpm2_createprimary",
+        &["-C", "o", "-P", &format!("session:{s}+wrong"), "-c", &k],
+        &t,
+    );
+    // Hierarchies are not DA-protected: TPM_RC_BAD_AUTH.
+    assert!(e.to_lowercase().contains("0x9a2"), "BAD_AUTH: {e}");
+}
+
+#[test]
+fn salted_session_failures_match_swtpm() {
+    need_tools!();
+    let Some(sw) = start_swtpm() else {
+        eprintln!("swtpm not installed: skipped");
+        return;
+    };
+    let v = Vtpm::start_socket();
+    // A signing key cannot take a salt (TPM_RC_ATTRIBUTES on tpmKey).
+    let run = |tcti: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let (prim, s) = (path(dir.path(), "p.ctx"), path(dir.path(), "s.ctx"));
+        ok(
+            "tpm2_createprimary",
+            &[
+                "-C",
+                "o",
+                "-G",
+                "rsa2048:rsassa-sha256:null",
+                "-a",
+                "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign",
+                "-c",
+                &prim,
+            ],
+            tcti,
+        );
+        flush(tcti);
+        let e = fails(
+            "tpm2_startauthsession",
+            &["--hmac-session", "-S", &s, "--tpmkey-context", &prim],
+            tcti,
+        );
+        flush(tcti);
+        e.lines()
+            .find(|l| l.starts_with("ERROR: Esys_StartAuthSession("))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let ours = run(&v.tcti());
+    assert!(ours.contains("0x182"), "{ours}");
+    assert_eq!(ours, run(&sw.tcti()));
+}
