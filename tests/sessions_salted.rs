@@ -355,3 +355,185 @@ fn salted_session_failures_match_swtpm() {
     assert!(ours.contains("0x182"), "{ours}");
     assert_eq!(ours, run(&sw.tcti()));
 }
+
+/// Send one raw command on a fresh connection to the data port; the response code.
+fn raw_rc(port: u16, cmd: &[u8]) -> u32 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(cmd).unwrap();
+    let mut hdr = [0u8; 10];
+    s.read_exact(&mut hdr).expect("response header");
+    let size = u32::from_be_bytes([hdr[2], hdr[3], hdr[4], hdr[5]]) as usize;
+    let mut rest = vec![0u8; size.saturating_sub(10)];
+    s.read_exact(&mut rest).expect("response body");
+    u32::from_be_bytes([hdr[6], hdr[7], hdr[8], hdr[9]])
+}
+
+fn test_parms(parms: &[u8]) -> Vec<u8> {
+    let mut c = vec![0x80, 0x01];
+    c.extend(((10 + parms.len()) as u32).to_be_bytes());
+    c.extend(0x18Au32.to_be_bytes());
+    c.extend(parms);
+    c
+}
+
+#[test]
+fn test_parms_accepts_what_vtpm_implements() {
+    let be = |v: &[u32]| -> Vec<u8> {
+        // u16 fields, except the 32-bit RSA exponent written as two halves.
+        v.iter().flat_map(|x| (*x as u16).to_be_bytes()).collect()
+    };
+    let rsa = |sym: &[u32], scheme: &[u32], bits: u32, exp: u32| {
+        let mut p = be(&[0x0001]);
+        p.extend(be(sym));
+        p.extend(be(scheme));
+        p.extend(be(&[bits]));
+        p.extend(exp.to_be_bytes());
+        p
+    };
+    let ecc = |sym: &[u32], scheme: &[u32], curve: u32, kdf: &[u32]| {
+        let mut p = be(&[0x0023]);
+        p.extend(be(sym));
+        p.extend(be(scheme));
+        p.extend(be(&[curve]));
+        p.extend(be(kdf));
+        p
+    };
+    let null = [0x0010];
+    let aes128cfb = [0x0006, 128, 0x0043];
+    // (case, parameters, vtpm's answer, whether swtpm answers the same)
+    let cases: Vec<(&str, Vec<u8>, u32, bool)> = vec![
+        ("rsa1024", rsa(&null, &null, 1024, 0), 0, true),
+        ("rsa2048", rsa(&null, &null, 2048, 0), 0, true),
+        ("rsa3072", rsa(&null, &null, 3072, 0), 0, true),
+        ("rsa2048 exponent 3", rsa(&null, &null, 2048, 3), 0, true),
+        ("rsa storage", rsa(&aes128cfb, &null, 2048, 0), 0, true),
+        ("rsa oaep-sha1", rsa(&null, &[0x17, 0x04], 2048, 0), 0, true),
+        (
+            "rsa rsassa-sha384",
+            rsa(&null, &[0x14, 0x0C], 2048, 0),
+            0,
+            true,
+        ),
+        (
+            "rsa rsapss-sha512",
+            rsa(&null, &[0x16, 0x0D], 2048, 0),
+            0,
+            true,
+        ),
+        ("rsa rsaes", rsa(&null, &[0x15], 2048, 0), 0, true),
+        ("rsa4096", rsa(&null, &null, 4096, 0), 0x1C4, true),
+        (
+            "rsa ecdsa scheme",
+            rsa(&null, &[0x18, 0x0B], 2048, 0),
+            0x1C4,
+            true,
+        ),
+        (
+            "rsa scheme hash NULL",
+            rsa(&null, &[0x14, 0x10], 2048, 0),
+            0x1C3,
+            true,
+        ),
+        ("ecc p256", ecc(&null, &null, 3, &null), 0, true),
+        (
+            "ecc p384 ecdsa",
+            ecc(&null, &[0x18, 0x0C], 4, &null),
+            0,
+            true,
+        ),
+        (
+            "ecc p521 ecdh",
+            ecc(&null, &[0x19, 0x0B], 5, &null),
+            0,
+            true,
+        ),
+        (
+            "ecc p256 ecschnorr",
+            ecc(&null, &[0x1C, 0x0B], 3, &null),
+            0,
+            true,
+        ),
+        ("ecc storage", ecc(&aes128cfb, &null, 3, &null), 0, true),
+        (
+            "ecc kdf sp800-108",
+            ecc(&null, &null, 3, &[0x22, 0x0B]),
+            0,
+            true,
+        ),
+        (
+            "ecc curve 0x99",
+            ecc(&null, &null, 0x99, &null),
+            0x1E6,
+            true,
+        ),
+        (
+            "ecc rsassa scheme",
+            ecc(&null, &[0x14, 0x0B], 3, &null),
+            0x1D2,
+            true,
+        ),
+        // Curves libtpms has and vtpm does not: TPM_RC_CURVE.
+        ("ecc p192", ecc(&null, &null, 1, &null), 0x1E6, false),
+        ("ecc bn p256", ecc(&null, &null, 0x10, &null), 0x1E6, false),
+        (
+            "keyedhash hmac-sha256",
+            be(&[0x0008, 0x0005, 0x000B]),
+            0,
+            true,
+        ),
+        ("keyedhash null", be(&[0x0008, 0x0010]), 0, true),
+        (
+            "keyedhash xor",
+            be(&[0x0008, 0x000A, 0x000B, 0x0022]),
+            0,
+            true,
+        ),
+        (
+            "symcipher aes256cfb",
+            be(&[0x0025, 0x0006, 256, 0x0043]),
+            0,
+            true,
+        ),
+        (
+            "symcipher aes128ecb",
+            be(&[0x0025, 0x0006, 128, 0x0044]),
+            0,
+            true,
+        ),
+        (
+            "symcipher sm4",
+            be(&[0x0025, 0x0013, 128, 0x0043]),
+            0x1D6,
+            true,
+        ),
+        ("type sha256", be(&[0x000B]), 0x1CA, true),
+        (
+            "rsa trailing octet",
+            [rsa(&null, &null, 2048, 0), vec![0]].concat(),
+            0x95,
+            true,
+        ),
+        (
+            "rsa cut short",
+            be(&[0x0001, 0x0010, 0x0010, 2048]),
+            0x1DA,
+            true,
+        ),
+    ];
+    let v = Vtpm::start_socket();
+    let sw = start_swtpm();
+    for (name, parms, expect, same) in &cases {
+        let ours = raw_rc(v.port, &test_parms(parms));
+        assert_eq!(ours, *expect, "TestParms {name}: vtpm {ours:#x}");
+        if let (Some(sw), true) = (&sw, same) {
+            let theirs = raw_rc(sw.port, &test_parms(parms));
+            assert_eq!(
+                ours, theirs,
+                "TestParms {name}: vtpm {ours:#x}, swtpm {theirs:#x}"
+            );
+        }
+    }
+}
