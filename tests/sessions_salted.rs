@@ -537,3 +537,82 @@ fn test_parms_accepts_what_vtpm_implements() {
         }
     }
 }
+
+#[test]
+fn salted_policy_session_encrypts_with_the_objects_auth_value() {
+    need_tools!();
+    let v = Vtpm::start_socket();
+    let t = v.tcti();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| path(dir.path(), n);
+    ok("tpm2_createprimary", &["-C", "o", "-c", &p("prim.ctx")], &t);
+    flush(&t);
+    ok("tpm2_startauthsession", &["-S", &p("t.ctx")], &t);
+    ok(
+        "tpm2_policycommandcode",
+        &["-S", &p("t.ctx"), "-L", &p("pol"), "TPM2_CC_Unseal"],
+        &t,
+    );
+    ok("tpm2_flushcontext", &[&p("t.ctx")], &t);
+    std::fs::write(p("secret"), b"policy secret").unwrap();
+    ok(
+        "tpm2_create",
+        &[
+            "-C",
+            &p("prim.ctx"),
+            "-i",
+            &p("secret"),
+            "-u",
+            &p("k.pub"),
+            "-r",
+            &p("k.priv"),
+            "-p",
+            "sealpw",
+            "-L",
+            &p("pol"),
+            "-a",
+            "fixedtpm|fixedparent",
+        ],
+        &t,
+    );
+    flush(&t);
+    ok(
+        "tpm2_load",
+        &[
+            "-C",
+            &p("prim.ctx"),
+            "-u",
+            &p("k.pub"),
+            "-r",
+            &p("k.priv"),
+            "-c",
+            &p("k.ctx"),
+        ],
+        &t,
+    );
+    flush(&t);
+    ok(
+        "tpm2_startauthsession",
+        &[
+            "--policy-session",
+            "-S",
+            &p("s.ctx"),
+            "--tpmkey-context",
+            &p("prim.ctx"),
+        ],
+        &t,
+    );
+    flush(&t);
+    ok("tpm2_sessionconfig", &[&p("s.ctx"), "--enable-encrypt"], &t);
+    ok(
+        "tpm2_policycommandcode",
+        &["-S", &p("s.ctx"), "TPM2_CC_Unseal"],
+        &t,
+    );
+    // The policy needs no authValue, but the response key is sessionKey ||
+    // authValue of the object all the same (as libtpms does): the client
+    // decrypts outData only because it was told the authValue.
+    let auth = format!("session:{}+sealpw", p("s.ctx"));
+    let out = ok("tpm2_unseal", &["-c", &p("k.ctx"), "-p", &auth], &t);
+    assert_eq!(out, "policy secret");
+}
