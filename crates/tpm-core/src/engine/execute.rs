@@ -27,7 +27,8 @@ struct SessionUse {
     cmd: AuthCommand,
     /// The entity this session authorizes, if any.
     entity: Option<u32>,
-    /// sessionKey || authValue (or just sessionKey when bound or not authorizing).
+    /// The HMAC key: sessionKey || authValue (or just sessionKey when bound or
+    /// not authorizing).
     key: Zeroizing<Vec<u8>>,
 }
 
@@ -124,7 +125,8 @@ impl Tpm {
                 .ok_or(Rc(c::RC_SIZE))?;
             let data = params.get_mut(2..2 + size).ok_or(Rc(c::RC_SIZE))?;
             let s = self.session(u.cmd.handle)?.clone();
-            transform(&s, &u.key, &u.cmd.nonce, &s.nonce_tpm.0, data, false)?;
+            let key = self.param_crypt_value(u.cmd.handle, u.entity)?;
+            transform(&s, &key, &u.cmd.nonce, &s.nonce_tpm.0, data, false)?;
         }
 
         // The command.
@@ -228,12 +230,16 @@ impl Tpm {
             let s = self.pw.as_ref()?.sessions.get(auths[i].handle)?;
             Some((i, s.nonce_tpm.0.clone()))
         };
-        let nonce_dec = nonce_of(DECRYPT)
+        let dec = nonce_of(DECRYPT);
+        let dec_index = dec.as_ref().map(|(i, _)| *i);
+        let nonce_dec = dec
             .filter(|(i, _)| *i != 0)
             .map(|(_, n)| n)
             .unwrap_or_default();
+        // A session that both decrypts and encrypts contributes its nonce once
+        // (the reference TPM's rule, which tpm2-tss follows).
         let nonce_enc = nonce_of(ENCRYPT)
-            .filter(|(i, _)| *i != 0)
+            .filter(|(i, _)| *i != 0 && Some(*i) != dec_index)
             .map(|(_, n)| n)
             .unwrap_or_default();
 
@@ -350,6 +356,25 @@ impl Tpm {
         Ok(key)
     }
 
+    /// The key of parameter encryption: sessionKey || authValue of the entity
+    /// the session authorizes (nothing for a session that only encrypts). Unlike
+    /// the HMAC key, the authValue is included even when the session is bound
+    /// to that entity, and for policy sessions too (the reference TPM's rule,
+    /// which tpm2-tss follows).
+    fn param_crypt_value(
+        &self,
+        session: u32,
+        entity: Option<u32>,
+    ) -> TpmResult<Zeroizing<Vec<u8>>> {
+        let s = self.session(session)?;
+        let mut key = Zeroizing::new(s.session_key.0.clone());
+        if let Some(h) = entity {
+            let auth = Zeroizing::new(self.entity_auth(h).unwrap_or_default());
+            key.extend_from_slice(trim_zeros(&auth));
+        }
+        Ok(key)
+    }
+
     /// A policy session may authorize entity `h` for command `cc` (Part 3 5.6.7):
     /// not a trial session, the policy digest equals the entity's authPolicy, and
     /// any command code or cpHash the policy was bound to matches.
@@ -449,7 +474,8 @@ impl Tpm {
                     .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
                     .unwrap_or(0);
                 if let Some(data) = params.get_mut(2..2 + size) {
-                    transform(&s, &uses[i].key, nonce, &uses[i].cmd.nonce, data, true)?;
+                    let key = self.param_crypt_value(uses[i].cmd.handle, uses[i].entity)?;
+                    transform(&s, &key, nonce, &uses[i].cmd.nonce, data, true)?;
                 }
             }
         }
