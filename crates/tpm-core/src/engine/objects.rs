@@ -19,7 +19,7 @@ pub struct Sequence {
     pub hashers: Vec<(u16, Hasher)>,
     /// The running HMAC of an HMAC sequence (keyed with the key's bits at
     /// HMAC_Start, so the key may be flushed while the sequence goes on).
-    pub hmac: Option<Hmac>,
+    pub hmac: Option<Box<Hmac>>,
     /// An event sequence (hashAlg was TPM_ALG_NULL).
     pub event: bool,
     /// Whether data has been added (to test the first block for TPM_GENERATED_VALUE).
