@@ -67,3 +67,42 @@ pub fn kdfa(
 pub fn aes_cfb(key: &[u8], iv: &[u8], data: &mut [u8], encrypt: bool) -> bool {
     tpm_crypto::sym::aes_cfb(key, iv, data, encrypt).is_ok()
 }
+
+/// An incremental HMAC of one of the implemented hashes (Clone, like [`Hasher`]).
+#[derive(Clone)]
+pub struct Hmac(tpm_crypto::HmacState);
+
+impl Hmac {
+    /// A new HMAC of `alg` keyed with `key`; None if `alg` is not an implemented hash.
+    pub fn new(alg: u16, key: &[u8]) -> Option<Hmac> {
+        HashAlg::from_tpm_alg(alg).map(|a| Hmac(tpm_crypto::HmacState::new(a, key)))
+    }
+    /// Absorb `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+    /// The HMAC value.
+    pub fn finish(self) -> Vec<u8> {
+        self.0.finish()
+    }
+}
+
+/// AES in block mode `mode` (a TPM_ALG_ID: CFB, CTR, OFB, CBC or ECB) over
+/// `data`, returning the output and the IV that continues the chain; None
+/// for an unknown mode or sizes the mode cannot take (callers check them first
+/// to answer with the right response code).
+pub fn aes_crypt(
+    mode: u16,
+    key: &[u8],
+    iv: &[u8],
+    data: &[u8],
+    decrypt: bool,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mode = tpm_crypto::SymMode::from_tpm_alg(mode)?;
+    let r = if decrypt {
+        tpm_crypto::sym::aes_decrypt(mode, key, iv, data)
+    } else {
+        tpm_crypto::sym::aes_encrypt(mode, key, iv, data)
+    };
+    r.ok()
+}

@@ -174,12 +174,18 @@ commands! {
         decrypt: true, encrypt: true, handler: cmd::enhanced_auth::policy_secret },
     CC_Create => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true,
         handler: cmd::object::create },
+    CC_HMAC => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true,
+        handler: cmd::symmetric::hmac },
     CC_Load => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true, r_handle: true,
         handler: cmd::object::load },
+    CC_HMAC_Start => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, r_handle: true,
+        handler: cmd::symmetric::hmac_start },
     CC_SequenceUpdate => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, handler: cmd::hash::sequence_update },
     CC_Unseal => { handles: [h(T::Object { null: false }, R::User)], encrypt: true, handler: cmd::object::unseal },
     CC_ContextLoad => { handles: [], sessions: false, r_handle: true, handler: cmd::context::context_load },
     CC_ContextSave => { handles: [h(T::Context, R::None)], sessions: false, handler: cmd::context::context_save },
+    CC_EncryptDecrypt => { handles: [h(T::Object { null: false }, R::User)], encrypt: true,
+        handler: cmd::symmetric::encrypt_decrypt1 },
     CC_FlushContext => { handles: [], sessions: false, handler: cmd::context::flush_context },
     CC_LoadExternal => { handles: [], decrypt: true, encrypt: true, r_handle: true, handler: cmd::object::load_external },
     CC_PolicyAuthValue => { handles: [h(T::PolicySession, R::None)], handler: cmd::enhanced_auth::policy_auth_value },
@@ -204,6 +210,8 @@ commands! {
     CC_PolicyPassword => { handles: [h(T::PolicySession, R::None)], handler: cmd::enhanced_auth::policy_password },
     CC_CreateLoaded => { handles: [h(T::Parent, R::User)], decrypt: true, encrypt: true, r_handle: true,
         handler: cmd::object::create_loaded },
+    CC_EncryptDecrypt2 => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true,
+        handler: cmd::symmetric::encrypt_decrypt2 },
 }
 
 /// The definition of command `code`, if implemented.

@@ -3,7 +3,9 @@
 //! reference implementation computes it:
 //!
 //! - CFB (full-block CFB-128): the last ciphertext block; when the data ends
-//!   in a partial block, that block's ciphertext octets followed by zeros.
+//!   in a partial block, that block's ciphertext octets followed by the rest
+//!   of its keystream block, as libtpms (OpenSSL's CFB state) answers (the
+//!   TCG reference code zero-fills instead; libtpms is what clients meet).
 //! - CTR: the counter block after the last one used (big-endian 128-bit
 //!   increment per block, partial final block included).
 //! - OFB: the last keystream block (the last encrypted "IV").
@@ -135,15 +137,25 @@ fn check_key(key: &[u8]) -> Result<()> {
     }
 }
 
-/// CFB's ivOut: the last (possibly partial, zero-filled) ciphertext block.
-fn last_block_zero_filled(ct: &[u8]) -> Vec<u8> {
-    let tail = match ct.len() % AES_BLOCK_SIZE {
-        0 => AES_BLOCK_SIZE,
-        t => t,
+/// CFB's ivOut from the IV and the ciphertext `ct`: the last ciphertext
+/// block; for a partial last block its octets followed by the rest of the
+/// keystream block that encrypted it (E(previous ciphertext block)).
+fn cfb_iv_out(key: &[u8], iv: &[u8], ct: &[u8]) -> Result<Vec<u8>> {
+    let tail = ct.len() % AES_BLOCK_SIZE;
+    if tail == 0 {
+        return Ok(ct[ct.len() - AES_BLOCK_SIZE..].to_vec());
+    }
+    let start = ct.len() - tail;
+    let prev = if start == 0 {
+        iv
+    } else {
+        &ct[start - AES_BLOCK_SIZE..start]
     };
-    let mut iv = ct[ct.len() - tail..].to_vec();
-    iv.resize(AES_BLOCK_SIZE, 0);
-    iv
+    // CFB over one zero block yields the keystream block E(prev).
+    let mut ks = [0u8; AES_BLOCK_SIZE];
+    aes_cfb(key, prev, &mut ks, true)?;
+    ks[..tail].copy_from_slice(&ct[start..]);
+    Ok(ks.to_vec())
 }
 
 fn aes_crypt(
@@ -179,7 +191,7 @@ fn aes_crypt(
                 SymMode::Cfb => {
                     let mut buf = data.to_vec();
                     aes_cfb(key, iv, &mut buf, encrypt)?;
-                    let iv_out = last_block_zero_filled(if encrypt { &buf } else { data });
+                    let iv_out = cfb_iv_out(key, iv, if encrypt { &buf } else { data })?;
                     (buf, iv_out)
                 }
                 SymMode::Ctr => {
@@ -355,10 +367,12 @@ mod tests {
         let (_, v) = aes_encrypt(SymMode::Cfb, &key, &iv, &plain[..64]).unwrap();
         assert_eq!(v, ct[48..]);
         let (_, v) = aes_encrypt(SymMode::Cfb, &key, &iv, &plain[..20]).unwrap();
+        // The keystream of block 2 is E(C1) = C2 ^ P2 over the full vector.
+        let keystream2: Vec<u8> = (16..32).map(|i| ct[i] ^ plain[i]).collect();
         assert_eq!(
             v,
-            [&ct[16..20], &[0u8; 12][..]].concat(),
-            "partial CFB block"
+            [&ct[16..20], &keystream2[4..]].concat(),
+            "partial CFB block: its ciphertext, then the rest of its keystream"
         );
         let (_, v) = aes_encrypt(SymMode::Ctr, &key, &[0xff; 16], &plain[..17]).unwrap();
         assert_eq!(

@@ -1,4 +1,5 @@
-//! Hash/HMAC/event sequences and TPM2_Hash (Part 3 chapters 15 and 17).
+//! Hash/HMAC/event sequences and TPM2_Hash (Part 3 chapters 15 and 17);
+//! HMAC_Start and TPM2_HMAC are in `symmetric`.
 
 use crate::constants as c;
 use crate::crypto::{digest, hmac, Hasher};
@@ -130,6 +131,7 @@ pub fn hash_sequence_start(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Respon
     let seq = Sequence {
         auth: p.auth,
         hashers,
+        hmac: None,
         event,
         started: false,
         ticket_ok: true,
@@ -149,6 +151,9 @@ fn absorb(seq: &mut Sequence, data: &[u8]) {
     for (_, h) in seq.hashers.iter_mut() {
         h.update(data);
     }
+    if let Some(m) = seq.hmac.as_mut() {
+        m.update(data);
+    }
 }
 
 /// TPM2_SequenceUpdate.
@@ -159,7 +164,8 @@ pub fn sequence_update(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> 
     Ok(Response::default())
 }
 
-/// TPM2_SequenceComplete: the digest and a ticket; the sequence is flushed.
+/// TPM2_SequenceComplete: the digest and a ticket (the HMAC and a NULL ticket
+/// for an HMAC sequence); the sequence is flushed.
 pub fn sequence_complete(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = CompleteIn::parse(&mut ctx.params)?;
     let h = ctx.handles[0];
@@ -171,6 +177,17 @@ pub fn sequence_complete(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response
         return Err(Rc(c::RC_HANDLE).handle(1));
     };
     absorb(&mut seq, p.buffer.as_slice());
+    if let Some(m) = seq.hmac {
+        // An HMAC is no digest a ticket could vouch for.
+        return Ok(Response::of(&HashOut {
+            out_hash: Buffer(m.finish()),
+            validation: Ticket {
+                tag: c::ST_HASHCHECK,
+                hierarchy: c::RH_NULL,
+                digest: Buffer(Vec::new()),
+            },
+        }));
+    }
     let Some((alg, hasher)) = seq.hashers.pop() else {
         return err(c::RC_FAILURE);
     };

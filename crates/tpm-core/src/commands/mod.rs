@@ -12,6 +12,7 @@ pub mod pcr;
 pub mod random;
 pub mod session;
 pub mod startup;
+pub mod symmetric;
 pub mod testing;
 pub mod testparms;
 

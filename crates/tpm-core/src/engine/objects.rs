@@ -1,20 +1,25 @@
-//! Transient objects held in RAM: keys and data objects, hash and event sequences.
+//! Transient objects held in RAM: keys and data objects, hash, HMAC and event sequences.
 
 use crate::constants as c;
-use crate::crypto::Hasher;
+use crate::crypto::{Hasher, Hmac};
 use crate::rc::{err, TpmResult};
 use crate::types::Auth;
 
 /// Object slots (TPM_PT_HR_TRANSIENT_MIN, as libtpms' MAX_LOADED_OBJECTS).
 pub const MAX_OBJECTS: usize = 3;
 
-/// A hash or event sequence started by HashSequenceStart.
+/// A hash or event sequence started by HashSequenceStart, or an HMAC
+/// sequence started by HMAC_Start.
 #[derive(Clone)]
 pub struct Sequence {
     /// The sequence's authValue.
     pub auth: Auth,
-    /// One running hash (hash sequence) or one per implemented hash (event sequence).
+    /// One running hash (hash sequence) or one per implemented hash (event
+    /// sequence); empty for an HMAC sequence.
     pub hashers: Vec<(u16, Hasher)>,
+    /// The running HMAC of an HMAC sequence (keyed with the key's bits at
+    /// HMAC_Start, so the key may be flushed while the sequence goes on).
+    pub hmac: Option<Box<Hmac>>,
     /// An event sequence (hashAlg was TPM_ALG_NULL).
     pub event: bool,
     /// Whether data has been added (to test the first block for TPM_GENERATED_VALUE).
@@ -28,7 +33,7 @@ pub struct Sequence {
 pub enum Object {
     /// A key or data object.
     Key(Box<crate::object::Loaded>),
-    /// A hash or event sequence.
+    /// A hash, HMAC or event sequence.
     Sequence(Sequence),
 }
 

@@ -63,28 +63,34 @@ fn storage_symmetric(sym: SymDef) -> TpmResult<()> {
 fn scheme_checks(p: &PublicArea) -> TpmResult<()> {
     let a = p.attributes;
     let (restricted, decrypt, sign) = (a & RESTRICTED != 0, a & DECRYPT != 0, a & SIGN != 0);
-    if restricted && decrypt && sign {
+    // A restricted key is for signing or for decryption, not both or neither;
+    // only a data object (KEYEDHASH) may be neither.
+    if restricted && sign == decrypt {
+        return err(c::RC_ATTRIBUTES);
+    }
+    if !sign && !decrypt && !matches!(p.parms, Parms::KeyedHash { .. }) {
         return err(c::RC_ATTRIBUTES);
     }
     match &p.parms {
         Parms::KeyedHash { scheme } => {
-            if sign && decrypt {
-                return err(c::RC_ATTRIBUTES);
-            }
-            let ok = match scheme.alg {
-                c::ALG_HMAC => sign,
-                c::ALG_XOR => decrypt,
-                _ => !restricted,
+            // As libtpms: an HMAC key has the HMAC scheme, a derivation or
+            // XOR key the XOR scheme; a data object, or a key that both signs
+            // and decrypts, none (the hash is chosen at use).
+            let want = if sign == decrypt {
+                c::ALG_NULL
+            } else if sign {
+                c::ALG_HMAC
+            } else {
+                c::ALG_XOR
             };
-            if !ok {
+            if scheme.alg != want {
                 return err(c::RC_SCHEME);
             }
         }
         Parms::SymCipher { sym } => {
-            if sign || !decrypt {
-                return err(c::RC_ATTRIBUTES);
-            }
-            if restricted {
+            // `sign` on a symmetric cipher key means "may encrypt"
+            // (TPM2_EncryptDecrypt), as in libtpms.
+            if restricted && decrypt {
                 storage_symmetric(*sym)?;
             }
         }
