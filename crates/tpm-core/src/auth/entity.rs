@@ -164,6 +164,8 @@ impl Tpm {
             c::RH_ENDORSEMENT => Some(self.perm.endorsement_auth.0.clone()),
             c::RH_LOCKOUT => Some(self.perm.lockout_auth.0.clone()),
             c::RH_PLATFORM => Some(pw.st.platform_auth.0.clone()),
+            // The null hierarchy's authValue is always empty (libtpms accepts it).
+            c::RH_NULL => Some(Vec::new()),
             _ if is_pcr(h) => Some(
                 AUTH_GROUP
                     .iter()
