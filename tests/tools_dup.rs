@@ -657,6 +657,89 @@ fn error_cases(t: &str, d: &Path) -> Vec<(&'static str, String)> {
     ));
     let _ = run_tpm2("tpm2_flushcontext", &[&s], t);
     flush(t);
+    // An encryptedDuplication key needs both wrappers.
+    let (ed_pub, ed_priv, ed) = (p(d, "ed.pub"), p(d, "ed.prv"), p(d, "ed.ctx"));
+    ok(
+        "tpm2_create",
+        &[
+            "-C",
+            &parent,
+            "-G",
+            "ecc",
+            "-u",
+            &ed_pub,
+            "-r",
+            &ed_priv,
+            "-L",
+            &p(d, "dup.policy"),
+            "-a",
+            "sensitivedataorigin|userwithauth|sign|encryptedduplication",
+        ],
+        t,
+    );
+    flush(t);
+    ok(
+        "tpm2_load",
+        &["-C", &parent, "-u", &ed_pub, "-r", &ed_priv, "-c", &ed],
+        t,
+    );
+    flush(t);
+    for (case, new_parent, wrapper) in [
+        (
+            "encryptedDuplication without inner wrapper",
+            np.as_str(),
+            "null",
+        ),
+        ("encryptedDuplication to the null parent", "null", "aes"),
+    ] {
+        let s = dup_session(t, d);
+        let sess = format!("session:{s}");
+        let mut a = vec![
+            "-C", new_parent, "-c", &ed, "-G", wrapper, "-p", &sess, "-r", &x.0, "-s", &x.1,
+        ];
+        if wrapper == "aes" {
+            a.extend(["-o", &k]);
+        }
+        codes.push((case, fail_code("tpm2_duplicate", &a, t)));
+        let _ = run_tpm2("tpm2_flushcontext", &[&s], t);
+        flush(t);
+    }
+    let s = dup_session(t, d);
+    let sess = format!("session:{s}");
+    ok(
+        "tpm2_duplicate",
+        &[
+            "-C", &np, "-c", &ed, "-G", "aes", "-p", &sess, "-r", &x.0, "-s", &x.1, "-o", &k,
+        ],
+        t,
+    );
+    ok("tpm2_flushcontext", &[&s], t);
+    flush(t);
+    let out = p(d, "x.imported");
+    let mut import_ed = |case: &'static str, g: &str, key: Option<&str>| {
+        let mut a = vec![
+            "-C", &parent, "-u", &ed_pub, "-i", &x.0, "-s", &x.1, "-G", g, "-r", &out,
+        ];
+        if let Some(k) = key {
+            a.extend(["-k", k]);
+        }
+        let out = run_tpm2("tpm2_import", &a, t);
+        flush(t);
+        codes.push((
+            case,
+            if out.status.success() {
+                "success".into()
+            } else {
+                code_of(&out)
+            },
+        ));
+    };
+    import_ed("import encryptedDuplication", "aes", Some(&k));
+    import_ed(
+        "import encryptedDuplication without inner key",
+        "null",
+        None,
+    );
     // Credentials.
     let name = ek_ak(t, d, "rsa");
     let secret = p(d, "secret.data");
@@ -722,6 +805,10 @@ fn duplication_and_credential_error_codes_match_swtpm() {
         ("duplicate fixedParent", "0x99d"),
         ("duplicate with a password", "0x124"),
         ("duplicate with another command's policy", "0x99d"),
+        ("encryptedDuplication without inner wrapper", "0x2d6"),
+        ("encryptedDuplication to the null parent", "0x285"),
+        ("import encryptedDuplication", "success"),
+        ("import encryptedDuplication without inner key", "0x1c2"),
         ("makecredential with a signing key", "0x18a"),
         ("activate tampered blob", "0x1df"),
         ("activate tampered secret", "0x101"),
@@ -795,6 +882,24 @@ fn transient_handles(t: &str) -> Vec<u32> {
 fn rewrap_moves_a_duplicate_to_another_parent() {
     need_tools!();
     let v = Vtpm::start_socket();
+    let ours = rewrap_flow(&v);
+    assert_eq!(
+        ours,
+        [
+            ("seed without old parent", 0x18b),
+            ("another name", 0x1df),
+            ("tampered seed", 0x3c4)
+        ]
+    );
+    if let Some(sw) = start_swtpm() {
+        assert_eq!(ours, rewrap_flow(&sw), "as libtpms");
+    }
+}
+
+/// Rewrap a duplicate from an RSA to an ECC parent and import it there;
+/// returns the response codes of the error cases.
+fn rewrap_flow(v: &Vtpm) -> Vec<(&'static str, u32)> {
+    let mut codes = Vec::new();
     let t = v.tcti();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -850,11 +955,15 @@ fn rewrap_moves_a_duplicate_to_another_parent() {
     std::fs::write(p(d, "r2.seed"), &out[2 + n..]).unwrap();
     // A seed without an old parent, and the old parent's duplicate under another name.
     let (rc, _) = rewrap(v.port, 0x4000_0007, h2, &dup_b, &name, &seed_b);
-    assert_eq!(rc, 0x18b, "TPM_RC_HANDLE on oldParent");
+    codes.push(("seed without old parent", rc));
     let mut other = name.clone();
     other[4] ^= 1;
     let (rc, _) = rewrap(v.port, h1, h2, &dup_b, &other, &seed_b);
-    assert_eq!(rc, 0x1df, "TPM_RC_INTEGRITY on inDuplicate");
+    codes.push(("another name", rc));
+    let mut bad_seed = seed_b.clone();
+    bad_seed[40] ^= 0x55;
+    let (rc, _) = rewrap(v.port, h1, h2, &dup_b, &name, &bad_seed);
+    codes.push(("tampered seed", rc));
     // NULL to NULL passes the blob through.
     let (rc, out) = rewrap(v.port, 0x4000_0007, 0x4000_0007, &dup_b, &name, &[0, 0]);
     assert_eq!(
@@ -900,4 +1009,5 @@ fn rewrap_moves_a_duplicate_to_another_parent() {
     );
     flush(&t);
     assert_eq!(name_of(&t, &ctx), key_name);
+    codes
 }
