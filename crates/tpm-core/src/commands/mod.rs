@@ -3,6 +3,8 @@
 pub mod capability;
 pub mod clock;
 pub mod context;
+pub mod credential;
+pub mod duplication;
 pub mod enhanced_auth;
 pub mod evict;
 pub mod hash;

@@ -255,7 +255,13 @@ impl Tpm {
                 let policy =
                     is_session(a.handle) && self.session(a.handle).is_ok_and(|s| s.is_policy());
                 if !policy && !self.auth_value_usable(h, auth_roles[i]) {
-                    return err(c::RC_AUTH_UNAVAILABLE);
+                    // As libtpms: a role only a policy can serve (DUP, ADMIN of an
+                    // adminWithPolicy object) is TPM_RC_AUTH_TYPE.
+                    return err(if auth_roles[i] == Role::User {
+                        c::RC_AUTH_UNAVAILABLE
+                    } else {
+                        c::RC_AUTH_TYPE
+                    });
                 }
             }
             if let Some(h) = entity.filter(|&h| self.da_protected(h)) {
@@ -389,14 +395,16 @@ impl Tpm {
         if s.kind == c::SE_TRIAL {
             return Err(Rc(c::RC_ATTRIBUTES).session(n));
         }
+        // The digest is compared first, as libtpms does: a policy for another
+        // command is TPM_RC_POLICY_FAIL, not TPM_RC_POLICY_CC.
+        let policy = self.entity_policy(h);
+        if policy.alg != s.auth_hash || !ct_eq(&policy.digest, &s.policy_digest.0) {
+            return Err(Rc(c::RC_POLICY_FAIL).session(n));
+        }
         if s.command_code != 0 && s.command_code != cc {
             return Err(Rc(c::RC_POLICY_CC).session(n));
         }
         if !s.cp_hash.is_empty() && !ct_eq(&s.cp_hash.0, cp) {
-            return Err(Rc(c::RC_POLICY_FAIL).session(n));
-        }
-        let policy = self.entity_policy(h);
-        if policy.alg != s.auth_hash || !ct_eq(&policy.digest, &s.policy_digest.0) {
             return Err(Rc(c::RC_POLICY_FAIL).session(n));
         }
         Ok(())
