@@ -68,22 +68,66 @@ pub fn aes_cfb(key: &[u8], iv: &[u8], data: &mut [u8], encrypt: bool) -> bool {
     tpm_crypto::sym::aes_cfb(key, iv, data, encrypt).is_ok()
 }
 
-/// An incremental HMAC of one of the implemented hashes (Clone, like [`Hasher`]).
+/// An incremental HMAC of one of the implemented hashes (Clone, like
+/// [`Hasher`]), built from two resumable hashes so that an HMAC sequence's
+/// state can go into a context: H((K ^ opad) || H((K ^ ipad) || data)).
 #[derive(Clone)]
-pub struct Hmac(tpm_crypto::HmacState);
+pub struct Hmac {
+    alg: u16,
+    /// K ^ opad, one hash block.
+    outer_pad: zeroize::Zeroizing<Vec<u8>>,
+    /// The inner hash, (K ^ ipad) already absorbed.
+    inner: Hasher,
+}
 
 impl Hmac {
     /// A new HMAC of `alg` keyed with `key`; None if `alg` is not an implemented hash.
     pub fn new(alg: u16, key: &[u8]) -> Option<Hmac> {
-        HashAlg::from_tpm_alg(alg).map(|a| Hmac(tpm_crypto::HmacState::new(a, key)))
+        let block = HashAlg::from_tpm_alg(alg)?.block_size();
+        let mut k = zeroize::Zeroizing::new(if key.len() > block {
+            digest(alg, &[key])
+        } else {
+            key.to_vec()
+        });
+        k.resize(block, 0);
+        let ipad: zeroize::Zeroizing<Vec<u8>> =
+            zeroize::Zeroizing::new(k.iter().map(|b| b ^ 0x36).collect());
+        let mut inner = Hasher::new(alg)?;
+        inner.update(&ipad);
+        Some(Hmac {
+            alg,
+            outer_pad: zeroize::Zeroizing::new(k.iter().map(|b| b ^ 0x5c).collect()),
+            inner,
+        })
+    }
+    /// The hash algorithm.
+    pub fn alg(&self) -> u16 {
+        self.alg
     }
     /// Absorb `data`.
     pub fn update(&mut self, data: &[u8]) {
-        self.0.update(data);
+        self.inner.update(data);
     }
     /// The HMAC value.
     pub fn finish(self) -> Vec<u8> {
-        self.0.finish()
+        let inner = self.inner.finish();
+        digest(self.alg, &[&self.outer_pad, &inner])
+    }
+    /// The running state (outer pad, then the inner hash's state).
+    pub fn export(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut v = zeroize::Zeroizing::new(self.outer_pad.to_vec());
+        v.extend(self.inner.export());
+        v
+    }
+    /// An HMAC of `alg` resumed from [`export`](Self::export)'s bytes.
+    pub fn import(alg: u16, state: &[u8]) -> Option<Hmac> {
+        let block = HashAlg::from_tpm_alg(alg)?.block_size();
+        let (pad, inner) = (state.get(..block)?, state.get(block..)?);
+        Some(Hmac {
+            alg,
+            outer_pad: zeroize::Zeroizing::new(pad.to_vec()),
+            inner: Hasher::import(alg, inner)?,
+        })
     }
 }
 
@@ -105,4 +149,24 @@ pub fn aes_crypt(
         tpm_crypto::sym::aes_encrypt(mode, key, iv, data)
     };
     r.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::constants as c;
+
+    #[test]
+    fn hmac_state_resumes_to_the_one_shot_value() {
+        for alg in [c::ALG_SHA1, c::ALG_SHA256, c::ALG_SHA384, c::ALG_SHA512] {
+            for key in [&b"k"[..], &[7u8; 200][..]] {
+                let mut m = Hmac::new(alg, key).unwrap();
+                m.update(b"first part, ");
+                let mut m = Hmac::import(alg, &m.export()).unwrap();
+                m.update(b"second part");
+                assert_eq!(m.finish(), hmac(alg, key, &[b"first part, second part"]));
+            }
+        }
+        assert!(Hmac::import(c::ALG_SHA256, &[0; 10]).is_none());
+    }
 }

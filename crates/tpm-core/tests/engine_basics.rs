@@ -147,3 +147,53 @@ fn saved_sessions_are_listed_and_load_once() {
         "a context loads once"
     );
 }
+
+/// A resource manager (the kernel's /dev/tpmrm0) saves and flushes every
+/// object after every command: hash and HMAC sequences must survive that.
+#[test]
+fn sequences_survive_context_save_flush_and_load() {
+    use tpm_core::marshal::{Buffer, Marshal};
+    let mut t = started();
+    let sess = |cc: u32, h: u32, body: &[u8]| {
+        let mut b = h.to_be_bytes().to_vec();
+        b.extend(9u32.to_be_bytes());
+        b.extend(c::RS_PW.to_be_bytes());
+        b.extend([0, 0, 0, 0, 0]);
+        b.extend(body);
+        let mut v = cmd(cc, &b);
+        v[..2].copy_from_slice(&c::ST_SESSIONS.to_be_bytes());
+        v
+    };
+    // HashSequenceStart(auth "", SHA-256) → handle.
+    let r = t.execute(0, &cmd(c::CC_HashSequenceStart, &[0, 0, 0, 0x0B]));
+    assert_eq!(rc(&r), 0);
+    let mut h = u32::from_be_bytes(r[10..14].try_into().unwrap());
+    for part in [&b"hello, "[..], b"resource manager ", b"world"] {
+        let r = t.execute(
+            0,
+            &sess(
+                c::CC_SequenceUpdate,
+                h,
+                &Buffer::<1024>(part.to_vec()).to_bytes(),
+            ),
+        );
+        assert_eq!(rc(&r), 0);
+        let saved = t.execute(0, &cmd(c::CC_ContextSave, &h.to_be_bytes()));
+        assert_eq!(rc(&saved), 0);
+        assert_eq!(
+            rc(&t.execute(0, &cmd(c::CC_FlushContext, &h.to_be_bytes()))),
+            0
+        );
+        let r = t.execute(0, &cmd(c::CC_ContextLoad, &saved[10..]));
+        assert_eq!(rc(&r), 0);
+        h = u32::from_be_bytes(r[10..14].try_into().unwrap());
+    }
+    // SequenceComplete(empty buffer, hierarchy NULL).
+    let r = t.execute(0, &sess(c::CC_SequenceComplete, h, &[0, 0, 0x40, 0, 0, 7]));
+    assert_eq!(rc(&r), 0);
+    use sha2::Digest;
+    let want = sha2::Sha256::digest(b"hello, resource manager world");
+    // parameterSize, then TPM2B_DIGEST.
+    assert_eq!(&r[14..16], &[0, 32]);
+    assert_eq!(&r[16..48], want.as_slice());
+}

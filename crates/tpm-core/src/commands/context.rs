@@ -6,7 +6,7 @@ use crate::auth::session::{SavedSession, Session, MAX_LOADED};
 use crate::constants as c;
 use crate::crypto::{aes_cfb, ct_eq, hmac, kdfa};
 use crate::dispatch::Ctx;
-use crate::engine::objects::Object;
+use crate::engine::objects::{Object, Sequence, SequenceState};
 use crate::engine::{Response, Tpm};
 use crate::marshal::{Buffer, Marshal, Reader, Unmarshal};
 use crate::object::Loaded;
@@ -41,11 +41,22 @@ const MAX_CONTEXT_DATA: usize = 4096;
 /// session's wire form (handle, kind, hash, three 64-octet TPM2Bs, symmetric alg and bits).
 pub const MAX_SESSION_CONTEXT: u32 = (2 + 32) + (4 + 1 + 2 + 3 * (2 + 64) + 2 + 2);
 /// Largest object context blob: the integrity digest and the stored form of
-/// an object (hierarchy, Qualified Name, the largest public area (RSA-3072
-/// with a SHA-512 policy) and the largest sensitive area).
-pub const MAX_OBJECT_CONTEXT: u32 = (2 + 32) + 4 + (2 + 66) + (2 + 480) + 1 + (2 + 330);
-/// saved_handle of an ordinary object's context, and of an stClear object's.
+/// a key (hierarchy, Qualified Name, the largest public area (RSA-3072 with a
+/// SHA-512 policy) and the largest sensitive area) or of a sequence.
+/// An event sequence's context (four running hashes of at most 64 + 16 + 127
+/// octets of state each) is the larger of the two.
+pub const MAX_OBJECT_CONTEXT: u32 = {
+    let key = (2 + 32) + 4 + (2 + 66) + (2 + 480) + 1 + (2 + 330);
+    let sequence = (2 + 32) + (2 + 64) + 4 + 4 * (2 + 2 + 64 + 16 + 127) + 4 + 3;
+    if key > sequence {
+        key
+    } else {
+        sequence
+    }
+};
+/// saved_handle of an ordinary object's context, a sequence's, an stClear object's.
 const OBJECT_CONTEXT: u32 = 0x8000_0000;
+const SEQUENCE_CONTEXT: u32 = 0x8000_0001;
 const STCLEAR_OBJECT_CONTEXT: u32 = 0x8000_0002;
 /// TPM_PT_CONTEXT_GAP_MAX: how far the newest saved session may be from the oldest.
 pub const CONTEXT_GAP_MAX: u64 = 0xFFFF;
@@ -165,14 +176,26 @@ fn open_context(key: &[u8], context: &Context) -> TpmResult<zeroize::Zeroizing<V
     Ok(plain)
 }
 
-/// ContextSave of a key object: the object stays loaded; its context can be
-/// loaded again until the next TPM Reset (contexts of stClear objects are
-/// marked so that ContextLoad can tell them apart). A hash sequence's running
-/// digest cannot be exported from the hash implementation: TPM_RC_TYPE.
+/// ContextSave of a key object or a sequence: it stays loaded; its context
+/// can be loaded again until the next TPM Reset (contexts of stClear objects
+/// are marked so that ContextLoad can tell them apart). A sequence's context
+/// carries its running hash states (and its authValue), encrypted.
 fn save_object(tpm: &mut Tpm, h: u32) -> TpmResult<Response> {
-    let obj = match tpm.powered()?.objects.get(h) {
-        Some(Object::Key(o)) => o.clone(),
-        Some(Object::Sequence(_)) => return Err(Rc(c::RC_TYPE).handle(1)),
+    let (saved_handle, hierarchy, plain) = match tpm.powered()?.objects.get(h) {
+        Some(Object::Key(o)) => (
+            if o.public.has(c::TPMA_OBJECT_STCLEAR) {
+                STCLEAR_OBJECT_CONTEXT
+            } else {
+                OBJECT_CONTEXT
+            },
+            o.hierarchy,
+            zeroize::Zeroizing::new(o.to_bytes()),
+        ),
+        Some(Object::Sequence(s)) => (
+            SEQUENCE_CONTEXT,
+            c::RH_NULL,
+            zeroize::Zeroizing::new(s.to_state().to_bytes()),
+        ),
         None => return Err(Rc(c::RC_HANDLE).handle(1)),
     };
     let pw = tpm.powered()?;
@@ -183,15 +206,11 @@ fn save_object(tpm: &mut Tpm, h: u32) -> TpmResult<Response> {
         .ok_or(Rc(c::RC_TOO_MANY_CONTEXTS))?;
     let mut context = Context {
         sequence,
-        saved_handle: if obj.public.has(c::TPMA_OBJECT_STCLEAR) {
-            STCLEAR_OBJECT_CONTEXT
-        } else {
-            OBJECT_CONTEXT
-        },
-        hierarchy: obj.hierarchy,
+        saved_handle,
+        hierarchy,
         blob: Buffer(Vec::new()),
     };
-    seal_context(&pw.contexts.key.0, &mut context, obj.to_bytes())?;
+    seal_context(&pw.contexts.key.0, &mut context, plain.to_vec())?;
     pw.contexts.counter = sequence;
     Ok(Response::of(&context))
 }
@@ -202,11 +221,18 @@ fn load_object_context(tpm: &mut Tpm, context: &Context) -> TpmResult<Response> 
         return Err(Rc(c::RC_HIERARCHY).param(1));
     }
     let plain = open_context(&tpm.powered()?.contexts.key.0, context)?;
-    let obj = Loaded::from_bytes(&plain).map_err(|_| Rc(c::RC_INTEGRITY).param(1))?;
-    if obj.hierarchy != context.hierarchy {
-        return Err(Rc(c::RC_INTEGRITY).param(1));
-    }
-    let handle = tpm.load_object(obj)?;
+    let damaged = || Rc(c::RC_INTEGRITY).param(1);
+    let obj = if context.saved_handle == SEQUENCE_CONTEXT {
+        let state = SequenceState::from_bytes(&plain).map_err(|_| damaged())?;
+        Object::Sequence(Sequence::from_state(state).ok_or_else(damaged)?)
+    } else {
+        let obj = Loaded::from_bytes(&plain).map_err(|_| damaged())?;
+        if obj.hierarchy != context.hierarchy {
+            return Err(damaged());
+        }
+        Object::Key(Box::new(obj))
+    };
+    let handle = tpm.powered()?.objects.insert(obj)?;
     Ok(Response {
         handle: Some(handle),
         params: Vec::new(),
@@ -229,10 +255,6 @@ pub fn context_load(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         return Err(Rc(c::RC_VALUE).param(1));
     }
     if !is_session(h) {
-        if h == OBJECT_CONTEXT + 1 {
-            // Sequence contexts are never produced (see save_object).
-            return Err(Rc(c::RC_INTEGRITY).param(1));
-        }
         return load_object_context(tpm, &context);
     }
     // The blob's framing first, as libtpms checks it: an integrity digest of our size.

@@ -28,6 +28,74 @@ pub struct Sequence {
     pub ticket_ok: bool,
 }
 
+crate::tpm_struct! {
+    /// One running hash of a sequence, as a context carries it.
+    pub struct HashState { pub alg: u16, pub state: crate::marshal::Buffer<512> }
+}
+
+crate::tpm_struct! {
+    /// A sequence as a context carries it.
+    pub struct SequenceState {
+        pub auth: Auth,
+        pub hashers: crate::marshal::List<HashState, 4>,
+        /// The HMAC of an HMAC sequence (at most one).
+        pub hmac: crate::marshal::List<HashState, 1>,
+        pub event: bool,
+        pub started: bool,
+        pub ticket_ok: bool,
+    }
+}
+
+impl Sequence {
+    /// The sequence's state for a context.
+    pub fn to_state(&self) -> SequenceState {
+        let state = |alg: u16, bytes: &[u8]| HashState {
+            alg,
+            state: crate::marshal::Buffer(bytes.to_vec()),
+        };
+        SequenceState {
+            auth: self.auth.clone(),
+            hashers: crate::marshal::List(
+                self.hashers
+                    .iter()
+                    .map(|(a, h)| state(*a, &h.export()))
+                    .collect(),
+            ),
+            hmac: crate::marshal::List(
+                self.hmac
+                    .iter()
+                    .map(|m| state(m.alg(), &m.export()))
+                    .collect(),
+            ),
+            event: self.event,
+            started: self.started,
+            ticket_ok: self.ticket_ok,
+        }
+    }
+
+    /// A sequence from a context's state (None if a state does not resume).
+    pub fn from_state(s: SequenceState) -> Option<Sequence> {
+        let hashers = s
+            .hashers
+            .0
+            .iter()
+            .map(|h| Hasher::import(h.alg, &h.state.0).map(|x| (h.alg, x)))
+            .collect::<Option<Vec<_>>>()?;
+        let hmac = match s.hmac.0.first() {
+            Some(h) => Some(Box::new(Hmac::import(h.alg, &h.state.0)?)),
+            None => None,
+        };
+        Some(Sequence {
+            auth: s.auth.clone(),
+            hashers,
+            hmac,
+            event: s.event,
+            started: s.started,
+            ticket_ok: s.ticket_ok,
+        })
+    }
+}
+
 /// A loaded transient object.
 #[derive(Clone)]
 pub enum Object {
