@@ -52,6 +52,25 @@ fn state_blobs_move_a_running_tpm_to_another_vtpm() {
     extend("0", &src.tcti());
     extend("16", &src.tcti());
     let before = pcrs(&src.tcti());
+    // A key left loaded (no resource manager flushed it) moves with the TPM.
+    let prim = src.tmp.path().join("prim.ctx");
+    assert!(run_tpm2(
+        "tpm2_createprimary",
+        &["-C", "o", "-G", "ecc256", "-c", prim.to_str().unwrap()],
+        &src.tcti()
+    )
+    .status
+    .success());
+    let public = |tcti: &str| {
+        let out = run_tpm2("tpm2_readpublic", &["-c", "0x80000000"], tcti);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let key_before = public(&src.tcti());
 
     let files = tempfile::tempdir().unwrap();
     for kind in ["permanent", "volatile", "savestate"] {
@@ -79,6 +98,7 @@ fn state_blobs_move_a_running_tpm_to_another_vtpm() {
         before, after,
         "PCRs (and the started state) moved with the blobs"
     );
+    assert_eq!(public(&dst.tcti()), key_before, "the loaded key moved too");
     // It keeps working as the same TPM.
     extend("16", &dst.tcti());
     assert_ne!(pcrs(&dst.tcti()), after);

@@ -96,6 +96,16 @@ fn decode<T: Unmarshal>(blob: BlobKind, bytes: &[u8]) -> Result<T, Error> {
     crate::state::open(bytes).map_err(|reason| Error::BadState { blob, reason })
 }
 
+/// A volatile snapshot and the loaded objects it carries, both checked.
+fn decode_snapshot(bytes: &[u8]) -> Result<(VolatileSnapshot, Objects), Error> {
+    let v = decode::<VolatileSnapshot>(BlobKind::Volatile, bytes)?;
+    let objects = Objects::from_state(&v.objects).ok_or_else(|| Error::BadState {
+        blob: BlobKind::Volatile,
+        reason: "a loaded object does not decode".into(),
+    })?;
+    Ok((v, objects))
+}
+
 impl Tpm {
     /// Load permanent state through `persist`, or manufacture a new TPM if there is none.
     pub fn new(mut persist: Box<dyn Persistence>, config: TpmConfig) -> Result<Tpm, Error> {
@@ -150,7 +160,7 @@ impl Tpm {
     pub fn power_on(&mut self, _delete_volatile: bool) -> Result<(), Error> {
         // Decoded before it is consumed: a damaged snapshot is reported and kept.
         let snapshot = match self.persist.load(BlobKind::Volatile)? {
-            Some(bytes) => Some(decode::<VolatileSnapshot>(BlobKind::Volatile, &bytes)?),
+            Some(bytes) => Some(decode_snapshot(&bytes)?),
             None => None,
         };
         if snapshot.is_some() {
@@ -159,7 +169,7 @@ impl Tpm {
         let safe = self.perm.orderly != NOT_ORDERLY;
         let clock = Clock::power_on(self.perm.clock, safe);
         let powered = match snapshot {
-            Some(v) => {
+            Some((v, objects)) => {
                 let mut clock = clock;
                 clock.safe = v.clock_safe;
                 Powered {
@@ -168,7 +178,7 @@ impl Tpm {
                     st: v.st_clear,
                     pcrs: v.pcrs,
                     sessions: v.sessions,
-                    objects: Objects::default(),
+                    objects,
                     null_seed: v.null_seed,
                     null_proof: v.null_proof,
                     crtm: None,
@@ -241,6 +251,7 @@ impl Tpm {
             sessions: pw.sessions.clone(),
             contexts: pw.contexts.clone(),
             clock_safe: pw.clock.safe,
+            objects: pw.objects.to_state(),
         })
     }
 
@@ -379,7 +390,7 @@ impl Tpm {
                 self.persist.delete(kind)?
             }
             BlobKind::Volatile => {
-                decode::<VolatileSnapshot>(kind, data)?;
+                decode_snapshot(data)?;
                 self.persist.store(kind, data)?;
             }
             BlobKind::SaveState => {

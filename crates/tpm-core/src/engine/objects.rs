@@ -148,3 +148,57 @@ impl Objects {
         self.slots.len()
     }
 }
+
+crate::tpm_struct! {
+    /// One loaded object in a volatile snapshot: handle, kind (0 key, 1
+    /// sequence) and its stored form.
+    pub struct SavedObject { pub handle: u32, pub kind: u8, pub data: crate::marshal::Buffer<2048> }
+}
+
+/// The loaded objects as a volatile snapshot carries them.
+pub type ObjectsState = crate::marshal::List<SavedObject, MAX_OBJECTS>;
+
+impl Objects {
+    /// The slots' contents for a snapshot.
+    pub fn to_state(&self) -> ObjectsState {
+        use crate::marshal::Marshal;
+        crate::marshal::List(
+            self.slots
+                .iter()
+                .map(|(h, o)| {
+                    let (kind, data) = match o {
+                        Object::Key(k) => (0, k.to_bytes()),
+                        Object::Sequence(s) => (1, s.to_state().to_bytes()),
+                    };
+                    SavedObject {
+                        handle: *h,
+                        kind,
+                        data: crate::marshal::Buffer(data),
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Slots from a snapshot; None if an entry does not decode.
+    pub fn from_state(state: &ObjectsState) -> Option<Objects> {
+        use crate::marshal::Unmarshal;
+        let mut slots = Vec::with_capacity(state.0.len());
+        for o in &state.0 {
+            let in_range =
+                (c::TRANSIENT_FIRST..c::TRANSIENT_FIRST + MAX_OBJECTS as u32).contains(&o.handle);
+            if !in_range || slots.iter().any(|(h, _)| *h == o.handle) {
+                return None;
+            }
+            let obj = match o.kind {
+                0 => Object::Key(Box::new(crate::object::Loaded::from_bytes(&o.data.0).ok()?)),
+                1 => Object::Sequence(Sequence::from_state(
+                    SequenceState::from_bytes(&o.data.0).ok()?,
+                )?),
+                _ => return None,
+            };
+            slots.push((o.handle, obj));
+        }
+        Some(Objects { slots })
+    }
+}

@@ -48,8 +48,9 @@ tpm_struct! {
 }
 
 tpm_struct! {
-    /// Everything in RAM while powered (CMD_STORE_VOLATILE, GET_STATEBLOB volatile).
-    /// Hash sequence objects are not kept: their hash states cannot be exported.
+    /// Everything in RAM while powered (CMD_STORE_VOLATILE, GET_STATEBLOB
+    /// volatile), loaded objects and sequences included, so a migrated guest
+    /// finds its handles as it left them.
     pub struct VolatileSnapshot {
         pub version: u16,
         pub started: bool,
@@ -60,5 +61,6 @@ tpm_struct! {
         pub sessions: Sessions,
         pub contexts: ContextState,
         pub clock_safe: bool,
+        pub objects: crate::engine::objects::ObjectsState,
     }
 }
