@@ -112,10 +112,12 @@ impl Tpm {
 pub fn sign(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = SignIn::parse(&mut ctx.params)?;
     let key = tpm.object_at(ctx.handles[0], 1)?;
-    if !key.public.has(c::TPMA_OBJECT_SIGN_ENCRYPT) || key.public.type_alg() == c::ALG_SYMCIPHER {
+    if !key.public.has(c::TPMA_OBJECT_SIGN_ENCRYPT) {
         return Err(Rc(c::RC_KEY).handle(1));
     }
+    // A symmetric cipher key has no signing scheme at all.
     let scheme = select_scheme(key.public.parms.scheme(), p.in_scheme.0, false)
+        .filter(|_| key.public.type_alg() != c::ALG_SYMCIPHER)
         .ok_or(Rc(c::RC_SCHEME).param(2))?;
     let ticket = &p.validation.0;
     let digest = p.digest.as_slice();
