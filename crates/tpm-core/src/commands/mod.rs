@@ -1,5 +1,6 @@
 //! Part 3 commands, one module per chapter.
 
+pub mod asymmetric;
 pub mod capability;
 pub mod clock;
 pub mod context;
@@ -13,6 +14,7 @@ pub mod object;
 pub mod pcr;
 pub mod random;
 pub mod session;
+pub mod signature;
 pub mod startup;
 pub mod symmetric;
 pub mod testing;

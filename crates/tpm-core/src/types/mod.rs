@@ -6,6 +6,7 @@ mod basic;
 mod capability;
 mod object;
 mod pcr;
+mod signature;
 mod sym;
 mod time;
 
@@ -14,5 +15,6 @@ pub use basic::*;
 pub use capability::*;
 pub use object::*;
 pub use pcr::*;
+pub use signature::*;
 pub use sym::*;
 pub use time::*;

@@ -1,0 +1,262 @@
+//! Signing and signature verification (Part 3 chapter 20): TPM2_Sign and
+//! TPM2_VerifySignature, and the scheme selection they share with the RSA
+//! encryption commands.
+
+use crate::constants as c;
+use crate::crypto::{ct_eq, hmac};
+use crate::dispatch::Ctx;
+use crate::engine::{Response, Tpm};
+use crate::marshal::Buffer;
+use crate::object::Loaded;
+use crate::rc::{err, Rc, TpmResult};
+use crate::types::{
+    digest_size, Digest, HashcheckTicket, Scheme, SigScheme, Signature, TaggedHash, Ticket,
+};
+use crate::{tpm_params, tpm_response};
+use tpm_crypto::HashAlg;
+
+tpm_params! {
+    /// TPM2_Sign parameters.
+    pub struct SignIn { pub digest: Digest, pub in_scheme: SigScheme, pub validation: HashcheckTicket }
+}
+
+tpm_response! {
+    /// TPM2_Sign response.
+    pub struct SignOut { pub signature: Signature }
+}
+
+tpm_params! {
+    /// TPM2_VerifySignature parameters.
+    pub struct VerifyIn { pub digest: Digest, pub signature: Signature }
+}
+
+tpm_response! {
+    /// TPM2_VerifySignature response (a TPMT_TK_VERIFIED).
+    pub struct VerifyOut { pub validation: Ticket }
+}
+
+/// The scheme a command uses, from the key's scheme and the caller's: the
+/// caller's when the key has none, the key's when the caller gave none, and
+/// the caller's when both name the same algorithm and hash. Two different
+/// schemes are refused (None), and so are two NULL schemes unless
+/// `null_allowed` (raw RSA).
+pub(crate) fn select_scheme(key: Scheme, input: Scheme, null_allowed: bool) -> Option<Scheme> {
+    match (key.is_null(), input.is_null()) {
+        (true, true) => null_allowed.then_some(Scheme::NULL),
+        (true, false) => Some(input),
+        (false, true) => Some(key),
+        (false, false) => (key.alg == input.alg && key.hash == input.hash).then_some(input),
+    }
+}
+
+/// The tpm-crypto hash of a scheme's hash algorithm.
+pub(crate) fn hash_alg(alg: u16) -> TpmResult<HashAlg> {
+    HashAlg::from_tpm_alg(alg).ok_or(Rc(c::RC_HASH))
+}
+
+/// TPMT_SIGNATURE over `digest` with `key` and the selected `scheme`. A
+/// scheme that does not fit the key type is TPM_RC_SCHEME; a digest the
+/// algorithm cannot take is TPM_RC_VALUE.
+fn sign_digest(key: &Loaded, scheme: Scheme, digest: &[u8]) -> TpmResult<Signature> {
+    let value = |_| Rc(c::RC_VALUE);
+    Ok(match (key.public.type_alg(), scheme.alg) {
+        (c::ALG_RSA, c::ALG_RSASSA | c::ALG_RSAPSS) => {
+            let k = key.rsa_key()?;
+            let h = hash_alg(scheme.hash)?;
+            let sig = if scheme.alg == c::ALG_RSASSA {
+                k.sign_pkcs1(h, digest)
+            } else {
+                k.sign_pss(h, digest, &mut tpm_crypto::SystemRng)
+            }
+            .map_err(value)?;
+            Signature::Rsa {
+                alg: scheme.alg,
+                hash: scheme.hash,
+                sig: Buffer(sig),
+            }
+        }
+        (c::ALG_ECC, c::ALG_ECDSA | c::ALG_ECSCHNORR) => {
+            let k = key.ecc_key()?;
+            let (r, s) = if scheme.alg == c::ALG_ECDSA {
+                k.sign_ecdsa(digest)
+            } else {
+                k.sign_schnorr(hash_alg(scheme.hash)?, digest, &mut tpm_crypto::SystemRng)
+            }
+            .map_err(value)?;
+            Signature::Ecc {
+                alg: scheme.alg,
+                hash: scheme.hash,
+                r: Buffer(r),
+                s: Buffer(s),
+            }
+        }
+        (c::ALG_KEYEDHASH, c::ALG_HMAC) => Signature::Hmac(TaggedHash {
+            alg: scheme.hash,
+            digest: hmac(scheme.hash, &key.sensitive()?.sensitive.0, &[digest]),
+        }),
+        // A scheme of another key type (Sign's inScheme is parameter 2).
+        _ => return Err(Rc(c::RC_SCHEME).param(2)),
+    })
+}
+
+impl Tpm {
+    /// HMAC of a hash-check ticket for `digest` (TPM_ST_HASHCHECK || digest)
+    /// under the proof of `hierarchy`, with the digest's hash `alg`.
+    fn hashcheck_hmac(&self, alg: u16, hierarchy: u32, digest: &[u8]) -> Vec<u8> {
+        let proof = self.proof(hierarchy).unwrap_or_default();
+        hmac(alg, &proof, &[&c::ST_HASHCHECK.to_be_bytes(), digest])
+    }
+}
+
+/// TPM2_Sign.
+pub fn sign(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    let p = SignIn::parse(&mut ctx.params)?;
+    let key = tpm.object_at(ctx.handles[0], 1)?;
+    if !key.public.has(c::TPMA_OBJECT_SIGN_ENCRYPT) {
+        return Err(Rc(c::RC_KEY).handle(1));
+    }
+    // A symmetric cipher key has no signing scheme at all.
+    let scheme = select_scheme(key.public.parms.scheme(), p.in_scheme.0, false)
+        .filter(|_| key.public.type_alg() != c::ALG_SYMCIPHER)
+        .ok_or(Rc(c::RC_SCHEME).param(2))?;
+    let ticket = &p.validation.0;
+    let digest = p.digest.as_slice();
+    // A restricted key signs only what the TPM hashed itself (and found not
+    // to start with TPM_GENERATED_VALUE); a ticket given for any key is checked.
+    if !ticket.digest.is_empty() || key.public.has(c::TPMA_OBJECT_RESTRICTED) {
+        let expect = tpm.hashcheck_hmac(scheme.hash, ticket.hierarchy, digest);
+        if !ct_eq(&expect, ticket.digest.as_slice()) {
+            return Err(Rc(c::RC_TICKET).param(3));
+        }
+    } else if digest.len() != digest_size(scheme.hash) {
+        return Err(Rc(c::RC_SIZE).param(1));
+    }
+    let signature = sign_digest(key, scheme, digest)?;
+    Ok(Response::of(&SignOut { signature }))
+}
+
+/// Whether `sig` is `key`'s signature over `digest`; the error is numbered
+/// by the caller.
+fn check_signature(key: &Loaded, digest: &[u8], sig: &Signature) -> TpmResult<()> {
+    let bad = || err(c::RC_SIGNATURE);
+    match (key.public.type_alg(), sig) {
+        (_, Signature::Null) => err(c::RC_SCHEME),
+        (c::ALG_RSA, Signature::Rsa { alg, hash, sig }) => {
+            let k = key.rsa_public()?;
+            let h = hash_alg(*hash)?;
+            let good = if *alg == c::ALG_RSASSA {
+                k.verify_pkcs1(h, digest, sig.as_slice())
+            } else {
+                k.verify_pss(h, digest, sig.as_slice())
+            };
+            if good {
+                Ok(())
+            } else {
+                bad()
+            }
+        }
+        (c::ALG_ECC, Signature::Ecc { alg, hash, r, s }) => {
+            let curve = key.curve()?;
+            let q = key.ecc_public()?;
+            let good = if *alg == c::ALG_ECDSA {
+                tpm_crypto::ecc::verify_ecdsa(curve, &q, digest, r.as_slice(), s.as_slice())
+            } else {
+                tpm_crypto::ecc::verify_schnorr(
+                    curve,
+                    &q,
+                    hash_alg(*hash)?,
+                    digest,
+                    r.as_slice(),
+                    s.as_slice(),
+                )
+            };
+            if good {
+                Ok(())
+            } else {
+                bad()
+            }
+        }
+        (c::ALG_KEYEDHASH, _) => {
+            // An HMAC is checked by making it again: the key must be loaded.
+            let Some(sensitive) = key.sensitive.as_ref() else {
+                return err(c::RC_HANDLE);
+            };
+            let Signature::Hmac(ha) = sig else {
+                return err(c::RC_SCHEME);
+            };
+            let ks = key.public.parms.scheme();
+            // A key with a scheme vouches only for signatures made with it.
+            if !ks.is_null() && ks.hash != ha.alg {
+                return bad();
+            }
+            let expect = hmac(ha.alg, &sensitive.sensitive.0, &[digest]);
+            if ct_eq(&expect, &ha.digest) {
+                Ok(())
+            } else {
+                bad()
+            }
+        }
+        _ => err(c::RC_SCHEME),
+    }
+}
+
+/// TPM2_VerifySignature: a TPMT_TK_VERIFIED when the signature is good.
+pub fn verify_signature(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    let p = VerifyIn::parse(&mut ctx.params)?;
+    let key = tpm.object_at(ctx.handles[0], 1)?;
+    if !key.public.has(c::TPMA_OBJECT_SIGN_ENCRYPT) {
+        return Err(Rc(c::RC_ATTRIBUTES).handle(1));
+    }
+    let digest = p.digest.as_slice();
+    check_signature(key, digest, &p.signature).map_err(|e| e.param(2))?;
+    let hierarchy = key.hierarchy;
+    let validation = match tpm.proof(hierarchy) {
+        Some(proof) if hierarchy != c::RH_NULL && key.public.name_alg != c::ALG_NULL => Ticket {
+            tag: c::ST_VERIFIED,
+            hierarchy,
+            // Tickets are HMACs with the context integrity hash (TPM_PT_CONTEXT_HASH).
+            digest: Buffer(hmac(
+                c::ALG_SHA512,
+                &proof,
+                &[&c::ST_VERIFIED.to_be_bytes(), digest, &key.name],
+            )),
+        },
+        _ => Ticket {
+            tag: c::ST_VERIFIED,
+            hierarchy: c::RH_NULL,
+            digest: Buffer(Vec::new()),
+        },
+    };
+    Ok(Response::of(&VerifyOut { validation }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(alg: u16, hash: u16) -> Scheme {
+        Scheme {
+            alg,
+            hash,
+            kdf: c::ALG_NULL,
+        }
+    }
+
+    #[test]
+    fn scheme_selection() {
+        let pss = s(c::ALG_RSAPSS, c::ALG_SHA256);
+        let ssa = s(c::ALG_RSASSA, c::ALG_SHA256);
+        let ssa1 = s(c::ALG_RSASSA, c::ALG_SHA1);
+        let null = Scheme::NULL;
+        // The key's scheme wins over a NULL input, the input over a NULL key.
+        assert_eq!(select_scheme(ssa, null, false), Some(ssa));
+        assert_eq!(select_scheme(null, pss, false), Some(pss));
+        assert_eq!(select_scheme(ssa, ssa, false), Some(ssa));
+        // Two schemes that differ in algorithm or hash: TPM_RC_SCHEME.
+        assert_eq!(select_scheme(ssa, pss, false), None);
+        assert_eq!(select_scheme(ssa, ssa1, false), None);
+        // Both NULL: an error for signing, raw RSA for encryption.
+        assert_eq!(select_scheme(null, null, false), None);
+        assert_eq!(select_scheme(null, null, true), Some(null));
+    }
+}

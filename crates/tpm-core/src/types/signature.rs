@@ -1,0 +1,184 @@
+//! Signature structures: TPMT_SIGNATURE, the hash-check ticket as a command
+//! parameter, TPM2B_ECC_POINT and TPMS_ALGORITHM_DETAIL_ECC.
+
+use super::algorithms::is_hash;
+use super::basic::{DigestValue, TaggedHash, Ticket};
+use super::object::{EccParam, EccPoint, EccScheme, KdfScheme, RsaModulus};
+use crate::constants as c;
+use crate::marshal::{Marshal, Reader, Sized2b, Unmarshal};
+use crate::rc::{err, TpmResult};
+use crate::tpm_struct;
+
+/// TPM2B_ECC_POINT.
+pub type EccPoint2b = Sized2b<EccPoint>;
+
+/// TPMT_SIGNATURE: the signature algorithm with its TPMU_SIGNATURE member.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Signature {
+    /// TPMS_SIGNATURE_RSA (RSASSA or RSAPSS).
+    Rsa {
+        /// TPM_ALG_RSASSA or TPM_ALG_RSAPSS.
+        alg: u16,
+        /// The hash the signed digest was made with.
+        hash: u16,
+        /// The signature, as long as the modulus.
+        sig: RsaModulus,
+    },
+    /// TPMS_SIGNATURE_ECC (ECDSA or EC-Schnorr).
+    Ecc {
+        /// TPM_ALG_ECDSA or TPM_ALG_ECSCHNORR.
+        alg: u16,
+        /// The hash the signed digest was made with.
+        hash: u16,
+        /// signatureR.
+        r: EccParam,
+        /// signatureS.
+        s: EccParam,
+    },
+    /// TPM_ALG_HMAC: a TPMT_HA.
+    Hmac(TaggedHash),
+    /// TPM_ALG_NULL: no signature.
+    #[default]
+    Null,
+}
+
+impl Signature {
+    /// The signature algorithm (sigAlg).
+    pub fn alg(&self) -> u16 {
+        match self {
+            Signature::Rsa { alg, .. } | Signature::Ecc { alg, .. } => *alg,
+            Signature::Hmac(_) => c::ALG_HMAC,
+            Signature::Null => c::ALG_NULL,
+        }
+    }
+}
+
+/// TPMI_ALG_HASH (no NULL) inside a signature.
+fn sig_hash(r: &mut Reader<'_>) -> TpmResult<u16> {
+    let h = u16::unmarshal(r)?;
+    if !is_hash(h) {
+        return err(c::RC_HASH);
+    }
+    Ok(h)
+}
+
+impl Unmarshal for Signature {
+    fn unmarshal(r: &mut Reader<'_>) -> TpmResult<Self> {
+        let alg = u16::unmarshal(r)?;
+        Ok(match alg {
+            c::ALG_NULL => Signature::Null,
+            c::ALG_RSASSA | c::ALG_RSAPSS => Signature::Rsa {
+                alg,
+                hash: sig_hash(r)?,
+                sig: RsaModulus::unmarshal(r)?,
+            },
+            c::ALG_ECDSA | c::ALG_ECSCHNORR => Signature::Ecc {
+                alg,
+                hash: sig_hash(r)?,
+                r: EccParam::unmarshal(r)?,
+                s: EccParam::unmarshal(r)?,
+            },
+            // The TPMT_HA of an HMAC signature may not be TPM_ALG_NULL.
+            c::ALG_HMAC => Signature::Hmac(DigestValue::unmarshal(r)?.0),
+            _ => return err(c::RC_SCHEME),
+        })
+    }
+}
+
+impl Marshal for Signature {
+    fn marshal(&self, w: &mut Vec<u8>) {
+        self.alg().marshal(w);
+        match self {
+            Signature::Rsa { hash, sig, .. } => {
+                hash.marshal(w);
+                sig.marshal(w);
+            }
+            Signature::Ecc { hash, r, s, .. } => {
+                hash.marshal(w);
+                r.marshal(w);
+                s.marshal(w);
+            }
+            Signature::Hmac(ha) => ha.marshal(w),
+            Signature::Null => {}
+        }
+    }
+}
+
+/// TPMT_TK_HASHCHECK as a command parameter: the tag must be
+/// TPM_ST_HASHCHECK (TPM_RC_TAG) and the hierarchy a TPMI_RH_HIERARCHY+
+/// (TPM_RC_VALUE).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HashcheckTicket(pub Ticket);
+
+impl Unmarshal for HashcheckTicket {
+    fn unmarshal(r: &mut Reader<'_>) -> TpmResult<Self> {
+        let t = Ticket::unmarshal(r)?;
+        if t.tag != c::ST_HASHCHECK {
+            return err(c::RC_TAG);
+        }
+        if !matches!(
+            t.hierarchy,
+            c::RH_OWNER | c::RH_ENDORSEMENT | c::RH_PLATFORM | c::RH_NULL
+        ) {
+            return err(c::RC_VALUE);
+        }
+        Ok(HashcheckTicket(t))
+    }
+}
+
+tpm_struct! {
+    /// TPMS_ALGORITHM_DETAIL_ECC.
+    pub struct AlgorithmDetailEcc {
+        pub curve_id: u16,
+        pub key_size: u16,
+        pub kdf: KdfScheme,
+        pub sign: EccScheme,
+        pub p: EccParam,
+        pub a: EccParam,
+        pub b: EccParam,
+        pub g_x: EccParam,
+        pub g_y: EccParam,
+        pub n: EccParam,
+        pub h: EccParam,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::marshal::Buffer;
+
+    fn round_trip(s: Signature) {
+        let bytes = s.to_bytes();
+        let back = Signature::unmarshal(&mut Reader::new(&bytes)).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn signatures_round_trip() {
+        round_trip(Signature::Null);
+        round_trip(Signature::Rsa {
+            alg: c::ALG_RSAPSS,
+            hash: c::ALG_SHA256,
+            sig: Buffer(vec![7; 256]),
+        });
+        round_trip(Signature::Ecc {
+            alg: c::ALG_ECDSA,
+            hash: c::ALG_SHA384,
+            r: Buffer(vec![1; 48]),
+            s: Buffer(vec![2; 48]),
+        });
+        round_trip(Signature::Hmac(TaggedHash {
+            alg: c::ALG_SHA1,
+            digest: vec![3; 20],
+        }));
+    }
+
+    #[test]
+    fn bad_signature_selectors() {
+        let rc = |b: &[u8]| Signature::unmarshal(&mut Reader::new(b)).unwrap_err();
+        assert_eq!(rc(&[0x00, 0x01]), crate::rc::Rc(c::RC_SCHEME));
+        assert_eq!(rc(&[0x00, 0x14, 0x00, 0x10]), crate::rc::Rc(c::RC_HASH));
+        assert_eq!(rc(&[0x00, 0x05, 0x00, 0x10]), crate::rc::Rc(c::RC_HASH));
+    }
+}
