@@ -53,6 +53,9 @@ tpm_params! {
     pub struct EventCompleteIn { pub buffer: MaxBuffer }
 }
 
+/// The hash of every ticket's HMAC (TPM_PT_CONTEXT_HASH).
+pub const TICKET_HASH: u16 = c::ALG_SHA512;
+
 impl Tpm {
     /// The proof value of `hierarchy`, which keys its tickets.
     pub(crate) fn proof(&self, hierarchy: u32) -> Option<Vec<u8>> {
@@ -65,16 +68,28 @@ impl Tpm {
         }
     }
 
+    /// The HMAC of a ticket: tag || parts under the proof of `hierarchy`, with
+    /// the context integrity hash (TPM_PT_CONTEXT_HASH, SHA-512) whatever the
+    /// ticket is about, as libtpms does (its tickets are all 64 octets).
+    pub(crate) fn ticket_hmac(&self, tag: u16, hierarchy: u32, parts: &[&[u8]]) -> Vec<u8> {
+        let proof = self.proof(hierarchy).unwrap_or_default();
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        let tag = tag.to_be_bytes();
+        all.push(&tag);
+        all.extend_from_slice(parts);
+        hmac(TICKET_HASH, &proof, &all)
+    }
+
     /// A TPMT_TK_HASHCHECK for `d` (a NULL ticket when `hierarchy` is NULL or none is due).
-    fn hash_ticket(&self, alg: u16, hierarchy: u32, d: &[u8], due: bool) -> Ticket {
+    fn hash_ticket(&self, hierarchy: u32, d: &[u8], due: bool) -> Ticket {
         match self
             .proof(hierarchy)
             .filter(|_| due && hierarchy != c::RH_NULL)
         {
-            Some(proof) => Ticket {
+            Some(_) => Ticket {
                 tag: c::ST_HASHCHECK,
                 hierarchy,
-                digest: Buffer(hmac(alg, &proof, &[&c::ST_HASHCHECK.to_be_bytes(), d])),
+                digest: Buffer(self.ticket_hmac(c::ST_HASHCHECK, hierarchy, &[d])),
             },
             None => Ticket {
                 tag: c::ST_HASHCHECK,
@@ -108,7 +123,7 @@ pub fn hash(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     check_hierarchy(tpm, p.hierarchy.0, 3)?;
     let d = digest(p.hash_alg.0, &[p.data.as_slice()]);
     let due = !p.data.as_slice().starts_with(&GENERATED);
-    let validation = tpm.hash_ticket(p.hash_alg.0, p.hierarchy.0, &d, due);
+    let validation = tpm.hash_ticket(p.hierarchy.0, &d, due);
     Ok(Response::of(&HashOut {
         out_hash: Buffer(d),
         validation,
@@ -188,11 +203,11 @@ pub fn sequence_complete(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response
             },
         }));
     }
-    let Some((alg, hasher)) = seq.hashers.pop() else {
+    let Some((_, hasher)) = seq.hashers.pop() else {
         return err(c::RC_FAILURE);
     };
     let d = hasher.finish();
-    let validation = tpm.hash_ticket(alg, p.hierarchy.0, &d, seq.ticket_ok);
+    let validation = tpm.hash_ticket(p.hierarchy.0, &d, seq.ticket_ok);
     Ok(Response::of(&HashOut {
         out_hash: Buffer(d),
         validation,

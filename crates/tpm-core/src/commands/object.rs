@@ -4,7 +4,6 @@
 
 use crate::auth::entity::is_persistent;
 use crate::constants as c;
-use crate::crypto::hmac;
 use crate::dispatch::Ctx;
 use crate::engine::objects::Object;
 use crate::engine::{Response, Tpm};
@@ -180,14 +179,13 @@ impl Tpm {
             outside_info,
         };
         let hash = crate::crypto::digest(alg, &[&data.to_bytes()]);
-        let proof = self.proof(object.hierarchy).unwrap_or_default();
         let ticket = Ticket {
             tag: c::ST_CREATION,
             hierarchy: object.hierarchy,
-            digest: Buffer(hmac(
-                alg,
-                &proof,
-                &[&c::ST_CREATION.to_be_bytes(), &object.name, &hash],
+            digest: Buffer(self.ticket_hmac(
+                c::ST_CREATION,
+                object.hierarchy,
+                &[&object.name, &hash],
             )),
         };
         Ok((Sized2b(data), Buffer(hash), ticket))

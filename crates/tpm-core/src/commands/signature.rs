@@ -99,15 +99,6 @@ fn sign_digest(key: &Loaded, scheme: Scheme, digest: &[u8]) -> TpmResult<Signatu
     })
 }
 
-impl Tpm {
-    /// HMAC of a hash-check ticket for `digest` (TPM_ST_HASHCHECK || digest)
-    /// under the proof of `hierarchy`, with the digest's hash `alg`.
-    fn hashcheck_hmac(&self, alg: u16, hierarchy: u32, digest: &[u8]) -> Vec<u8> {
-        let proof = self.proof(hierarchy).unwrap_or_default();
-        hmac(alg, &proof, &[&c::ST_HASHCHECK.to_be_bytes(), digest])
-    }
-}
-
 /// TPM2_Sign.
 pub fn sign(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = SignIn::parse(&mut ctx.params)?;
@@ -124,7 +115,7 @@ pub fn sign(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     // A restricted key signs only what the TPM hashed itself (and found not
     // to start with TPM_GENERATED_VALUE); a ticket given for any key is checked.
     if !ticket.digest.is_empty() || key.public.has(c::TPMA_OBJECT_RESTRICTED) {
-        let expect = tpm.hashcheck_hmac(scheme.hash, ticket.hierarchy, digest);
+        let expect = tpm.ticket_hmac(c::ST_HASHCHECK, ticket.hierarchy, &[digest]);
         if !ct_eq(&expect, ticket.digest.as_slice()) {
             return Err(Rc(c::RC_TICKET).param(3));
         }
@@ -211,15 +202,10 @@ pub fn verify_signature(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response>
     check_signature(key, digest, &p.signature).map_err(|e| e.param(2))?;
     let hierarchy = key.hierarchy;
     let validation = match tpm.proof(hierarchy) {
-        Some(proof) if hierarchy != c::RH_NULL && key.public.name_alg != c::ALG_NULL => Ticket {
+        Some(_) if hierarchy != c::RH_NULL && key.public.name_alg != c::ALG_NULL => Ticket {
             tag: c::ST_VERIFIED,
             hierarchy,
-            // Tickets are HMACs with the context integrity hash (TPM_PT_CONTEXT_HASH).
-            digest: Buffer(hmac(
-                c::ALG_SHA512,
-                &proof,
-                &[&c::ST_VERIFIED.to_be_bytes(), digest, &key.name],
-            )),
+            digest: Buffer(tpm.ticket_hmac(c::ST_VERIFIED, hierarchy, &[digest, &key.name])),
         },
         _ => Ticket {
             tag: c::ST_VERIFIED,
