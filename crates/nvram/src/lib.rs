@@ -225,6 +225,7 @@ pub struct NvramHandle {
 pub struct Completion {
     rx: Option<crossbeam_channel::Receiver<Result<()>>>,
     early: Option<Error>,
+    core: Option<Arc<thread::Core>>,
 }
 
 impl Completion {
@@ -232,6 +233,9 @@ impl Completion {
     pub fn wait(self) -> Result<()> {
         if let Some(e) = self.early {
             return Err(e);
+        }
+        if let Some(core) = &self.core {
+            core.help();
         }
         match self.rx {
             Some(rx) => rx.recv().unwrap_or(Err(Error::Stopped)),
@@ -262,6 +266,7 @@ impl NvramHandle {
             return Completion {
                 rx: None,
                 early: Some(e),
+                core: None,
             };
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
@@ -272,6 +277,7 @@ impl NvramHandle {
         Completion {
             rx: Some(rx),
             early: None,
+            core: Some(self.inner.worker.core()),
         }
     }
 
@@ -286,7 +292,8 @@ impl NvramHandle {
         self.post(Op::Put(name.to_string(), data), Some(n))
     }
 
-    /// Post a write; `done` is called on the storage thread when durable or failed
+    /// Post a write; `done` is called when durable or failed, on the thread that
+    /// committed the batch (the storage thread, or a writer waiting for its own write)
     /// (at once, on the caller's thread, if the write is refused outright).
     pub fn write_with(&self, name: &str, data: Vec<u8>, done: Box<dyn FnOnce(Result<()>) + Send>) {
         match self.check(name, Some(data.len())) {

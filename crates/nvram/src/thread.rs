@@ -2,12 +2,20 @@
 //! channel, and commits everything queued as one batch (group commit) with
 //! one flush. Several writes to one blob in a batch collapse to the last.
 //! Completions fire only after the batch is durable.
+//!
+//! A writer that waits for its completion while the store is idle and its
+//! write is the only one queued commits the queue itself, on its own thread
+//! (see [`Core::help`]): one writer then pays no thread hand-off in either
+//! direction, only the write and its flush. Queues of several writers are
+//! left to the storage thread, which gathers them into one batch. Messages
+//! are only ever taken off the channel with the store locked, so batches are
+//! committed in the order they were posted whoever commits them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
@@ -17,7 +25,7 @@ use crate::store::{Op, Store};
 pub enum Done {
     /// A channel the writer waits on.
     Chan(Sender<Result<()>>),
-    /// A callback run on the storage thread.
+    /// A callback run on the thread that committed the batch.
     Callback(Box<dyn FnOnce(Result<()>) + Send>),
 }
 
@@ -43,24 +51,66 @@ pub struct Msg {
 /// The committed blobs as readers see them.
 pub type Shared = RwLock<BTreeMap<String, Arc<zeroize::Zeroizing<Vec<u8>>>>>;
 
+/// What the storage thread and waiting writers share: the store (locked by
+/// whoever commits), the queue and the readers' view.
+pub struct Core {
+    store: Mutex<Store>,
+    rx: Receiver<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl Core {
+    /// Commit the queue on the caller's thread if the store is idle and at
+    /// most one write (the caller's) is queued; otherwise leave it to the
+    /// storage thread. Either way the caller then waits for its completion.
+    pub fn help(&self) {
+        if self.rx.len() > 1 {
+            return;
+        }
+        let Some(mut store) = self.store.try_lock() else {
+            return;
+        };
+        let msgs: Vec<Msg> = self.rx.try_iter().collect();
+        if msgs.is_empty() {
+            return;
+        }
+        let outcome = commit(&mut store, msgs, &self.shared);
+        drop(store);
+        outcome.fire();
+    }
+}
+
 /// The thread and its channel; dropping it finishes queued writes and joins.
 pub struct Worker {
     tx: Mutex<Option<Sender<Msg>>>,
     join: Mutex<Option<JoinHandle<()>>>,
+    core: Arc<Core>,
 }
 
 impl Worker {
     /// Start the thread over `store`, publishing committed state into `shared`.
     pub fn spawn(store: Store, shared: Arc<Shared>) -> Worker {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let core = Arc::new(Core {
+            store: Mutex::new(store),
+            rx,
+            shared,
+        });
+        let thread_core = core.clone();
         let join = std::thread::Builder::new()
             .name("nvram-storage".into())
-            .spawn(move || run(store, rx, shared))
+            .spawn(move || run(&thread_core))
             .ok();
         Worker {
             tx: Mutex::new(Some(tx)),
             join: Mutex::new(join),
+            core,
         }
+    }
+
+    /// The state a waiting writer may commit with.
+    pub fn core(&self) -> Arc<Core> {
+        self.core.clone()
     }
 
     /// Post a change; if the thread is gone the completion fires with `Stopped`.
@@ -152,9 +202,52 @@ fn fail_all(dones: Vec<Done>, path: &std::path::Path, reason: &str) {
     }
 }
 
+/// A committed (or failed) batch: the completions to fire, outside the lock.
+struct Outcome {
+    dones: Vec<Done>,
+    result: std::result::Result<(), (std::path::PathBuf, String)>,
+}
+
+impl Outcome {
+    fn fire(self) {
+        match self.result {
+            Ok(()) => {
+                for d in self.dones {
+                    d.fire(Ok(()));
+                }
+            }
+            Err((path, reason)) => fail_all(self.dones, &path, &reason),
+        }
+    }
+}
+
+/// Collapse `msgs`, commit them with one flush and publish them to readers.
+fn commit(store: &mut Store, msgs: Vec<Msg>, shared: &Shared) -> Outcome {
+    let (ops, dones) = collapse(msgs);
+    match store.commit(&ops) {
+        Ok(()) => {
+            publish(shared, ops);
+            Outcome {
+                dones,
+                result: Ok(()),
+            }
+        }
+        Err(e) => {
+            let reason = match e {
+                Error::Io { op, source, .. } => format!("{op}: {source}"),
+                e => e.to_string(),
+            };
+            Outcome {
+                dones,
+                result: Err((store.path().to_path_buf(), reason)),
+            }
+        }
+    }
+}
+
 /// Commit everything posted as one batch with one flush, acknowledge it, repeat.
-fn run(mut store: Store, rx: Receiver<Msg>, shared: Arc<Shared>) {
-    let path = store.path().to_path_buf();
+fn run(core: &Core) {
+    let rx = &core.rx;
     let mut expected = 1;
     loop {
         if expected > 1 {
@@ -162,32 +255,28 @@ fn run(mut store: Store, rx: Receiver<Msg>, shared: Arc<Shared>) {
             // rather than be woken by the first of them.
             std::thread::yield_now();
         }
-        let Ok(first) = rx.recv() else { break };
-        let msgs = gather(&rx, first, expected);
+        // Wait without taking the message: it is taken with the store locked.
+        let mut sel = Select::new();
+        sel.recv(rx);
+        sel.ready();
+        let mut store = core.store.lock();
+        let first = match rx.try_recv() {
+            Ok(m) => m,
+            // A waiting writer committed it first.
+            Err(TryRecvError::Empty) => continue,
+            Err(TryRecvError::Disconnected) => break,
+        };
+        let msgs = gather(rx, first, expected);
         let batch = msgs.len();
-        let (ops, dones) = collapse(msgs);
-        let result = store.commit(&ops);
+        let outcome = commit(&mut store, msgs, &core.shared);
         // The writers about to be acknowledged will post again, and whoever
         // queued during the flush is waiting too: gather them all into the next
         // batch, or groups of writers settle into alternating half-full batches.
         // (Counted before acknowledging, so a quick re-post is not counted twice.)
         expected = batch + rx.len();
-        match result {
-            Ok(()) => {
-                publish(&shared, ops);
-                for d in dones {
-                    d.fire(Ok(()));
-                }
-            }
-            Err(e) => {
-                let reason = match e {
-                    Error::Io { op, source, .. } => format!("{op}: {source}"),
-                    e => e.to_string(),
-                };
-                fail_all(dones, &path, &reason)
-            }
-        }
+        drop(store);
+        outcome.fire();
     }
     // A clean shutdown makes relaxed-mode batches durable too.
-    let _ = store.sync_all();
+    let _ = core.store.lock().sync_all();
 }
