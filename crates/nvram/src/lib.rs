@@ -221,6 +221,9 @@ pub struct NvramHandle {
     inner: Arc<Inner>,
 }
 
+/// How long a writer whose write another thread commits yield-spins before it sleeps.
+const WAIT_SPIN: std::time::Duration = std::time::Duration::from_micros(400);
+
 /// A pending write or delete: wait for durability or for the error.
 pub struct Completion {
     rx: Option<crossbeam_channel::Receiver<Result<()>>>,
@@ -238,7 +241,23 @@ impl Completion {
             core.help();
         }
         match self.rx {
-            Some(rx) => rx.recv().unwrap_or(Err(Error::Stopped)),
+            Some(rx) => {
+                // Someone else is committing our write: yield-spin about one
+                // flush before sleeping, so the acknowledgement needs no
+                // wake-up (waking a batch of writers one by one cost as much as
+                // the flush) and the CPU still goes to whoever can run.
+                let start = std::time::Instant::now();
+                while start.elapsed() < WAIT_SPIN {
+                    match rx.try_recv() {
+                        Ok(r) => return r,
+                        Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                            return Err(Error::Stopped)
+                        }
+                        Err(crossbeam_channel::TryRecvError::Empty) => std::thread::yield_now(),
+                    }
+                }
+                rx.recv().unwrap_or(Err(Error::Stopped))
+            }
             None => Err(Error::Stopped),
         }
     }
