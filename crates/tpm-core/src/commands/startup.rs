@@ -109,6 +109,7 @@ pub fn startup(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     pw.clock.safe = previous != NOT_ORDERLY;
     let now = pw.clock.clock();
     tpm.perm.clock = tpm.perm.clock.max(now);
+    tpm.da_startup(su == c::SU_CLEAR, previous != NOT_ORDERLY);
     tpm.perm.orderly = NOT_ORDERLY;
     tpm.perm_dirty = true;
     Ok(Response::default())

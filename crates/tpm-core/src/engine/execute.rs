@@ -91,6 +91,9 @@ impl Tpm {
                     e.handle(n)
                 }
             })?;
+            if self.persistent_hidden(h, cc) {
+                return Err(Rc(c::RC_HANDLE).handle(n));
+            }
             handles.push(h);
         }
 
@@ -263,6 +266,10 @@ impl Tpm {
                         c::RC_AUTH_TYPE
                     });
                 }
+            }
+            // Physical presence first: without it the authorization is not even tried.
+            if entity == Some(c::RH_PLATFORM) && self.pp_required(cc) && !self.physical_presence {
+                return Err(Rc(c::RC_PP).session(n));
             }
             if let Some(h) = entity.filter(|&h| self.da_protected(h)) {
                 self.da_check(h)?;
