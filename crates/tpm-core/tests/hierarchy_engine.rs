@@ -266,15 +266,55 @@ fn da_state_survives_power_cycle_and_unorderly_shutdown_counts() {
     assert_eq!(rc(&t.execute(0, &bad)), c::RC_AUTH_FAIL | 0x900);
     assert_eq!(rc(&t.execute(0, &good)), c::RC_LOCKOUT);
     // Power lost without Shutdown: lockoutAuth stays locked (lockoutRecovery is
-    // not 0), and the unorderly shutdown counts as one failure.
+    // not 0); no DA-protected object was used, so nothing is counted.
+    cycle(&mut t, false);
+    assert_eq!(rc(&t.execute(0, &good)), c::RC_LOCKOUT);
+    assert_eq!(lockout_counter(&mut t), 0);
+    // A DA-protected key is used (successfully), then power is lost: one failure.
+    let (_, key) = primary(&mut t, c::RH_OWNER);
+    assert_eq!(
+        rc(&t.execute(0, &cmd(c::CC_Sign, &[key], 1, &sign_params()))),
+        0
+    );
+    cycle(&mut t, false);
+    assert_eq!(lockout_counter(&mut t), 1);
+    // An orderly shutdown or a cut without DA use counts nothing more.
+    cycle(&mut t, true);
+    cycle(&mut t, false);
+    assert_eq!(lockout_counter(&mut t), 1);
+}
+
+/// Power cycle, with Shutdown(CLEAR) first when `orderly`, and Startup(CLEAR).
+fn cycle(t: &mut Tpm, orderly: bool) {
+    if orderly {
+        assert_eq!(rc(&t.execute(0, &cmd(c::CC_Shutdown, &[], 0, &[0, 0]))), 0);
+    }
     t.power_off().unwrap();
     t.power_on(false).unwrap();
     assert_eq!(rc(&t.execute(0, &cmd(c::CC_Startup, &[], 0, &[0, 0]))), 0);
-    assert_eq!(rc(&t.execute(0, &good)), c::RC_LOCKOUT);
+}
+
+/// TPM_PT_LOCKOUT_COUNTER.
+fn lockout_counter(t: &mut Tpm) -> u32 {
     let mut q = Vec::new();
     for v in [c::CAP_TPM_PROPERTIES, c::PT_LOCKOUT_COUNTER, 1] {
         q.extend_from_slice(&v.to_be_bytes());
     }
     let r = t.execute(0, &cmd(c::CC_GetCapability, &[], 0, &q));
-    assert_eq!(u32::from_be_bytes(r[23..27].try_into().unwrap()), 1);
+    assert_eq!(
+        u32::from_be_bytes(r[19..23].try_into().unwrap()),
+        c::PT_LOCKOUT_COUNTER
+    );
+    u32::from_be_bytes(r[23..27].try_into().unwrap())
+}
+
+/// TPM2_Sign parameters: a SHA-256 digest, the key's scheme, a null ticket.
+fn sign_params() -> Vec<u8> {
+    let mut p = vec![0, 32];
+    p.extend_from_slice(&[7; 32]);
+    p.extend_from_slice(&0x0010u16.to_be_bytes());
+    p.extend_from_slice(&0x8024u16.to_be_bytes());
+    p.extend_from_slice(&c::RH_NULL.to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p
 }

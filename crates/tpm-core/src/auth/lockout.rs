@@ -78,6 +78,12 @@ impl Tpm {
         let locked = if h == c::RH_LOCKOUT {
             !self.perm.lockout_auth_enabled
         } else {
+            // Recorded durably before the attempt: a power cut during it must
+            // not hide a failure (see da_startup).
+            if !self.perm.da_used {
+                self.perm.da_used = true;
+                self.da_store();
+            }
             self.perm.failed_tries >= self.perm.max_tries
         };
         if locked {
@@ -109,9 +115,11 @@ impl Tpm {
     }
 
     /// The DA part of Startup: timers start now; Startup(CLEAR) gives back a
-    /// lockoutAuth locked "until reboot" (lockoutRecovery 0); and a TPM that was
-    /// not shut down in an orderly way counts one failure, since an attacker could
-    /// have cut the power to hide one (the reference TPM does so).
+    /// lockoutAuth locked "until reboot" (lockoutRecovery 0); and a TPM that
+    /// lost power after a DA-protected authorization was tried counts one
+    /// failure, since cutting the power could otherwise hide one. As libtpms
+    /// (USE_DA_USED), a power loss with no such attempt counts nothing, and
+    /// lockoutAuth attempts do not count here (checked against swtpm).
     pub(crate) fn da_startup(&mut self, clear: bool, was_orderly: bool) {
         let now = self.da_time();
         if let Some(pw) = self.pw.as_mut() {
@@ -122,9 +130,10 @@ impl Tpm {
         if clear && p.lockout_recovery == 0 {
             p.lockout_auth_enabled = true;
         }
-        if !was_orderly && p.recovery_time != 0 && p.failed_tries < p.max_tries {
+        if !was_orderly && p.da_used && p.recovery_time != 0 && p.failed_tries < p.max_tries {
             p.failed_tries += 1;
         }
+        p.da_used = false;
         // Startup marks permanent state dirty; the caller's commit stores this.
     }
 

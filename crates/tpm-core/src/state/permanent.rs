@@ -49,6 +49,9 @@ tpm_struct! {
         /// lockoutAuth may be used (cleared by a failed lockoutAuth, set again
         /// after lockoutRecovery or, when that is 0, at the next Startup(CLEAR)).
         pub lockout_auth_enabled: bool,
+        /// A DA-protected authorization was tried since the last Startup: if
+        /// power is then lost, the next Startup counts one failure.
+        pub da_used: bool,
         /// Commands that need physical presence when authorized by the platform (PP_Commands).
         pub pp_list: List<u32, MAX_PP_COMMANDS>,
         /// Objects made persistent with EvictControl.
@@ -128,6 +131,7 @@ impl Permanent {
             disable_clear: false,
             tpm_established: false,
             lockout_auth_enabled: true,
+            da_used: false,
             // As the reference TPM: only PP_Commands itself needs physical presence.
             pp_list: List(vec![c::CC_PP_Commands]),
             persistent: List(Vec::new()),
