@@ -318,3 +318,38 @@ fn sign_params() -> Vec<u8> {
     p.extend_from_slice(&[0, 0]);
     p
 }
+
+#[test]
+fn failures_heal_by_recovery_time_and_lockout_auth_by_lockout_recovery() {
+    let mut t = started();
+    // maxTries 2, recoveryTime 1 s, lockoutRecovery 1 s.
+    let mut p = Vec::new();
+    for v in [2u32, 1, 1] {
+        p.extend_from_slice(&v.to_be_bytes());
+    }
+    let r = t.execute(
+        0,
+        &cmd(c::CC_DictionaryAttackParameters, &[c::RH_LOCKOUT], 1, &p),
+    );
+    assert_eq!(rc(&r), 0);
+    let (_, key) = primary(&mut t, c::RH_OWNER);
+    let mut bad_sign = with_password(c::CC_Sign, key, b"x");
+    bad_sign.extend_from_slice(&sign_params());
+    let n = bad_sign.len() as u32;
+    bad_sign[2..6].copy_from_slice(&n.to_be_bytes());
+    let good_sign = cmd(c::CC_Sign, &[key], 1, &sign_params());
+    for _ in 0..2 {
+        assert_eq!(rc(&t.execute(0, &bad_sign)), c::RC_AUTH_FAIL | 0x900);
+    }
+    assert_eq!(rc(&t.execute(0, &good_sign)), c::RC_LOCKOUT);
+    let bad_reset = with_password(c::CC_DictionaryAttackLockReset, c::RH_LOCKOUT, b"x");
+    assert_eq!(rc(&t.execute(0, &bad_reset)), c::RC_AUTH_FAIL | 0x900);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // One failure forgiven per recoveryTime of Time: out of lockout.
+    assert_eq!(lockout_counter(&mut t), 1);
+    assert_eq!(rc(&t.execute(0, &good_sign)), 0);
+    // lockoutAuth is usable again after lockoutRecovery.
+    let good_reset = cmd(c::CC_DictionaryAttackLockReset, &[c::RH_LOCKOUT], 1, &[]);
+    assert_eq!(rc(&t.execute(0, &good_reset)), 0);
+    assert_eq!(lockout_counter(&mut t), 0);
+}
