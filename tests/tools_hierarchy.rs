@@ -749,7 +749,7 @@ fn physical_presence_gates_pp_commands_and_the_listed_commands() {
 fn hierarchy_sequence(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
     let p = |n: &str| dir.join(n).display().to_string();
     let (ctx, prim, key, pubf, privf) = (p("c.ctx"), p("prim"), p("k.ctx"), p("k.pub"), p("k.prv"));
-    let (msg, sig) = (p("m"), p("sig"));
+    let (msg, sig, ectx, pctx) = (p("m"), p("sig"), p("e.ctx"), p("p.ctx"));
     std::fs::write(&msg, b"m").unwrap();
     let steps: Vec<(&str, Vec<&str>)> = vec![
         ("tpm2_changeauth", vec!["-c", "o", "ownerpw"]),
@@ -770,9 +770,21 @@ fn hierarchy_sequence(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
         ),
         ("tpm2_flushcontext", vec!["-t"]),
         (
+            "tpm2_createprimary",
+            vec!["-C", "e", "-P", "endpw", "-c", &ectx],
+        ),
+        (
+            "tpm2_evictcontrol",
+            vec!["-C", "o", "-P", "ownerpw", "-c", &ectx, "0x81010001"],
+        ),
+        ("tpm2_flushcontext", vec!["-t"]),
+        ("tpm2_createprimary", vec!["-C", "p", "-c", &pctx]),
+        ("tpm2_flushcontext", vec!["-t"]),
+        (
             "tpm2_hierarchycontrol",
             vec!["-C", "o", "-P", "ownerpw", "shEnable", "clear"],
         ),
+        ("tpm2_readpublic", vec!["-c", &prim]),
         (
             "tpm2_createprimary",
             vec!["-C", "o", "-P", "ownerpw", "-c", &ctx],
@@ -788,7 +800,13 @@ fn hierarchy_sequence(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
             "tpm2_createprimary",
             vec!["-C", "e", "-P", "endpw", "-c", &ctx],
         ),
+        ("tpm2_readpublic", vec!["-c", "0x81010001"]),
+        ("tpm2_readpublic", vec!["-c", &ectx]),
+        ("tpm2_flushcontext", vec!["-t"]),
         ("tpm2_hierarchycontrol", vec!["-C", "p", "ehEnable", "set"]),
+        ("tpm2_readpublic", vec!["-c", "0x81010001"]),
+        ("tpm2_readpublic", vec!["-c", &ectx]),
+        ("tpm2_flushcontext", vec!["-t"]),
         (
             "tpm2_dictionarylockout",
             vec!["-s", "-n", "2", "-t", "1000", "-l", "1000", "-p", "lockpw"],
@@ -823,12 +841,18 @@ fn hierarchy_sequence(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
         ),
         ("tpm2_clear", vec!["-c", "l", "lockpw"]),
         ("tpm2_readpublic", vec!["-c", "0x81000001"]),
+        ("tpm2_readpublic", vec!["-c", "0x81010001"]),
+        ("tpm2_readpublic", vec!["-c", &prim]),
+        ("tpm2_readpublic", vec!["-c", &ectx]),
+        ("tpm2_readpublic", vec!["-c", &pctx]),
+        ("tpm2_flushcontext", vec!["-t"]),
         ("tpm2_createprimary", vec!["-C", "o", "-c", &ctx]),
         ("tpm2_flushcontext", vec!["-t"]),
         ("tpm2_dictionarylockout", vec!["-c", "-p", "bad"]),
         ("tpm2_dictionarylockout", vec!["-c"]),
         ("tpm2_changeeps", vec![]),
         ("tpm2_changepps", vec![]),
+        ("tpm2_readpublic", vec!["-c", &pctx]),
         ("tpm2_clear", vec!["-c", "p"]),
     ];
     let mut codes: Vec<(String, u32)> = steps
