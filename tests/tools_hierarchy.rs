@@ -914,3 +914,183 @@ fn hierarchy_sequence_gives_swtpms_response_codes() {
     let refused = ours.iter().filter(|s| s.1 != 0).count();
     assert!(refused >= 8, "{ours:?}");
 }
+
+/// One step of a comparison: a tool run, a raw command, or a read of
+/// TPM_PT_LOCKOUT_COUNTER (recorded as the "code").
+enum Step<'a> {
+    Tool(&'a str, Vec<&'a str>),
+    Raw(&'static str, Vec<u8>),
+    Counter,
+}
+
+fn run_steps(tcti: &str, steps: &[Step<'_>]) -> Vec<(String, u32)> {
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::Tool(tool, args) => {
+                let out = run_tpm2(tool, args, tcti);
+                let rc = if out.status.success() {
+                    0
+                } else {
+                    rc_of(&out).unwrap_or(u32::MAX)
+                };
+                (format!("{tool} {args:?}"), rc)
+            }
+            Step::Raw(name, cmd) => (name.to_string(), tools_send(tcti, cmd)),
+            Step::Counter => {
+                let v = var(tcti, "TPM2_PT_LOCKOUT_COUNTER");
+                let n = u32::from_str_radix(v.trim_start_matches("0x"), 16).unwrap();
+                ("lockout counter".into(), n)
+            }
+        })
+        .collect()
+}
+
+/// DictionaryAttackParameters with the empty lockout password.
+fn da_parameters(max: u32, recovery: u32, lockout: u32) -> Vec<u8> {
+    let mut cmd = vec![
+        0x80, 0x02, 0, 0, 0, 39, 0, 0, 0x01, 0x3A, 0x40, 0, 0, 0x0A, 0, 0, 0, 9,
+    ];
+    cmd.extend_from_slice(&[0x40, 0, 0, 9, 0, 0, 1, 0, 0]);
+    for v in [max, recovery, lockout] {
+        cmd.extend_from_slice(&v.to_be_bytes());
+    }
+    cmd
+}
+
+fn da_sequence(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
+    let p = |n: &str| dir.join(n).display().to_string();
+    let (prim, pubf, privf, msg, sig) = (p("prim"), p("k.pub"), p("k.prv"), p("m"), p("sig"));
+    std::fs::write(&msg, b"m").unwrap();
+    let (kctx, nctx) = (p("k.ctx"), p("n.ctx"));
+    let nodapub = p("n.pub");
+    let nodapriv = p("n.prv");
+    let setup = [
+        Step::Tool("tpm2_createprimary", vec!["-C", "o", "-c", &prim]),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Tool(
+            "tpm2_create",
+            vec!["-C", &prim, "-p", "kpw", "-u", &pubf, "-r", &privf],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Tool(
+            "tpm2_create",
+            vec![
+                "-C",
+                &prim,
+                "-p",
+                "npw",
+                "-u",
+                &nodapub,
+                "-r",
+                &nodapriv,
+                "-a",
+                "sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda",
+            ],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Tool(
+            "tpm2_load",
+            vec!["-C", &prim, "-u", &pubf, "-r", &privf, "-c", &kctx],
+        ),
+        Step::Tool(
+            "tpm2_evictcontrol",
+            vec!["-C", "o", "-c", &kctx, "0x81000020"],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Tool(
+            "tpm2_load",
+            vec!["-C", &prim, "-u", &nodapub, "-r", &nodapriv, "-c", &nctx],
+        ),
+        Step::Tool(
+            "tpm2_evictcontrol",
+            vec!["-C", "o", "-c", &nctx, "0x81000021"],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+    ];
+    let sign = |h: &'static str, pw: &'static str| {
+        Step::Tool("tpm2_sign", vec!["-c", h, "-p", pw, "-o", &sig, &msg])
+    };
+    let mut steps: Vec<Step> = setup.into_iter().collect();
+    steps.extend([
+        Step::Tool(
+            "tpm2_dictionarylockout",
+            vec!["-s", "-n", "3", "-t", "1000", "-l", "1000"],
+        ),
+        Step::Counter,
+        sign("0x81000021", "bad"),
+        Step::Counter,
+        sign("0x81000020", "bad"),
+        sign("0x81000020", "bad"),
+        Step::Counter,
+        sign("0x81000020", "kpw"),
+        sign("0x81000020", "bad"),
+        Step::Counter,
+        sign("0x81000020", "kpw"),
+        sign("0x81000021", "npw"),
+        Step::Tool("tpm2_dictionarylockout", vec!["-c"]),
+        Step::Counter,
+        sign("0x81000020", "kpw"),
+        Step::Tool("tpm2_changeauth", vec!["-c", "l", "lockpw"]),
+        Step::Tool("tpm2_dictionarylockout", vec!["-c", "-p", "bad"]),
+        Step::Tool("tpm2_dictionarylockout", vec!["-c", "-p", "lockpw"]),
+        Step::Tool("tpm2_clear", vec!["-c", "l", "lockpw"]),
+        Step::Tool("tpm2_clearcontrol", vec!["-C", "l", "-P", "lockpw", "s"]),
+        // Platform Clear restores lockoutAuth and the DA parameters.
+        Step::Tool("tpm2_clear", vec!["-c", "p"]),
+        Step::Tool("tpm2_dictionarylockout", vec!["-c"]),
+        Step::Tool("tpm2_createprimary", vec!["-C", "o", "-c", &prim]),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Tool(
+            "tpm2_create",
+            vec!["-C", &prim, "-p", "kpw", "-u", &pubf, "-r", &privf],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Tool(
+            "tpm2_load",
+            vec!["-C", &prim, "-u", &pubf, "-r", &privf, "-c", &kctx],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Raw("DA parameters 0 tries", da_parameters(0, 10, 10)),
+        Step::Tool(
+            "tpm2_sign",
+            vec!["-c", &kctx, "-p", "kpw", "-o", &sig, &msg],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Raw("DA parameters, recovery 0", da_parameters(1, 0, 10)),
+        Step::Tool(
+            "tpm2_sign",
+            vec!["-c", &kctx, "-p", "bad", "-o", &sig, &msg],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Tool(
+            "tpm2_sign",
+            vec!["-c", &kctx, "-p", "bad", "-o", &sig, &msg],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Counter,
+        Step::Tool(
+            "tpm2_sign",
+            vec!["-c", &kctx, "-p", "kpw", "-o", &sig, &msg],
+        ),
+    ]);
+    run_steps(tcti, &steps)
+}
+
+#[test]
+fn dictionary_attack_sequence_gives_swtpms_response_codes() {
+    need_tools!();
+    let Some(sw) = start_swtpm() else {
+        eprintln!("swtpm not installed: comparison skipped (scripts/test.sh installs it)");
+        return;
+    };
+    let v = Vtpm::start_socket();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ours = da_sequence(&v.tcti(), a.path());
+    let theirs = da_sequence(&sw.tcti(), b.path());
+    eprintln!("{ours:#x?}");
+    for (o, t) in ours.iter().zip(&theirs) {
+        assert_eq!(o.1, t.1, "{}: vtpm {:#x}, swtpm {:#x}", o.0, o.1, t.1);
+    }
+    assert!(ours.iter().any(|s| s.1 == LOCKOUT) && ours.iter().any(|s| s.1 == AUTH_FAIL_S1));
+}
