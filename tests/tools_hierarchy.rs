@@ -963,6 +963,8 @@ fn da_sequence(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
     let (prim, pubf, privf, msg, sig) = (p("prim"), p("k.pub"), p("k.prv"), p("m"), p("sig"));
     std::fs::write(&msg, b"m").unwrap();
     let (kctx, nctx) = (p("k.ctx"), p("n.ctx"));
+    let (sess, pol, ppub, ppriv, pctx) = (p("s.ctx"), p("pol"), p("p.pub"), p("p.prv"), p("p.ctx"));
+    let psess = format!("session:{sess}");
     let nodapub = p("n.pub");
     let nodapriv = p("n.prv");
     let setup = [
@@ -1051,11 +1053,66 @@ fn da_sequence(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
             vec!["-C", &prim, "-u", &pubf, "-r", &privf, "-c", &kctx],
         ),
         Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        // A key whose policy is PolicyCommandCode(Sign).
+        Step::Tool("tpm2_startauthsession", vec!["-S", &sess]),
+        Step::Tool(
+            "tpm2_policycommandcode",
+            vec!["-S", &sess, "-L", &pol, "TPM2_CC_Sign"],
+        ),
+        Step::Tool("tpm2_flushcontext", vec![&sess]),
+        Step::Tool(
+            "tpm2_create",
+            vec![
+                "-C",
+                &prim,
+                "-p",
+                "kpw",
+                "-L",
+                &pol,
+                "-u",
+                &ppub,
+                "-r",
+                &ppriv,
+                "-a",
+                "sign|fixedtpm|fixedparent|sensitivedataorigin",
+            ],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Tool(
+            "tpm2_load",
+            vec!["-C", &prim, "-u", &ppub, "-r", &ppriv, "-c", &pctx],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
         Step::Raw("DA parameters 0 tries", da_parameters(0, 10, 10)),
         Step::Tool(
             "tpm2_sign",
             vec!["-c", &kctx, "-p", "kpw", "-o", &sig, &msg],
         ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        // In lockout, a policy without the authValue still authorizes...
+        Step::Tool(
+            "tpm2_startauthsession",
+            vec!["--policy-session", "-S", &sess],
+        ),
+        Step::Tool("tpm2_policycommandcode", vec!["-S", &sess, "TPM2_CC_Sign"]),
+        Step::Tool(
+            "tpm2_sign",
+            vec!["-c", &pctx, "-p", &psess, "-o", &sig, &msg],
+        ),
+        Step::Tool("tpm2_flushcontext", vec![&sess]),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        // ... one with PolicyAuthValue does not.
+        Step::Tool(
+            "tpm2_startauthsession",
+            vec!["--policy-session", "-S", &sess],
+        ),
+        Step::Tool("tpm2_policycommandcode", vec!["-S", &sess, "TPM2_CC_Sign"]),
+        Step::Tool("tpm2_policyauthvalue", vec!["-S", &sess]),
+        Step::Tool(
+            "tpm2_sign",
+            vec!["-c", &pctx, "-p", &psess, "-o", &sig, &msg],
+        ),
+        Step::Tool("tpm2_flushcontext", vec![&sess]),
         Step::Tool("tpm2_flushcontext", vec!["-t"]),
         Step::Raw("DA parameters, recovery 0", da_parameters(1, 0, 10)),
         Step::Tool(
