@@ -755,6 +755,7 @@ fn hierarchy_sequence(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
         ("tpm2_changeauth", vec!["-c", "o", "ownerpw"]),
         ("tpm2_changeauth", vec!["-c", "e", "endpw"]),
         ("tpm2_changeauth", vec!["-c", "l", "lockpw"]),
+        (PROPS, vec![]),
         ("tpm2_createprimary", vec!["-C", "o", "-c", &ctx]),
         (
             "tpm2_createprimary",
@@ -784,6 +785,7 @@ fn hierarchy_sequence(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
             "tpm2_hierarchycontrol",
             vec!["-C", "o", "-P", "ownerpw", "shEnable", "clear"],
         ),
+        (PROPS, vec![]),
         ("tpm2_readpublic", vec!["-c", &prim]),
         (
             "tpm2_createprimary",
@@ -796,6 +798,7 @@ fn hierarchy_sequence(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
             "tpm2_hierarchycontrol",
             vec!["-C", "e", "-P", "endpw", "ehEnable", "clear"],
         ),
+        (PROPS, vec![]),
         (
             "tpm2_createprimary",
             vec!["-C", "e", "-P", "endpw", "-c", &ctx],
@@ -828,10 +831,12 @@ fn hierarchy_sequence(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
         ("tpm2_sign", vec!["-c", &key, "-p", "bad", "-o", &sig, &msg]),
         ("tpm2_sign", vec!["-c", &key, "-p", "bad", "-o", &sig, &msg]),
         ("tpm2_sign", vec!["-c", &key, "-p", "kpw", "-o", &sig, &msg]),
+        (PROPS, vec![]),
         ("tpm2_dictionarylockout", vec!["-c", "-p", "lockpw"]),
         ("tpm2_sign", vec!["-c", &key, "-p", "kpw", "-o", &sig, &msg]),
         ("tpm2_flushcontext", vec!["-t"]),
         ("tpm2_clearcontrol", vec!["-C", "l", "-P", "lockpw", "s"]),
+        (PROPS, vec![]),
         ("tpm2_clear", vec!["-c", "l", "lockpw"]),
         ("tpm2_clearcontrol", vec!["-C", "l", "-P", "lockpw", "c"]),
         ("tpm2_clearcontrol", vec!["-C", "p", "c"]),
@@ -854,19 +859,16 @@ fn hierarchy_sequence(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
         ("tpm2_changepps", vec![]),
         ("tpm2_readpublic", vec!["-c", &pctx]),
         ("tpm2_clear", vec!["-c", "p"]),
+        (PROPS, vec![]),
     ];
-    let mut codes: Vec<(String, u32)> = steps
+    let steps: Vec<Step> = steps
         .into_iter()
-        .map(|(tool, args)| {
-            let out = run_tpm2(tool, &args, tcti);
-            let rc = if out.status.success() {
-                0
-            } else {
-                rc_of(&out).unwrap_or(u32::MAX)
-            };
-            (format!("{tool} {args:?}"), rc)
+        .map(|(tool, args)| match tool {
+            PROPS => Step::Props,
+            _ => Step::Tool(tool, args),
         })
         .collect();
+    let mut codes = run_steps(tcti, &steps);
     // HierarchyControl cases tpm2_hierarchycontrol will not send.
     const E: u32 = 0x4000_000B;
     const O: u32 = 0x4000_0001;
@@ -921,29 +923,71 @@ enum Step<'a> {
     Tool(&'a str, Vec<&'a str>),
     Raw(&'static str, Vec<u8>),
     Counter,
+    /// The TPMA_PERMANENT, TPMA_STARTUP_CLEAR and DA properties, one entry each.
+    Props,
 }
+
+/// The pseudo-tool that stands for [`Step::Props`] in a tool list.
+const PROPS: &str = "properties";
+
+/// Properties a comparison reads (fields of `tpm2_getcap properties-variable`).
+const PROP_FIELDS: &[&str] = &[
+    "ownerAuthSet",
+    "endorsementAuthSet",
+    "lockoutAuthSet",
+    "disableClear",
+    "inLockout",
+    "tpmGeneratedEPS",
+    "phEnable",
+    "shEnable",
+    "ehEnable",
+    "phEnableNV",
+    "orderly",
+    "TPM2_PT_LOCKOUT_COUNTER",
+    "TPM2_PT_MAX_AUTH_FAIL",
+    "TPM2_PT_LOCKOUT_INTERVAL",
+    "TPM2_PT_LOCKOUT_RECOVERY",
+];
 
 fn run_steps(tcti: &str, steps: &[Step<'_>]) -> Vec<(String, u32)> {
     steps
         .iter()
-        .map(|s| match s {
-            Step::Tool(tool, args) => {
-                let out = run_tpm2(tool, args, tcti);
-                let rc = if out.status.success() {
-                    0
-                } else {
-                    rc_of(&out).unwrap_or(u32::MAX)
-                };
-                (format!("{tool} {args:?}"), rc)
+        .flat_map(|s| match s {
+            Step::Props => {
+                let out = ok("tpm2_getcap", &["properties-variable"], tcti);
+                PROP_FIELDS
+                    .iter()
+                    .map(|k| {
+                        let v = field(&out, k);
+                        let n = u32::from_str_radix(v.trim_start_matches("0x"), 16).unwrap();
+                        (k.to_string(), n)
+                    })
+                    .collect()
             }
-            Step::Raw(name, cmd) => (name.to_string(), tools_send(tcti, cmd)),
-            Step::Counter => {
-                let v = var(tcti, "TPM2_PT_LOCKOUT_COUNTER");
-                let n = u32::from_str_radix(v.trim_start_matches("0x"), 16).unwrap();
-                ("lockout counter".into(), n)
-            }
+            s => vec![run_step(tcti, s)],
         })
         .collect()
+}
+
+fn run_step(tcti: &str, s: &Step<'_>) -> (String, u32) {
+    match s {
+        Step::Tool(tool, args) => {
+            let out = run_tpm2(tool, args, tcti);
+            let rc = if out.status.success() {
+                0
+            } else {
+                rc_of(&out).unwrap_or(u32::MAX)
+            };
+            (format!("{tool} {args:?}"), rc)
+        }
+        Step::Raw(name, cmd) => (name.to_string(), tools_send(tcti, cmd)),
+        Step::Counter => {
+            let v = var(tcti, "TPM2_PT_LOCKOUT_COUNTER");
+            let n = u32::from_str_radix(v.trim_start_matches("0x"), 16).unwrap();
+            ("lockout counter".into(), n)
+        }
+        Step::Props => unreachable!("expanded by run_steps"),
+    }
 }
 
 /// DictionaryAttackParameters with the empty lockout password.
