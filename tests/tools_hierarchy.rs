@@ -289,7 +289,7 @@ fn clear_removes_the_owner_and_clearcontrol_gates_it() {
         &tcti,
     );
     flush(&tcti);
-    ok("tpm2_createprimary", &["-C", "e", "-c", &ek], &tcti);
+    let ek_before = ok("tpm2_createprimary", &["-C", "e", "-c", &ek], &tcti);
     ok(
         "tpm2_evictcontrol",
         &["-C", "o", "-c", &ek, "0x81010001"],
@@ -359,9 +359,15 @@ fn clear_removes_the_owner_and_clearcontrol_gates_it() {
     assert!(!run_tpm2("tpm2_readpublic", &["-c", &ctx], &tcti)
         .status
         .success());
-    // Empty auths work again; the platform may clear too.
-    ok("tpm2_createprimary", &["-C", "e", "-c", &ek], &tcti);
+    // Empty auths work again; Clear keeps the EPS: the same endorsement key.
+    let ek_after = ok(
+        "tpm2_createprimary",
+        &["-C", "e", "-c", &f(&t, "e2.ctx")],
+        &tcti,
+    );
     flush(&tcti);
+    assert_eq!(ek_before, ek_after, "Clear does not change the EPS");
+    // The platform may clear too.
     ok("tpm2_clear", &["-c", "p"], &tcti);
 }
 
