@@ -1197,3 +1197,59 @@ fn dictionary_attack_sequence_gives_swtpms_response_codes() {
     }
     assert!(ours.iter().any(|s| s.1 == LOCKOUT) && ours.iter().any(|s| s.1 == AUTH_FAIL_S1));
 }
+
+/// Shutdown(STATE), _TPM_Init over the control channel, Startup(STATE):
+/// the enables as TPMA_STARTUP_CLEAR then reports them.
+fn resume_enables(tcti: &str, ctrl_port: u16) -> String {
+    ok(
+        "tpm2_hierarchycontrol",
+        &["-C", "p", "shEnable", "clear"],
+        tcti,
+    );
+    ok(
+        "tpm2_hierarchycontrol",
+        &["-C", "p", "phEnableNV", "clear"],
+        tcti,
+    );
+    ok(
+        "tpm2_hierarchycontrol",
+        &["-C", "p", "phEnable", "clear"],
+        tcti,
+    );
+    ok("tpm2_shutdown", &[], tcti);
+    let out = std::process::Command::new("swtpm_ioctl")
+        .args(["-i", "--tcp", &format!("127.0.0.1:{ctrl_port}")])
+        .output()
+        .expect("swtpm_ioctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok("tpm2_startup", &[], tcti);
+    let vars = ok("tpm2_getcap", &["properties-variable"], tcti);
+    ["phEnable", "shEnable", "ehEnable", "phEnableNV"]
+        .iter()
+        .map(|k| format!("{k}={}", field(&vars, k)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn resume_sets_ph_enable_and_keeps_the_other_enables_like_swtpm() {
+    need_tools!();
+    if std::process::Command::new("swtpm_ioctl")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("swtpm_ioctl not installed: skipped");
+        return;
+    }
+    let v = Vtpm::start_socket();
+    let ours = resume_enables(&v.tcti(), v.ctrl_port);
+    assert_eq!(ours, "phEnable=1 shEnable=0 ehEnable=1 phEnableNV=0");
+    if let Some(sw) = start_swtpm() {
+        assert_eq!(resume_enables(&sw.tcti(), sw.ctrl_port), ours);
+    }
+}
