@@ -1228,7 +1228,7 @@ fn resume_enables(tcti: &str, ctrl_port: u16) -> String {
     );
     ok("tpm2_startup", &[], tcti);
     let vars = ok("tpm2_getcap", &["properties-variable"], tcti);
-    ["phEnable", "shEnable", "ehEnable", "phEnableNV"]
+    ["phEnable", "shEnable", "ehEnable", "phEnableNV", "orderly"]
         .iter()
         .map(|k| format!("{k}={}", field(&vars, k)))
         .collect::<Vec<_>>()
@@ -1248,7 +1248,10 @@ fn resume_sets_ph_enable_and_keeps_the_other_enables_like_swtpm() {
     }
     let v = Vtpm::start_socket();
     let ours = resume_enables(&v.tcti(), v.ctrl_port);
-    assert_eq!(ours, "phEnable=1 shEnable=0 ehEnable=1 phEnableNV=0");
+    assert_eq!(
+        ours,
+        "phEnable=1 shEnable=0 ehEnable=1 phEnableNV=0 orderly=1"
+    );
     if let Some(sw) = start_swtpm() {
         assert_eq!(resume_enables(&sw.tcti(), sw.ctrl_port), ours);
     }
