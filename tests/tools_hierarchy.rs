@@ -1256,3 +1256,43 @@ fn resume_sets_ph_enable_and_keeps_the_other_enables_like_swtpm() {
         assert_eq!(resume_enables(&sw.tcti(), sw.ctrl_port), ours);
     }
 }
+
+/// TPMA_CC of `names` as `tpm2_getcap commands` shows them.
+fn command_attributes(tcti: &str, names: &[&str]) -> Vec<String> {
+    let out = ok("tpm2_getcap", &["commands"], tcti);
+    names
+        .iter()
+        .map(|n| {
+            let at = out
+                .find(&format!("{n}:"))
+                .unwrap_or_else(|| panic!("{n} not listed"));
+            format!("{n} {}", field(&out[at..], "value"))
+        })
+        .collect()
+}
+
+#[test]
+fn new_commands_have_swtpms_attributes() {
+    need_tools!();
+    let Some(sw) = start_swtpm() else {
+        eprintln!("swtpm not installed: comparison skipped (scripts/test.sh installs it)");
+        return;
+    };
+    let v = Vtpm::start_socket();
+    let names = [
+        "TPM2_CC_HierarchyControl",
+        "TPM2_CC_ChangeEPS",
+        "TPM2_CC_ChangePPS",
+        "TPM2_CC_Clear",
+        "TPM2_CC_ClearControl",
+        "TPM2_CC_HierarchyChangeAuth",
+        "TPM2_CC_PP_Commands",
+        "TPM2_CC_SetPrimaryPolicy",
+        "TPM2_CC_DictionaryAttackLockReset",
+        "TPM2_CC_DictionaryAttackParameters",
+    ];
+    assert_eq!(
+        command_attributes(&v.tcti(), &names),
+        command_attributes(&sw.tcti(), &names)
+    );
+}
