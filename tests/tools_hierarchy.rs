@@ -1296,3 +1296,51 @@ fn new_commands_have_swtpms_attributes() {
         command_attributes(&sw.tcti(), &names)
     );
 }
+
+/// lockoutRecovery 0: a lockoutAuth failure holds until a Startup(CLEAR),
+/// also that of a TPM Restart (Shutdown(STATE) first). The codes of
+/// DictionaryAttackLockReset: after the failure, after the Restart.
+fn lockout_until_restart(tcti: &str, ctrl_port: u16) -> Vec<u32> {
+    ok(
+        "tpm2_dictionarylockout",
+        &["-s", "-n", "3", "-t", "1000", "-l", "0"],
+        tcti,
+    );
+    let code = |args: &[&str]| {
+        let out = run_tpm2("tpm2_dictionarylockout", args, tcti);
+        if out.status.success() {
+            0
+        } else {
+            rc_of(&out).unwrap_or(u32::MAX)
+        }
+    };
+    let mut codes = vec![code(&["-c", "-p", "bad"]), code(&["-c"])];
+    ok("tpm2_shutdown", &[], tcti);
+    let out = std::process::Command::new("swtpm_ioctl")
+        .args(["-i", "--tcp", &format!("127.0.0.1:{ctrl_port}")])
+        .output()
+        .expect("swtpm_ioctl");
+    assert!(out.status.success());
+    ok("tpm2_startup", &["-c"], tcti);
+    codes.push(code(&["-c"]));
+    codes
+}
+
+#[test]
+fn lockout_recovery_zero_ends_at_a_restart_like_swtpm() {
+    need_tools!();
+    if std::process::Command::new("swtpm_ioctl")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        eprintln!("swtpm_ioctl not installed: skipped");
+        return;
+    }
+    let v = Vtpm::start_socket();
+    let ours = lockout_until_restart(&v.tcti(), v.ctrl_port);
+    assert_eq!(ours, vec![AUTH_FAIL_S1, LOCKOUT, 0]);
+    if let Some(sw) = start_swtpm() {
+        assert_eq!(lockout_until_restart(&sw.tcti(), sw.ctrl_port), ours);
+    }
+}
