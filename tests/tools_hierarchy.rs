@@ -1344,3 +1344,96 @@ fn lockout_recovery_zero_ends_at_a_restart_like_swtpm() {
         assert_eq!(lockout_until_restart(&sw.tcti(), sw.ctrl_port), ours);
     }
 }
+
+/// Self-healing on Time: failures, then 1.3 s (recoveryTime and
+/// lockoutRecovery 1 s); the counter and lockoutAuth before and after.
+fn healing(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
+    let p = |n: &str| dir.join(n).display().to_string();
+    let (prim, pubf, privf, kctx, msg, sig) = (
+        p("prim"),
+        p("k.pub"),
+        p("k.prv"),
+        p("k.ctx"),
+        p("m"),
+        p("sig"),
+    );
+    std::fs::write(&msg, b"m").unwrap();
+    let bad_sign = || {
+        Step::Tool(
+            "tpm2_sign",
+            vec!["-c", &kctx, "-p", "bad", "-o", &sig, &msg],
+        )
+    };
+    let mut steps = vec![
+        Step::Tool("tpm2_createprimary", vec!["-C", "o", "-c", &prim]),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Tool(
+            "tpm2_create",
+            vec!["-C", &prim, "-p", "kpw", "-u", &pubf, "-r", &privf],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Tool(
+            "tpm2_load",
+            vec!["-C", &prim, "-u", &pubf, "-r", &privf, "-c", &kctx],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Tool(
+            "tpm2_dictionarylockout",
+            vec!["-s", "-n", "2", "-t", "1", "-l", "1"],
+        ),
+        bad_sign(),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        bad_sign(),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Counter,
+        Step::Tool("tpm2_dictionarylockout", vec!["-c", "-p", "bad"]),
+        Step::Tool("tpm2_dictionarylockout", vec!["-c"]),
+    ];
+    let mut codes = run_steps(tcti, &steps);
+    std::thread::sleep(Duration::from_millis(1300));
+    steps = vec![
+        Step::Counter,
+        Step::Tool(
+            "tpm2_sign",
+            vec!["-c", &kctx, "-p", "kpw", "-o", &sig, &msg],
+        ),
+        Step::Tool("tpm2_dictionarylockout", vec!["-c"]),
+        Step::Counter,
+    ];
+    codes.extend(run_steps(tcti, &steps));
+    codes
+}
+
+#[test]
+fn self_healing_on_time_like_swtpm() {
+    need_tools!();
+    let v = Vtpm::start_socket();
+    let a = tempfile::tempdir().unwrap();
+    let ours = healing(&v.tcti(), a.path());
+    let codes: Vec<u32> = ours.iter().map(|c| c.1).collect();
+    // Two failures (locked out), lockoutAuth locked; 1.3 s later one failure
+    // is forgiven (no longer locked out) and lockoutAuth is back.
+    assert_eq!(
+        codes[7..],
+        [
+            AUTH_FAIL_S1,
+            0,
+            AUTH_FAIL_S1,
+            0,
+            2,
+            AUTH_FAIL_S1,
+            LOCKOUT,
+            1,
+            0,
+            0,
+            0
+        ]
+    );
+    if let Some(sw) = start_swtpm() {
+        let b = tempfile::tempdir().unwrap();
+        let theirs = healing(&sw.tcti(), b.path());
+        for (o, t) in ours.iter().zip(&theirs) {
+            assert_eq!(o.1, t.1, "{}: vtpm {:#x}, swtpm {:#x}", o.0, o.1, t.1);
+        }
+    }
+}
