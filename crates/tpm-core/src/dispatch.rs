@@ -33,6 +33,10 @@ pub enum HandleType {
     Provision,
     /// TPMI_RH_HIERARCHY_AUTH: lockout, endorsement, owner, platform.
     HierarchyAuth,
+    /// TPMI_RH_LOCKOUT.
+    Lockout,
+    /// TPMI_RH_CLEAR: lockout or platform.
+    Clear,
     /// TPMI_DH_CONTEXT: a transient object or a session.
     Context,
     /// TPMI_SH_POLICY: a policy session.
@@ -103,11 +107,20 @@ pub struct CommandDef {
     pub handler: Handler,
 }
 
+/// Commands that may flush many objects (TPMA_CC.extensive), as libtpms marks them.
+const EXTENSIVE: &[u32] = &[
+    c::CC_HierarchyControl,
+    c::CC_ChangeEPS,
+    c::CC_ChangePPS,
+    c::CC_Clear,
+];
+
 impl CommandDef {
     /// TPMA_CC of this command.
     pub fn attributes(&self) -> u32 {
         (self.code & 0xFFFF)
             | (self.nv as u32) << 22
+            | (EXTENSIVE.contains(&self.code) as u32) << 23
             | (self.flushed as u32) << 24
             | (self.handles.len() as u32) << 25
             | (self.r_handle as u32) << 28
@@ -148,17 +161,28 @@ macro_rules! commands {
 commands! {
     CC_EvictControl => { handles: [h(T::Provision, R::User), h(T::Object { null: false }, R::None)], nv: true,
         handler: cmd::evict::evict_control },
+    CC_HierarchyControl => { handles: [h(T::Hierarchy { null: false }, R::User)], nv: true,
+        handler: cmd::hierarchy::hierarchy_control },
+    CC_ChangeEPS => { handles: [h(T::Platform, R::User)], nv: true, handler: cmd::hierarchy::change_eps },
+    CC_ChangePPS => { handles: [h(T::Platform, R::User)], nv: true, handler: cmd::hierarchy::change_pps },
+    CC_Clear => { handles: [h(T::Clear, R::User)], nv: true, handler: cmd::hierarchy::clear },
+    CC_ClearControl => { handles: [h(T::Clear, R::User)], nv: true, handler: cmd::hierarchy::clear_control },
     CC_ClockSet => { handles: [h(T::Provision, R::User)], nv: true, handler: cmd::clock::clock_set },
     CC_HierarchyChangeAuth => { handles: [h(T::HierarchyAuth, R::User)], decrypt: true, nv: true,
         handler: cmd::hierarchy::hierarchy_change_auth },
     CC_PCR_Allocate => { handles: [h(T::Platform, R::User)], nv: true, handler: cmd::pcr::pcr_allocate },
     CC_PCR_SetAuthPolicy => { handles: [h(T::Platform, R::User)], decrypt: true, nv: true,
         handler: cmd::pcr::pcr_set_auth_policy },
+    CC_PP_Commands => { handles: [h(T::Platform, R::User)], nv: true, handler: cmd::management::pp_commands },
     CC_SetPrimaryPolicy => { handles: [h(T::HierarchyAuth, R::User)], decrypt: true, nv: true,
         handler: cmd::enhanced_auth::set_primary_policy },
     CC_ClockRateAdjust => { handles: [h(T::Provision, R::User)], handler: cmd::clock::clock_rate_adjust },
     CC_CreatePrimary => { handles: [h(T::Hierarchy { null: true }, R::User)], decrypt: true, encrypt: true,
         r_handle: true, handler: cmd::object::create_primary },
+    CC_DictionaryAttackLockReset => { handles: [h(T::Lockout, R::User)], nv: true,
+        handler: cmd::dictionary_attack::lock_reset },
+    CC_DictionaryAttackParameters => { handles: [h(T::Lockout, R::User)], nv: true,
+        handler: cmd::dictionary_attack::parameters },
     CC_PCR_Event => { handles: [h(T::Pcr { null: true }, R::User)], decrypt: true, handler: cmd::pcr::pcr_event },
     CC_PCR_Reset => { handles: [h(T::Pcr { null: false }, R::User)], handler: cmd::pcr::pcr_reset },
     CC_SequenceComplete => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true,

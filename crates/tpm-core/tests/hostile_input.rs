@@ -234,6 +234,79 @@ fn seeds() -> Vec<Vec<u8>> {
             c::CC_Unseal,
             &[&(c::TRANSIENT_FIRST + 1).to_be_bytes()[..], &pw()].concat(),
         ),
+        // Hierarchy, dictionary-attack and physical-presence commands.
+        cmd(
+            c::ST_SESSIONS,
+            c::CC_HierarchyControl,
+            &[
+                &c::RH_PLATFORM.to_be_bytes()[..],
+                &pw(),
+                &c::RH_OWNER.to_be_bytes(),
+                &[0],
+            ]
+            .concat(),
+        ),
+        cmd(
+            c::ST_SESSIONS,
+            c::CC_HierarchyControl,
+            &[
+                &c::RH_PLATFORM.to_be_bytes()[..],
+                &pw(),
+                &c::RH_OWNER.to_be_bytes(),
+                &[1],
+            ]
+            .concat(),
+        ),
+        cmd(
+            c::ST_SESSIONS,
+            c::CC_ClearControl,
+            &[&c::RH_PLATFORM.to_be_bytes()[..], &pw(), &[0]].concat(),
+        ),
+        cmd(
+            c::ST_SESSIONS,
+            c::CC_Clear,
+            &[&c::RH_LOCKOUT.to_be_bytes()[..], &pw()].concat(),
+        ),
+        cmd(
+            c::ST_SESSIONS,
+            c::CC_ChangeEPS,
+            &[&c::RH_PLATFORM.to_be_bytes()[..], &pw()].concat(),
+        ),
+        cmd(
+            c::ST_SESSIONS,
+            c::CC_ChangePPS,
+            &[&c::RH_PLATFORM.to_be_bytes()[..], &pw()].concat(),
+        ),
+        cmd(
+            c::ST_SESSIONS,
+            c::CC_DictionaryAttackParameters,
+            &[
+                &c::RH_LOCKOUT.to_be_bytes()[..],
+                &pw(),
+                &3u32.to_be_bytes(),
+                &1000u32.to_be_bytes(),
+                &1000u32.to_be_bytes(),
+            ]
+            .concat(),
+        ),
+        cmd(
+            c::ST_SESSIONS,
+            c::CC_DictionaryAttackLockReset,
+            &[&c::RH_LOCKOUT.to_be_bytes()[..], &pw()].concat(),
+        ),
+        cmd(
+            c::ST_SESSIONS,
+            c::CC_PP_Commands,
+            &[
+                &c::RH_PLATFORM.to_be_bytes()[..],
+                &pw(),
+                &1u32.to_be_bytes(),
+                &c::CC_Clear.to_be_bytes(),
+                &1u32.to_be_bytes(),
+                &c::CC_Clear.to_be_bytes(),
+            ]
+            .concat(),
+        ),
     ]
 }
 

@@ -54,6 +54,8 @@ pub fn admits(ty: HandleType, h: u32) -> bool {
             h,
             c::RH_LOCKOUT | c::RH_ENDORSEMENT | c::RH_OWNER | c::RH_PLATFORM
         ),
+        HandleType::Lockout => h == c::RH_LOCKOUT,
+        HandleType::Clear => matches!(h, c::RH_LOCKOUT | c::RH_PLATFORM),
         HandleType::PolicySession => h & c::HR_RANGE_MASK == c::POLICY_SESSION_FIRST,
         HandleType::Hierarchy { null } => {
             matches!(h, c::RH_OWNER | c::RH_ENDORSEMENT | c::RH_PLATFORM)
@@ -96,6 +98,31 @@ impl Tpm {
             _ if h & c::HR_RANGE_MASK == c::NV_INDEX_FIRST => err(c::RC_HANDLE),
             _ => Ok(()),
         }
+    }
+
+    /// Whether persistent object `h` is hidden because its hierarchy is
+    /// disabled (it then looks undefined: TPM_RC_HANDLE). Handles in the
+    /// platform range go with phEnable, the others with shEnable; an
+    /// endorsement object also with ehEnable, except for EvictControl (`cc`),
+    /// so that it can still be evicted (the reference TPM's rules).
+    pub(crate) fn persistent_hidden(&self, h: u32, cc: u32) -> bool {
+        const PLATFORM_PERSISTENT: u32 = 0x8180_0000;
+        if !is_persistent(h) {
+            return false;
+        }
+        let range = if h >= PLATFORM_PERSISTENT {
+            c::RH_PLATFORM
+        } else {
+            c::RH_OWNER
+        };
+        if !self.hierarchy_enabled(range) {
+            return true;
+        }
+        self.persistent(h).is_some_and(|o| {
+            o.hierarchy == c::RH_ENDORSEMENT
+                && !self.hierarchy_enabled(c::RH_ENDORSEMENT)
+                && cc != c::CC_EvictControl
+        })
     }
 
     /// The persistent object at `h`.

@@ -1,89 +1,154 @@
-//! Dictionary-attack protection (Part 1 "Dictionary Attack Protection"):
-//! failed authorizations of DA-protected entities count in failedTries
-//! (permanent state), which heals by one every recoveryTime seconds of powered
-//! time; at maxTries such entities are locked out (TPM_RC_LOCKOUT). A failed
-//! lockoutAuth locks lockoutAuth itself for lockoutRecovery seconds (until the
-//! next TPM Reset when that is 0).
+//! Dictionary-attack protection (Part 1 "Dictionary Attack Protection",
+//! Part 3 chapter 25): failed authorizations of DA-protected entities count
+//! in failedTries (permanent state), which heals by one every recoveryTime
+//! seconds of Time (powered time since _TPM_Init); at maxTries such entities
+//! are locked out (TPM_RC_LOCKOUT). A failed lockoutAuth makes lockoutAuth
+//! unusable (permanently recorded) for lockoutRecovery seconds of Time, or
+//! until the next Startup(CLEAR) when lockoutRecovery is 0. recoveryTime 0
+//! disables the counting; maxTries 0 is a permanent lockout.
 
 use crate::constants as c;
 use crate::engine::Tpm;
 use crate::rc::{err, TpmResult};
+use crate::state::permanent::{DA_LOCKOUT_RECOVERY, DA_MAX_TRIES, DA_RECOVERY_TIME};
 
-/// Volatile timers of the DA logic (times are Clock milliseconds).
+/// Volatile timers of the DA logic (Time, in milliseconds since _TPM_Init).
 #[derive(Debug, Clone, Default)]
 pub struct DaTimers {
-    /// When the last self-healing step was taken (or counting began).
+    /// Self-healing counts from here (the last failure or healing step).
     pub heal_from: u64,
-    /// lockoutAuth is refused until this time.
-    pub lockout_until: Option<u64>,
+    /// The last lockoutAuth failure (lockoutRecovery counts from here).
+    pub lockout_from: u64,
 }
 
 impl Tpm {
-    fn now(&self) -> u64 {
-        self.pw.as_ref().map_or(0, |p| p.clock.clock())
+    /// Time: milliseconds since _TPM_Init (0 while powered off).
+    fn da_time(&self) -> u64 {
+        self.pw.as_ref().map_or(0, |p| p.clock.time())
     }
 
-    /// Apply the self-healing due since the last step.
-    fn da_heal(&mut self) {
-        let now = self.now();
-        let step = u64::from(self.perm.recovery_time) * 1000;
+    /// Store the DA state now: a count that can be escaped by a power cycle is no count.
+    fn da_store(&mut self) {
+        if self.store_permanent().is_err() {
+            log::warn!("the dictionary-attack state could not be stored");
+        }
+    }
+
+    /// Apply the self-healing due by now, to failedTries and to lockoutAuth.
+    pub(crate) fn da_heal(&mut self) {
+        let now = self.da_time();
         let Some(pw) = self.pw.as_mut() else {
             return;
         };
-        if self.perm.failed_tries == 0 || step == 0 {
-            pw.da.heal_from = now;
-            return;
+        let p = &mut self.perm;
+        let mut changed = false;
+        if p.failed_tries != 0 {
+            if p.recovery_time == 0 {
+                // DA protection is off: nothing is held against anyone.
+                p.failed_tries = 0;
+                changed = true;
+            } else {
+                let step = u64::from(p.recovery_time) * 1000;
+                let steps = now.saturating_sub(pw.da.heal_from) / step;
+                if steps > 0 {
+                    p.failed_tries = p
+                        .failed_tries
+                        .saturating_sub(u32::try_from(steps).unwrap_or(u32::MAX));
+                    pw.da.heal_from += steps * step;
+                    changed = true;
+                }
+            }
         }
-        let steps = now.saturating_sub(pw.da.heal_from) / step;
-        if steps > 0 {
-            let healed = steps.min(u64::from(self.perm.failed_tries)) as u32;
-            self.perm.failed_tries -= healed;
-            pw.da.heal_from += steps * step;
-            self.perm_dirty = true;
+        if !p.lockout_auth_enabled && p.lockout_recovery != 0 {
+            let wait = u64::from(p.lockout_recovery) * 1000;
+            if now.saturating_sub(pw.da.lockout_from) >= wait {
+                p.lockout_auth_enabled = true;
+                changed = true;
+            }
+        }
+        if changed {
+            self.da_store();
         }
     }
 
-    /// Whether an authorization of DA-protected `h` may be tried now.
+    /// Whether an authorization of DA-protected `h` may be tried now
+    /// (TPM_RC_LOCKOUT otherwise).
     pub(crate) fn da_check(&mut self, h: u32) -> TpmResult<()> {
         self.da_heal();
-        let now = self.now();
-        if h == c::RH_LOCKOUT {
-            let locked = self
-                .pw
-                .as_ref()
-                .and_then(|p| p.da.lockout_until)
-                .is_some_and(|t| now < t);
-            return if locked { err(c::RC_LOCKOUT) } else { Ok(()) };
+        let locked = if h == c::RH_LOCKOUT {
+            !self.perm.lockout_auth_enabled
+        } else {
+            // Recorded durably before the attempt: a power cut during it must
+            // not hide a failure (see da_startup).
+            if !self.perm.da_used {
+                self.perm.da_used = true;
+                self.da_store();
+            }
+            self.perm.failed_tries >= self.perm.max_tries
+        };
+        if locked {
+            err(c::RC_LOCKOUT)
+        } else {
+            Ok(())
         }
-        if self.perm.failed_tries >= self.perm.max_tries {
-            return err(c::RC_LOCKOUT);
-        }
-        Ok(())
     }
 
-    /// Count a failed authorization of DA-protected `h`, durably (the count
-    /// must survive a power cycle, or lockout could be escaped by one).
+    /// Count a failed authorization of DA-protected `h`, durably before the
+    /// response leaves.
     pub(crate) fn da_failure(&mut self, h: u32) {
-        let now = self.now();
+        let now = self.da_time();
         if h == c::RH_LOCKOUT {
-            let recovery = u64::from(self.perm.lockout_recovery) * 1000;
+            self.perm.lockout_auth_enabled = false;
             if let Some(pw) = self.pw.as_mut() {
-                pw.da.lockout_until = Some(if recovery == 0 {
-                    u64::MAX
-                } else {
-                    now.saturating_add(recovery)
-                });
+                pw.da.lockout_from = now;
             }
-            return;
-        }
-        if self.perm.failed_tries == 0 {
+        } else {
+            if self.perm.recovery_time == 0 {
+                return;
+            }
+            self.perm.failed_tries = self.perm.failed_tries.saturating_add(1);
             if let Some(pw) = self.pw.as_mut() {
                 pw.da.heal_from = now;
             }
         }
-        self.perm.failed_tries = self.perm.failed_tries.saturating_add(1);
-        if self.store_permanent().is_err() {
-            log::warn!("the dictionary-attack failure count could not be stored");
+        self.da_store();
+    }
+
+    /// The DA part of Startup: timers start now; Startup(CLEAR) gives back a
+    /// lockoutAuth locked "until reboot" (lockoutRecovery 0); and a TPM that
+    /// lost power after a DA-protected authorization was tried counts one
+    /// failure, since cutting the power could otherwise hide one. As libtpms
+    /// (USE_DA_USED), a power loss with no such attempt counts nothing, and
+    /// lockoutAuth attempts do not count here (checked against swtpm).
+    pub(crate) fn da_startup(&mut self, clear: bool, was_orderly: bool) {
+        let now = self.da_time();
+        if let Some(pw) = self.pw.as_mut() {
+            pw.da.heal_from = now;
+            pw.da.lockout_from = now;
         }
+        let p = &mut self.perm;
+        if clear && p.lockout_recovery == 0 {
+            p.lockout_auth_enabled = true;
+        }
+        if !was_orderly && p.da_used && p.recovery_time != 0 && p.failed_tries < p.max_tries {
+            p.failed_tries += 1;
+        }
+        p.da_used = false;
+        // Startup marks permanent state dirty; the caller's commit stores this.
+    }
+
+    /// Back to the manufacturer's DA parameters, nothing counted (TPM2_Clear).
+    pub(crate) fn da_defaults(&mut self) {
+        let p = &mut self.perm;
+        p.failed_tries = 0;
+        p.max_tries = DA_MAX_TRIES;
+        p.recovery_time = DA_RECOVERY_TIME;
+        p.lockout_recovery = DA_LOCKOUT_RECOVERY;
+        p.lockout_auth_enabled = true;
+    }
+
+    /// Whether DA-protected entities are locked out (TPMA_PERMANENT.inLockout).
+    pub(crate) fn in_lockout(&self) -> bool {
+        self.perm.failed_tries >= self.perm.max_tries
     }
 }

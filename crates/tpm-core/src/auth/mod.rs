@@ -5,6 +5,7 @@ pub mod area;
 pub mod entity;
 pub mod lockout;
 pub mod param_crypt;
+pub mod pp;
 pub mod session;
 
 /// Remove trailing zero octets (Part 1: authValues are compared and used in HMACs without them).

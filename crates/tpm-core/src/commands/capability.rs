@@ -64,10 +64,8 @@ impl Tpm {
             )
             | bit(!p.lockout_auth.is_empty(), c::TPMA_PERMANENT_LOCKOUTAUTHSET)
             | bit(p.disable_clear, c::TPMA_PERMANENT_DISABLECLEAR)
-            | bit(
-                p.max_tries > 0 && p.failed_tries >= p.max_tries,
-                c::TPMA_PERMANENT_INLOCKOUT,
-            )
+            // maxTries 0 is a lockout too (Part 3 25.3).
+            | bit(self.in_lockout(), c::TPMA_PERMANENT_INLOCKOUT)
             | c::TPMA_PERMANENT_TPMGENERATEDEPS;
         let startup = pw.map_or(0, |w| {
             (w.st.ph_enable as u32)
@@ -255,7 +253,11 @@ pub fn get_capability(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             let (more, v) = page(&items, from, count, (MAX_CAP_BUFFER - 8) / 4);
             (more, CapabilityData::Commands(List(v)))
         }
-        c::CAP_PP_COMMANDS => (false, CapabilityData::PpCommands(List(Vec::new()))),
+        c::CAP_PP_COMMANDS => {
+            let items: Vec<(u32, u32)> = tpm.perm.pp_list.0.iter().map(|&cc| (cc, cc)).collect();
+            let (more, v) = page(&items, from, count, (MAX_CAP_BUFFER - 8) / 4);
+            (more, CapabilityData::PpCommands(List(v)))
+        }
         c::CAP_AUDIT_COMMANDS => (false, CapabilityData::AuditCommands(List(Vec::new()))),
         c::CAP_PCRS => {
             let alloc = tpm.powered()?.pcrs.allocation();
@@ -263,6 +265,8 @@ pub fn get_capability(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             (false, CapabilityData::Pcrs(alloc))
         }
         c::CAP_TPM_PROPERTIES => {
+            // The lockout counter is reported with the healing due by now.
+            tpm.da_heal();
             let items: Vec<(u32, TaggedProperty)> = tpm
                 .properties()
                 .into_iter()

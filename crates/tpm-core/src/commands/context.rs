@@ -131,7 +131,9 @@ pub fn context_save(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         hierarchy: c::RH_NULL,
         blob: Buffer(Vec::new()),
     };
-    seal_context(&pw.contexts.key.0, &mut context, session.to_bytes())?;
+    let secret = context_secret(tpm, c::RH_NULL)?;
+    seal_context(&secret, &mut context, session.to_bytes())?;
+    let pw = tpm.powered()?;
     pw.contexts.counter = sequence;
     pw.sessions.loaded.0.retain(|s| s.handle != h);
     pw.sessions.saved.0.push(SavedSession {
@@ -139,6 +141,16 @@ pub fn context_save(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         sequence,
     });
     Ok(Response::of(&context))
+}
+
+/// The secret a context of `hierarchy` is protected under: the per-reset
+/// context key and the hierarchy's proof, so that a context of a hierarchy
+/// whose proof changed (Clear, ChangeEPS, ChangePPS) no longer loads.
+fn context_secret(tpm: &mut Tpm, hierarchy: u32) -> TpmResult<zeroize::Zeroizing<Vec<u8>>> {
+    let proof = zeroize::Zeroizing::new(tpm.proof(hierarchy).ok_or(Rc(c::RC_INITIALIZE))?);
+    let mut secret = zeroize::Zeroizing::new(tpm.powered()?.contexts.key.0.clone());
+    secret.extend_from_slice(&proof);
+    Ok(secret)
 }
 
 /// Encrypt `plain` into `context.blob` with its integrity digest in front.
@@ -198,6 +210,7 @@ fn save_object(tpm: &mut Tpm, h: u32) -> TpmResult<Response> {
         ),
         None => return Err(Rc(c::RC_HANDLE).handle(1)),
     };
+    let secret = context_secret(tpm, hierarchy)?;
     let pw = tpm.powered()?;
     let sequence = pw
         .contexts
@@ -210,7 +223,7 @@ fn save_object(tpm: &mut Tpm, h: u32) -> TpmResult<Response> {
         hierarchy,
         blob: Buffer(Vec::new()),
     };
-    seal_context(&pw.contexts.key.0, &mut context, plain.to_vec())?;
+    seal_context(&secret, &mut context, plain.to_vec())?;
     pw.contexts.counter = sequence;
     Ok(Response::of(&context))
 }
@@ -220,7 +233,7 @@ fn load_object_context(tpm: &mut Tpm, context: &Context) -> TpmResult<Response> 
     if !tpm.hierarchy_enabled(context.hierarchy) {
         return Err(Rc(c::RC_HIERARCHY).param(1));
     }
-    let plain = open_context(&tpm.powered()?.contexts.key.0, context)?;
+    let plain = open_context(&context_secret(tpm, context.hierarchy)?, context)?;
     let damaged = || Rc(c::RC_INTEGRITY).param(1);
     let obj = if context.saved_handle == SEQUENCE_CONTEXT {
         let state = SequenceState::from_bytes(&plain).map_err(|_| damaged())?;
@@ -263,6 +276,7 @@ pub fn context_load(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     if tag.len() != 32 {
         return Err(Rc(c::RC_SIZE).param(1));
     }
+    let secret = context_secret(tpm, c::RH_NULL)?;
     let pw = tpm.powered()?;
     // Only a session saved under this very sequence number can be loaded (no replays).
     if !is_session(h)
@@ -273,7 +287,7 @@ pub fn context_load(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     {
         return Err(Rc(c::RC_HANDLE).param(1));
     }
-    let plain = open_context(&pw.contexts.key.0, &context)?;
+    let plain = open_context(&secret, &context)?;
     if pw.sessions.loaded.0.len() >= MAX_LOADED {
         return err(c::RC_SESSION_MEMORY);
     }

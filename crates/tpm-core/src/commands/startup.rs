@@ -69,6 +69,10 @@ pub fn startup(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             // TPM Resume: PCRs with the save attribute, stClear state and the null hierarchy come back.
             pcrs.restore(&s.pcrs, SAVE);
             pw.st = s.st_clear.clone();
+            // phEnable is SET by every Startup, Resume included (the reference
+            // TPM's HierarchyStartup; swtpm agrees): only the platform can
+            // have disabled itself, and it boots again now.
+            pw.st.ph_enable = true;
             pw.null_seed = s.null_seed.clone();
             pw.null_proof = s.null_proof.clone();
             pw.contexts = s.contexts.clone();
@@ -109,6 +113,7 @@ pub fn startup(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     pw.clock.safe = previous != NOT_ORDERLY;
     let now = pw.clock.clock();
     tpm.perm.clock = tpm.perm.clock.max(now);
+    tpm.da_startup(su == c::SU_CLEAR, previous != NOT_ORDERLY);
     tpm.perm.orderly = NOT_ORDERLY;
     tpm.perm_dirty = true;
     Ok(Response::default())

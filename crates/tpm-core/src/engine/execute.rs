@@ -91,6 +91,9 @@ impl Tpm {
                     e.handle(n)
                 }
             })?;
+            if self.persistent_hidden(h, cc) {
+                return Err(Rc(c::RC_HANDLE).handle(n));
+            }
             handles.push(h);
         }
 
@@ -264,7 +267,17 @@ impl Tpm {
                     });
                 }
             }
-            if let Some(h) = entity.filter(|&h| self.da_protected(h)) {
+            // Physical presence first: without it the authorization is not even tried.
+            if entity == Some(c::RH_PLATFORM) && self.pp_required(cc) && !self.physical_presence {
+                return Err(Rc(c::RC_PP).session(n));
+            }
+            // A policy session that uses no authValue (no PolicyAuthValue or
+            // PolicyPassword) is not subject to lockout, as in libtpms.
+            let uses_value = !is_session(a.handle)
+                || self
+                    .session(a.handle)
+                    .is_ok_and(|s| !s.is_policy() || s.auth_value_needed || s.password_needed);
+            if let Some(h) = entity.filter(|&h| uses_value && self.da_protected(h)) {
                 self.da_check(h)?;
             }
             if a.handle == c::RS_PW {

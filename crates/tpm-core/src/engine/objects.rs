@@ -137,6 +137,11 @@ impl Objects {
         let i = self.slots.iter().position(|(x, _)| *x == h)?;
         Some(self.slots.remove(i).1)
     }
+    /// Flush every key or data object of `hierarchy` (sequences belong to none).
+    pub fn flush_hierarchy(&mut self, hierarchy: u32) {
+        self.slots
+            .retain(|(_, o)| !matches!(o, Object::Key(k) if k.hierarchy == hierarchy));
+    }
     /// Handles in ascending order.
     pub fn handles(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self.slots.iter().map(|(h, _)| *h).collect();

@@ -16,7 +16,7 @@ pub use saved::{ContextState, SaveState, VolatileSnapshot};
 use crate::marshal::{Marshal, Unmarshal};
 
 /// Format version written in front of every state blob.
-pub const STATE_VERSION: u16 = 2;
+pub const STATE_VERSION: u16 = 3;
 
 /// Octets of the digest that ends every state blob.
 const SEAL_LEN: usize = 32;

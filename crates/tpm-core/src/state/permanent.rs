@@ -46,6 +46,14 @@ tpm_struct! {
         pub lockout_recovery: u32,
         pub disable_clear: bool,
         pub tpm_established: bool,
+        /// lockoutAuth may be used (cleared by a failed lockoutAuth, set again
+        /// after lockoutRecovery or, when that is 0, at the next Startup(CLEAR)).
+        pub lockout_auth_enabled: bool,
+        /// A DA-protected authorization was tried since the last Startup: if
+        /// power is then lost, the next Startup counts one failure.
+        pub da_used: bool,
+        /// Commands that need physical presence when authorized by the platform (PP_Commands).
+        pub pp_list: List<u32, MAX_PP_COMMANDS>,
         /// Objects made persistent with EvictControl.
         pub persistent: List<PersistentObject, MAX_PERSISTENT>,
     }
@@ -58,6 +66,16 @@ tpm_struct! {
     /// An object made persistent: its handle and stored form.
     pub struct PersistentObject { pub handle: u32, pub object: crate::object::Loaded }
 }
+
+/// Most commands the PP list can hold (every {PP} command of Part 3 fits).
+pub const MAX_PP_COMMANDS: usize = 32;
+
+/// Dictionary-attack defaults (libtpms's), restored by TPM2_Clear.
+pub const DA_MAX_TRIES: u32 = 3;
+/// Seconds per self-healing step.
+pub const DA_RECOVERY_TIME: u32 = 1000;
+/// Seconds lockoutAuth stays unusable after a failure.
+pub const DA_LOCKOUT_RECOVERY: u32 = 1000;
 
 /// `orderly` value for "last shutdown was not orderly".
 pub const NOT_ORDERLY: u16 = 0xFFFF;
@@ -107,11 +125,15 @@ impl Permanent {
             // A new TPM counts as cleanly shut down, so its clock starts safe.
             orderly: c::SU_CLEAR,
             failed_tries: 0,
-            max_tries: 3,
-            recovery_time: 1000,
-            lockout_recovery: 1000,
+            max_tries: DA_MAX_TRIES,
+            recovery_time: DA_RECOVERY_TIME,
+            lockout_recovery: DA_LOCKOUT_RECOVERY,
             disable_clear: false,
             tpm_established: false,
+            lockout_auth_enabled: true,
+            da_used: false,
+            // As the reference TPM: only PP_Commands itself needs physical presence.
+            pp_list: List(vec![c::CC_PP_Commands]),
             persistent: List(Vec::new()),
         }
     }
