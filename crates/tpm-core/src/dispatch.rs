@@ -44,6 +44,10 @@ pub enum HandleType {
     },
     /// TPMI_DH_PARENT+: an object or a hierarchy (including the null one).
     Parent,
+    /// TPMI_RH_NV_AUTH: owner, platform, or an NV index.
+    NvAuth,
+    /// TPMI_RH_NV_INDEX: an NV index.
+    NvIndex,
 }
 
 /// Authorization role a handle needs (Part 3's "@" decorations).
@@ -146,11 +150,17 @@ macro_rules! commands {
 }
 
 commands! {
+    CC_NV_UndefineSpaceSpecial => { handles: [h(T::NvIndex, R::Admin), h(T::Platform, R::User)], nv: true,
+        handler: cmd::nv::nv_undefine_space_special },
     CC_EvictControl => { handles: [h(T::Provision, R::User), h(T::Object { null: false }, R::None)], nv: true,
         handler: cmd::evict::evict_control },
+    CC_NV_UndefineSpace => { handles: [h(T::Provision, R::User), h(T::NvIndex, R::None)], nv: true,
+        handler: cmd::nv::nv_undefine_space },
     CC_ClockSet => { handles: [h(T::Provision, R::User)], nv: true, handler: cmd::clock::clock_set },
     CC_HierarchyChangeAuth => { handles: [h(T::HierarchyAuth, R::User)], decrypt: true, nv: true,
         handler: cmd::hierarchy::hierarchy_change_auth },
+    CC_NV_DefineSpace => { handles: [h(T::Provision, R::User)], decrypt: true, nv: true,
+        handler: cmd::nv::nv_define_space },
     CC_PCR_Allocate => { handles: [h(T::Platform, R::User)], nv: true, handler: cmd::pcr::pcr_allocate },
     CC_PCR_SetAuthPolicy => { handles: [h(T::Platform, R::User)], decrypt: true, nv: true,
         handler: cmd::pcr::pcr_set_auth_policy },
@@ -159,6 +169,20 @@ commands! {
     CC_ClockRateAdjust => { handles: [h(T::Provision, R::User)], handler: cmd::clock::clock_rate_adjust },
     CC_CreatePrimary => { handles: [h(T::Hierarchy { null: true }, R::User)], decrypt: true, encrypt: true,
         r_handle: true, handler: cmd::object::create_primary },
+    CC_NV_GlobalWriteLock => { handles: [h(T::Provision, R::User)], nv: true,
+        handler: cmd::nv::nv_global_write_lock },
+    CC_NV_Increment => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None)], nv: true,
+        handler: cmd::nv_data::nv_increment },
+    CC_NV_SetBits => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None)], nv: true,
+        handler: cmd::nv_data::nv_set_bits },
+    CC_NV_Extend => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None)], decrypt: true, nv: true,
+        handler: cmd::nv_data::nv_extend },
+    CC_NV_Write => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None)], decrypt: true, nv: true,
+        handler: cmd::nv_data::nv_write },
+    CC_NV_WriteLock => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None)], nv: true,
+        handler: cmd::nv::nv_write_lock },
+    CC_NV_ChangeAuth => { handles: [h(T::NvIndex, R::Admin)], decrypt: true, nv: true,
+        handler: cmd::nv::nv_change_auth },
     CC_PCR_Event => { handles: [h(T::Pcr { null: true }, R::User)], decrypt: true, handler: cmd::pcr::pcr_event },
     CC_PCR_Reset => { handles: [h(T::Pcr { null: false }, R::User)], handler: cmd::pcr::pcr_reset },
     CC_SequenceComplete => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true,
@@ -172,6 +196,10 @@ commands! {
         decrypt: true, encrypt: true, handler: cmd::credential::activate_credential_cmd },
     CC_Duplicate => { handles: [h(T::Object { null: false }, R::Dup), h(T::Object { null: true }, R::None)],
         decrypt: true, encrypt: true, handler: cmd::duplication::duplicate },
+    CC_NV_Read => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None)], encrypt: true,
+        handler: cmd::nv_data::nv_read },
+    CC_NV_ReadLock => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None)], nv: true,
+        handler: cmd::nv::nv_read_lock },
     CC_ObjectChangeAuth => { handles: [h(T::Object { null: false }, R::Admin), h(T::Object { null: false }, R::None)],
         decrypt: true, encrypt: true, handler: cmd::object::object_change_auth },
     CC_PolicySecret => { handles: [h(T::Entity { null: false }, R::User), h(T::PolicySession, R::None)],
@@ -205,6 +233,7 @@ commands! {
     CC_LoadExternal => { handles: [], decrypt: true, encrypt: true, r_handle: true, handler: cmd::object::load_external },
     CC_MakeCredential => { handles: [h(T::Object { null: false }, R::None)], decrypt: true, encrypt: true,
         handler: cmd::credential::make_credential_cmd },
+    CC_NV_ReadPublic => { handles: [h(T::NvIndex, R::None)], encrypt: true, handler: cmd::nv::nv_read_public },
     CC_PolicyAuthValue => { handles: [h(T::PolicySession, R::None)], handler: cmd::enhanced_auth::policy_auth_value },
     CC_PolicyCommandCode => { handles: [h(T::PolicySession, R::None)], handler: cmd::enhanced_auth::policy_command_code },
     CC_ReadPublic => { handles: [h(T::Object { null: false }, R::None)], encrypt: true, handler: cmd::object::read_public },

@@ -10,6 +10,8 @@ pub mod enhanced_auth;
 pub mod evict;
 pub mod hash;
 pub mod hierarchy;
+pub mod nv;
+pub mod nv_data;
 pub mod object;
 pub mod pcr;
 pub mod random;

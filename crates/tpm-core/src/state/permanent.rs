@@ -1,5 +1,5 @@
 //! Permanent state: seeds, hierarchy secrets, clock and counters, PCR
-//! allocation, dictionary-attack parameters.
+//! allocation, dictionary-attack parameters, persistent objects, NV indices.
 
 use crate::constants as c;
 use crate::marshal::{Buffer, List};
@@ -48,6 +48,8 @@ tpm_struct! {
         pub tpm_established: bool,
         /// Objects made persistent with EvictControl.
         pub persistent: List<PersistentObject, MAX_PERSISTENT>,
+        /// NV indices (format 3; absent in a format-2 blob, which loads without any).
+        pub nv: super::nv::Trailing<super::nv::NvState>,
     }
 }
 
@@ -113,6 +115,7 @@ impl Permanent {
             disable_clear: false,
             tpm_established: false,
             persistent: List(Vec::new()),
+            nv: Default::default(),
         }
     }
 }
