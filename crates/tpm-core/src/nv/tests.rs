@@ -343,3 +343,56 @@ fn a_format_2_permanent_blob_still_loads() {
     assert!(t.perm.nv.0.indices.0.is_empty());
     assert_eq!(define(&mut t, c::RH_OWNER, IDX, OWNER_RW, 8, b""), 0);
 }
+
+#[test]
+fn da_counts_for_indices_without_no_da() {
+    let store = Shared::default();
+    let mut t = power_up(&store, c::SU_CLEAR);
+    let rw = c::TPMA_NV_AUTHREAD | c::TPMA_NV_AUTHWRITE;
+    assert_eq!(define(&mut t, c::RH_OWNER, IDX, rw, 8, b"pw"), 0);
+    assert_eq!(
+        define(
+            &mut t,
+            c::RH_OWNER,
+            IDX + 1,
+            rw | c::TPMA_NV_NO_DA,
+            8,
+            b"pw"
+        ),
+        0
+    );
+    let fail = c::RC_AUTH_FAIL | c::RC_S | 0x100;
+    assert_eq!(write(&mut t, IDX, b"no", IDX, b"x", 0), fail);
+    assert_eq!(t.perm.failed_tries, 1);
+    let bad = c::RC_BAD_AUTH | c::RC_S | 0x100;
+    assert_eq!(write(&mut t, IDX + 1, b"no", IDX + 1, b"x", 0), bad);
+    assert_eq!(t.perm.failed_tries, 1);
+    assert_eq!(write(&mut t, IDX, b"pw", IDX, b"x", 0), 0);
+    // The authorizing index must be the index acted on.
+    assert_eq!(
+        write(&mut t, IDX, b"pw", IDX + 1, b"x", 0),
+        c::RC_NV_AUTHORIZATION
+    );
+}
+
+#[test]
+fn disabled_hierarchies_hide_their_indices() {
+    let store = Shared::default();
+    let mut t = power_up(&store, c::SU_CLEAR);
+    let pp = c::TPMA_NV_PPREAD | c::TPMA_NV_PPWRITE | c::TPMA_NV_PLATFORMCREATE;
+    assert_eq!(define(&mut t, c::RH_PLATFORM, IDX, pp, 8, b""), 0);
+    assert_eq!(define(&mut t, c::RH_OWNER, IDX + 1, OWNER_RW, 8, b""), 0);
+    let public =
+        |t: &mut Tpm, i: u32| rc(&t.execute(0, &command(c::CC_NV_ReadPublic, &[i], None, &[])));
+    t.pw.as_mut().unwrap().st.ph_enable_nv = false;
+    assert_eq!(public(&mut t, IDX), c::RC_HANDLE | 0x100);
+    assert_eq!(public(&mut t, IDX + 1), 0);
+    assert_eq!(
+        define(&mut t, c::RH_PLATFORM, IDX + 2, pp, 8, b""),
+        c::RC_HIERARCHY | 0x100
+    );
+    t.pw.as_mut().unwrap().st.ph_enable_nv = true;
+    t.pw.as_mut().unwrap().st.sh_enable = false;
+    assert_eq!(public(&mut t, IDX), 0);
+    assert_eq!(public(&mut t, IDX + 1), c::RC_HANDLE | 0x100);
+}
