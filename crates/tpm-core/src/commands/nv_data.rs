@@ -74,6 +74,11 @@ pub fn nv_write(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let mut data = idx.data.0.clone();
     data.resize(size, 0xFF);
     data[offset..offset + len].copy_from_slice(&p.data.0);
+    if idx.public.has(c::TPMA_NV_WRITTEN) && data == idx.data.0 {
+        // Same contents: no NV write (Part 3 asks this of NV with limited
+        // endurance; libtpms does it too).
+        return Ok(Response::default());
+    }
     store(tpm, ctx.handles[1], data, false);
     Ok(Response::default())
 }

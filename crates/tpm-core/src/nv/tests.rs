@@ -396,3 +396,74 @@ fn disabled_hierarchies_hide_their_indices() {
     assert_eq!(public(&mut t, IDX), 0);
     assert_eq!(public(&mut t, IDX + 1), c::RC_HANDLE | 0x100);
 }
+
+#[test]
+fn without_nv_only_orderly_ram_changes_succeed() {
+    let store = Shared::default();
+    let mut t = power_up(&store, c::SU_CLEAR);
+    assert_eq!(define(&mut t, c::RH_OWNER, IDX, OWNER_RW, 8, b""), 0);
+    assert_eq!(
+        define(
+            &mut t,
+            c::RH_OWNER,
+            IDX + 1,
+            OWNER_RW | c::TPMA_NV_ORDERLY,
+            8,
+            b""
+        ),
+        0
+    );
+    assert_eq!(write(&mut t, c::RH_OWNER, b"", IDX + 1, b"first", 0), 0);
+    t.set_nv_available(false);
+    assert_eq!(
+        write(&mut t, c::RH_OWNER, b"", IDX, b"x", 0),
+        c::RC_NV_UNAVAILABLE
+    );
+    assert!(!t.nv_index(IDX).unwrap().public.has(c::TPMA_NV_WRITTEN));
+    assert_eq!(
+        define(&mut t, c::RH_OWNER, IDX + 2, OWNER_RW, 8, b""),
+        c::RC_NV_UNAVAILABLE
+    );
+    assert!(t.nv_index(IDX + 2).is_none());
+    // An ORDERLY index already written changes in RAM only.
+    assert_eq!(write(&mut t, c::RH_OWNER, b"", IDX + 1, b"again", 0), 0);
+    t.set_nv_available(true);
+    // ...and reaches NV at Shutdown.
+    shutdown(&mut t, c::SU_CLEAR);
+    let mut t = power_up(&store, c::SU_CLEAR);
+    assert_eq!(read(&mut t, c::RH_OWNER, b"", IDX + 1, 5, 0).1, b"again");
+}
+
+#[test]
+fn a_pin_index_cannot_be_bound() {
+    let store = Shared::default();
+    let mut t = power_up(&store, c::SU_CLEAR);
+    let attrs = OWNER_RW | c::TPMA_NV_AUTHREAD | c::TPMA_NV_NO_DA | PIN_FAIL;
+    assert_eq!(define(&mut t, c::RH_OWNER, IDX, attrs, 8, b"pin"), 0);
+    // StartAuthSession(tpmKey NULL, bind = the PIN index, nonce, no salt, HMAC, no symmetric, SHA-256).
+    let mut p = b2(&[7; 16]);
+    p.extend(b2(&[]));
+    p.push(c::SE_HMAC);
+    p.extend_from_slice(&c::ALG_NULL.to_be_bytes());
+    p.extend_from_slice(&c::ALG_SHA256.to_be_bytes());
+    let r = t.execute(
+        0,
+        &command(c::CC_StartAuthSession, &[c::RH_NULL, IDX], None, &p),
+    );
+    assert_eq!(rc(&r), c::RC_HANDLE | 0x200);
+}
+
+#[test]
+fn rewriting_the_same_data_writes_no_nv() {
+    let store = Shared::default();
+    let mut t = power_up(&store, c::SU_CLEAR);
+    assert_eq!(define(&mut t, c::RH_OWNER, IDX, OWNER_RW, 8, b""), 0);
+    assert_eq!(write(&mut t, c::RH_OWNER, b"", IDX, b"same", 0), 0);
+    // With NV unavailable an unchanged write still succeeds, a changed one not.
+    t.set_nv_available(false);
+    assert_eq!(write(&mut t, c::RH_OWNER, b"", IDX, b"same", 0), 0);
+    assert_eq!(
+        write(&mut t, c::RH_OWNER, b"", IDX, b"diff", 0),
+        c::RC_NV_UNAVAILABLE
+    );
+}
