@@ -195,11 +195,13 @@ pub(crate) fn clear_owner_indices(tpm: &mut Tpm) {
 /// What Startup does to the indices. TPM Resume (`resume`) keeps everything.
 /// TPM Reset and Restart clear READLOCKED, clear WRITELOCKED unless the index
 /// is written and WRITEDEFINE (a define-time lock is permanent), and clear
-/// WRITTEN (and the lock) of CLEAR_STCLEAR indices. After a shutdown that was
-/// not orderly, ORDERLY counters may have counted in RAM past their NV copy
-/// (by less than MAX_ORDERLY_COUNT): they come back with those low bits set,
-/// so a counter never goes backwards.
-pub(crate) fn nv_startup(tpm: &mut Tpm, resume: bool, orderly: bool) {
+/// WRITTEN (and the lock) of CLEAR_STCLEAR indices. TPM Reset (`reset`) also
+/// clears WRITTEN of ORDERLY indices other than counters: their data is RAM
+/// that only Shutdown(STATE) carries over (the reference TPM's and libtpms's
+/// rule). After a shutdown that was not orderly, ORDERLY counters may have
+/// counted in RAM past their NV copy (by less than MAX_ORDERLY_COUNT): they
+/// come back with those low bits set, so a counter never goes backwards.
+pub(crate) fn nv_startup(tpm: &mut Tpm, resume: bool, reset: bool, orderly: bool) {
     let mut changed = false;
     for idx in tpm.perm.nv.0.indices.0.iter_mut() {
         let before = idx.clone();
@@ -211,6 +213,9 @@ pub(crate) fn nv_startup(tpm: &mut Tpm, resume: bool, orderly: bool) {
             }
             if p.has(c::TPMA_NV_CLEAR_STCLEAR) {
                 p.attributes &= !(c::TPMA_NV_WRITTEN | c::TPMA_NV_WRITELOCKED);
+            }
+            if reset && p.has(c::TPMA_NV_ORDERLY) && p.nt() != nt::COUNTER {
+                p.attributes &= !c::TPMA_NV_WRITTEN;
             }
         }
         if !orderly && p.nt() == nt::COUNTER && p.has(c::TPMA_NV_ORDERLY | c::TPMA_NV_WRITTEN) {

@@ -428,10 +428,21 @@ fn without_nv_only_orderly_ram_changes_succeed() {
     // An ORDERLY index already written changes in RAM only.
     assert_eq!(write(&mut t, c::RH_OWNER, b"", IDX + 1, b"again", 0), 0);
     t.set_nv_available(true);
-    // ...and reaches NV at Shutdown.
-    shutdown(&mut t, c::SU_CLEAR);
+    // ...and reaches NV at Shutdown: a TPM Restart finds it.
+    shutdown(&mut t, c::SU_STATE);
     let mut t = power_up(&store, c::SU_CLEAR);
     assert_eq!(read(&mut t, c::RH_OWNER, b"", IDX + 1, 5, 0).1, b"again");
+    // A TPM Reset forgets an ORDERLY index's data (WRITTEN CLEAR), not others'.
+    shutdown(&mut t, c::SU_CLEAR);
+    let mut t = power_up(&store, c::SU_CLEAR);
+    assert_eq!(
+        read(&mut t, c::RH_OWNER, b"", IDX + 1, 5, 0).0,
+        c::RC_NV_UNINITIALIZED
+    );
+    assert_eq!(write(&mut t, c::RH_OWNER, b"", IDX, b"x", 0), 0);
+    shutdown(&mut t, c::SU_CLEAR);
+    let mut t = power_up(&store, c::SU_CLEAR);
+    assert_eq!(read(&mut t, c::RH_OWNER, b"", IDX, 1, 0).1, b"x");
 }
 
 #[test]
