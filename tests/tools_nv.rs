@@ -1103,3 +1103,50 @@ fn nv_sequence_answers_like_swtpm() {
     }
     assert_eq!(ours.len(), theirs.len());
 }
+
+#[test]
+fn data_goes_encrypted_in_a_salted_session() {
+    need_tools!();
+    let t = Vtpm::start_socket();
+    let tcti = t.tcti();
+    ok(
+        "tpm2_nvdefine",
+        &[
+            "0x1500060",
+            "-C",
+            "o",
+            "-s",
+            "16",
+            "-a",
+            "authread|authwrite|no_da",
+            "-p",
+            "pw",
+        ],
+        &tcti,
+    );
+    let (prim, s) = (f(&t, "p.ctx"), f(&t, "s.ctx"));
+    ok("tpm2_createprimary", &["-C", "o", "-c", &prim], &tcti);
+    // Salted with the primary, encrypting NV_Write's data and NV_Read's answer.
+    ok(
+        "tpm2_startauthsession",
+        &["--hmac-session", "-S", &s, "-c", &prim],
+        &tcti,
+    );
+    ok(
+        "tpm2_sessionconfig",
+        &[&s, "--enable-encrypt", "--enable-decrypt"],
+        &tcti,
+    );
+    let auth = format!("session:{s}+pw");
+    write(
+        &t,
+        "0x1500060",
+        &["-C", "0x1500060", "-P", &auth],
+        b"secret-data-1234",
+    );
+    assert_eq!(
+        read(&t, "0x1500060", &["-C", "0x1500060", "-P", &auth], 16),
+        b"secret-data-1234"
+    );
+    ok("tpm2_flushcontext", &[&s], &tcti);
+}
