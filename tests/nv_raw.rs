@@ -2,8 +2,8 @@
 //! by side, swtpm + libtpms: the edge cases tpm2-tools checks on the client
 //! side before they reach a TPM (sizes beyond TPM_PT_NV_BUFFER_MAX, offsets
 //! beyond the index, malformed TPMS_NV_PUBLIC, wrong handle types, global
-//! locks and indices defined after them). Every response code and every
-//! response of a read must be the same.
+//! locks and indices defined after them, NV_Certify without a key). Every
+//! response code and every response of a read must be the same.
 
 mod common;
 
@@ -92,6 +92,18 @@ fn read(auth: u32, index: u32, size: u16, offset: u16) -> Vec<u8> {
         1,
         &[size.to_be_bytes(), offset.to_be_bytes()].concat(),
     )
+}
+
+/// NV_Certify without a signing key (TPM_RH_NULL), owner-authorized.
+fn certify(index: u32, size: u16, offset: u16) -> Vec<u8> {
+    let params = [
+        b2(b"q"),
+        0x0010u16.to_be_bytes().to_vec(),
+        size.to_be_bytes().to_vec(),
+        offset.to_be_bytes().to_vec(),
+    ]
+    .concat();
+    cmd(0x184, &[0x4000_0007, OWNER, index], 2, &params)
 }
 
 fn cases() -> Vec<(&'static str, Vec<u8>)> {
@@ -236,6 +248,11 @@ fn cases() -> Vec<(&'static str, Vec<u8>)> {
             "undefine it by the owner",
             cmd(0x122, &[OWNER, 0x0140_0001], 1, &[]),
         ),
+        ("certify unsigned", certify(i1, 8, 0)),
+        ("certify 1025 octets", certify(i1, 1025, 0)),
+        ("certify past the end", certify(i1, 8, 2044)),
+        ("certify a read-locked index", certify(0x0150_0007, 0, 0)),
+        ("certify a written counter", certify(i4, 8, 0)),
         (
             "NV handles",
             cmd(
@@ -262,7 +279,13 @@ fn run(t: &common::Vtpm) -> Vec<String> {
         resp.resize(size.max(10), 0);
         s.read_exact(&mut resp[10..]).expect("body");
         let rc = u32::from_be_bytes(resp[6..10].try_into().unwrap());
-        let shown: String = resp[10..].iter().map(|b| format!("{b:02x}")).collect();
+        // An attestation carries the clock: only its code is compared.
+        let body = if name.starts_with("certify") {
+            &[][..]
+        } else {
+            &resp[10..]
+        };
+        let shown: String = body.iter().map(|b| format!("{b:02x}")).collect();
         out.push(format!("{name}: {rc:#x} {shown}"));
     }
     out
@@ -273,6 +296,14 @@ fn nv_edge_cases_answer_like_swtpm() {
     let ours = run(&common::Vtpm::start_socket());
     assert!(ours[0].starts_with("define 2048: 0x0 "), "{}", ours[0]);
     assert!(ours[2].starts_with("write 1025: 0x1d5 "), "{}", ours[2]);
+    for expect in [
+        "certify unsigned: 0x0 ",
+        "certify 1025 octets: 0x3c4 ",
+        "certify past the end: 0x146 ",
+        "certify a read-locked index: 0x148 ",
+    ] {
+        assert!(ours.iter().any(|l| l == expect), "{expect}: {ours:#?}");
+    }
     let Some(sw) = common::start_swtpm() else {
         eprintln!("swtpm not installed: comparison skipped");
         return;

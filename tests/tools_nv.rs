@@ -1150,3 +1150,103 @@ fn data_goes_encrypted_in_a_salted_session() {
     );
     ok("tpm2_flushcontext", &[&s], &tcti);
 }
+
+/// NV_Certify with an endorsement signing key: the attestation verifies, holds
+/// the qualifying data and the certified octets; the codes of the refusals,
+/// compared with swtpm's when it is installed.
+fn certify_codes(t: &Vtpm) -> Vec<String> {
+    let tcti = t.tcti();
+    let (sign, stor) = (f(t, "sign.ctx"), f(t, "stor.ctx"));
+    let attrs = "sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth";
+    ok(
+        "tpm2_createprimary",
+        &["-C", "e", "-G", "ecc", "-a", attrs, "-c", &sign],
+        &tcti,
+    );
+    ok("tpm2_flushcontext", &["-t"], &tcti);
+    ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-G", "ecc", "-c", &stor],
+        &tcti,
+    );
+    ok("tpm2_flushcontext", &["-t"], &tcti);
+    ok(
+        "tpm2_nvdefine",
+        &[
+            "0x1500070",
+            "-C",
+            "o",
+            "-s",
+            "32",
+            "-a",
+            "ownerread|ownerwrite|no_da",
+        ],
+        &tcti,
+    );
+    write(
+        t,
+        "0x1500070",
+        &["-C", "o"],
+        b"0123456789abcdef0123456789abcdef",
+    );
+    let mut codes = Vec::new();
+    let (sig, att) = (f(t, "sig"), f(t, "att"));
+    for (key, auth, size, offset) in [
+        (&sign, "o", "8", "4"),
+        (&sign, "o", "0", "0"),
+        (&stor, "o", "8", "0"),
+        (&sign, "0x1500070", "8", "0"),
+        (&sign, "p", "8", "0"),
+    ] {
+        let args = [
+            "-C",
+            key,
+            "-c",
+            auth,
+            "-g",
+            "sha256",
+            "-o",
+            &sig,
+            "-q",
+            "1122",
+            "--attestation",
+            &att,
+            "--size",
+            size,
+            "--offset",
+            offset,
+            "0x1500070",
+        ];
+        let out = run_tpm2("tpm2_nvcertify", &args, &tcti);
+        codes.push(if out.status.success() {
+            "ok".to_string()
+        } else {
+            code(&String::from_utf8_lossy(&out.stderr))
+        });
+        ok("tpm2_flushcontext", &["-t"], &tcti);
+        if (size, offset) == ("8", "4") {
+            ok(
+                "tpm2_verifysignature",
+                &["-c", &sign, "-g", "sha256", "-m", &att, "-s", &sig],
+                &tcti,
+            );
+            ok("tpm2_flushcontext", &["-t"], &tcti);
+            let a = std::fs::read(&att).unwrap();
+            // magic, TPM_ST_ATTEST_NV, ..., offset 4, 8 octets of data.
+            assert_eq!(&a[..6], &[0xff, 0x54, 0x43, 0x47, 0x80, 0x14]);
+            assert!(a.ends_with(b"\x00\x04\x00\x08456789ab"), "{a:02x?}");
+            assert!(a.windows(4).any(|w| w == [0, 2, 0x11, 0x22]), "extraData");
+        }
+    }
+    codes
+}
+
+#[test]
+fn nv_certify_signs_the_contents_like_swtpm() {
+    need_tools!();
+    let ours = certify_codes(&Vtpm::start_socket());
+    assert_eq!(ours, ["ok", "ok", "0x0000019c", "0x0000012f", "0x00000149"]);
+    if let Some(sw) = common::start_swtpm() {
+        assert_eq!(ours, certify_codes(&sw));
+    }
+}

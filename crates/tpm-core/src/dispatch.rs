@@ -253,6 +253,8 @@ commands! {
     CC_ReadClock => { handles: [], handler: cmd::clock::read_clock },
     CC_PCR_Extend => { handles: [h(T::Pcr { null: true }, R::User)], handler: cmd::pcr::pcr_extend },
     CC_PCR_SetAuthValue => { handles: [h(T::Pcr { null: false }, R::User)], decrypt: true, handler: cmd::pcr::pcr_set_auth_value },
+    CC_NV_Certify => { handles: [h(T::Object { null: true }, R::User), h(T::NvAuth, R::User), h(T::NvIndex, R::None)],
+        decrypt: true, encrypt: true, handler: cmd::nv_certify::nv_certify },
     CC_EventSequenceComplete => { handles: [h(T::Pcr { null: true }, R::User), h(T::Object { null: false }, R::User)],
         decrypt: true, flushed: true, handler: cmd::hash::event_sequence_complete },
     CC_HashSequenceStart => { handles: [], decrypt: true, r_handle: true, handler: cmd::hash::hash_sequence_start },

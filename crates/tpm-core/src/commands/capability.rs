@@ -38,7 +38,8 @@ const SPEC_REVISION: u32 = 116;
 const SPEC_DAY_OF_YEAR: u32 = 303;
 const SPEC_YEAR: u32 = 2014;
 
-fn version_words() -> (u32, u32) {
+/// TPM_PT_FIRMWARE_VERSION_1 and _2 (the crate version).
+pub(crate) fn version_words() -> (u32, u32) {
     let mut it = env!("CARGO_PKG_VERSION")
         .split('.')
         .map(|x| x.parse::<u32>().unwrap_or(0));

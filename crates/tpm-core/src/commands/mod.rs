@@ -11,6 +11,7 @@ pub mod evict;
 pub mod hash;
 pub mod hierarchy;
 pub mod nv;
+pub mod nv_certify;
 pub mod nv_data;
 pub mod object;
 pub mod pcr;

@@ -478,3 +478,42 @@ fn rewriting_the_same_data_writes_no_nv() {
         c::RC_NV_UNAVAILABLE
     );
 }
+
+#[test]
+fn an_unsigned_certification_names_no_signer_and_hides_the_counters() {
+    let store = Shared::default();
+    let mut t = power_up(&store, c::SU_CLEAR);
+    assert_eq!(define(&mut t, c::RH_OWNER, IDX, OWNER_RW, 16, b""), 0);
+    assert_eq!(
+        write(&mut t, c::RH_OWNER, b"", IDX, b"0123456789abcdef", 0),
+        0
+    );
+    let mut p = b2(b"q");
+    p.extend_from_slice(&c::ALG_NULL.to_be_bytes());
+    p.extend_from_slice(&4u16.to_be_bytes());
+    p.extend_from_slice(&2u16.to_be_bytes());
+    let r = t.execute(
+        0,
+        &command(
+            c::CC_NV_Certify,
+            &[c::RH_NULL, c::RH_OWNER, IDX],
+            Some(&[b"", b""]),
+            &p,
+        ),
+    );
+    assert_eq!(rc(&r), 0);
+    // parameterSize, then TPM2B_ATTEST.
+    let a = &r[16..16 + u16::from_be_bytes([r[14], r[15]]) as usize];
+    assert_eq!(&a[..6], &[0xff, 0x54, 0x43, 0x47, 0x80, 0x14]);
+    assert_eq!(
+        &a[6..12],
+        &[0, 4, 0x40, 0, 0, 7],
+        "qualifiedSigner TPM_RH_NULL"
+    );
+    assert_eq!(&a[12..15], &[0, 1, b'q']);
+    let reset = u32::from_be_bytes(a[23..27].try_into().unwrap());
+    assert_ne!(reset, t.perm.reset_count, "resetCount is obfuscated");
+    assert!(a.ends_with(b"\x00\x02\x00\x042345"));
+    // TPMT_SIGNATURE right after it: TPM_ALG_NULL, nothing else.
+    assert_eq!(&r[16 + a.len()..18 + a.len()], &[0x00, 0x10]);
+}
