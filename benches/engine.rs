@@ -3,8 +3,9 @@
 //! figures. `cargo bench -p vtpm --bench engine`.
 //!
 //! The `objects` group runs the load bench's key workloads (EvictControl
-//! persist + evict, a child key's Create/Load/persist/evict/Flush,
-//! CreatePrimary ECC P-256 and RSA-2048 + FlushContext). It is skipped, with a
+//! persist + evict, a child key's Create/Load/persist/evict/Flush, NV_Write of
+//! 64 octets, NV_Increment, NV_Extend of a SHA-256 index, CreatePrimary ECC
+//! P-256 and RSA-2048 + FlushContext). It is skipped, with a
 //! note, while the engine answers CreatePrimary with TPM_RC_COMMAND_CODE, and
 //! each of its workloads is skipped, with a note, if its first run fails.
 
@@ -16,7 +17,8 @@ use tpm_core::{MemoryStore, Tpm, TpmConfig};
 #[path = "support/workloads.rs"]
 mod workloads;
 use workloads::{
-    be32, create_primary, ecc_storage_template, no_setup, op_child_key, op_persist_evict,
+    be32, create_primary, ecc_storage_template, no_setup, nv_counter, nv_extend_sha256,
+    nv_ordinary_64, op_child_key, op_nv_extend, op_nv_increment, op_nv_write, op_persist_evict,
     op_primary_ecc, op_primary_rsa, primary_ecc_storage, Exec, Res,
 };
 
@@ -142,7 +144,7 @@ fn objects(cr: &mut Criterion) {
         );
         return;
     }
-    let cases: [(&str, Setup, Op); 4] = [
+    let cases: [(&str, Setup, Op); 7] = [
         (
             "EvictControl persist+evict",
             primary_ecc_storage,
@@ -153,6 +155,9 @@ fn objects(cr: &mut Criterion) {
             primary_ecc_storage,
             op_child_key,
         ),
+        ("NV_Write 64 B (ordinary)", nv_ordinary_64, op_nv_write),
+        ("NV_Increment (counter)", nv_counter, op_nv_increment),
+        ("NV_Extend (sha256 index)", nv_extend_sha256, op_nv_extend),
         ("CreatePrimary P-256+Flush", no_setup, op_primary_ecc),
         ("CreatePrimary RSA2048+Flush", no_setup, op_primary_rsa),
     ];

@@ -9,7 +9,9 @@
 //! Workloads: GetRandom (the transport floor: what the hand-off from a socket
 //! to the TPM thread and back costs), PCR_Extend, and the key-persisting ones:
 //! EvictControl persist + evict of a loaded key (two NV writes), a child key's
-//! Create + Load + persist + evict + FlushContext, and CreatePrimary (ECC P-256
+//! Create + Load + persist + evict + FlushContext, the NV ones (NV_Write of 64
+//! octets to an ordinary index, NV_Increment of a counter, NV_Extend of a
+//! SHA-256 index: one durable NV write each), and CreatePrimary (ECC P-256
 //! and RSA-2048) + FlushContext. Every response code is checked: a workload
 //! that fails on a TPM is reported as failed there, with the command and code,
 //! and not timed. A workload runs for `--secs` and at least `MIN_OPS`
@@ -27,11 +29,13 @@ use tpm_core::constants as c;
 #[path = "support/workloads.rs"]
 mod workloads;
 use workloads::{
-    be32, cmd, evict_control, flush, no_setup, op_child_key, op_persist_evict, op_primary_ecc,
-    op_primary_rsa, primary_ecc_storage, Exec, Res, PERSISTENT,
+    be32, cmd, evict_control, flush, no_setup, nv_counter, nv_extend_sha256, nv_ordinary_64,
+    nv_undefine, op_child_key, op_nv_extend, op_nv_increment, op_nv_write, op_persist_evict,
+    op_primary_ecc, op_primary_rsa, primary_ecc_storage, Exec, Res, NV_COUNTER, NV_EXTEND,
+    NV_ORDINARY, PERSISTENT,
 };
 
-/// Default seconds per workload and TPM: 6 workloads on 2 TPMs stay well under 2 minutes.
+/// Default seconds per workload and TPM: 9 workloads on 2 TPMs stay around 2 minutes at most.
 const DEFAULT_SECS: f64 = 1.5;
 /// Timed operations a workload runs at least (if `MAX_SECS_FACTOR` allows)...
 const MIN_OPS: usize = 3;
@@ -155,10 +159,14 @@ impl Target {
     }
 
     /// Leaves no object behind for the next workload (3 transient slots):
-    /// evicts `PERSISTENT` and flushes every transient object. Errors are
+    /// evicts `PERSISTENT`, undefines the NV workloads' indices and flushes
+    /// every transient object. Errors are
     /// ignored; there may be nothing to evict or flush.
     fn clean_up(&mut self) {
         let _ = self.ok("EvictControl", &evict_control(PERSISTENT, PERSISTENT));
+        for index in [NV_ORDINARY, NV_COUNTER, NV_EXTEND] {
+            let _ = self.ok("NV_UndefineSpace", &nv_undefine(index));
+        }
         if let Ok(resp) = self.ok("GetCapability", &transient_handles()) {
             // moreData, capability, TPML_HANDLE count, handles
             let count = be32(&resp, 15).unwrap_or(0) as usize;
@@ -223,6 +231,21 @@ fn workloads() -> Vec<Workload> {
             name: "Create/Load/Evict x2/Flush",
             setup: primary_ecc_storage,
             op: op_child_key,
+        },
+        Workload {
+            name: "NV_Write 64 B (ordinary)",
+            setup: nv_ordinary_64,
+            op: op_nv_write,
+        },
+        Workload {
+            name: "NV_Increment (counter)",
+            setup: nv_counter,
+            op: op_nv_increment,
+        },
+        Workload {
+            name: "NV_Extend (sha256 index)",
+            setup: nv_extend_sha256,
+            op: op_nv_extend,
         },
         Workload {
             name: "CreatePrimary P-256+Flush",

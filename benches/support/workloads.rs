@@ -249,3 +249,97 @@ pub fn op_primary_ecc<T: Exec>(t: &mut T, _: u32) -> Res<()> {
 pub fn op_primary_rsa<T: Exec>(t: &mut T, _: u32) -> Res<()> {
     create_primary_and_flush(t, &rsa_storage_template())
 }
+
+// ---------------------------------------------------------------------------
+// NV workloads: an index defined once by the owner (empty password) in the
+// setup, then one NV command in a loop. Each is one durable NV write.
+
+/// The indices the NV workloads define (and clean-up undefines).
+pub const NV_ORDINARY: u32 = 0x0150_0100;
+pub const NV_COUNTER: u32 = 0x0150_0101;
+pub const NV_EXTEND: u32 = 0x0150_0102;
+
+/// TPM_NT in TPMA_NV bits 7:4.
+const NT_COUNTER: u32 = 1 << 4;
+const NT_EXTEND: u32 = 4 << 4;
+
+/// NV_DefineSpace by the owner: an index with SHA-256 names, no authValue or policy.
+fn nv_define(index: u32, attributes: u32, size: u16) -> Vec<u8> {
+    let public = Bytes::default()
+        .u32(index)
+        .u16(c::ALG_SHA256)
+        .u32(attributes)
+        .b2(&[]) // authPolicy
+        .u16(size)
+        .0;
+    cmd(c::CC_NV_DefineSpace)
+        .u32(c::RH_OWNER)
+        .pw()
+        .b2(&[]) // auth
+        .b2(&public)
+        .done()
+}
+
+/// NV_UndefineSpace by the owner.
+pub fn nv_undefine(index: u32) -> Vec<u8> {
+    cmd(c::CC_NV_UndefineSpace)
+        .u32(c::RH_OWNER)
+        .u32(index)
+        .pw()
+        .done()
+}
+
+/// Define `index` afresh (an index left by an interrupted run is removed first).
+fn nv_fresh<T: Exec>(t: &mut T, index: u32, nt: u32, size: u16) -> Res<u32> {
+    let _ = t.ok("NV_UndefineSpace", &nv_undefine(index));
+    let attributes = c::TPMA_NV_OWNERREAD | c::TPMA_NV_OWNERWRITE | nt;
+    t.ok("NV_DefineSpace", &nv_define(index, attributes, size))?;
+    Ok(index)
+}
+
+pub fn nv_ordinary_64<T: Exec>(t: &mut T) -> Res<u32> {
+    nv_fresh(t, NV_ORDINARY, 0, 64)
+}
+
+pub fn nv_counter<T: Exec>(t: &mut T) -> Res<u32> {
+    nv_fresh(t, NV_COUNTER, NT_COUNTER, 8)
+}
+
+pub fn nv_extend_sha256<T: Exec>(t: &mut T) -> Res<u32> {
+    nv_fresh(t, NV_EXTEND, NT_EXTEND, 32)
+}
+
+/// NV_Write of 64 octets at offset 0, owner-authorized. The contents change
+/// every time: a TPM may skip the NV write of unchanged data (both do).
+pub fn op_nv_write<T: Exec>(t: &mut T, index: u32) -> Res<()> {
+    static ROUND: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    let fill = ROUND.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let w = cmd(c::CC_NV_Write)
+        .u32(c::RH_OWNER)
+        .u32(index)
+        .pw()
+        .b2(&[fill; 64])
+        .u16(0)
+        .done();
+    t.ok("NV_Write", &w).map(drop)
+}
+
+pub fn op_nv_increment<T: Exec>(t: &mut T, index: u32) -> Res<()> {
+    let w = cmd(c::CC_NV_Increment)
+        .u32(c::RH_OWNER)
+        .u32(index)
+        .pw()
+        .done();
+    t.ok("NV_Increment", &w).map(drop)
+}
+
+/// NV_Extend with 32 octets of data.
+pub fn op_nv_extend<T: Exec>(t: &mut T, index: u32) -> Res<()> {
+    let w = cmd(c::CC_NV_Extend)
+        .u32(c::RH_OWNER)
+        .u32(index)
+        .pw()
+        .b2(&[0xA5; 32])
+        .done();
+    t.ok("NV_Extend", &w).map(drop)
+}

@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod dispatch;
 pub mod engine;
 pub mod marshal;
+pub mod nv;
 pub mod object;
 pub mod persist;
 pub mod rc;

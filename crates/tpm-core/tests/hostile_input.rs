@@ -308,6 +308,93 @@ fn seeds() -> Vec<Vec<u8>> {
             .concat(),
         ),
     ]
+    .into_iter()
+    .chain(nv_seeds())
+    .collect()
+}
+
+const NV: u32 = 0x0150_0001;
+const NV_COUNTER: u32 = 0x0150_0002;
+const NV_EXTEND: u32 = 0x0150_0003;
+
+/// NV_DefineSpace by the owner (password `auth`).
+fn nv_define(index: u32, attrs: u32, size: u16, auth: &[u8]) -> Vec<u8> {
+    let public = [
+        &index.to_be_bytes()[..],
+        &0x000Bu16.to_be_bytes(),
+        &attrs.to_be_bytes(),
+        &t2b(&[]),
+        &size.to_be_bytes(),
+    ]
+    .concat();
+    cmd(
+        c::ST_SESSIONS,
+        c::CC_NV_DefineSpace,
+        &[
+            &c::RH_OWNER.to_be_bytes()[..],
+            &pw(),
+            &t2b(auth),
+            &t2b(&public),
+        ]
+        .concat(),
+    )
+}
+
+/// A command on index `index` authorized by the owner.
+fn nv_cmd(cc: u32, index: u32, params: &[u8]) -> Vec<u8> {
+    cmd(
+        c::ST_SESSIONS,
+        cc,
+        &[
+            &c::RH_OWNER.to_be_bytes()[..],
+            &index.to_be_bytes(),
+            &pw(),
+            params,
+        ]
+        .concat(),
+    )
+}
+
+/// NV seeds, in an order in which they all succeed.
+fn nv_seeds() -> Vec<Vec<u8>> {
+    let rw = c::TPMA_NV_OWNERREAD | c::TPMA_NV_OWNERWRITE | c::TPMA_NV_AUTHREAD;
+    let locks = c::TPMA_NV_WRITE_STCLEAR | c::TPMA_NV_READ_STCLEAR;
+    vec![
+        nv_define(NV, rw | locks, 64, b"pw"),
+        nv_define(NV_COUNTER, rw | (1 << 4) | c::TPMA_NV_ORDERLY, 8, b""),
+        nv_define(NV_EXTEND, rw | (4 << 4), 32, b""),
+        nv_cmd(
+            c::CC_NV_Write,
+            NV,
+            &[&t2b(b"hello")[..], &2u16.to_be_bytes()].concat(),
+        ),
+        nv_cmd(
+            c::CC_NV_Read,
+            NV,
+            &[&5u16.to_be_bytes()[..], &2u16.to_be_bytes()].concat(),
+        ),
+        nv_cmd(c::CC_NV_Increment, NV_COUNTER, &[]),
+        nv_cmd(c::CC_NV_Extend, NV_EXTEND, &t2b(b"data")),
+        cmd(c::ST_NO_SESSIONS, c::CC_NV_ReadPublic, &NV.to_be_bytes()),
+        cmd(
+            c::ST_NO_SESSIONS,
+            c::CC_GetCapability,
+            &[
+                &1u32.to_be_bytes()[..],
+                &NV.to_be_bytes(),
+                &8u32.to_be_bytes(),
+            ]
+            .concat(),
+        ),
+        nv_cmd(c::CC_NV_ReadLock, NV, &[]),
+        nv_cmd(c::CC_NV_WriteLock, NV, &[]),
+        cmd(
+            c::ST_SESSIONS,
+            c::CC_NV_GlobalWriteLock,
+            &[&c::RH_OWNER.to_be_bytes()[..], &pw()].concat(),
+        ),
+        nv_cmd(c::CC_NV_UndefineSpace, NV_EXTEND, &[]),
+    ]
 }
 
 fn t2b(b: &[u8]) -> Vec<u8> {
@@ -420,6 +507,26 @@ fn object_seeds_succeed() {
         .contains(&code(s))
     }) {
         assert_eq!(rc(t.execute(0, s)), 0, "seed {:#x}", code(s));
+    }
+}
+
+/// The NV seeds succeed in order too.
+#[test]
+fn nv_seeds_succeed() {
+    let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
+    t.power_on(false).unwrap();
+    t.execute(
+        0,
+        &cmd(c::ST_NO_SESSIONS, c::CC_Startup, &0u16.to_be_bytes()),
+    );
+    for s in nv_seeds() {
+        let r = t.execute(0, &s);
+        let code = u32::from_be_bytes([s[6], s[7], s[8], s[9]]);
+        assert_eq!(
+            u32::from_be_bytes([r[6], r[7], r[8], r[9]]),
+            0,
+            "seed {code:#x}"
+        );
     }
 }
 

@@ -5,6 +5,7 @@ use crate::constants as c;
 use crate::dispatch::HandleType;
 use crate::engine::objects::{Object, MAX_OBJECTS};
 use crate::engine::Tpm;
+use crate::nv::is_nv_index;
 use crate::object::Loaded;
 use crate::rc::{err, TpmResult};
 use crate::state::pcr::AUTH_GROUP;
@@ -70,6 +71,8 @@ pub fn admits(ty: HandleType, h: u32) -> bool {
                 )
         }
         HandleType::Context => is_transient(h) || is_session(h),
+        HandleType::NvAuth => matches!(h, c::RH_OWNER | c::RH_PLATFORM) || is_nv_index(h),
+        HandleType::NvIndex => is_nv_index(h),
     }
 }
 
@@ -95,7 +98,7 @@ impl Tpm {
             // A session named in the handle area must be loaded (libtpms: REFERENCE_H0).
             _ if is_session(h) && pw.sessions.get(h).is_none() => err(c::RC_REFERENCE_H0),
             _ if is_persistent(h) && self.persistent(h).is_none() => err(c::RC_HANDLE),
-            _ if h & c::HR_RANGE_MASK == c::NV_INDEX_FIRST => err(c::RC_HANDLE),
+            _ if is_nv_index(h) => self.nv_present(h).map(|_| ()),
             _ => Ok(()),
         }
     }
@@ -171,6 +174,9 @@ impl Tpm {
     /// The Name of entity `h`: the handle itself for permanent entities, PCRs and
     /// sessions; empty for sequence objects, whose public area has no nameAlg.
     pub(crate) fn entity_name(&self, h: u32) -> Vec<u8> {
+        if let Some(i) = self.nv_index(h) {
+            return i.public.name();
+        }
         if let Some(o) = self.object(h) {
             if !o.name.is_empty() {
                 return o.name.clone();
@@ -201,6 +207,7 @@ impl Tpm {
                     .map(|a| a.0.clone())
                     .unwrap_or_default(),
             ),
+            _ if is_nv_index(h) => self.nv_index(h).map(|i| i.auth.0.clone()),
             _ if is_transient(h) || is_persistent(h) => match self.object(h) {
                 Some(o) => o.sensitive.as_ref().map(|s| s.auth_value.0.clone()),
                 None => match pw.objects.get(h)? {
@@ -233,6 +240,13 @@ impl Tpm {
                 .and_then(|g| self.perm.pcr_policies.0.get(g))
                 .map(|p| p.policy.clone())
                 .unwrap_or(none),
+            _ if is_nv_index(h) => match self.nv_index(h) {
+                Some(i) if !i.public.auth_policy.is_empty() => TaggedHash {
+                    alg: i.public.name_alg,
+                    digest: i.public.auth_policy.0.clone(),
+                },
+                _ => none,
+            },
             _ => match self.object(h) {
                 Some(o) if !o.public.auth_policy.is_empty() => TaggedHash {
                     alg: o.public.name_alg,
@@ -244,8 +258,12 @@ impl Tpm {
     }
 
     /// Whether failed authorizations of `h` count toward dictionary-attack lockout.
-    /// Hierarchies, PCRs and sequences are not DA-protected; lockoutAuth has its own rule.
+    /// Hierarchies, PCRs and sequences are not DA-protected; lockoutAuth has its own
+    /// rule; NV indices are unless TPMA_NV_NO_DA.
     pub(crate) fn da_protected(&self, h: u32) -> bool {
+        if let Some(i) = self.nv_index(h) {
+            return !i.public.has(c::TPMA_NV_NO_DA);
+        }
         h == c::RH_LOCKOUT
             || self
                 .object(h)

@@ -59,10 +59,10 @@ impl Tpm {
                 }
             }
         }
-        if !p.lockout_auth_enabled && p.lockout_recovery != 0 {
+        if p.da.lockout_auth_locked && p.lockout_recovery != 0 {
             let wait = u64::from(p.lockout_recovery) * 1000;
             if now.saturating_sub(pw.da.lockout_from) >= wait {
-                p.lockout_auth_enabled = true;
+                p.da.lockout_auth_locked = false;
                 changed = true;
             }
         }
@@ -76,12 +76,12 @@ impl Tpm {
     pub(crate) fn da_check(&mut self, h: u32) -> TpmResult<()> {
         self.da_heal();
         let locked = if h == c::RH_LOCKOUT {
-            !self.perm.lockout_auth_enabled
+            self.perm.da.lockout_auth_locked
         } else {
             // Recorded durably before the attempt: a power cut during it must
             // not hide a failure (see da_startup).
-            if !self.perm.da_used {
-                self.perm.da_used = true;
+            if !self.perm.da.da_used {
+                self.perm.da.da_used = true;
                 self.da_store();
             }
             self.perm.failed_tries >= self.perm.max_tries
@@ -98,7 +98,7 @@ impl Tpm {
     pub(crate) fn da_failure(&mut self, h: u32) {
         let now = self.da_time();
         if h == c::RH_LOCKOUT {
-            self.perm.lockout_auth_enabled = false;
+            self.perm.da.lockout_auth_locked = true;
             if let Some(pw) = self.pw.as_mut() {
                 pw.da.lockout_from = now;
             }
@@ -128,12 +128,12 @@ impl Tpm {
         }
         let p = &mut self.perm;
         if clear && p.lockout_recovery == 0 {
-            p.lockout_auth_enabled = true;
+            p.da.lockout_auth_locked = false;
         }
-        if !was_orderly && p.da_used && p.recovery_time != 0 && p.failed_tries < p.max_tries {
+        if !was_orderly && p.da.da_used && p.recovery_time != 0 && p.failed_tries < p.max_tries {
             p.failed_tries += 1;
         }
-        p.da_used = false;
+        p.da.da_used = false;
         // Startup marks permanent state dirty; the caller's commit stores this.
     }
 
@@ -144,7 +144,7 @@ impl Tpm {
         p.max_tries = DA_MAX_TRIES;
         p.recovery_time = DA_RECOVERY_TIME;
         p.lockout_recovery = DA_LOCKOUT_RECOVERY;
-        p.lockout_auth_enabled = true;
+        p.da.lockout_auth_locked = false;
     }
 
     /// Whether DA-protected entities are locked out (TPMA_PERMANENT.inLockout).

@@ -41,19 +41,30 @@ impl Tpm {
     /// Whether command `cc` authorized with platformAuth/platformPolicy needs
     /// physical presence asserted. PP_Commands always does ("+PP").
     pub(crate) fn pp_required(&self, cc: u32) -> bool {
-        cc == c::CC_PP_Commands || self.perm.pp_list.0.contains(&cc)
+        cc == c::CC_PP_Commands || self.perm.da.pp_extra.0.contains(&cc)
+    }
+
+    /// The PP list as GetCapability(TPM_CAP_PP_COMMANDS) reports it, sorted.
+    pub(crate) fn pp_list(&self) -> Vec<u32> {
+        let mut list = self.perm.da.pp_extra.0.clone();
+        list.push(c::CC_PP_Commands);
+        list.sort_unstable();
+        list
     }
 
     /// Apply PP_Commands' lists: `set` first, then `clear`; commands that
     /// cannot be gated are ignored, and PP_Commands always stays.
     pub(crate) fn pp_update(&mut self, set: &[u32], clear: &[u32]) {
-        let list = &mut self.perm.pp_list.0;
-        for &cc in set.iter().filter(|&&cc| pp_capable(cc)) {
+        let list = &mut self.perm.da.pp_extra.0;
+        for &cc in set
+            .iter()
+            .filter(|&&cc| cc != c::CC_PP_Commands && pp_capable(cc))
+        {
             if !list.contains(&cc) {
                 list.push(cc);
             }
         }
-        list.retain(|cc| *cc == c::CC_PP_Commands || !clear.contains(cc));
+        list.retain(|cc| !clear.contains(cc));
         list.sort_unstable();
     }
 }

@@ -9,6 +9,7 @@ use crate::engine::{Response, Tpm};
 use crate::marshal::{Buffer8, List, Marshal};
 use crate::rc::{Rc, TpmResult};
 use crate::state::clock::CLOCK_UPDATE_MS;
+use crate::state::nv;
 use crate::state::pcr;
 use crate::state::permanent::MAX_PERSISTENT;
 use crate::tpm_params;
@@ -37,7 +38,8 @@ const SPEC_REVISION: u32 = 116;
 const SPEC_DAY_OF_YEAR: u32 = 303;
 const SPEC_YEAR: u32 = 2014;
 
-fn version_words() -> (u32, u32) {
+/// TPM_PT_FIRMWARE_VERSION_1 and _2 (the crate version).
+pub(crate) fn version_words() -> (u32, u32) {
     let mut it = env!("CARGO_PKG_VERSION")
         .split('.')
         .map(|x| x.parse::<u32>().unwrap_or(0));
@@ -78,6 +80,17 @@ impl Tpm {
         let active_sessions = pw.map_or(0, |w| w.sessions.active()) as u32;
         let loaded_objects = pw.map_or(0, |w| w.objects.count()) as u32;
         let persistent = p.persistent.0.len() as u32;
+        let nv_indices = p.nv.0.indices.0.len() as u32;
+        let nv_counters =
+            p.nv.0
+                .indices
+                .0
+                .iter()
+                .filter(|i| i.public.nt() == nv::nt::COUNTER)
+                .count() as u32;
+        // A new counter needs a free counter slot and a free index slot.
+        let counters_avail =
+            (nv::MAX_NV_COUNTERS as u32 - nv_counters).min(nv::MAX_NV_INDICES as u32 - nv_indices);
         vec![
             (c::PT_FAMILY_INDICATOR, chars(b"2.0\0")),
             (c::PT_LEVEL, 0),
@@ -104,15 +117,15 @@ impl Tpm {
                 c::PT_CONTEXT_GAP_MAX,
                 super::context::CONTEXT_GAP_MAX as u32,
             ),
-            (c::PT_NV_COUNTERS_MAX, 0),
-            (c::PT_NV_INDEX_MAX, 0),
+            (c::PT_NV_COUNTERS_MAX, nv::MAX_NV_COUNTERS as u32),
+            (c::PT_NV_INDEX_MAX, nv::NV_INDEX_MAX as u32),
             // TPMA_MEMORY: sharedNV | objectCopiedToRam.
             (c::PT_MEMORY, 0x2 | 0x4),
             (c::PT_CLOCK_UPDATE, CLOCK_UPDATE_MS as u32),
             (c::PT_CONTEXT_HASH, c::ALG_SHA512 as u32),
             (c::PT_CONTEXT_SYM, c::ALG_AES as u32),
             (c::PT_CONTEXT_SYM_SIZE, 256),
-            (c::PT_ORDERLY_COUNT, 0),
+            (c::PT_ORDERLY_COUNT, nv::MAX_ORDERLY_COUNT as u32),
             (c::PT_MAX_COMMAND_SIZE, 4096),
             (c::PT_MAX_RESPONSE_SIZE, 4096),
             (c::PT_MAX_DIGEST, MAX_DIGEST as u32),
@@ -130,12 +143,12 @@ impl Tpm {
             (c::PT_TOTAL_COMMANDS, ncmd),
             (c::PT_LIBRARY_COMMANDS, ncmd),
             (c::PT_VENDOR_COMMANDS, 0),
-            (c::PT_NV_BUFFER_MAX, MAX_BUFFER as u32),
+            (c::PT_NV_BUFFER_MAX, nv::NV_BUFFER_MAX as u32),
             (c::PT_MODES, 0),
             (c::PT_MAX_CAP_BUFFER, MAX_CAP_BUFFER as u32),
             (c::PT_PERMANENT, permanent),
             (c::PT_STARTUP_CLEAR, startup),
-            (c::PT_HR_NV_INDEX, 0),
+            (c::PT_HR_NV_INDEX, nv_indices),
             (c::PT_HR_LOADED, loaded_sessions),
             (c::PT_HR_LOADED_AVAIL, MAX_LOADED as u32 - loaded_sessions),
             (c::PT_HR_ACTIVE, active_sessions),
@@ -149,8 +162,8 @@ impl Tpm {
                 c::PT_HR_PERSISTENT_AVAIL,
                 MAX_PERSISTENT as u32 - persistent,
             ),
-            (c::PT_NV_COUNTERS, 0),
-            (c::PT_NV_COUNTERS_AVAIL, 0),
+            (c::PT_NV_COUNTERS, nv_counters),
+            (c::PT_NV_COUNTERS_AVAIL, counters_avail),
             (c::PT_ALGORITHM_SET, 0),
             (c::PT_LOADED_CURVES, tpm_crypto::Curve::ALL.len() as u32),
             (c::PT_LOCKOUT_COUNTER, p.failed_tries),
@@ -168,7 +181,19 @@ impl Tpm {
         let pw = self.pw.as_ref();
         Some(match ht {
             c::HT_PCR => (0..PCR_COUNT as u32).collect(),
-            c::HT_NV_INDEX => Vec::new(),
+            c::HT_NV_INDEX => {
+                let mut v: Vec<u32> = self
+                    .perm
+                    .nv
+                    .0
+                    .indices
+                    .0
+                    .iter()
+                    .map(|i| i.public.nv_index)
+                    .collect();
+                v.sort_unstable();
+                v
+            }
             c::HT_PERSISTENT => {
                 let mut v: Vec<u32> = self.perm.persistent.0.iter().map(|p| p.handle).collect();
                 v.sort_unstable();
@@ -254,7 +279,7 @@ pub fn get_capability(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             (more, CapabilityData::Commands(List(v)))
         }
         c::CAP_PP_COMMANDS => {
-            let items: Vec<(u32, u32)> = tpm.perm.pp_list.0.iter().map(|&cc| (cc, cc)).collect();
+            let items: Vec<(u32, u32)> = tpm.pp_list().into_iter().map(|cc| (cc, cc)).collect();
             let (more, v) = page(&items, from, count, (MAX_CAP_BUFFER - 8) / 4);
             (more, CapabilityData::PpCommands(List(v)))
         }

@@ -180,7 +180,7 @@ pub fn clear(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     pw.clock.safe = true;
     tpm.flush_hierarchy(c::RH_OWNER, true);
     tpm.flush_hierarchy(c::RH_ENDORSEMENT, true);
-    // NV: owner-created indices are removed here (nv::clear_owner_indices, wired at merge)
+    crate::nv::clear_owner_indices(tpm);
     tpm.da_defaults();
     tpm.perm.clock = 0;
     tpm.perm.reset_count = 0;

@@ -62,6 +62,10 @@ pub fn start_auth_session(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Respons
     };
     let bind_auth = if bind == c::RH_NULL {
         None
+    } else if tpm.nv_index(bind).is_some_and(|i| i.public.is_pin()) {
+        // A PIN index's authValue is only usable while pinCount < pinLimit:
+        // binding to it would bypass the count.
+        return Err(Rc(c::RC_HANDLE).handle(2));
     } else {
         // A public-only object (LoadExternal) has no authValue to contribute.
         Some(tpm.entity_auth(bind).ok_or(Rc(c::RC_HANDLE).handle(2))?)

@@ -57,7 +57,7 @@ pub(crate) fn hash_alg(alg: u16) -> TpmResult<HashAlg> {
 /// TPMT_SIGNATURE over `digest` with `key` and the selected `scheme`. A
 /// scheme that does not fit the key type is TPM_RC_SCHEME; a digest the
 /// algorithm cannot take is TPM_RC_VALUE.
-fn sign_digest(key: &Loaded, scheme: Scheme, digest: &[u8]) -> TpmResult<Signature> {
+pub(crate) fn sign_digest(key: &Loaded, scheme: Scheme, digest: &[u8]) -> TpmResult<Signature> {
     let value = |_| Rc(c::RC_VALUE);
     Ok(match (key.public.type_alg(), scheme.alg) {
         (c::ALG_RSA, c::ALG_RSASSA | c::ALG_RSAPSS) => {

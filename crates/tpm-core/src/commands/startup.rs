@@ -102,6 +102,9 @@ pub fn startup(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             tpm.perm.restart_count = 0;
         }
     }
+    let resume = saved.is_some() && su == c::SU_STATE;
+    let reset = saved.is_none();
+    crate::nv::nv_startup(tpm, resume, reset, previous != NOT_ORDERLY);
     let pw = tpm.powered()?;
     pw.pcrs = pcrs;
     // Loaded sessions and objects do not survive _TPM_Init; saved contexts may.

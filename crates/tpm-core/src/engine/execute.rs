@@ -14,6 +14,7 @@ use crate::constants as c;
 use crate::crypto::ct_eq;
 use crate::dispatch::{lookup, CommandDef, Ctx, Role};
 use crate::marshal::{marshal_u32_sized, Reader, Unmarshal};
+use crate::nv::is_nv_index;
 use crate::rc::{err, Rc, TpmResult};
 use crate::state::clock::CLOCK_UPDATE_MS;
 
@@ -257,7 +258,10 @@ impl Tpm {
             if let Some(h) = entity {
                 let policy =
                     is_session(a.handle) && self.session(a.handle).is_ok_and(|s| s.is_policy());
-                if !policy && !self.auth_value_usable(h, auth_roles[i]) {
+                if policy && is_nv_index(h) && !self.nv_policy_usable(h, auth_roles[i], cc) {
+                    return err(c::RC_AUTH_UNAVAILABLE);
+                }
+                if !policy && !self.auth_value_usable(h, auth_roles[i], cc) {
                     // As libtpms: a role only a policy can serve (DUP, ADMIN of an
                     // adminWithPolicy object) is TPM_RC_AUTH_TYPE.
                     return err(if auth_roles[i] == Role::User {
@@ -285,6 +289,7 @@ impl Tpm {
                 if !ct_eq(trim_zeros(&a.hmac), trim_zeros(&auth)) {
                     return Err(self.auth_failure(h, n));
                 }
+                self.nv_pin_result(h, true)?;
                 uses.push(SessionUse {
                     cmd: a.clone(),
                     entity,
@@ -323,6 +328,7 @@ impl Tpm {
                         return Err(self.auth_failure(h, n));
                     }
                 }
+                self.nv_pin_result(h, true)?;
             }
             uses.push(SessionUse {
                 cmd: a.clone(),
@@ -336,6 +342,10 @@ impl Tpm {
     /// The code for a failed authorization of `h` by session `n`, counting it
     /// toward lockout when `h` is DA-protected.
     fn auth_failure(&mut self, h: u32, n: u32) -> Rc {
+        // A PIN Fail index counts the failure itself (it is always NO_DA).
+        if let Err(rc) = self.nv_pin_result(h, false) {
+            return rc;
+        }
         if self.da_protected(h) {
             self.da_failure(h);
             Rc(c::RC_AUTH_FAIL).session(n)
@@ -345,9 +355,13 @@ impl Tpm {
     }
 
     /// Whether a password or HMAC session may authorize `h` in `role`: objects
-    /// say so with userWithAuth (USER) and adminWithPolicy (ADMIN); the DUP
-    /// role always needs a policy.
-    fn auth_value_usable(&self, h: u32, role: Role) -> bool {
+    /// say so with userWithAuth (USER) and adminWithPolicy (ADMIN), NV indices
+    /// with their attributes (see `nv_auth_value_usable`); the DUP role always
+    /// needs a policy.
+    fn auth_value_usable(&self, h: u32, role: Role, cc: u32) -> bool {
+        if is_nv_index(h) {
+            return self.nv_auth_value_usable(h, role, cc);
+        }
         let Some(o) = self.object(h) else {
             return role != Role::Dup;
         };

@@ -88,6 +88,9 @@ pub struct Tpm {
     pub(crate) nv_available: bool,
     /// Set by commands that changed `perm`; execute persists it before answering.
     pub(crate) perm_dirty: bool,
+    /// `perm` holds changes of ORDERLY NV indices not written yet (they are
+    /// written by the next permanent write: Shutdown at the latest).
+    pub(crate) nv_unsaved: bool,
     /// Primary objects derived recently (CreatePrimary is deterministic).
     pub(crate) primary_cache: crate::object::generate::PrimaryCache,
 }
@@ -111,7 +114,12 @@ impl Tpm {
     pub fn new(mut persist: Box<dyn Persistence>, config: TpmConfig) -> Result<Tpm, Error> {
         let mut rng = StdRng::from_entropy();
         let perm = match persist.load(BlobKind::Permanent)? {
-            Some(bytes) => decode::<Permanent>(BlobKind::Permanent, &bytes)?,
+            Some(bytes) => {
+                let mut p = decode::<Permanent>(BlobKind::Permanent, &bytes)?;
+                // An older format is rewritten in the current one at the next write.
+                p.version = STATE_VERSION;
+                p
+            }
             None => {
                 let p = Permanent::manufacture(&mut rng);
                 persist.store(BlobKind::Permanent, &seal(&p))?;
@@ -128,6 +136,7 @@ impl Tpm {
             physical_presence: false,
             nv_available: true,
             perm_dirty: false,
+            nv_unsaved: false,
             primary_cache: Default::default(),
         })
     }
@@ -228,7 +237,9 @@ impl Tpm {
 
     pub(crate) fn store_permanent(&mut self) -> Result<(), PersistError> {
         let bytes = seal(&self.perm);
-        self.persist.store(BlobKind::Permanent, &bytes)
+        self.persist.store(BlobKind::Permanent, &bytes)?;
+        self.nv_unsaved = false;
+        Ok(())
     }
 
     pub(crate) fn store_blob(&mut self, kind: BlobKind, bytes: &[u8]) -> Result<(), PersistError> {
@@ -349,6 +360,11 @@ impl Tpm {
         let snap = self
             .snapshot()
             .ok_or(Error::WrongPowerState("the TPM is not powered on"))?;
+        // ORDERLY NV data lives in `perm` and resuming from the snapshot skips
+        // Startup, so it must be in NV before the snapshot can be used.
+        if self.nv_unsaved {
+            self.store_permanent()?;
+        }
         self.persist.store(BlobKind::Volatile, &seal(&snap))?;
         Ok(())
     }
@@ -382,7 +398,8 @@ impl Tpm {
         }
         match kind {
             BlobKind::Permanent => {
-                let p: Permanent = decode(kind, data)?;
+                let mut p: Permanent = decode(kind, data)?;
+                p.version = STATE_VERSION;
                 self.persist.store(kind, data)?;
                 self.perm = p;
             }

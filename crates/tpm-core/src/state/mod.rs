@@ -4,6 +4,7 @@
 //! Each serialises with the wire-format traits behind a format version.
 
 pub mod clock;
+pub mod nv;
 pub mod pcr;
 pub mod permanent;
 pub mod saved;
@@ -15,8 +16,12 @@ pub use saved::{ContextState, SaveState, VolatileSnapshot};
 
 use crate::marshal::{Marshal, Unmarshal};
 
-/// Format version written in front of every state blob.
+/// Format version written in front of every state blob. Version 3 added the
+/// NV indices at the end of the permanent state.
 pub const STATE_VERSION: u16 = 3;
+/// Oldest format version still read. Version 2 blobs differ only in lacking
+/// the trailing NV state of the permanent blob, which then reads as empty.
+pub const MIN_STATE_VERSION: u16 = 2;
 
 /// Octets of the digest that ends every state blob.
 const SEAL_LEN: usize = 32;
@@ -33,9 +38,9 @@ pub fn seal(v: &impl Marshal) -> Vec<u8> {
 /// Check and parse a blob made by [`seal`]; the error says what is wrong.
 pub fn open<T: Unmarshal>(blob: &[u8]) -> Result<T, String> {
     let version = blob.get(..2).map(|v| u16::from_be_bytes([v[0], v[1]]));
-    if version != Some(STATE_VERSION) {
+    if !version.is_some_and(|v| (MIN_STATE_VERSION..=STATE_VERSION).contains(&v)) {
         return Err(format!(
-            "format version {version:?}, expected {STATE_VERSION}"
+            "format version {version:?}, expected {MIN_STATE_VERSION} to {STATE_VERSION}"
         ));
     }
     let body = blob.len().checked_sub(SEAL_LEN).map(|n| blob.split_at(n));

@@ -1,5 +1,5 @@
 //! Permanent state: seeds, hierarchy secrets, clock and counters, PCR
-//! allocation, dictionary-attack parameters.
+//! allocation, dictionary-attack parameters, persistent objects, NV indices.
 
 use crate::constants as c;
 use crate::marshal::{Buffer, List};
@@ -46,16 +46,13 @@ tpm_struct! {
         pub lockout_recovery: u32,
         pub disable_clear: bool,
         pub tpm_established: bool,
-        /// lockoutAuth may be used (cleared by a failed lockoutAuth, set again
-        /// after lockoutRecovery or, when that is 0, at the next Startup(CLEAR)).
-        pub lockout_auth_enabled: bool,
-        /// A DA-protected authorization was tried since the last Startup: if
-        /// power is then lost, the next Startup counts one failure.
-        pub da_used: bool,
-        /// Commands that need physical presence when authorized by the platform (PP_Commands).
-        pub pp_list: List<u32, MAX_PP_COMMANDS>,
         /// Objects made persistent with EvictControl.
         pub persistent: List<PersistentObject, MAX_PERSISTENT>,
+        /// Dictionary-attack and physical-presence state (format 3; a format-2
+        /// blob loads with the defaults).
+        pub da: super::nv::Trailing<DaState>,
+        /// NV indices (format 3; absent in a format-2 blob, which loads without any).
+        pub nv: super::nv::Trailing<super::nv::NvState>,
     }
 }
 
@@ -65,6 +62,21 @@ pub const MAX_PERSISTENT: usize = 64;
 tpm_struct! {
     /// An object made persistent: its handle and stored form.
     pub struct PersistentObject { pub handle: u32, pub object: crate::object::Loaded }
+}
+
+tpm_struct! {
+    /// Dictionary-attack and physical-presence state added by format 3.
+    pub struct DaState {
+        /// lockoutAuth may not be used (set by a failed lockoutAuth, cleared
+        /// after lockoutRecovery or, when that is 0, at the next Startup(CLEAR)).
+        pub lockout_auth_locked: bool,
+        /// A DA-protected authorization was tried since the last Startup: if
+        /// power is then lost, the next Startup counts one failure.
+        pub da_used: bool,
+        /// Commands besides PP_Commands (which always does) that need physical
+        /// presence when authorized by the platform, as PP_Commands set them.
+        pub pp_extra: List<u32, MAX_PP_COMMANDS>,
+    }
 }
 
 /// Most commands the PP list can hold (every {PP} command of Part 3 fits).
@@ -130,11 +142,9 @@ impl Permanent {
             lockout_recovery: DA_LOCKOUT_RECOVERY,
             disable_clear: false,
             tpm_established: false,
-            lockout_auth_enabled: true,
-            da_used: false,
-            // As the reference TPM: only PP_Commands itself needs physical presence.
-            pp_list: List(vec![c::CC_PP_Commands]),
             persistent: List(Vec::new()),
+            da: Default::default(),
+            nv: Default::default(),
         }
     }
 }
