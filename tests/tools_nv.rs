@@ -1250,3 +1250,57 @@ fn nv_certify_signs_the_contents_like_swtpm() {
         assert_eq!(ours, certify_codes(&sw));
     }
 }
+
+/// tpm2_clear removes the owner's indices (not platform-created ones), and a
+/// counter defined after it still starts above every counter before it.
+#[test]
+fn clear_removes_owner_indices_and_counters_never_go_back() {
+    need_tools!();
+    clear_sequence(&Vtpm::start_socket());
+    // swtpm (libtpms) behaves the same way.
+    if let Some(sw) = common::start_swtpm() {
+        clear_sequence(&sw);
+    }
+}
+
+fn clear_sequence(t: &Vtpm) {
+    let tcti = t.tcti();
+    let define = |index: &str, hierarchy: &str, attrs: &str| {
+        ok(
+            "tpm2_nvdefine",
+            &[index, "-C", hierarchy, "-s", "8", "-a", attrs],
+            &tcti,
+        );
+    };
+    define("0x1500030", "o", "ownerread|ownerwrite|nt=counter");
+    define("0x1400030", "p", "ppread|ppwrite|platformcreate");
+    for _ in 0..5 {
+        ok("tpm2_nvincrement", &["0x1500030", "-C", "o"], &tcti);
+    }
+    let before = counter(t, "0x1500030");
+    write(t, "0x1400030", &["-C", "p"], b"platform");
+    ok("tpm2_clear", &["-c", "p"], &tcti);
+    let listed = ok("tpm2_getcap", &["handles-nv-index"], &tcti);
+    assert!(
+        !listed.contains("0x1500030"),
+        "owner index survived Clear: {listed}"
+    );
+    assert!(
+        listed.contains("0x1400030"),
+        "platform index lost: {listed}"
+    );
+    refused(
+        "tpm2_nvreadpublic",
+        &["0x1500030"],
+        &tcti,
+        "0x0000018b", // TPM_RC_HANDLE (handle 1)
+    );
+    assert_eq!(read(t, "0x1400030", &["-C", "p"], 8), b"platform");
+    define("0x1500030", "o", "ownerread|ownerwrite|nt=counter");
+    ok("tpm2_nvincrement", &["0x1500030", "-C", "o"], &tcti);
+    let after = counter(t, "0x1500030");
+    assert!(
+        after > before,
+        "counter went back across Clear: {after} <= {before}"
+    );
+}
