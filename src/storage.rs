@@ -48,8 +48,7 @@ impl Persistence for NvramStorage {
 
     fn store(&mut self, blob: BlobKind, bytes: &[u8]) -> std::result::Result<(), PersistError> {
         self.handle
-            .write(blob.name(), bytes.to_vec())
-            .wait()
+            .write_sync(blob.name(), bytes.to_vec())
             .map_err(|e| fail(blob, e))
     }
 

@@ -311,6 +311,22 @@ impl NvramHandle {
         self.post(Op::Put(name.to_string(), data), Some(n))
     }
 
+    /// Write a blob and return once it is durable (or failed). With the store
+    /// idle and nothing queued the write is committed on the caller's thread
+    /// without waking the storage thread; otherwise it is posted and waited for.
+    pub fn write_sync(&self, name: &str, data: Vec<u8>) -> Result<()> {
+        self.check(name, Some(data.len()))?;
+        match self
+            .inner
+            .worker
+            .core_ref()
+            .commit_now(Op::Put(name.to_string(), data))
+        {
+            Ok(r) => r,
+            Err(op) => self.post(op, None).wait(),
+        }
+    }
+
     /// Post a write; `done` is called when durable or failed, on the thread that
     /// committed the batch (the storage thread, or a writer waiting for its own write)
     /// (at once, on the caller's thread, if the write is refused outright).

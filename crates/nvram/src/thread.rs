@@ -57,6 +57,10 @@ pub struct Core {
     store: Mutex<Store>,
     rx: Receiver<Msg>,
     shared: Arc<Shared>,
+    /// Writes in the storage thread's last batch: above one, writers are
+    /// concurrent and commit nothing themselves, or a writer committing
+    /// alone would split the group's batch in two (and pay two flushes).
+    last_batch: std::sync::atomic::AtomicUsize,
 }
 
 impl Core {
@@ -64,7 +68,7 @@ impl Core {
     /// most one write (the caller's) is queued; otherwise leave it to the
     /// storage thread. Either way the caller then waits for its completion.
     pub fn help(&self) {
-        if self.rx.len() > 1 {
+        if self.rx.len() > 1 || self.concurrent() {
             return;
         }
         let Some(mut store) = self.store.try_lock() else {
@@ -77,6 +81,31 @@ impl Core {
         let outcome = commit(&mut store, msgs, &self.shared);
         drop(store);
         outcome.fire();
+    }
+}
+
+impl Core {
+    /// Several writers were in the storage thread's last batch.
+    fn concurrent(&self) -> bool {
+        self.last_batch.load(std::sync::atomic::Ordering::Relaxed) > 1
+    }
+
+    /// Commit `op` at once on the caller's thread if the store is idle and
+    /// nothing is queued (checked with the store locked, so nothing posted
+    /// earlier is still uncommitted); otherwise hand `op` back to be posted.
+    /// Nothing is sent on the channel, so the storage thread is not woken.
+    pub fn commit_now(&self, op: Op) -> std::result::Result<Result<()>, Op> {
+        if !self.rx.is_empty() || self.concurrent() {
+            return Err(op);
+        }
+        let Some(mut store) = self.store.try_lock() else {
+            return Err(op);
+        };
+        if !self.rx.is_empty() {
+            return Err(op);
+        }
+        Ok(commit_ops(&mut store, vec![op], &self.shared)
+            .map_err(|(path, reason)| Error::Failed { path, reason }))
     }
 }
 
@@ -95,6 +124,7 @@ impl Worker {
             store: Mutex::new(store),
             rx,
             shared,
+            last_batch: std::sync::atomic::AtomicUsize::new(1),
         });
         let thread_core = core.clone();
         let join = std::thread::Builder::new()
@@ -111,6 +141,11 @@ impl Worker {
     /// The state a waiting writer may commit with.
     pub fn core(&self) -> Arc<Core> {
         self.core.clone()
+    }
+
+    /// The shared state, borrowed.
+    pub fn core_ref(&self) -> &Core {
+        &self.core
     }
 
     /// Post a change; if the thread is gone the completion fires with `Stopped`.
@@ -224,23 +259,29 @@ impl Outcome {
 /// Collapse `msgs`, commit them with one flush and publish them to readers.
 fn commit(store: &mut Store, msgs: Vec<Msg>, shared: &Shared) -> Outcome {
     let (ops, dones) = collapse(msgs);
+    Outcome {
+        dones,
+        result: commit_ops(store, ops, shared),
+    }
+}
+
+/// Commit `ops` with one flush and publish them; the error names the image.
+fn commit_ops(
+    store: &mut Store,
+    ops: Vec<Op>,
+    shared: &Shared,
+) -> std::result::Result<(), (std::path::PathBuf, String)> {
     match store.commit(&ops) {
         Ok(()) => {
             publish(shared, ops);
-            Outcome {
-                dones,
-                result: Ok(()),
-            }
+            Ok(())
         }
         Err(e) => {
             let reason = match e {
                 Error::Io { op, source, .. } => format!("{op}: {source}"),
                 e => e.to_string(),
             };
-            Outcome {
-                dones,
-                result: Err((store.path().to_path_buf(), reason)),
-            }
+            Err((store.path().to_path_buf(), reason))
         }
     }
 }
@@ -274,6 +315,8 @@ fn run(core: &Core) {
         // batch, or groups of writers settle into alternating half-full batches.
         // (Counted before acknowledging, so a quick re-post is not counted twice.)
         expected = batch + rx.len();
+        core.last_batch
+            .store(batch, std::sync::atomic::Ordering::Relaxed);
         drop(store);
         outcome.fire();
     }

@@ -288,7 +288,8 @@ fn group_commit_and_callbacks() {
 fn a_failed_write_reaches_the_writer_and_the_old_contents_stay() {
     use nvram::fault::{FaultBackend, FaultPlan};
     // Operations: 0-1 format (header write, flush), then a write and a flush per batch.
-    for (fail_at, what) in [(4u64, "writing a batch"), (5, "flushing a batch")] {
+    let cases = [(4u64, "writing a batch"), (5, "flushing a batch")];
+    for ((fail_at, what), sync) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
         let be = FaultBackend::new(
             vec![0; 256 * 1024],
             FaultPlan {
@@ -301,10 +302,13 @@ fn a_failed_write_reaches_the_writer_and_the_old_contents_stay() {
         nv.register("tpm2/permanent", 4096).unwrap();
         let h = nv.start().unwrap();
         h.write("tpm2/permanent", b"old".to_vec()).wait().unwrap();
-        let e = h
-            .write("tpm2/permanent", b"new".to_vec())
-            .wait()
-            .expect_err("the injected failure reaches the writer");
+        // Both ways of waiting: a posted write, and write_sync (inline).
+        let e = if sync {
+            h.write_sync("tpm2/permanent", b"new".to_vec())
+        } else {
+            h.write("tpm2/permanent", b"new".to_vec()).wait()
+        }
+        .expect_err("the injected failure reaches the writer");
         let msg = e.to_string();
         assert!(msg.contains("not stored") && msg.contains(what), "{msg}");
         assert_eq!(h.read("tpm2/permanent").unwrap().unwrap(), b"old");
@@ -376,9 +380,14 @@ fn posting_order_is_kept_whoever_commits() {
                 f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }),
         );
-        h.write("a", (i + 1_000_000).to_be_bytes().to_vec())
-            .wait()
-            .unwrap();
+        if i % 2 == 0 {
+            h.write("a", (i + 1_000_000).to_be_bytes().to_vec())
+                .wait()
+                .unwrap();
+        } else {
+            h.write_sync("a", (i + 1_000_000).to_be_bytes().to_vec())
+                .unwrap();
+        }
         assert_eq!(
             h.read("a").unwrap().unwrap(),
             (i + 1_000_000).to_be_bytes().to_vec()
@@ -391,8 +400,7 @@ fn posting_order_is_kept_whoever_commits() {
             let h = h.clone();
             std::thread::spawn(move || {
                 for i in 0..100u32 {
-                    h.write("b", (w * 1000 + i).to_be_bytes().to_vec())
-                        .wait()
+                    h.write_sync("b", (w * 1000 + i).to_be_bytes().to_vec())
                         .unwrap();
                     assert_eq!(h.read("b").unwrap().unwrap().len(), 4);
                 }
