@@ -34,22 +34,6 @@ use tss_esapi::Context;
 /// The persistent handle the signing key is moved to and back out of.
 const PERSISTENT: u32 = 0x8100_0010;
 
-/// Whether libtss2-esys and the swtpm TCTI are installed (scripts/test.sh
-/// installs libtss2-dev, which brings both).
-fn have_tss() -> bool {
-    [
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-        "/usr/lib",
-    ]
-    .iter()
-    .any(|d| {
-        std::path::Path::new(d)
-            .join("libtss2-tcti-swtpm.so.0")
-            .exists()
-    })
-}
-
 fn context(v: &Vtpm) -> Context {
     let tcti = TctiNameConf::from_str(&v.tcti()).expect("TCTI name");
     Context::new(tcti).expect("ESAPI context over the swtpm TCTI")
@@ -235,7 +219,7 @@ fn flow(salt_public: Public) {
 
 #[test]
 fn rsa_salted_session_carries_create_load_sign_evict() {
-    if !have_tss() {
+    if !common::have_tss() {
         eprintln!("libtss2 not installed: skipped (scripts/test.sh installs libtss2-dev)");
         return;
     }
@@ -244,7 +228,7 @@ fn rsa_salted_session_carries_create_load_sign_evict() {
 
 #[test]
 fn ecc_salted_session_carries_create_load_sign_evict() {
-    if !have_tss() {
+    if !common::have_tss() {
         eprintln!("libtss2 not installed: skipped (scripts/test.sh installs libtss2-dev)");
         return;
     }

@@ -18,21 +18,6 @@ use tss_esapi::structures::{Auth, SymmetricDefinition};
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::Context;
 
-/// Whether libtss2-esys and the swtpm TCTI are installed.
-fn have_tss() -> bool {
-    [
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-        "/usr/lib",
-    ]
-    .iter()
-    .any(|d| {
-        std::path::Path::new(d)
-            .join("libtss2-tcti-swtpm.so.0")
-            .exists()
-    })
-}
-
 fn hmac_session(ctx: &mut Context) -> AuthSession {
     let session = ctx
         .start_auth_session(
@@ -89,7 +74,7 @@ fn run(tcti: &str) {
 
 #[test]
 fn hmac_sessions_authorize_change_auth_and_clear() {
-    if !have_tss() {
+    if !common::have_tss() {
         eprintln!("libtss2 not installed: skipped (scripts/test.sh installs it)");
         return;
     }

@@ -601,61 +601,45 @@ fn setprimarypolicy_changeeps_and_changepps() {
         0x1D5,
     );
 
-    // ChangeEPS: a new endorsement seed, auth and policy back to empty.
-    let ek = f(&t, "ek.ctx");
-    let ek_before = ok("tpm2_createprimary", &["-C", "e", "-c", &ek], &tcti);
-    ok(
-        "tpm2_evictcontrol",
-        &["-C", "o", "-c", &ek, "0x81010002"],
-        &tcti,
-    );
-    flush(&tcti);
-    ok("tpm2_changeauth", &["-c", "e", "endpw"], &tcti);
-    ok("tpm2_changeeps", &[], &tcti);
-    assert!(!persistent(&tcti).contains("0x81010002"));
-    assert_eq!(var(&tcti, "endorsementAuthSet"), "0");
-    assert!(
-        !with_policy("e").status.success(),
-        "the endorsement policy is reset"
-    );
-    let ek_after = ok(
-        "tpm2_createprimary",
-        &["-C", "e", "-c", &f(&t, "ek2.ctx")],
-        &tcti,
-    );
-    flush(&tcti);
-    assert_ne!(ek_before, ek_after);
-    assert!(!run_tpm2("tpm2_readpublic", &["-c", &ek], &tcti)
-        .status
-        .success());
-    // The owner's policy survives ChangeEPS.
-    assert!(with_policy("o").status.success());
-
-    // ChangePPS: a new platform seed, platform policy reset, platform objects gone.
-    let pk = f(&t, "pk.ctx");
-    let pk_before = ok("tpm2_createprimary", &["-C", "p", "-c", &pk], &tcti);
-    ok(
-        "tpm2_evictcontrol",
-        &["-C", "p", "-c", &pk, "0x81800002"],
-        &tcti,
-    );
-    flush(&tcti);
-    ok("tpm2_changepps", &[], &tcti);
-    assert!(!persistent(&tcti).contains("0x81800002"));
-    assert!(
-        !with_policy("p").status.success(),
-        "the platform policy is reset"
-    );
-    let pk_after = ok(
-        "tpm2_createprimary",
-        &["-C", "p", "-c", &f(&t, "pk2.ctx")],
-        &tcti,
-    );
-    flush(&tcti);
-    assert_ne!(pk_before, pk_after);
-    assert!(!run_tpm2("tpm2_readpublic", &["-c", &pk], &tcti)
-        .status
-        .success());
+    // ChangeEPS / ChangePPS: a new seed (a primary made again differs), the
+    // hierarchy's persistent and loaded objects gone, its policy reset.
+    for (h, auth, persistent_handle, tool) in [
+        ("e", "o", "0x81010002", "tpm2_changeeps"),
+        ("p", "p", "0x81800002", "tpm2_changepps"),
+    ] {
+        let key = f(&t, &format!("{h}k.ctx"));
+        let before = ok("tpm2_createprimary", &["-C", h, "-c", &key], &tcti);
+        ok(
+            "tpm2_evictcontrol",
+            &["-C", auth, "-c", &key, persistent_handle],
+            &tcti,
+        );
+        flush(&tcti);
+        if h == "e" {
+            ok("tpm2_changeauth", &["-c", "e", "endpw"], &tcti);
+        }
+        ok(tool, &[], &tcti);
+        assert!(!persistent(&tcti).contains(persistent_handle), "{tool}");
+        if h == "e" {
+            // The endorsement auth is back to empty.
+            assert_eq!(var(&tcti, "endorsementAuthSet"), "0");
+        }
+        assert!(!with_policy(h).status.success(), "{tool} resets the policy");
+        let after = ok(
+            "tpm2_createprimary",
+            &["-C", h, "-c", &f(&t, &format!("{h}k2.ctx"))],
+            &tcti,
+        );
+        flush(&tcti);
+        assert_ne!(before, after, "{tool} changes the seed");
+        assert!(!run_tpm2("tpm2_readpublic", &["-c", &key], &tcti)
+            .status
+            .success());
+        if h == "e" {
+            // The owner's policy survives ChangeEPS.
+            assert!(with_policy("o").status.success());
+        }
+    }
 }
 
 /// Send one raw command on a fresh connection and return its response code.

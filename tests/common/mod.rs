@@ -338,6 +338,18 @@ pub fn start_swtpm() -> Option<Vtpm> {
     }))
 }
 
+/// Whether libtss2-esys and the swtpm TCTI are installed (scripts/test.sh
+/// installs libtss2-dev, which brings both): the tss-esapi tests need them.
+pub fn have_tss() -> bool {
+    [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .iter()
+    .any(|d| Path::new(d).join("libtss2-tcti-swtpm.so.0").exists())
+}
+
 /// Run a tpm2-tools program (`tpm2_getrandom`, ...) against `tcti`, at most 60 s.
 pub fn run_tpm2(tool: &str, args: &[&str], tcti: &str) -> Output {
     Command::new("timeout")

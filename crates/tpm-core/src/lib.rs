@@ -14,6 +14,8 @@ pub mod object;
 pub mod persist;
 pub mod rc;
 pub mod state;
+#[cfg(test)]
+mod test_cmd;
 pub mod types;
 
 pub use engine::{Error, Tpm, TpmConfig};

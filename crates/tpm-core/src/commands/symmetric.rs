@@ -248,39 +248,16 @@ mod tests {
 
     const USER_WITH_AUTH: u32 = 0x40;
 
+    /// A command with (if `sessions`) one empty password session.
     fn command(sessions: bool, cc: u32, handles: &[u32], params: &[u8]) -> Vec<u8> {
-        let mut body = Vec::new();
-        for h in handles {
-            body.extend_from_slice(&h.to_be_bytes());
-        }
-        if sessions {
-            // One password session with an empty password.
-            body.extend_from_slice(&9u32.to_be_bytes());
-            body.extend_from_slice(&c::RS_PW.to_be_bytes());
-            body.extend_from_slice(&[0, 0, 0, 0, 0]);
-        }
-        body.extend_from_slice(params);
-        let tag = if sessions {
-            c::ST_SESSIONS
-        } else {
-            c::ST_NO_SESSIONS
-        };
-        let mut v = tag.to_be_bytes().to_vec();
-        v.extend_from_slice(&((10 + body.len()) as u32).to_be_bytes());
-        v.extend_from_slice(&cc.to_be_bytes());
-        v.extend_from_slice(&body);
-        v
+        crate::test_cmd::command(cc, handles, sessions.then_some(&[&b""[..]][..]), params)
     }
 
     fn rc(r: &[u8]) -> u32 {
         u32::from_be_bytes(r[6..10].try_into().unwrap())
     }
 
-    fn b2(data: &[u8]) -> Vec<u8> {
-        let mut v = (data.len() as u16).to_be_bytes().to_vec();
-        v.extend_from_slice(data);
-        v
-    }
+    use crate::test_cmd::b2;
 
     /// The TPM2B fields of a successful response with sessions, after `skip` octets of handle.
     fn sized_fields(r: &[u8], skip: usize) -> Vec<Vec<u8>> {

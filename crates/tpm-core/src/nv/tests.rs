@@ -25,41 +25,9 @@ impl Persistence for Shared {
     }
 }
 
+use crate::test_cmd::{b2, command};
+
 const IDX: u32 = 0x0150_0001;
-
-fn command(cc: u32, handles: &[u32], passwords: Option<&[&[u8]]>, params: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for h in handles {
-        body.extend_from_slice(&h.to_be_bytes());
-    }
-    if let Some(pws) = passwords {
-        let mut area = Vec::new();
-        for pw in pws {
-            area.extend_from_slice(&c::RS_PW.to_be_bytes());
-            area.extend_from_slice(&[0, 0, 0]);
-            area.extend(b2(pw));
-        }
-        body.extend_from_slice(&(area.len() as u32).to_be_bytes());
-        body.extend(area);
-    }
-    body.extend_from_slice(params);
-    let tag = if passwords.is_some() {
-        c::ST_SESSIONS
-    } else {
-        c::ST_NO_SESSIONS
-    };
-    let mut v = tag.to_be_bytes().to_vec();
-    v.extend_from_slice(&((10 + body.len()) as u32).to_be_bytes());
-    v.extend_from_slice(&cc.to_be_bytes());
-    v.extend(body);
-    v
-}
-
-fn b2(data: &[u8]) -> Vec<u8> {
-    let mut v = (data.len() as u16).to_be_bytes().to_vec();
-    v.extend_from_slice(data);
-    v
-}
 
 fn rc(r: &[u8]) -> u32 {
     u32::from_be_bytes(r[6..10].try_into().unwrap())
