@@ -371,6 +371,27 @@ fn clear_removes_the_owner_and_clearcontrol_gates_it() {
     ok("tpm2_clear", &["-c", "p"], &tcti);
 }
 
+/// A primary under the owner at `prim` and, loaded at `key`, a child key
+/// without noDA whose password is "keypw".
+fn da_protected_key(t: &Vtpm, prim: &str, key: &str) {
+    let tcti = t.tcti();
+    let (pubf, privf) = (f(t, "k.pub"), f(t, "k.priv"));
+    ok("tpm2_createprimary", &["-C", "o", "-c", prim], &tcti);
+    flush(&tcti);
+    ok(
+        "tpm2_create",
+        &["-C", prim, "-p", "keypw", "-u", &pubf, "-r", &privf],
+        &tcti,
+    );
+    flush(&tcti);
+    ok(
+        "tpm2_load",
+        &["-C", prim, "-u", &pubf, "-r", &privf, "-c", key],
+        &tcti,
+    );
+    flush(&tcti);
+}
+
 #[test]
 fn dictionary_lockout_survives_kill_and_is_reset_by_lockout_auth() {
     need_tools!();
@@ -390,20 +411,8 @@ fn dictionary_lockout_survives_kill_and_is_reset_by_lockout_auth() {
     assert_eq!(field(&perm, "TPM2_PT_LOCKOUT_INTERVAL"), "0x3E8");
     assert_eq!(field(&perm, "TPM2_PT_LOCKOUT_RECOVERY"), "0x0");
 
-    ok("tpm2_createprimary", &["-C", "o", "-c", &prim], &tcti);
-    flush(&tcti);
     // A DA-protected key (no noDA) and a noDA one, both persistent.
-    ok(
-        "tpm2_create",
-        &["-C", &prim, "-p", "keypw", "-u", &pubf, "-r", &privf],
-        &tcti,
-    );
-    flush(&tcti);
-    ok(
-        "tpm2_load",
-        &["-C", &prim, "-u", &pubf, "-r", &privf, "-c", &key],
-        &tcti,
-    );
+    da_protected_key(&t, &prim, &key);
     ok(
         "tpm2_evictcontrol",
         &["-C", "o", "-c", &key, "0x81000010"],
@@ -492,21 +501,7 @@ fn dictionary_attack_parameters_zero_tries_locks_and_zero_recovery_disables() {
     let t = Vtpm::start_socket();
     let tcti = t.tcti();
     let (prim, key) = (f(&t, "prim.ctx"), f(&t, "k.ctx"));
-    let (pubf, privf) = (f(&t, "k.pub"), f(&t, "k.priv"));
-    ok("tpm2_createprimary", &["-C", "o", "-c", &prim], &tcti);
-    flush(&tcti);
-    ok(
-        "tpm2_create",
-        &["-C", &prim, "-p", "keypw", "-u", &pubf, "-r", &privf],
-        &tcti,
-    );
-    flush(&tcti);
-    ok(
-        "tpm2_load",
-        &["-C", &prim, "-u", &pubf, "-r", &privf, "-c", &key],
-        &tcti,
-    );
-    flush(&tcti);
+    da_protected_key(&t, &prim, &key);
     let change = |pw: &str| {
         let out = run_tpm2(
             "tpm2_changeauth",
