@@ -455,3 +455,44 @@ fn failed_authorizations_lock_out_like_swtpm() {
         assert_eq!(ours, lockout_sequence(&sw));
     }
 }
+
+/// Saved contexts of objects survive a TPM Restart (Shutdown(STATE) then
+/// Startup(CLEAR)), except those of stClear objects, which answer
+/// TPM_RC_INTEGRITY; after a Resume (Startup(STATE)) both load.
+#[test]
+fn stclear_object_contexts_do_not_survive_a_restart() {
+    need_tools!();
+    let mut t = Vtpm::start_socket();
+    let dir = t.tmp.path().to_path_buf();
+    let (plain, stclear) = (dir.join("plain.ctx"), dir.join("stclear.ctx"));
+    let (plain, stclear) = (plain.to_str().unwrap(), stclear.to_str().unwrap());
+    let attrs = "restricted|decrypt|fixedtpm|fixedparent|sensitivedataorigin|userwithauth";
+    let tcti = t.tcti();
+    ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-a", attrs, "-c", plain],
+        &tcti,
+    );
+    ok("tpm2_flushcontext", &["-t"], &tcti);
+    let with_stclear = format!("{attrs}|stclear");
+    ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-a", &with_stclear, "-c", stclear],
+        &tcti,
+    );
+    ok("tpm2_flushcontext", &["-t"], &tcti);
+    // Resume: Shutdown(STATE), power cycle, Startup(STATE).
+    ok("tpm2_shutdown", &[], &tcti);
+    t.guard.terminate();
+    t.restart_socket(&["--flags", "not-need-init,startup-state"]);
+    for ctx in [plain, stclear] {
+        ok("tpm2_readpublic", &["-c", ctx], &t.tcti());
+    }
+    // Restart: Shutdown(STATE), power cycle, Startup(CLEAR).
+    ok("tpm2_shutdown", &[], &t.tcti());
+    t.guard.terminate();
+    t.restart_socket(&["--flags", "not-need-init,startup-clear"]);
+    ok("tpm2_readpublic", &["-c", plain], &t.tcti());
+    let err = fails("tpm2_readpublic", &["-c", stclear], &t.tcti());
+    assert!(err.contains("0x1df") || err.contains("0x000001df"), "{err}");
+}

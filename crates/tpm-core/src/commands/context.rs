@@ -131,7 +131,7 @@ pub fn context_save(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         hierarchy: c::RH_NULL,
         blob: Buffer(Vec::new()),
     };
-    let secret = context_secret(tpm, c::RH_NULL)?;
+    let secret = context_secret(tpm, c::RH_NULL, h)?;
     seal_context(&secret, &mut context, session.to_bytes())?;
     let pw = tpm.powered()?;
     pw.contexts.counter = sequence;
@@ -143,13 +143,23 @@ pub fn context_save(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     Ok(Response::of(&context))
 }
 
-/// The secret a context of `hierarchy` is protected under: the per-reset
-/// context key and the hierarchy's proof, so that a context of a hierarchy
-/// whose proof changed (Clear, ChangeEPS, ChangePPS) no longer loads.
-fn context_secret(tpm: &mut Tpm, hierarchy: u32) -> TpmResult<zeroize::Zeroizing<Vec<u8>>> {
+/// The secret a context of `hierarchy` saved as `saved_handle` is protected
+/// under: the per-reset context key and the hierarchy's proof, so that a
+/// context of a hierarchy whose proof changed (Clear, ChangeEPS, ChangePPS) no
+/// longer loads; for an stClear object also clearCount, so that its context
+/// no longer loads after a TPM Restart either (Part 1, context management).
+fn context_secret(
+    tpm: &mut Tpm,
+    hierarchy: u32,
+    saved_handle: u32,
+) -> TpmResult<zeroize::Zeroizing<Vec<u8>>> {
     let proof = zeroize::Zeroizing::new(tpm.proof(hierarchy).ok_or(Rc(c::RC_INITIALIZE))?);
+    let clear_count = tpm.perm.clear_count.0;
     let mut secret = zeroize::Zeroizing::new(tpm.powered()?.contexts.key.0.clone());
     secret.extend_from_slice(&proof);
+    if saved_handle == STCLEAR_OBJECT_CONTEXT {
+        secret.extend_from_slice(&clear_count.to_be_bytes());
+    }
     Ok(secret)
 }
 
@@ -210,7 +220,7 @@ fn save_object(tpm: &mut Tpm, h: u32) -> TpmResult<Response> {
         ),
         None => return Err(Rc(c::RC_HANDLE).handle(1)),
     };
-    let secret = context_secret(tpm, hierarchy)?;
+    let secret = context_secret(tpm, hierarchy, saved_handle)?;
     let pw = tpm.powered()?;
     let sequence = pw
         .contexts
@@ -233,7 +243,10 @@ fn load_object_context(tpm: &mut Tpm, context: &Context) -> TpmResult<Response> 
     if !tpm.hierarchy_enabled(context.hierarchy) {
         return Err(Rc(c::RC_HIERARCHY).param(1));
     }
-    let plain = open_context(&context_secret(tpm, context.hierarchy)?, context)?;
+    let plain = open_context(
+        &context_secret(tpm, context.hierarchy, context.saved_handle)?,
+        context,
+    )?;
     let damaged = || Rc(c::RC_INTEGRITY).param(1);
     let obj = if context.saved_handle == SEQUENCE_CONTEXT {
         let state = SequenceState::from_bytes(&plain).map_err(|_| damaged())?;
@@ -276,7 +289,7 @@ pub fn context_load(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     if tag.len() != 32 {
         return Err(Rc(c::RC_SIZE).param(1));
     }
-    let secret = context_secret(tpm, c::RH_NULL)?;
+    let secret = context_secret(tpm, c::RH_NULL, h)?;
     let pw = tpm.powered()?;
     // Only a session saved under this very sequence number can be loaded (no replays).
     if !is_session(h)

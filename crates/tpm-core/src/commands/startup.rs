@@ -88,6 +88,8 @@ pub fn startup(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             pw.contexts = s.contexts.clone();
             pw.sessions.saved = s.saved_sessions.clone();
             tpm.perm.restart_count = tpm.perm.restart_count.wrapping_add(1);
+            // Contexts of stClear objects saved before no longer load.
+            tpm.perm.clear_count.0 = tpm.perm.clear_count.0.wrapping_add(1);
         }
         (None, _) => {
             pw.st = Tpm::fresh_st_clear();
@@ -100,6 +102,7 @@ pub fn startup(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             pw.sessions.saved = Default::default();
             tpm.perm.reset_count = tpm.perm.reset_count.wrapping_add(1);
             tpm.perm.restart_count = 0;
+            tpm.perm.clear_count.0 = 0;
         }
     }
     let resume = saved.is_some() && su == c::SU_STATE;

@@ -53,6 +53,9 @@ tpm_struct! {
         pub da: super::nv::Trailing<DaState>,
         /// NV indices (format 3; absent in a format-2 blob, which loads without any).
         pub nv: super::nv::Trailing<super::nv::NvState>,
+        /// clearCount: TPM Restarts since the last TPM Reset; contexts of
+        /// stClear objects are bound to it (absent in older blobs: 0).
+        pub clear_count: super::nv::Trailing<u32>,
     }
 }
 
@@ -144,6 +147,7 @@ impl Permanent {
             tpm_established: false,
             persistent: List(Vec::new()),
             da: Default::default(),
+            clear_count: Default::default(),
             nv: Default::default(),
         }
     }
