@@ -290,10 +290,13 @@ fn a_format_2_permanent_blob_still_loads() {
     let t = power_up(&store, c::SU_CLEAR);
     let mut old = t.perm.clone();
     drop(t);
-    // Format 2 ends after the persistent objects: no NV state.
+    // Format 2 ends after the persistent objects: no DA/PP state, NV state
+    // or clearCount (the trailing fields of format 3).
     old.version = 2;
     let mut bytes = old.to_bytes();
-    bytes.truncate(bytes.len() - old.nv.to_bytes().len());
+    let trailing =
+        old.da.to_bytes().len() + old.nv.to_bytes().len() + old.clear_count.to_bytes().len();
+    bytes.truncate(bytes.len() - trailing);
     let sealed = {
         let d = crate::crypto::digest(c::ALG_SHA256, &[&bytes]);
         let mut b = bytes.clone();
@@ -309,6 +312,7 @@ fn a_format_2_permanent_blob_still_loads() {
     let mut t = power_up(&store, c::SU_CLEAR);
     assert_eq!(t.perm.version, crate::state::STATE_VERSION);
     assert!(t.perm.nv.0.indices.0.is_empty());
+    assert!(!t.perm.da.lockout_auth_locked && t.perm.da.pp_extra.0.is_empty());
     assert_eq!(define(&mut t, c::RH_OWNER, IDX, OWNER_RW, 8, b""), 0);
 }
 
