@@ -197,6 +197,81 @@ pub fn valid_commands() -> Vec<(&'static str, Vec<u8>)> {
                 &cat(&[&be32(0x4000_0001), &pw_area(), &[0]]),
             ),
         ),
+        // NV, hierarchy and dictionary-attack commands: an ordinary 16-octet
+        // owner index at 0x01500100 (ownerwrite|ownerread).
+        (
+            "NV_DefineSpace",
+            command(
+                SESSIONS,
+                0x12A,
+                &cat(&[
+                    &be32(0x4000_0001),
+                    &pw_area(),
+                    &be16(0),
+                    &be16(14),
+                    &be32(0x0150_0100),
+                    &be16(0x000B),
+                    &be32(0x0002_0002),
+                    &be16(0),
+                    &be16(16),
+                ]),
+            ),
+        ),
+        (
+            "NV_Write",
+            command(
+                SESSIONS,
+                0x137,
+                &cat(&[
+                    &be32(0x4000_0001),
+                    &be32(0x0150_0100),
+                    &pw_area(),
+                    &be16(4),
+                    b"data",
+                    &be16(0),
+                ]),
+            ),
+        ),
+        (
+            "NV_Read",
+            command(
+                SESSIONS,
+                0x14E,
+                &cat(&[
+                    &be32(0x4000_0001),
+                    &be32(0x0150_0100),
+                    &pw_area(),
+                    &be16(4),
+                    &be16(0),
+                ]),
+            ),
+        ),
+        (
+            "NV_ReadPublic",
+            command(NO_SESSIONS, 0x169, &be32(0x0150_0100)),
+        ),
+        (
+            "HierarchyControl",
+            command(
+                SESSIONS,
+                0x121,
+                &cat(&[&be32(0x4000_000C), &pw_area(), &be32(0x4000_0001), &[1]]),
+            ),
+        ),
+        (
+            "DictionaryAttackParameters",
+            command(
+                SESSIONS,
+                0x13A,
+                &cat(&[
+                    &be32(0x4000_000A),
+                    &pw_area(),
+                    &be32(5),
+                    &be32(100),
+                    &be32(100),
+                ]),
+            ),
+        ),
     ]
 }
 
