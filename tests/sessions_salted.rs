@@ -8,26 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{have_tpm2_tools, run_tpm2, start_swtpm, Vtpm};
-
-/// Run a tool and insist it succeeded; returns its stdout.
-fn ok(tool: &str, args: &[&str], tcti: &str) -> String {
-    let out = run_tpm2(tool, args, tcti);
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Run a tool that must fail; returns its stderr.
-fn fails(tool: &str, args: &[&str], tcti: &str) -> String {
-    let out = run_tpm2(tool, args, tcti);
-    assert!(!out.status.success(), "{tool} {args:?} should have failed");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{have_tpm2_tools, start_swtpm, tpm2_fails as fails, tpm2_ok as ok, Vtpm};
 
 /// Flush the transient objects the tools leave loaded (no resource manager;
 /// the TPM has 3 object slots).

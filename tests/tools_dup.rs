@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{have_tpm2_tools, run_tpm2, start_swtpm, Vtpm};
+use common::{have_tpm2_tools, run_tpm2, start_swtpm, tpm2_ok as ok, Vtpm};
 
 macro_rules! need_tools {
     () => {
@@ -19,18 +19,6 @@ macro_rules! need_tools {
             return;
         }
     };
-}
-
-/// Run a tool and insist it succeeded; returns its stdout.
-fn ok(tool: &str, args: &[&str], tcti: &str) -> String {
-    let out = run_tpm2(tool, args, tcti);
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Run a tool that must fail; returns the TPM response code it reports

@@ -132,40 +132,56 @@ fn encrypt_decrypt(
 /// TPM2_EncryptDecrypt.
 pub fn encrypt_decrypt1(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = EncryptDecryptIn::parse(&mut ctx.params)?;
-    let key = tpm.object_at(ctx.handles[0], 1)?;
     let n = Numbers {
         mode: 2,
         iv_in: 3,
         in_data: 4,
     };
-    let out = encrypt_decrypt(
-        key,
-        p.decrypt.0 == 1,
-        p.mode.0,
+    let (decrypt, mode) = (p.decrypt.0 == 1, p.mode.0);
+    run(
+        tpm,
+        ctx,
+        decrypt,
+        mode,
         p.iv_in.as_slice(),
         p.in_data.as_slice(),
         n,
-    )?;
-    Ok(Response::of(&out))
+    )
 }
 
 /// TPM2_EncryptDecrypt2: EncryptDecrypt with inData first.
 pub fn encrypt_decrypt2(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = EncryptDecrypt2In::parse(&mut ctx.params)?;
-    let key = tpm.object_at(ctx.handles[0], 1)?;
     let n = Numbers {
         mode: 3,
         iv_in: 4,
         in_data: 1,
     };
-    let out = encrypt_decrypt(
-        key,
-        p.decrypt.0 == 1,
-        p.mode.0,
+    let (decrypt, mode) = (p.decrypt.0 == 1, p.mode.0);
+    run(
+        tpm,
+        ctx,
+        decrypt,
+        mode,
         p.iv_in.as_slice(),
         p.in_data.as_slice(),
         n,
-    )?;
+    )
+}
+
+/// Both EncryptDecrypt commands once their parameters are parsed: the key at
+/// handle 1, then [`encrypt_decrypt`].
+fn run(
+    tpm: &mut Tpm,
+    ctx: &Ctx<'_>,
+    decrypt: bool,
+    mode: u16,
+    iv: &[u8],
+    data: &[u8],
+    n: Numbers,
+) -> TpmResult<Response> {
+    let key = tpm.object_at(ctx.handles[0], 1)?;
+    let out = encrypt_decrypt(key, decrypt, mode, iv, data, n)?;
     Ok(Response::of(&out))
 }
 
