@@ -908,6 +908,30 @@ enum Step<'a> {
     Props,
 }
 
+/// Steps that make a primary at `prim` and load a child key (password "kpw",
+/// no noDA) at `kctx`, flushing after each tool.
+fn child_key_steps<'a>(
+    prim: &'a str,
+    pubf: &'a str,
+    privf: &'a str,
+    kctx: &'a str,
+) -> Vec<Step<'a>> {
+    vec![
+        Step::Tool("tpm2_createprimary", vec!["-C", "o", "-c", prim]),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Tool(
+            "tpm2_create",
+            vec!["-C", prim, "-p", "kpw", "-u", pubf, "-r", privf],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+        Step::Tool(
+            "tpm2_load",
+            vec!["-C", prim, "-u", pubf, "-r", privf, "-c", kctx],
+        ),
+        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+    ]
+}
+
 /// The pseudo-tool that stands for [`Step::Props`] in a tool list.
 const PROPS: &str = "properties";
 
@@ -1066,18 +1090,9 @@ fn da_sequence(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
         // Platform Clear restores lockoutAuth and the DA parameters.
         Step::Tool("tpm2_clear", vec!["-c", "p"]),
         Step::Tool("tpm2_dictionarylockout", vec!["-c"]),
-        Step::Tool("tpm2_createprimary", vec!["-C", "o", "-c", &prim]),
-        Step::Tool("tpm2_flushcontext", vec!["-t"]),
-        Step::Tool(
-            "tpm2_create",
-            vec!["-C", &prim, "-p", "kpw", "-u", &pubf, "-r", &privf],
-        ),
-        Step::Tool("tpm2_flushcontext", vec!["-t"]),
-        Step::Tool(
-            "tpm2_load",
-            vec!["-C", &prim, "-u", &pubf, "-r", &privf, "-c", &kctx],
-        ),
-        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+    ]);
+    steps.extend(child_key_steps(&prim, &pubf, &privf, &kctx));
+    steps.extend([
         // A key whose policy is PolicyCommandCode(Sign).
         Step::Tool("tpm2_startauthsession", vec!["-S", &sess]),
         Step::Tool(
@@ -1343,19 +1358,8 @@ fn healing(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
             vec!["-c", &kctx, "-p", "bad", "-o", &sig, &msg],
         )
     };
-    let mut steps = vec![
-        Step::Tool("tpm2_createprimary", vec!["-C", "o", "-c", &prim]),
-        Step::Tool("tpm2_flushcontext", vec!["-t"]),
-        Step::Tool(
-            "tpm2_create",
-            vec!["-C", &prim, "-p", "kpw", "-u", &pubf, "-r", &privf],
-        ),
-        Step::Tool("tpm2_flushcontext", vec!["-t"]),
-        Step::Tool(
-            "tpm2_load",
-            vec!["-C", &prim, "-u", &pubf, "-r", &privf, "-c", &kctx],
-        ),
-        Step::Tool("tpm2_flushcontext", vec!["-t"]),
+    let mut steps = child_key_steps(&prim, &pubf, &privf, &kctx);
+    steps.extend([
         Step::Tool(
             "tpm2_dictionarylockout",
             vec!["-s", "-n", "2", "-t", "1", "-l", "1"],
@@ -1367,7 +1371,7 @@ fn healing(tcti: &str, dir: &std::path::Path) -> Vec<(String, u32)> {
         Step::Counter,
         Step::Tool("tpm2_dictionarylockout", vec!["-c", "-p", "bad"]),
         Step::Tool("tpm2_dictionarylockout", vec!["-c"]),
-    ];
+    ]);
     let mut codes = run_steps(tcti, &steps);
     std::thread::sleep(Duration::from_millis(1300));
     steps = vec![
