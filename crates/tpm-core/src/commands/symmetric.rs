@@ -137,51 +137,43 @@ pub fn encrypt_decrypt1(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response>
         iv_in: 3,
         in_data: 4,
     };
-    let (decrypt, mode) = (p.decrypt.0 == 1, p.mode.0);
-    run(
-        tpm,
-        ctx,
-        decrypt,
-        mode,
-        p.iv_in.as_slice(),
-        p.in_data.as_slice(),
-        n,
-    )
+    run(tpm, ctx, p, n)
 }
 
 /// TPM2_EncryptDecrypt2: EncryptDecrypt with inData first.
 pub fn encrypt_decrypt2(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
-    let p = EncryptDecrypt2In::parse(&mut ctx.params)?;
+    let EncryptDecrypt2In {
+        in_data,
+        decrypt,
+        mode,
+        iv_in,
+    } = EncryptDecrypt2In::parse(&mut ctx.params)?;
+    let p = EncryptDecryptIn {
+        decrypt,
+        mode,
+        iv_in,
+        in_data,
+    };
     let n = Numbers {
         mode: 3,
         iv_in: 4,
         in_data: 1,
     };
-    let (decrypt, mode) = (p.decrypt.0 == 1, p.mode.0);
-    run(
-        tpm,
-        ctx,
-        decrypt,
-        mode,
-        p.iv_in.as_slice(),
-        p.in_data.as_slice(),
-        n,
-    )
+    run(tpm, ctx, p, n)
 }
 
 /// Both EncryptDecrypt commands once their parameters are parsed: the key at
 /// handle 1, then [`encrypt_decrypt`].
-fn run(
-    tpm: &mut Tpm,
-    ctx: &Ctx<'_>,
-    decrypt: bool,
-    mode: u16,
-    iv: &[u8],
-    data: &[u8],
-    n: Numbers,
-) -> TpmResult<Response> {
+fn run(tpm: &mut Tpm, ctx: &Ctx<'_>, p: EncryptDecryptIn, n: Numbers) -> TpmResult<Response> {
     let key = tpm.object_at(ctx.handles[0], 1)?;
-    let out = encrypt_decrypt(key, decrypt, mode, iv, data, n)?;
+    let out = encrypt_decrypt(
+        key,
+        p.decrypt.0 == 1,
+        p.mode.0,
+        p.iv_in.as_slice(),
+        p.in_data.as_slice(),
+        n,
+    )?;
     Ok(Response::of(&out))
 }
 
