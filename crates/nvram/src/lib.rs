@@ -228,7 +228,6 @@ const WAIT_SPIN: std::time::Duration = std::time::Duration::from_micros(400);
 pub struct Completion {
     rx: Option<crossbeam_channel::Receiver<Result<()>>>,
     early: Option<Error>,
-    core: Option<Arc<thread::Core>>,
 }
 
 impl Completion {
@@ -236,9 +235,6 @@ impl Completion {
     pub fn wait(self) -> Result<()> {
         if let Some(e) = self.early {
             return Err(e);
-        }
-        if let Some(core) = &self.core {
-            core.help();
         }
         match self.rx {
             Some(rx) => {
@@ -285,7 +281,6 @@ impl NvramHandle {
             return Completion {
                 rx: None,
                 early: Some(e),
-                core: None,
             };
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
@@ -296,7 +291,6 @@ impl NvramHandle {
         Completion {
             rx: Some(rx),
             early: None,
-            core: Some(self.inner.worker.core()),
         }
     }
 
@@ -327,8 +321,7 @@ impl NvramHandle {
         }
     }
 
-    /// Post a write; `done` is called when durable or failed, on the thread that
-    /// committed the batch (the storage thread, or a writer waiting for its own write)
+    /// Post a write; `done` is called on the storage thread when durable or failed
     /// (at once, on the caller's thread, if the write is refused outright).
     pub fn write_with(&self, name: &str, data: Vec<u8>, done: Box<dyn FnOnce(Result<()>) + Send>) {
         match self.check(name, Some(data.len())) {

@@ -3,13 +3,14 @@
 //! one flush. Several writes to one blob in a batch collapse to the last.
 //! Completions fire only after the batch is durable.
 //!
-//! A writer that waits for its completion while the store is idle and its
-//! write is the only one queued commits the queue itself, on its own thread
-//! (see [`Core::help`]): one writer then pays no thread hand-off in either
-//! direction, only the write and its flush. Queues of several writers are
-//! left to the storage thread, which gathers them into one batch. Messages
-//! are only ever taken off the channel with the store locked, so batches are
-//! committed in the order they were posted whoever commits them.
+//! A blocking writer that is alone (store idle, nothing queued, the last batch
+//! a single write) commits on its own thread instead (see
+//! [`Core::commit_now`]): it then pays no thread hand-off in either
+//! direction, only the write and its flush. Several writers go through the
+//! storage thread, which gathers them into one batch. Messages are only ever
+//! taken off the channel with the store locked, and an inline commit checks
+//! the queue with the store locked, so writes commit in the order they were
+//! posted whoever commits them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use crate::store::{Op, Store};
 pub enum Done {
     /// A channel the writer waits on.
     Chan(Sender<Result<()>>),
-    /// A callback run on the thread that committed the batch.
+    /// A callback run on the storage thread.
     Callback(Box<dyn FnOnce(Result<()>) + Send>),
 }
 
@@ -61,27 +62,6 @@ pub struct Core {
     /// concurrent and commit nothing themselves, or a writer committing
     /// alone would split the group's batch in two (and pay two flushes).
     last_batch: std::sync::atomic::AtomicUsize,
-}
-
-impl Core {
-    /// Commit the queue on the caller's thread if the store is idle and at
-    /// most one write (the caller's) is queued; otherwise leave it to the
-    /// storage thread. Either way the caller then waits for its completion.
-    pub fn help(&self) {
-        if self.rx.len() > 1 || self.concurrent() {
-            return;
-        }
-        let Some(mut store) = self.store.try_lock() else {
-            return;
-        };
-        let msgs: Vec<Msg> = self.rx.try_iter().collect();
-        if msgs.is_empty() {
-            return;
-        }
-        let outcome = commit(&mut store, msgs, &self.shared);
-        drop(store);
-        outcome.fire();
-    }
 }
 
 impl Core {
@@ -136,11 +116,6 @@ impl Worker {
             join: Mutex::new(join),
             core,
         }
-    }
-
-    /// The state a waiting writer may commit with.
-    pub fn core(&self) -> Arc<Core> {
-        self.core.clone()
     }
 
     /// The shared state, borrowed.
@@ -296,14 +271,17 @@ fn run(core: &Core) {
             // rather than be woken by the first of them.
             std::thread::yield_now();
         }
-        // Wait without taking the message: it is taken with the store locked.
+        // Wait without taking the message: it is taken with the store locked,
+        // so an inline commit (which checks the queue under that lock) can
+        // never overtake a message this thread holds.
         let mut sel = Select::new();
         sel.recv(rx);
         sel.ready();
         let mut store = core.store.lock();
         let first = match rx.try_recv() {
             Ok(m) => m,
-            // A waiting writer committed it first.
+            // Only this thread takes messages; a wake-up with nothing to take
+            // is spurious: wait again.
             Err(TryRecvError::Empty) => continue,
             Err(TryRecvError::Disconnected) => break,
         };
