@@ -46,9 +46,9 @@ impl Persistence for NvramStorage {
         self.handle.read(blob.name()).map_err(|e| fail(blob, e))
     }
 
-    fn store(&mut self, blob: BlobKind, bytes: &[u8]) -> std::result::Result<(), PersistError> {
+    fn store(&mut self, blob: BlobKind, bytes: Vec<u8>) -> std::result::Result<(), PersistError> {
         self.handle
-            .write_sync(blob.name(), bytes.to_vec())
+            .write_sync(blob.name(), bytes)
             .map_err(|e| fail(blob, e))
     }
 

@@ -49,8 +49,9 @@ pub struct PersistError {
 pub trait Persistence: Send {
     /// Read a blob; `Ok(None)` if it was never written (or deleted).
     fn load(&mut self, blob: BlobKind) -> Result<Option<Vec<u8>>, PersistError>;
-    /// Write a blob and return only when it is durable.
-    fn store(&mut self, blob: BlobKind, bytes: &[u8]) -> Result<(), PersistError>;
+    /// Write a blob and return only when it is durable (the bytes are handed
+    /// over: the NVRAM keeps them without another copy).
+    fn store(&mut self, blob: BlobKind, bytes: Vec<u8>) -> Result<(), PersistError>;
     /// Remove a blob and return only when that is durable.
     fn delete(&mut self, blob: BlobKind) -> Result<(), PersistError>;
 }
@@ -66,8 +67,8 @@ impl Persistence for MemoryStore {
     fn load(&mut self, blob: BlobKind) -> Result<Option<Vec<u8>>, PersistError> {
         Ok(self.blobs.get(&blob).cloned())
     }
-    fn store(&mut self, blob: BlobKind, bytes: &[u8]) -> Result<(), PersistError> {
-        self.blobs.insert(blob, bytes.to_vec());
+    fn store(&mut self, blob: BlobKind, bytes: Vec<u8>) -> Result<(), PersistError> {
+        self.blobs.insert(blob, bytes);
         Ok(())
     }
     fn delete(&mut self, blob: BlobKind) -> Result<(), PersistError> {

@@ -140,7 +140,7 @@ pub fn shutdown(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             contexts: pw.contexts.clone(),
             saved_sessions: pw.sessions.saved.clone(),
         };
-        tpm.store_blob(BlobKind::SaveState, &crate::state::seal(&s))
+        tpm.store_blob(BlobKind::SaveState, crate::state::seal(&s))
             .map_err(|_| Rc(c::RC_NV_UNAVAILABLE))?;
     }
     tpm.perm.orderly = su;

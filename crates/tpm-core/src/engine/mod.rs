@@ -122,7 +122,7 @@ impl Tpm {
             }
             None => {
                 let p = Permanent::manufacture(&mut rng);
-                persist.store(BlobKind::Permanent, &seal(&p))?;
+                persist.store(BlobKind::Permanent, seal(&p))?;
                 p
             }
         };
@@ -236,13 +236,16 @@ impl Tpm {
     }
 
     pub(crate) fn store_permanent(&mut self) -> Result<(), PersistError> {
-        let bytes = seal(&self.perm);
-        self.persist.store(BlobKind::Permanent, &bytes)?;
+        self.persist.store(BlobKind::Permanent, seal(&self.perm))?;
         self.nv_unsaved = false;
         Ok(())
     }
 
-    pub(crate) fn store_blob(&mut self, kind: BlobKind, bytes: &[u8]) -> Result<(), PersistError> {
+    pub(crate) fn store_blob(
+        &mut self,
+        kind: BlobKind,
+        bytes: Vec<u8>,
+    ) -> Result<(), PersistError> {
         self.persist.store(kind, bytes)
     }
 
@@ -365,7 +368,7 @@ impl Tpm {
         if self.nv_unsaved {
             self.store_permanent()?;
         }
-        self.persist.store(BlobKind::Volatile, &seal(&snap))?;
+        self.persist.store(BlobKind::Volatile, seal(&snap))?;
         Ok(())
     }
 
@@ -400,7 +403,7 @@ impl Tpm {
             BlobKind::Permanent => {
                 let mut p: Permanent = decode(kind, data)?;
                 p.version = STATE_VERSION;
-                self.persist.store(kind, data)?;
+                self.persist.store(kind, data.to_vec())?;
                 self.perm = p;
             }
             BlobKind::Volatile | BlobKind::SaveState if data.is_empty() => {
@@ -408,11 +411,11 @@ impl Tpm {
             }
             BlobKind::Volatile => {
                 decode_snapshot(data)?;
-                self.persist.store(kind, data)?;
+                self.persist.store(kind, data.to_vec())?;
             }
             BlobKind::SaveState => {
                 decode::<SaveState>(kind, data)?;
-                self.persist.store(kind, data)?;
+                self.persist.store(kind, data.to_vec())?;
             }
         }
         Ok(())

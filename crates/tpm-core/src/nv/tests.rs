@@ -17,7 +17,7 @@ impl Persistence for Shared {
     fn load(&mut self, b: BlobKind) -> Result<Option<Vec<u8>>, PersistError> {
         self.0.lock().unwrap().load(b)
     }
-    fn store(&mut self, b: BlobKind, bytes: &[u8]) -> Result<(), PersistError> {
+    fn store(&mut self, b: BlobKind, bytes: Vec<u8>) -> Result<(), PersistError> {
         self.0.lock().unwrap().store(b, bytes)
     }
     fn delete(&mut self, b: BlobKind) -> Result<(), PersistError> {
