@@ -6,9 +6,11 @@ mod containers;
 mod macros;
 mod primitives;
 mod reader;
+mod trailing;
 
 pub use containers::{Buffer, Buffer8, List, Sized2b};
 pub use reader::Reader;
+pub use trailing::Trailing;
 
 use crate::rc::TpmResult;
 

@@ -3,8 +3,7 @@
 //! enforces on them (reported through GetCapability).
 
 use crate::constants as c;
-use crate::marshal::{Buffer, List, Marshal, Reader, Unmarshal};
-use crate::rc::TpmResult;
+use crate::marshal::{Buffer, List, Marshal};
 use crate::tpm_struct;
 use crate::types::{Auth, Digest};
 
@@ -110,38 +109,5 @@ tpm_struct! {
         /// counter starts above it (and above every existing counter). Clear
         /// removes owner counters but keeps this value.
         pub max_counter: u64,
-    }
-}
-
-/// Trailing state added by a newer format: absent (an older blob) reads as
-/// the default, so older permanent blobs keep loading.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Trailing<T>(pub T);
-
-impl<T> std::ops::Deref for Trailing<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T> std::ops::DerefMut for Trailing<T> {
-    fn deref_mut(&mut self) -> &mut T {
-        &mut self.0
-    }
-}
-
-impl<T: Marshal> Marshal for Trailing<T> {
-    fn marshal(&self, w: &mut Vec<u8>) {
-        self.0.marshal(w);
-    }
-}
-
-impl<T: Unmarshal + Default> Unmarshal for Trailing<T> {
-    fn unmarshal(r: &mut Reader<'_>) -> TpmResult<Self> {
-        if r.remaining().is_empty() {
-            return Ok(Trailing(T::default()));
-        }
-        T::unmarshal(r).map(Trailing)
     }
 }

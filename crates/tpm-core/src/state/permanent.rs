@@ -50,12 +50,12 @@ tpm_struct! {
         pub persistent: List<PersistentObject, MAX_PERSISTENT>,
         /// Dictionary-attack and physical-presence state (format 3; a format-2
         /// blob loads with the defaults).
-        pub da: super::nv::Trailing<DaState>,
+        pub da: crate::marshal::Trailing<DaState>,
         /// NV indices (format 3; absent in a format-2 blob, which loads without any).
-        pub nv: super::nv::Trailing<super::nv::NvState>,
+        pub nv: crate::marshal::Trailing<super::nv::NvState>,
         /// clearCount: TPM Restarts since the last TPM Reset; contexts of
         /// stClear objects are bound to it (absent in older blobs: 0).
-        pub clear_count: super::nv::Trailing<u32>,
+        pub clear_count: crate::marshal::Trailing<u32>,
     }
 }
 
