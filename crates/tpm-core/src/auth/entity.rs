@@ -46,7 +46,7 @@ pub fn admits(ty: HandleType, h: u32) -> bool {
             ) || is_pcr(h)
                 || is_transient(h)
                 || is_persistent(h)
-                || h & c::HR_RANGE_MASK == c::NV_INDEX_FIRST
+                || crate::nv::is_nv_index(h)
                 || (null && h == c::RH_NULL)
         }
         HandleType::Platform => h == c::RH_PLATFORM,

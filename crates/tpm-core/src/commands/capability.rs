@@ -80,7 +80,7 @@ impl Tpm {
         let active_sessions = pw.map_or(0, |w| w.sessions.active()) as u32;
         let loaded_objects = pw.map_or(0, |w| w.objects.count()) as u32;
         let persistent = p.persistent.0.len() as u32;
-        let nv_indices = p.nv.0.indices.0.len() as u32;
+        let nv_indices = p.nv.indices.0.len() as u32;
         let nv_counters =
             p.nv.0
                 .indices

@@ -129,7 +129,7 @@ pub fn nv_define_space(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> 
         data: Buffer(vec![0xFF; usize::from(public.data_size)]),
         public,
     };
-    let nv = &tpm.perm.nv.0.indices.0;
+    let nv = &tpm.perm.nv.indices.0;
     let used: usize = nv.iter().map(NvIndex::cost).sum();
     let counters = nv.iter().filter(|i| i.public.nt() == nt::COUNTER).count();
     if nv.len() >= MAX_NV_INDICES
@@ -138,7 +138,7 @@ pub fn nv_define_space(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> 
     {
         return err(c::RC_NV_SPACE);
     }
-    tpm.perm.nv.0.indices.0.push(index);
+    tpm.perm.nv.indices.0.push(index);
     tpm.perm_dirty = true;
     Ok(Response::default())
 }
@@ -269,7 +269,7 @@ pub fn nv_write_lock(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
 /// written WRITEDEFINE index.
 pub fn nv_global_write_lock(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     ctx.params.finish()?;
-    for idx in tpm.perm.nv.0.indices.0.iter_mut() {
+    for idx in tpm.perm.nv.indices.0.iter_mut() {
         if idx.public.has(c::TPMA_NV_GLOBALLOCK) {
             idx.public.attributes |= c::TPMA_NV_WRITELOCKED;
         }

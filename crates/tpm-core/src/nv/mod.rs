@@ -33,7 +33,6 @@ impl Tpm {
     pub(crate) fn nv_index(&self, h: u32) -> Option<&NvIndex> {
         self.perm
             .nv
-            .0
             .indices
             .0
             .iter()
@@ -44,7 +43,6 @@ impl Tpm {
     pub(crate) fn nv_index_mut(&mut self, h: u32) -> Option<&mut NvIndex> {
         self.perm
             .nv
-            .0
             .indices
             .0
             .iter_mut()
@@ -203,7 +201,7 @@ pub(crate) fn clear_owner_indices(tpm: &mut Tpm) {
 /// come back with those low bits set, so a counter never goes backwards.
 pub(crate) fn nv_startup(tpm: &mut Tpm, resume: bool, reset: bool, orderly: bool) {
     let mut changed = false;
-    for idx in tpm.perm.nv.0.indices.0.iter_mut() {
+    for idx in tpm.perm.nv.indices.0.iter_mut() {
         let before = idx.clone();
         let p = &mut idx.public;
         if !resume {

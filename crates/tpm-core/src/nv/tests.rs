@@ -311,7 +311,7 @@ fn a_format_2_permanent_blob_still_loads() {
         .insert(BlobKind::Permanent, sealed);
     let mut t = power_up(&store, c::SU_CLEAR);
     assert_eq!(t.perm.version, crate::state::STATE_VERSION);
-    assert!(t.perm.nv.0.indices.0.is_empty());
+    assert!(t.perm.nv.indices.0.is_empty());
     assert!(!t.perm.da.lockout_auth_locked && t.perm.da.pp_extra.0.is_empty());
     assert_eq!(define(&mut t, c::RH_OWNER, IDX, OWNER_RW, 8, b""), 0);
 }
