@@ -1,21 +1,45 @@
 #!/usr/bin/env bash
 # The whole test suite of vtpm on a fresh Debian machine: installs the Debian
 # packages the tests drive (tpm2-tools, libtss2-dev, swtpm, pkg-config, QEMU
-# with SeaBIOS) when missing, then runs `cargo test --workspace`.
+# with SeaBIOS, Clevis) when missing, then runs `cargo test --workspace`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(tpm2-tools libtss2-dev swtpm swtpm-tools pkg-config qemu-system-x86 seabios)
+want=(tpm2-tools libtss2-dev swtpm swtpm-tools pkg-config qemu-system-x86 seabios clevis clevis-tpm2)
+
+installed_version() {
+  dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'
+}
+
 missing=()
 for p in "${want[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  [ -n "$(installed_version "$p")" ] || missing+=("$p")
 done
+
 if [ ${#missing[@]} -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  extra=()
+  # Some images ship qemu-utils from bookworm-backports (10.x) while the
+  # configured suites offer only bookworm's QEMU (7.2); the backports
+  # qemu-utils Breaks the older qemu-system-common, so a plain install of
+  # qemu-system-x86 refuses. Install the whole QEMU set at one version: the
+  # candidate of qemu-system-x86 (the backports one when that suite is
+  # configured, bookworm's otherwise), moving qemu-utils to it if needed.
+  if [[ " ${missing[*]} " == *" qemu-system-x86 "* ]]; then
+    utils=$(installed_version qemu-utils)
+    sysv=$(apt-cache policy qemu-system-x86 | sed -n 's/^ *Candidate: //p')
+    if [ -n "$utils" ] && [ -n "$sysv" ] && [ "$sysv" != "(none)" ] && [ "$utils" != "$sysv" ]; then
+      echo "test.sh: qemu-utils $utils does not match qemu-system-x86 $sysv: installing both at $sysv"
+      extra+=("qemu-utils=$sysv" --allow-downgrades)
+      for i in "${!missing[@]}"; do
+        [ "${missing[$i]}" = qemu-system-x86 ] && missing[$i]="qemu-system-x86=$sysv"
+      done
+    fi
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" "${extra[@]}"
 fi
 
 cargo test --workspace "$@"
