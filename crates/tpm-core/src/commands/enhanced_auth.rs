@@ -203,10 +203,7 @@ pub fn policy_cp_hash(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         return Err(Rc(c::RC_SIZE).param(1));
     }
     s.bind_cp_hash(p.cp_hash_a.as_slice())?;
-    s.policy_update(&[
-        &c::CC_PolicyCpHash.to_be_bytes(),
-        p.cp_hash_a.as_slice(),
-    ]);
+    s.policy_update(&[&c::CC_PolicyCpHash.to_be_bytes(), p.cp_hash_a.as_slice()]);
     Ok(Response::default())
 }
 
@@ -218,10 +215,7 @@ pub fn policy_name_hash(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response>
         return Err(Rc(c::RC_SIZE).param(1));
     }
     s.bind_name_hash(p.name_hash.as_slice())?;
-    s.policy_update(&[
-        &c::CC_PolicyNameHash.to_be_bytes(),
-        p.name_hash.as_slice(),
-    ]);
+    s.policy_update(&[&c::CC_PolicyNameHash.to_be_bytes(), p.name_hash.as_slice()]);
     Ok(Response::default())
 }
 
@@ -249,7 +243,12 @@ pub fn policy_duplication_select(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<
     } else {
         &[]
     };
-    s.policy_update(&[&cc, object, p.new_parent_name.as_slice(), &[p.include_object]]);
+    s.policy_update(&[
+        &cc,
+        object,
+        p.new_parent_name.as_slice(),
+        &[p.include_object],
+    ]);
     s.command_code = c::CC_Duplicate;
     Ok(Response::default())
 }

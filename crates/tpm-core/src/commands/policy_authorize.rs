@@ -12,8 +12,8 @@ use crate::engine::{Response, Tpm};
 use crate::marshal::{Buffer, Reader, Unmarshal};
 use crate::rc::{err, Rc, TpmResult};
 use crate::state::nv::nt;
-use crate::types::{digest_size, Digest, Name, Nonce, VerifiedTicket};
 use crate::tpm_params;
+use crate::types::{digest_size, Digest, Name, Nonce, VerifiedTicket};
 
 tpm_params! {
     /// TPM2_PolicyAuthorize parameters.
@@ -32,14 +32,19 @@ pub fn policy_authorize(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response>
             return Err(Rc(c::RC_VALUE).param(1));
         }
         let key = p.key_sign.as_slice();
-        let alg = key.get(..2).map_or(c::ALG_NULL, |a| u16::from_be_bytes([a[0], a[1]]));
+        let alg = key
+            .get(..2)
+            .map_or(c::ALG_NULL, |a| u16::from_be_bytes([a[0], a[1]]));
         if digest_size(alg) == 0 {
             return Err(Rc(c::RC_HASH).param(3));
         }
         if key.len() != digest_size(alg) + 2 {
             return Err(Rc(c::RC_SIZE).param(3));
         }
-        let a_hash = digest(alg, &[p.approved_policy.as_slice(), p.policy_ref.as_slice()]);
+        let a_hash = digest(
+            alg,
+            &[p.approved_policy.as_slice(), p.policy_ref.as_slice()],
+        );
         let t = &p.check_ticket.0;
         let expect = tpm.ticket_hmac(c::ST_VERIFIED, t.hierarchy, &[&a_hash, key]);
         if t.hierarchy == c::RH_NULL || !ct_eq(&expect, t.digest.as_slice()) {

@@ -325,15 +325,7 @@ pub fn policy_ticket(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         cp_hash: 2,
         expiration: 1,
     };
-    parameter_checks(
-        s,
-        now,
-        epoch,
-        timeout,
-        p.cp_hash_a.as_slice(),
-        None,
-        blame,
-    )?;
+    parameter_checks(s, now, epoch, timeout, p.cp_hash_a.as_slice(), None, blame)?;
     let t = &p.ticket.0;
     let fields = TicketFields {
         timeout,

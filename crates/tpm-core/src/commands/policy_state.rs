@@ -8,8 +8,8 @@ use crate::dispatch::Ctx;
 use crate::engine::{Response, Tpm};
 use crate::marshal::Marshal;
 use crate::rc::{err, Rc, TpmResult};
-use crate::types::{Digest, PcrSelectionList};
 use crate::tpm_params;
+use crate::types::{Digest, PcrSelectionList};
 
 tpm_params! {
     /// TPM2_PolicyPCR parameters.
@@ -113,7 +113,11 @@ pub fn policy_nv(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         if offset + n > usize::from(idx.public.data_size) {
             return Err(Rc(c::RC_NV_RANGE));
         }
-        let a = idx.data.0.get(offset..offset + n).ok_or(Rc(c::RC_NV_RANGE))?;
+        let a = idx
+            .data
+            .0
+            .get(offset..offset + n)
+            .ok_or(Rc(c::RC_NV_RANGE))?;
         if !compare(p.operation, a, p.operand_b.as_slice()) {
             return err(c::RC_POLICY);
         }
