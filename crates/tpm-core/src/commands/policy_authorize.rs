@@ -47,8 +47,9 @@ pub fn policy_authorize(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response>
         );
         let t = &p.check_ticket.0;
         let expect = tpm.ticket_hmac(c::ST_VERIFIED, t.hierarchy, &[&a_hash, key]);
+        // A ticket for another digest or key is TPM_RC_VALUE, as libtpms answers.
         if t.hierarchy == c::RH_NULL || !ct_eq(&expect, t.digest.as_slice()) {
-            return Err(Rc(c::RC_POLICY_FAIL).param(4));
+            return Err(Rc(c::RC_VALUE).param(4));
         }
     }
     let s = tpm.policy_session(sh, 1)?;

@@ -320,6 +320,10 @@ pub fn policy_ticket(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let timeout = u64::from_be_bytes(timeout);
     let (now, epoch) = tpm.now_and_epoch()?;
     let s = tpm.policy_session(sh, 1)?;
+    // A ticket proves a real authorization; a trial has nothing to replay (as libtpms).
+    if s.is_trial() {
+        return Err(Rc(c::RC_ATTRIBUTES).handle(1));
+    }
     let blame = Blame {
         nonce: 0,
         cp_hash: 2,
