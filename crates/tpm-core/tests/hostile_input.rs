@@ -310,7 +310,154 @@ fn seeds() -> Vec<Vec<u8>> {
     ]
     .into_iter()
     .chain(nv_seeds())
+    .chain(policy_seeds())
     .collect()
+}
+
+/// The first policy session handle (the first slot, free on a fresh TPM).
+const POLICY_SESSION: u32 = 0x0300_0000;
+
+/// A policy command on the trial session with `params`.
+fn policy_cmd(cc: u32, params: &[u8]) -> Vec<u8> {
+    cmd(
+        c::ST_NO_SESSIONS,
+        cc,
+        &[&POLICY_SESSION.to_be_bytes()[..], params].concat(),
+    )
+}
+
+/// A trial session, then every policy command that needs no object or NV
+/// index, in an order in which they all succeed; PolicyRestart clears the
+/// cpHash/nameHash/template slot between the commands that fill it.
+fn policy_seeds() -> Vec<Vec<u8>> {
+    let d32 = [&32u16.to_be_bytes()[..], &[7; 32]].concat();
+    let name = [&34u16.to_be_bytes()[..], &0x000Bu16.to_be_bytes(), &[9; 32]].concat();
+    let restart = policy_cmd(c::CC_PolicyRestart, &[]);
+    vec![
+        cmd(
+            c::ST_NO_SESSIONS,
+            c::CC_StartAuthSession,
+            &[
+                &c::RH_NULL.to_be_bytes()[..],
+                &c::RH_NULL.to_be_bytes(),
+                &16u16.to_be_bytes(),
+                &[1; 16],
+                &0u16.to_be_bytes(),
+                &[c::SE_TRIAL],
+                &0x0010u16.to_be_bytes(),
+                &0x000Bu16.to_be_bytes(),
+            ]
+            .concat(),
+        ),
+        policy_cmd(
+            c::CC_PolicyPCR,
+            &[
+                &0u16.to_be_bytes()[..],
+                &1u32.to_be_bytes(),
+                &0x000Bu16.to_be_bytes(),
+                &[3, 0x81, 0, 0],
+            ]
+            .concat(),
+        ),
+        policy_cmd(
+            c::CC_PolicyOR,
+            &[&2u32.to_be_bytes()[..], &d32, &d32].concat(),
+        ),
+        policy_cmd(c::CC_PolicyLocality, &[0x03]),
+        policy_cmd(
+            c::CC_PolicyCounterTimer,
+            &[
+                &8u16.to_be_bytes()[..],
+                &[0; 8],
+                &0u16.to_be_bytes(),
+                &6u16.to_be_bytes(),
+            ]
+            .concat(),
+        ),
+        policy_cmd(c::CC_PolicyCommandCode, &c::CC_Unseal.to_be_bytes()),
+        policy_cmd(c::CC_PolicyPhysicalPresence, &[]),
+        policy_cmd(c::CC_PolicyAuthValue, &[]),
+        policy_cmd(c::CC_PolicyPassword, &[]),
+        policy_cmd(c::CC_PolicyNvWritten, &[1]),
+        policy_cmd(c::CC_PolicyCpHash, &d32),
+        restart.clone(),
+        policy_cmd(c::CC_PolicyNameHash, &d32),
+        restart.clone(),
+        policy_cmd(c::CC_PolicyTemplate, &d32),
+        restart,
+        policy_cmd(
+            c::CC_PolicyDuplicationSelect,
+            &[&name[..], &name, &[1]].concat(),
+        ),
+        policy_cmd(
+            c::CC_PolicyAuthorize,
+            &[
+                &d32[..],
+                &0u16.to_be_bytes(),
+                &name,
+                &c::ST_VERIFIED.to_be_bytes(),
+                &c::RH_NULL.to_be_bytes(),
+                &0u16.to_be_bytes(),
+            ]
+            .concat(),
+        ),
+        cmd(
+            c::ST_SESSIONS,
+            c::CC_PolicySecret,
+            &[
+                &c::RH_OWNER.to_be_bytes()[..],
+                &POLICY_SESSION.to_be_bytes(),
+                &pw(),
+                &0u16.to_be_bytes(),
+                &0u16.to_be_bytes(),
+                &0u16.to_be_bytes(),
+                &0i32.to_be_bytes(),
+            ]
+            .concat(),
+        ),
+        policy_cmd(c::CC_PolicyGetDigest, &[]),
+        // These need a real session, a key or an index: seeds for mutation only.
+        policy_cmd(
+            c::CC_PolicyTicket,
+            &[
+                &8u16.to_be_bytes()[..],
+                &[0, 0, 0, 0, 0, 0, 0x10, 0],
+                &0u16.to_be_bytes(),
+                &0u16.to_be_bytes(),
+                &name,
+                &c::ST_AUTH_SECRET.to_be_bytes(),
+                &c::RH_OWNER.to_be_bytes(),
+                &d32,
+            ]
+            .concat(),
+        ),
+        cmd(
+            c::ST_SESSIONS,
+            c::CC_PolicyNV,
+            &[
+                &NV.to_be_bytes()[..],
+                &NV.to_be_bytes(),
+                &POLICY_SESSION.to_be_bytes(),
+                &pw(),
+                &2u16.to_be_bytes(),
+                &[0, 1],
+                &0u16.to_be_bytes(),
+                &3u16.to_be_bytes(),
+            ]
+            .concat(),
+        ),
+        cmd(
+            c::ST_SESSIONS,
+            c::CC_PolicyAuthorizeNV,
+            &[
+                &NV.to_be_bytes()[..],
+                &NV.to_be_bytes(),
+                &POLICY_SESSION.to_be_bytes(),
+                &pw(),
+            ]
+            .concat(),
+        ),
+    ]
 }
 
 const NV: u32 = 0x0150_0001;
@@ -507,6 +654,31 @@ fn object_seeds_succeed() {
         .contains(&code(s))
     }) {
         assert_eq!(rc(t.execute(0, s)), 0, "seed {:#x}", code(s));
+    }
+}
+
+/// The policy seeds that need no key or index succeed in order on a trial session.
+#[test]
+fn policy_seeds_succeed() {
+    let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
+    t.power_on(false).unwrap();
+    t.execute(
+        0,
+        &cmd(c::ST_NO_SESSIONS, c::CC_Startup, &0u16.to_be_bytes()),
+    );
+    let seeds = policy_seeds();
+    let n = seeds
+        .iter()
+        .position(|s| s[6..10] == c::CC_PolicyTicket.to_be_bytes())
+        .unwrap();
+    for s in &seeds[..n] {
+        let r = t.execute(0, s);
+        let code = u32::from_be_bytes([s[6], s[7], s[8], s[9]]);
+        assert_eq!(
+            u32::from_be_bytes([r[6], r[7], r[8], r[9]]),
+            0,
+            "seed {code:#x}"
+        );
     }
 }
 

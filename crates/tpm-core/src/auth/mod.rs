@@ -5,6 +5,7 @@ pub mod area;
 pub mod entity;
 pub mod lockout;
 pub mod param_crypt;
+pub mod policy;
 pub mod pp;
 pub mod session;
 

@@ -1,5 +1,5 @@
-//! Authorization sessions (HMAC now; policy sessions join with the policy
-//! commands) and the table of loaded sessions.
+//! Authorization sessions (HMAC, policy and trial), the policy context a
+//! policy session accumulates (Part 1 19.7), and the table of loaded sessions.
 
 use crate::constants as c;
 use crate::marshal::{Buffer, List};
@@ -35,8 +35,28 @@ tpm_struct! {
         pub auth_value_needed: bool,
         /// PolicyPassword was asserted: the HMAC field carries the password.
         pub password_needed: bool,
-        /// PolicySecret's cpHashA: the command must have this cpHash (empty: any).
+        /// PolicyCpHash / cpHashA of PolicySigned, PolicySecret, PolicyTicket:
+        /// the command must have this cpHash (empty: any).
         pub cp_hash: Buffer<64>,
+        /// PolicyNameHash / PolicyDuplicationSelect: digest of the Names of the
+        /// command's handles (empty: any).
+        pub name_hash: Buffer<64>,
+        /// PolicyTemplate: digest of the public template of the object to create.
+        pub template_hash: Buffer<64>,
+        /// PolicyPCR ran and saw this PCR update counter (checked at authorization).
+        pub pcr_counter: Option<u32>,
+        /// PolicyLocality: the localities still allowed (TPMA_LOCALITY; 0: any).
+        pub locality: u8,
+        /// PolicyPhysicalPresence: physical presence must be asserted.
+        pub pp_required: bool,
+        /// PolicyNvWritten: the state TPMA_NV_WRITTEN of the index must have.
+        pub nv_written: Option<bool>,
+        /// Time (ms since _TPM_Init) when nonceTPM of StartAuthSession was made.
+        pub start_time: u64,
+        /// Time at which the policy expires (0: never); only ever lowered.
+        pub timeout: u64,
+        /// The power cycle `start_time` and `timeout` count in (see `Powered::epoch`).
+        pub epoch: u32,
     }
 }
 
@@ -48,6 +68,52 @@ impl Session {
         self.auth_value_needed = false;
         self.password_needed = false;
         self.cp_hash = Buffer(Vec::new());
+        self.name_hash = Buffer(Vec::new());
+        self.template_hash = Buffer(Vec::new());
+        self.pcr_counter = None;
+        self.locality = 0;
+        self.pp_required = false;
+        self.nv_written = None;
+        // The start time stays (Part 3 PolicyRestart); the timeout goes.
+        self.timeout = 0;
+    }
+
+    /// A trial session: policy commands only compute the digest.
+    pub fn is_trial(&self) -> bool {
+        self.kind == c::SE_TRIAL
+    }
+
+    /// Lower the timeout to `t` (never raise it; 0 means none).
+    pub fn limit_timeout(&mut self, t: u64) {
+        if t != 0 && (self.timeout == 0 || t < self.timeout) {
+            self.timeout = t;
+        }
+    }
+
+    /// Set the cpHash the policy is bound to: TPM_RC_CPHASH if another one, a
+    /// name hash or a template hash is already set.
+    pub fn bind_cp_hash(&mut self, cp: &[u8]) -> TpmResult<()> {
+        if !self.name_hash.is_empty()
+            || !self.template_hash.is_empty()
+            || (!self.cp_hash.is_empty() && self.cp_hash.0 != cp)
+        {
+            return err(c::RC_CPHASH);
+        }
+        self.cp_hash = Buffer(cp.to_vec());
+        Ok(())
+    }
+
+    /// Set the name hash the policy is bound to: TPM_RC_CPHASH if a cpHash,
+    /// another name hash or a template hash is already set.
+    pub fn bind_name_hash(&mut self, nh: &[u8]) -> TpmResult<()> {
+        if !self.cp_hash.is_empty()
+            || !self.template_hash.is_empty()
+            || (!self.name_hash.is_empty() && self.name_hash.0 != nh)
+        {
+            return err(c::RC_CPHASH);
+        }
+        self.name_hash = Buffer(nh.to_vec());
+        Ok(())
     }
 
     /// A policy (or trial policy) session.

@@ -143,7 +143,7 @@ impl Tpm {
     }
 
     /// Digest (with `alg`) of the PCRs in `sel`, in selection order.
-    fn pcr_digest(&self, alg: u16, sel: &PcrSelectionList) -> TpmResult<Vec<u8>> {
+    pub(crate) fn pcr_digest(&self, alg: u16, sel: &PcrSelectionList) -> TpmResult<Vec<u8>> {
         let pw = self.pw.as_ref().ok_or(Rc(c::RC_INITIALIZE))?;
         let mut data = Vec::new();
         for s in &sel.0 {

@@ -114,6 +114,15 @@ pub fn start_auth_session(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Respons
         auth_value_needed: false,
         password_needed: false,
         cp_hash: Buffer(Vec::new()),
+        name_hash: Buffer(Vec::new()),
+        template_hash: Buffer(Vec::new()),
+        pcr_counter: None,
+        locality: 0,
+        pp_required: false,
+        nv_written: None,
+        start_time: tpm.powered()?.clock.time(),
+        timeout: 0,
+        epoch: tpm.powered()?.epoch,
     };
     tpm.powered()?.sessions.loaded.0.push(s);
     Ok(Response {

@@ -128,7 +128,7 @@ pub fn sign(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
 
 /// Whether `sig` is `key`'s signature over `digest`; the error is numbered
 /// by the caller.
-fn check_signature(key: &Loaded, digest: &[u8], sig: &Signature) -> TpmResult<()> {
+pub(crate) fn check_signature(key: &Loaded, digest: &[u8], sig: &Signature) -> TpmResult<()> {
     let bad = || err(c::RC_SIGNATURE);
     match (key.public.type_alg(), sig) {
         (_, Signature::Null) => err(c::RC_SCHEME),

@@ -9,6 +9,7 @@ use super::Tpm;
 use crate::auth::area::{self, AuthCommand};
 use crate::auth::entity::{admits, is_session};
 use crate::auth::param_crypt::transform;
+use crate::auth::policy::PolicyUse;
 use crate::auth::trim_zeros;
 use crate::constants as c;
 use crate::crypto::ct_eq;
@@ -117,7 +118,7 @@ impl Tpm {
             Vec::new()
         };
         let params_in = r.remaining();
-        let uses = self.check_sessions(def, cc, &handles, &auths, params_in)?;
+        let uses = self.check_sessions(def, cc, locality, &handles, &auths, params_in)?;
 
         // Parameter decryption.
         let mut params = params_in.to_vec();
@@ -168,6 +169,7 @@ impl Tpm {
         &mut self,
         def: &CommandDef,
         cc: u32,
+        locality: u8,
         handles: &[u32],
         auths: &[AuthCommand],
         params: &[u8],
@@ -302,7 +304,16 @@ impl Tpm {
             if let Some(h) = entity {
                 let cp = area::cp_hash(s.auth_hash, cc, &names, params);
                 if s.is_policy() {
-                    self.check_policy(s, h, cc, &cp, n)?;
+                    let pu = PolicyUse {
+                        entity: h,
+                        role: auth_roles[i],
+                        cc,
+                        cp_hash: &cp,
+                        names: &names,
+                        params,
+                        locality,
+                    };
+                    self.check_policy(s, &pu, n)?;
                     if s.password_needed && !ct_eq(trim_zeros(&a.hmac), trim_zeros(&auth)) {
                         return Err(self.auth_failure(h, n));
                     }
@@ -406,35 +417,6 @@ impl Tpm {
             key.extend_from_slice(trim_zeros(&auth));
         }
         Ok(key)
-    }
-
-    /// A policy session may authorize entity `h` for command `cc` (Part 3 5.6.7):
-    /// not a trial session, the policy digest equals the entity's authPolicy, and
-    /// any command code or cpHash the policy was bound to matches.
-    fn check_policy(
-        &self,
-        s: &crate::auth::session::Session,
-        h: u32,
-        cc: u32,
-        cp: &[u8],
-        n: u32,
-    ) -> TpmResult<()> {
-        if s.kind == c::SE_TRIAL {
-            return Err(Rc(c::RC_ATTRIBUTES).session(n));
-        }
-        // The digest is compared first, as libtpms does: a policy for another
-        // command is TPM_RC_POLICY_FAIL, not TPM_RC_POLICY_CC.
-        let policy = self.entity_policy(h);
-        if policy.alg != s.auth_hash || !ct_eq(&policy.digest, &s.policy_digest.0) {
-            return Err(Rc(c::RC_POLICY_FAIL).session(n));
-        }
-        if s.command_code != 0 && s.command_code != cc {
-            return Err(Rc(c::RC_POLICY_CC).session(n));
-        }
-        if !s.cp_hash.is_empty() && !ct_eq(&s.cp_hash.0, cp) {
-            return Err(Rc(c::RC_POLICY_FAIL).session(n));
-        }
-        Ok(())
     }
 
     /// Persist permanent state the command changed (and the clock when due);

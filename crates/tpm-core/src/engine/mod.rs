@@ -74,6 +74,9 @@ pub struct Powered {
     pub contexts: ContextState,
     /// Dictionary-attack timers.
     pub da: crate::auth::lockout::DaTimers,
+    /// Random at each _TPM_Init: Time restarts at power-on, so a policy
+    /// timeout or an authorization ticket of another power cycle is void.
+    pub epoch: u32,
 }
 
 /// The TPM engine.
@@ -195,6 +198,7 @@ impl Tpm {
                     was_orderly: true,
                     contexts: v.contexts,
                     da: Default::default(),
+                    epoch: self.rng.next_u32(),
                 }
             }
             None => Powered {
@@ -214,6 +218,7 @@ impl Tpm {
                     counter: 0,
                 },
                 da: Default::default(),
+                epoch: self.rng.next_u32(),
             },
         };
         self.pw = Some(powered);

@@ -51,6 +51,15 @@ impl Signature {
             Signature::Null => c::ALG_NULL,
         }
     }
+
+    /// The hash the signed digest was made with (TPM_ALG_NULL for none).
+    pub fn hash(&self) -> u16 {
+        match self {
+            Signature::Rsa { hash, .. } | Signature::Ecc { hash, .. } => *hash,
+            Signature::Hmac(ha) => ha.alg,
+            Signature::Null => c::ALG_NULL,
+        }
+    }
 }
 
 /// TPMI_ALG_HASH (no NULL) inside a signature.
@@ -104,27 +113,52 @@ impl Marshal for Signature {
     }
 }
 
-/// TPMT_TK_HASHCHECK as a command parameter: the tag must be
-/// TPM_ST_HASHCHECK (TPM_RC_TAG) and the hierarchy a TPMI_RH_HIERARCHY+
-/// (TPM_RC_VALUE).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct HashcheckTicket(pub Ticket);
-
-impl Unmarshal for HashcheckTicket {
-    fn unmarshal(r: &mut Reader<'_>) -> TpmResult<Self> {
-        let t = Ticket::unmarshal(r)?;
-        if t.tag != c::ST_HASHCHECK {
-            return err(c::RC_TAG);
-        }
-        if !matches!(
-            t.hierarchy,
-            c::RH_OWNER | c::RH_ENDORSEMENT | c::RH_PLATFORM | c::RH_NULL
-        ) {
-            return err(c::RC_VALUE);
-        }
-        Ok(HashcheckTicket(t))
+/// A ticket as a command parameter: its tag must be one of `tags`
+/// (TPM_RC_TAG) and its hierarchy a TPMI_RH_HIERARCHY+ (TPM_RC_VALUE).
+fn checked_ticket(r: &mut Reader<'_>, tags: &[u16]) -> TpmResult<Ticket> {
+    let t = Ticket::unmarshal(r)?;
+    if !tags.contains(&t.tag) {
+        return err(c::RC_TAG);
     }
+    if !matches!(
+        t.hierarchy,
+        c::RH_OWNER | c::RH_ENDORSEMENT | c::RH_PLATFORM | c::RH_NULL
+    ) {
+        return err(c::RC_VALUE);
+    }
+    Ok(t)
 }
+
+macro_rules! ticket_param {
+    ($(#[$m:meta])* $name:ident, $($tag:expr),+) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        pub struct $name(pub Ticket);
+
+        impl Unmarshal for $name {
+            fn unmarshal(r: &mut Reader<'_>) -> TpmResult<Self> {
+                checked_ticket(r, &[$($tag),+]).map($name)
+            }
+        }
+    };
+}
+
+ticket_param!(
+    /// TPMT_TK_HASHCHECK as a command parameter.
+    HashcheckTicket,
+    c::ST_HASHCHECK
+);
+ticket_param!(
+    /// TPMT_TK_VERIFIED as a command parameter.
+    VerifiedTicket,
+    c::ST_VERIFIED
+);
+ticket_param!(
+    /// TPMT_TK_AUTH as a command parameter (from PolicySigned or PolicySecret).
+    AuthTicket,
+    c::ST_AUTH_SIGNED,
+    c::ST_AUTH_SECRET
+);
 
 tpm_struct! {
     /// TPMS_ALGORITHM_DETAIL_ECC.
