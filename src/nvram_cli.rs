@@ -1,5 +1,7 @@
 //! `vtpm nvram info|list|dump IMAGE ...`: inspect an NVRAM image without
-//! changing it (read-only open, no lock taken), human-readable or `--json`.
+//! changing it (read-only open, no lock taken), human-readable or `--json`;
+//! `vtpm nvram format IMAGE`: the one explicit way to format an existing
+//! image (vtpm itself formats only a file it creates).
 
 use std::path::PathBuf;
 
@@ -11,9 +13,13 @@ use crate::keys::{KeyFormat, KeyInput, KeySpec};
 const USAGE: &str = "usage: vtpm nvram info IMAGE [--json] [KEY]
        vtpm nvram list IMAGE [--json] [KEY]
        vtpm nvram dump IMAGE NAME [--json] [KEY]
+       vtpm nvram format IMAGE [--size BYTES] [--force] [KEY]
 
   IMAGE        an NVRAM image (vtpm-nvram.img in a --tpmstate dir)
   --json       machine-readable output
+  --size       size of an image file format creates (default 2 MiB)
+  --force      format an image that is not blank, erasing it (never needed
+               for a new file or an all-zero device)
 KEY, for an encrypted image (one of):
   --key-file F         32 raw key bytes (a 16-byte key is stretched as
                        `vtpm socket --key` does)
@@ -29,16 +35,27 @@ struct Request {
     name: Option<String>,
     json: bool,
     key: Option<KeySpec>,
+    size: u64,
+    force: bool,
 }
 
 fn parse(args: &[String]) -> Result<Request, String> {
     let mut positional = Vec::new();
     let mut json = false;
     let mut key = None;
+    let mut size = nvram::DEFAULT_IMAGE_SIZE;
+    let mut force = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => json = true,
+            "--force" => force = true,
+            "--size" => {
+                let n = it.next().ok_or("--size needs a number of bytes")?;
+                size = n
+                    .parse()
+                    .map_err(|_| format!("--size: {n:?} is not a number of bytes"))?;
+            }
             "--key-file" => {
                 let f = it.next().ok_or("--key-file needs a file name")?;
                 key = Some(KeySpec {
@@ -76,9 +93,13 @@ fn parse(args: &[String]) -> Result<Request, String> {
         }
     }
     let mut p = positional.into_iter();
-    let action = p.next().ok_or("missing action (info, list or dump)")?;
-    if !matches!(action.as_str(), "info" | "list" | "dump") {
-        return Err(format!("unknown action {action:?} (info, list or dump)"));
+    let action = p
+        .next()
+        .ok_or("missing action (info, list, dump or format)")?;
+    if !matches!(action.as_str(), "info" | "list" | "dump" | "format") {
+        return Err(format!(
+            "unknown action {action:?} (info, list, dump or format)"
+        ));
     }
     let image = PathBuf::from(p.next().ok_or("missing IMAGE")?);
     let name = p.next();
@@ -97,6 +118,8 @@ fn parse(args: &[String]) -> Result<Request, String> {
         name,
         json,
         key,
+        size,
+        force,
     })
 }
 
@@ -124,6 +147,23 @@ fn run_request(r: Request) -> Result<String, String> {
         Some(k) => Some(k.load().map_err(|e| e.to_string())?),
         None => None,
     };
+    if r.action == "format" {
+        let encrypted = key.is_some();
+        let opts = nvram::OpenOptions {
+            key,
+            ..Default::default()
+        };
+        nvram::Nvram::format(&r.image, r.size, r.force, opts).map_err(|e| e.to_string())?;
+        return Ok(format!(
+            "{}: formatted ({}), empty",
+            r.image.display(),
+            if encrypted {
+                "encrypted"
+            } else {
+                "not encrypted"
+            }
+        ));
+    }
     let img = Inspection::open(&r.image, key).map_err(|e| e.to_string())?;
     let json = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
     Ok(match r.action.as_str() {

@@ -301,7 +301,8 @@ impl Vtpm {
 }
 
 /// Arguments of `vtpm socket` on `dir` with data port `port`, control port `port + 1`.
-fn socket_args(dir: &Path, port: u16, extra: &[&str]) -> Vec<String> {
+/// The arguments of `vtpm socket` on `dir` and TCP ports `port`, `port + 1`.
+pub fn socket_args(dir: &Path, port: u16, extra: &[&str]) -> Vec<String> {
     let mut a = vec![
         "socket".to_string(),
         "--tpm2".into(),

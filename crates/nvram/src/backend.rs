@@ -82,6 +82,15 @@ impl FileBackend {
     }
 }
 
+impl FileBackend {
+    /// The same file, named `path` in messages (an image formatted under a
+    /// temporary name before it is renamed there).
+    pub fn named(mut self, path: &Path) -> FileBackend {
+        self.path = path.to_path_buf();
+        self
+    }
+}
+
 impl Backend for FileBackend {
     fn read_at(&mut self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
         self.file.read_exact_at(buf, off)

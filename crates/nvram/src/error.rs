@@ -25,6 +25,12 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// Both header slots are blank: not an image vtpm made, or its headers were wiped.
+    #[error("{0}: no NVRAM header (both header slots are all zeros): refused and left untouched; if this is meant to be a new image, format it with `vtpm nvram format {0}`")]
+    Unformatted(PathBuf),
+    /// `format` without force on an image that holds something.
+    #[error("{0}: the image is not blank (its header slots hold data): formatting would erase it; add --force to format it anyway")]
+    NotBlank(PathBuf),
     /// The image is encrypted and no key was given.
     #[error("{0}: the image is encrypted: a key is needed (--key-file)")]
     KeyRequired(PathBuf),

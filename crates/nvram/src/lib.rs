@@ -26,6 +26,27 @@ pub use error::{Error, Result};
 use store::{Op, Store, StoreOptions};
 use thread::{Done, Msg, Shared, Worker};
 
+/// The temporary name a new image is formatted under before it is renamed to `path`.
+fn staging_path(path: &Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.new"))
+}
+
+/// Make a rename in `path`'s directory durable (best effort: not every
+/// filesystem can sync a directory).
+fn sync_parent(path: &Path) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
 /// Default size of an image file created by [`Nvram::open`]: 2 MiB.
 pub const DEFAULT_IMAGE_SIZE: u64 = 2 * 1024 * 1024;
 
@@ -103,16 +124,56 @@ fn check_name(name: &str) -> Result<()> {
 
 impl Nvram {
     /// Open (or create) the image at `path`: a regular file, a raw image or a block device.
-    /// The header, the key and the log are checked here.
+    /// The header, the key and the log are checked here. A missing file is
+    /// made and formatted under a temporary name, then renamed into place, so
+    /// a crash never leaves an unformatted image where one is expected (such
+    /// an image is refused, never formatted: see [`Error::Unformatted`]).
     pub fn open(path: &Path, opts: OpenOptions) -> Result<Nvram> {
-        let size = opts.create_size.unwrap_or(DEFAULT_IMAGE_SIZE);
-        let (be, fresh) =
-            FileBackend::open(path, Some(size), false).map_err(|source| Error::Io {
+        let io = |op: &'static str| {
+            move |source| Error::Io {
                 path: path.to_path_buf(),
-                op: "opening",
+                op,
                 source,
-            })?;
-        Nvram::open_backend(Box::new(be), fresh, opts)
+            }
+        };
+        match FileBackend::open(path, None, false) {
+            Ok((be, _)) => return Nvram::open_backend(Box::new(be), false, opts),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("opening")(e)),
+        }
+        let size = opts.create_size.unwrap_or(DEFAULT_IMAGE_SIZE);
+        let staged = staging_path(path);
+        // A leftover of a start that died before publishing its new image.
+        let _ = std::fs::remove_file(&staged);
+        let (be, _) = FileBackend::open(&staged, Some(size), false).map_err(io("creating"))?;
+        let nv = Nvram::open_backend(Box::new(be.named(path)), true, opts)?;
+        std::fs::rename(&staged, path).map_err(io("publishing the new image"))?;
+        sync_parent(path);
+        Ok(nv)
+    }
+
+    /// Format the image at `path` (created with `size` bytes when missing).
+    /// An image whose header slots are not blank is formatted only when
+    /// `force`: formatting erases everything on it.
+    pub fn format(path: &Path, size: u64, force: bool, opts: OpenOptions) -> Result<Nvram> {
+        if !path.exists() {
+            return Nvram::open(
+                path,
+                OpenOptions {
+                    create_size: Some(size),
+                    ..opts
+                },
+            );
+        }
+        let (mut be, _) = FileBackend::open(path, None, false).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            op: "opening",
+            source,
+        })?;
+        if !force && !store::headers_blank(&mut be)? {
+            return Err(Error::NotBlank(path.to_path_buf()));
+        }
+        Nvram::open_backend(Box::new(be), true, opts)
     }
 
     /// Open an image on any backend; `fresh` formats it.

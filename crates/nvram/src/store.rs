@@ -78,6 +78,28 @@ fn io<'a>(
     }
 }
 
+/// The two header slots as stored.
+fn read_slots(be: &mut dyn Backend) -> Result<[Vec<u8>; 2]> {
+    let mut slots = [vec![0u8; SLOT_SIZE as usize], vec![0u8; SLOT_SIZE as usize]];
+    for (i, b) in slots.iter_mut().enumerate() {
+        be.read_at(i as u64 * SLOT_SIZE, b)
+            .map_err(io(&be.path(), "reading the header"))?;
+    }
+    Ok(slots)
+}
+
+fn is_blank(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
+}
+
+/// Whether both header slots are all zeros (an image never formatted, or wiped).
+pub fn headers_blank(be: &mut dyn Backend) -> Result<bool> {
+    if be.size() < 2 * SLOT_SIZE {
+        return Ok(true);
+    }
+    Ok(read_slots(be)?.iter().all(|b| is_blank(b)))
+}
+
 impl Store {
     /// Open (formatting a fresh backend), check the key, recover the committed state.
     pub fn open(mut be: Box<dyn Backend>, opts: StoreOptions<'_>) -> Result<Store> {
@@ -96,19 +118,14 @@ impl Store {
                 ),
             ));
         }
-        let mut slots = Vec::new();
-        let mut blank = true;
-        for i in 0..2u64 {
-            let mut b = vec![0u8; SLOT_SIZE as usize];
-            be.read_at(i * SLOT_SIZE, &mut b)
-                .map_err(io(&path, "reading the header"))?;
-            blank &= b.iter().all(|&x| x == 0);
-            slots.push(Header::decode(&b));
-        }
-        if blank && !opts.read_only {
-            // A blank raw image or block device (both header slots all zero) is
-            // formatted; anything else that fails the checks is reported, never reset.
-            return Store::format(be, &opts);
+        let raw = read_slots(be.as_mut())?;
+        let slots: Vec<_> = raw.iter().map(|b| Header::decode(b)).collect();
+        if raw.iter().all(|b| is_blank(b)) {
+            // Both header slots all zero: never formatted, or its headers were
+            // wiped. Formatting is only ever explicit (a file created in this
+            // start, or `vtpm nvram format`): a wiped image must not be taken for
+            // a new one and written over.
+            return Err(Error::Unformatted(path));
         }
         let (header, repair) = match (&slots[0], &slots[1]) {
             (Ok(a), Ok(b)) => {

@@ -223,8 +223,19 @@ fn damage_is_reported_not_reset() {
         .expect("truncated")
         .to_string()
         .contains("truncated"));
-    // A blank raw image is formatted, not refused.
+    // A blank image is refused, never formatted: wiped headers look the same.
     std::fs::write(&img, vec![0u8; 128 * 1024]).unwrap();
+    assert!(open(&img, None)
+        .err()
+        .expect("blank")
+        .to_string()
+        .contains("vtpm nvram format"));
+    assert!(
+        std::fs::read(&img).unwrap().iter().all(|&b| b == 0),
+        "left untouched"
+    );
+    // Formatting is explicit.
+    assert!(Nvram::format(&img, 0, false, OpenOptions::default()).is_ok());
     assert!(open(&img, None).is_ok());
     assert_eq!(
         std::fs::metadata(&img).unwrap().len(),

@@ -1,0 +1,139 @@
+//! vtpm never formats an image it did not create in this start: an image
+//! whose header slots were wiped (the live one zeroed, the other never
+//! written) or an all-zero image is refused with one line and left byte for
+//! byte as it was; `vtpm nvram format` is the explicit way to format one.
+
+#[macro_use]
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{free_port_pair, listening, socket_args, tpm2_ok, vtpm_bin, vtpm_output, Guard, Vtpm};
+use nvram::format::SLOT_SIZE;
+
+/// Start `vtpm socket` on `dir`: the running process, or its stderr when it exits.
+fn try_start(dir: &Path, scratch: &Path) -> Result<(Guard, u16), String> {
+    let port = free_port_pair();
+    let args = socket_args(dir, port, &["--flags", "not-need-init,startup-clear"]);
+    let mut g = Guard::spawn(
+        vtpm_bin(),
+        &args,
+        scratch.join(format!("stderr.{port}")),
+        &[],
+    );
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        if g.try_status().is_some() {
+            return Err(g.stderr());
+        }
+        if listening(port) && listening(port + 1) {
+            return Ok((g, port));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("vtpm neither started nor exited: {}", g.stderr());
+}
+
+fn refused_untouched(dir: &Path, scratch: &Path, what: &str) {
+    let img = dir.join("vtpm-nvram.img");
+    let before = std::fs::read(&img).unwrap();
+    let err = try_start(dir, scratch).err().expect("must be refused");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(what), "expected {what:?} in: {err}");
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "the image was written"
+    );
+}
+
+#[test]
+fn wiped_headers_are_refused_never_formatted() {
+    need_tools!();
+    let mut v = Vtpm::start_socket();
+    let index = "0x1500016";
+    tpm2_ok("tpm2_nvdefine", &[index, "-C", "o", "-s", "8"], &v.tcti());
+    assert!(v.guard.terminate().is_some());
+    let good = std::fs::read(v.dir().join("vtpm-nvram.img")).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let (mut refused, mut kept) = (0, 0);
+    for slot in 0..2u64 {
+        let dir = scratch.path().join(format!("slot{slot}"));
+        std::fs::create_dir(&dir).unwrap();
+        let mut img = good.clone();
+        let at = (slot * SLOT_SIZE) as usize;
+        img[at..at + SLOT_SIZE as usize].fill(0);
+        std::fs::write(dir.join("vtpm-nvram.img"), &img).unwrap();
+        match try_start(&dir, scratch.path()) {
+            // The other slot holds a valid header: the latest state, never an empty one.
+            Ok((g, port)) => {
+                let tcti = format!("swtpm:host=127.0.0.1,port={port}");
+                let out = tpm2_ok("tpm2_nvreadpublic", &[], &tcti);
+                assert!(out.contains(index), "slot {slot} zeroed: state lost: {out}");
+                drop(g);
+                kept += 1;
+            }
+            Err(_) => {
+                std::fs::write(dir.join("vtpm-nvram.img"), &img).unwrap();
+                refused_untouched(&dir, scratch.path(), "no NVRAM header");
+                refused += 1;
+            }
+        }
+    }
+    println!(
+        "zeroed header slot: {refused} refused, {kept} started with the latest state, 0 formatted"
+    );
+    assert!(
+        refused >= 1,
+        "the live slot's header was zeroed in one case"
+    );
+}
+
+#[test]
+fn an_all_zero_image_is_refused_until_formatted_explicitly() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("state");
+    std::fs::create_dir(&dir).unwrap();
+    let img = dir.join("vtpm-nvram.img");
+    std::fs::write(&img, vec![0u8; 2 << 20]).unwrap();
+    refused_untouched(&dir, scratch.path(), "vtpm nvram format");
+
+    let p = img.to_str().unwrap();
+    let out = vtpm_output(&["nvram", "format", p]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (g, _) = try_start(&dir, scratch.path()).expect("a formatted image starts");
+    drop(g);
+
+    // Formatting what is no longer blank needs --force.
+    let out = vtpm_output(&["nvram", "format", p]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--force"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let out = vtpm_output(&["nvram", "format", p, "--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_new_state_directory_gets_a_formatted_image() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("state");
+    std::fs::create_dir(&dir).unwrap();
+    let (g, _) = try_start(&dir, scratch.path()).expect("a new image is made");
+    drop(g);
+    // No staging file is left beside it, and it opens again.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".new")), "{names:?}");
+    let (g, _) = try_start(&dir, scratch.path()).expect("and opens again");
+    drop(g);
+}
