@@ -173,9 +173,10 @@ fn run_request(r: Request) -> Result<String, String> {
                 json(serde_json::to_value(&i).unwrap_or_default())
             } else {
                 format!(
-                    "image:          {}\nsize:           {} bytes ({} KiB)\nformat version: {}\nencrypted:      {}\nkey derivation: {}\nlog regions:    2 x {} bytes, active {}, generation {}\nlog in use:     {} bytes\nblobs:          {}",
+                    "image:          {}\nsize:           {} bytes ({} KiB)\nformat version: {}\nencrypted:      {}\nkey derivation: {}\nlog regions:    2 x {} bytes, active {}, generation {}\nlog in use:     {} bytes\nblobs:          {}{}",
                     i.path, i.size_bytes, i.size_kib, i.format_version, if i.encrypted { "yes (AES-256-GCM)" } else { "no" },
-                    i.key_derivation, i.region_size, i.active_region, i.generation, i.log_used, i.blobs
+                    i.key_derivation, i.region_size, i.active_region, i.generation, i.log_used, i.blobs,
+                    if i.in_use { "\nin use:         yes: a running vtpm holds the image (read-only view)" } else { "" }
                 )
             }
         }

@@ -137,3 +137,72 @@ fn a_new_state_directory_gets_a_formatted_image() {
     let (g, _) = try_start(&dir, scratch.path()).expect("and opens again");
     drop(g);
 }
+
+/// A second writer on the same image is refused, whichever way it names the
+/// image; read-only inspection runs beside the live instance and says so.
+#[test]
+fn one_lock_whatever_the_path() {
+    need_tools!();
+    let v = Vtpm::start_socket();
+    let img = v.dir().join("vtpm-nvram.img");
+    let scratch = tempfile::tempdir().unwrap();
+    let link = scratch.path().join("symlink.img");
+    std::os::unix::fs::symlink(&img, &link).unwrap();
+    let hard = scratch.path().join("hardlink.img");
+    std::fs::hard_link(&img, &hard).unwrap();
+    let before = std::fs::read(&img).unwrap();
+    let ways = [
+        format!("dir={}", v.dir().display()),
+        format!("backend-uri=dir://{}", v.dir().display()),
+        format!("backend-uri=file://{}", img.display()),
+        format!("backend-uri=file://{}", link.display()),
+        format!("backend-uri=file://{}", hard.display()),
+    ];
+    for way in &ways {
+        let port = free_port_pair();
+        let args: Vec<String> = [
+            "socket",
+            "--tpm2",
+            "--tpmstate",
+            way,
+            "--server",
+            &format!("type=tcp,port={port}"),
+            "--ctrl",
+            &format!("type=tcp,port={}", port + 1),
+            "--flags",
+            "not-need-init,startup-clear",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut g = Guard::spawn(
+            vtpm_bin(),
+            &args,
+            scratch.path().join(format!("e.{port}")),
+            &[],
+        );
+        let status = g.wait_timeout(Duration::from_secs(20));
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{way}: a second instance ran"
+        );
+        let err = g.stderr();
+        assert!(
+            err.contains("lock") || err.contains("in use"),
+            "{way}: {err}"
+        );
+        println!("{way}: refused: {}", err.trim());
+    }
+    let out = vtpm_output(&["nvram", "format", img.to_str().unwrap(), "--force"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("in use"), "{err}");
+    let out = vtpm_output(&["nvram", "info", hard.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("in use:"), "{text}");
+    // The live instance still works, and nothing wrote its image.
+    tpm2_ok("tpm2_getrandom", &["8"], &v.tcti());
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "the image was written by a refused writer"
+    );
+}

@@ -69,6 +69,22 @@ impl FileBackend {
             },
             Err(e) => return Err(e),
         };
+        // The image itself is locked, whatever path reached it (a symlink, a
+        // hard link, a bind mount, dir= or backend-uri=): two writers on one
+        // image would interleave their logs and destroy it. Read-only
+        // inspection takes no lock.
+        if !read_only {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::WouldBlock,
+                        "the image is in use: another vtpm (or vtpm nvram) holds its lock",
+                    ))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
         let mut f = file;
         let size = f.seek(SeekFrom::End(0))?;
         Ok((
@@ -79,6 +95,21 @@ impl FileBackend {
             },
             created,
         ))
+    }
+}
+
+/// Whether a writer holds the lock of the image at `path` (a live vtpm).
+pub fn in_use(path: &Path) -> bool {
+    let Ok(f) = File::open(path) else {
+        return false;
+    };
+    match f.try_lock_shared() {
+        Ok(()) => {
+            let _ = f.unlock();
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(std::fs::TryLockError::Error(_)) => false,
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Info {
     pub log_used: u64,
     /// Number of blobs.
     pub blobs: usize,
+    /// A running vtpm holds the image's lock: this is a read-only view of a
+    /// live image (what it shows may be a moment old).
+    pub in_use: bool,
 }
 
 /// One blob in a listing.
@@ -94,6 +97,7 @@ impl Inspection {
             generation: h.generation,
             log_used: self.store.tail,
             blobs: self.store.blobs().len(),
+            in_use: crate::backend::in_use(self.store.path()),
         }
     }
 
