@@ -10,7 +10,10 @@
 //!
 //! The lock is an advisory `flock` held for the life of the process: a
 //! second instance on the same state is refused, naming the lock file and
-//! the holder's pid (written into the lock file).
+//! the holder's pid (written into the lock file). The lock file is kept for
+//! swtpm-style tools; the NVRAM also locks the image itself when it opens it
+//! (`nvram::backend::FileBackend`), so two paths to one image — `dir=` and
+//! `backend-uri=file://`, a symlink, a hard link — still contend.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};

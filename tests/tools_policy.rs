@@ -1326,3 +1326,43 @@ fn policyduplicationselect_on_duplicate() {
         }
     });
 }
+
+#[test]
+fn adminwithpolicy_object_changes_auth_only_through_its_policy() {
+    both("adminwithpolicy", |t| {
+        let prim = t.primary();
+        let steps: &[(&str, &[&str])] =
+            &[("tpm2_policycommandcode", &["TPM2_CC_ObjectChangeAuth"])];
+        let pol = t.trial("admin.pol", steps);
+        let attrs = "fixedtpm|fixedparent|userwithauth|adminwithpolicy";
+        let obj = t.seal(&prim, "adm", &pol, b"admin", &["-p", "old", "-a", attrs]);
+        let new_priv = t.p("adm.new.priv");
+        // The ADMIN role of an adminWithPolicy object: a password is refused.
+        let args = ["-c", &obj, "-C", &prim, "-p", "old", "-r", &new_priv, "new"];
+        t.fails("changeauth with the password", "tpm2_changeauth", &args);
+        t.flush_sessions();
+        // A policy for another command does not serve.
+        let other: &[(&str, &[&str])] = &[("tpm2_policycommandcode", &["TPM2_CC_Unseal"])];
+        let s = t.policy(other);
+        let auth = format!("session:{s}");
+        let args = ["-c", &obj, "-C", &prim, "-p", &auth, "-r", &new_priv, "new"];
+        let r = t.with_session(
+            "changeauth, policy for unseal",
+            &s,
+            "tpm2_changeauth",
+            &args,
+        );
+        assert!(r.is_err());
+        // Its own policy does.
+        let s = t.policy(steps);
+        let auth = format!("session:{s}");
+        let args = ["-c", &obj, "-C", &prim, "-p", &auth, "-r", &new_priv, "new"];
+        let r = t.with_session(
+            "changeauth through the policy",
+            &s,
+            "tpm2_changeauth",
+            &args,
+        );
+        assert!(r.is_ok(), "{r:?}");
+    });
+}

@@ -89,6 +89,27 @@ fn parameter_checks(
     Ok(())
 }
 
+/// The timeout of a PolicySigned or PolicySecret (whose nonceTPM, cpHashA and
+/// expiration are parameters 1, 2 and 4), after the checks of 23.2.2.
+fn signed_or_secret_checks(
+    s: &Session,
+    now: u64,
+    epoch: u32,
+    nonce: &Nonce,
+    cp_hash_a: &Digest,
+    expiration: i32,
+) -> TpmResult<u64> {
+    let timeout = auth_timeout(s, expiration, nonce.as_slice());
+    let blame = Blame {
+        nonce: 1,
+        cp_hash: 2,
+        expiration: 4,
+    };
+    let nonce = Some(nonce.as_slice());
+    parameter_checks(s, now, epoch, timeout, cp_hash_a.as_slice(), nonce, blame)?;
+    Ok(timeout)
+}
+
 /// Part 3 23.2.4: bind the cpHash, lower the timeout, extend the digest.
 fn context_update(
     s: &mut Session,
@@ -194,23 +215,12 @@ pub fn policy_signed(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let (now, epoch) = tpm.now_and_epoch()?;
     let s = tpm.policy_session(sh, 2)?;
     let trial = s.is_trial();
-    let mut timeout = 0;
+    let timeout = if trial {
+        0
+    } else {
+        signed_or_secret_checks(s, now, epoch, &p.nonce_tpm, &p.cp_hash_a, p.expiration)?
+    };
     if !trial {
-        timeout = auth_timeout(s, p.expiration, p.nonce_tpm.as_slice());
-        let blame = Blame {
-            nonce: 1,
-            cp_hash: 2,
-            expiration: 4,
-        };
-        parameter_checks(
-            s,
-            now,
-            epoch,
-            timeout,
-            p.cp_hash_a.as_slice(),
-            Some(p.nonce_tpm.as_slice()),
-            blame,
-        )?;
         let hash = p.auth.hash();
         if crate::types::digest_size(hash) == 0 {
             return Err(Rc(c::RC_SCHEME).param(5));
@@ -261,24 +271,11 @@ pub fn policy_secret(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let (now, epoch) = tpm.now_and_epoch()?;
     let s = tpm.policy_session(sh, 2)?;
     let trial = s.is_trial();
-    let mut timeout = 0;
-    if !trial {
-        timeout = auth_timeout(s, p.expiration, p.nonce_tpm.as_slice());
-        let blame = Blame {
-            nonce: 1,
-            cp_hash: 2,
-            expiration: 4,
-        };
-        parameter_checks(
-            s,
-            now,
-            epoch,
-            timeout,
-            p.cp_hash_a.as_slice(),
-            Some(p.nonce_tpm.as_slice()),
-            blame,
-        )?;
-    }
+    let timeout = if trial {
+        0
+    } else {
+        signed_or_secret_checks(s, now, epoch, &p.nonce_tpm, &p.cp_hash_a, p.expiration)?
+    };
     context_update(
         s,
         c::CC_PolicySecret,
