@@ -9,7 +9,10 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{free_port_pair, listening, socket_args, tpm2_ok, vtpm_bin, vtpm_output, Guard, Vtpm};
+use common::{
+    free_port_pair, listening, socket_args, socket_args_on, tpm2_ok, vtpm_bin, vtpm_output, Guard,
+    Vtpm,
+};
 use nvram::format::SLOT_SIZE;
 
 /// Start `vtpm socket` on `dir`: the running process, or its stderr when it exits.
@@ -160,21 +163,7 @@ fn one_lock_whatever_the_path() {
     ];
     for way in &ways {
         let port = free_port_pair();
-        let args: Vec<String> = [
-            "socket",
-            "--tpm2",
-            "--tpmstate",
-            way,
-            "--server",
-            &format!("type=tcp,port={port}"),
-            "--ctrl",
-            &format!("type=tcp,port={}", port + 1),
-            "--flags",
-            "not-need-init,startup-clear",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let args = socket_args_on(way, port, &["--flags", "not-need-init,startup-clear"]);
         let mut g = Guard::spawn(
             vtpm_bin(),
             &args,

@@ -239,6 +239,16 @@ impl T {
         out
     }
 
+    /// Make the digest of policy `steps` (a trial, saved as `out`) the owner
+    /// hierarchy's authPolicy (TPM2_SetPrimaryPolicy).
+    fn owner_policy(&self, out: &str, steps: &[(&str, &[&str])]) {
+        let pol = self.trial(out, steps);
+        self.ok(
+            "tpm2_setprimarypolicy",
+            &["-C", "o", "-L", &pol, "-g", "sha256"],
+        );
+    }
+
     /// Start a real policy session and run `steps` in it (the caller uses and
     /// flushes it).
     fn policy(&self, steps: &[(&str, &[&str])]) -> String {
@@ -1179,12 +1189,8 @@ fn policycphash_and_policynamehash_on_owner_commands() {
         let mut a = define("0x1500050");
         a.extend(["--cphash", &cp]);
         t.ok("tpm2_nvdefine", &a);
-        let pol = t.trial("cp.pol", &[("tpm2_policycphash", &["--cphash-input", &cp])]);
-        t.ok(
-            "tpm2_setprimarypolicy",
-            &["-C", "o", "-L", &pol, "-g", "sha256"],
-        );
         let steps: &[(&str, &[&str])] = &[("tpm2_policycphash", &["--cphash-input", &cp])];
+        t.owner_policy("cp.pol", steps);
         for (label, index) in [
             ("other nvdefine", "0x1500051"),
             ("the nvdefine", "0x1500050"),
@@ -1219,11 +1225,7 @@ fn policycphash_and_policynamehash_on_owner_commands() {
             ("tpm2_policynamehash", &["-n", &nh]),
             ("tpm2_policycommandcode", &["TPM2_CC_EvictControl"]),
         ];
-        let pol = t.trial("nh.pol", steps);
-        t.ok(
-            "tpm2_setprimarypolicy",
-            &["-C", "o", "-L", &pol, "-g", "sha256"],
-        );
+        t.owner_policy("nh.pol", steps);
         for (label, k, h) in [
             ("evict other object", &k2, "0x81000102"),
             ("evict the object", &k1, "0x81000101"),
@@ -1258,11 +1260,7 @@ fn policytemplate_on_createprimary() {
             ("tpm2_policytemplate", &["--template-hash", &th]),
             ("tpm2_policycommandcode", &["TPM2_CC_CreatePrimary"]),
         ];
-        let pol = t.trial("tmpl.pol", steps);
-        t.ok(
-            "tpm2_setprimarypolicy",
-            &["-C", "o", "-L", &pol, "-g", "sha256"],
-        );
+        t.owner_policy("tmpl.pol", steps);
         for alg in ["rsa", "ecc"] {
             let s = t.policy(steps);
             let auth = format!("session:{s}");

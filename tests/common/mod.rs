@@ -303,11 +303,16 @@ impl Vtpm {
 /// Arguments of `vtpm socket` on `dir` with data port `port`, control port `port + 1`.
 /// The arguments of `vtpm socket` on `dir` and TCP ports `port`, `port + 1`.
 pub fn socket_args(dir: &Path, port: u16, extra: &[&str]) -> Vec<String> {
+    socket_args_on(&format!("dir={}", dir.display()), port, extra)
+}
+
+/// The arguments of `vtpm socket --tpmstate STATE` on TCP ports `port`, `port + 1`.
+pub fn socket_args_on(state: &str, port: u16, extra: &[&str]) -> Vec<String> {
     let mut a = vec![
         "socket".to_string(),
         "--tpm2".into(),
         "--tpmstate".into(),
-        format!("dir={}", dir.display()),
+        state.to_string(),
         "--server".into(),
         format!("type=tcp,port={port}"),
         "--ctrl".into(),

@@ -54,15 +54,7 @@ impl FileBackend {
                         off += n as u64;
                     }
                     f.sync_all()?;
-                    if let Some(dir) = path.parent() {
-                        if let Ok(d) = File::open(if dir.as_os_str().is_empty() {
-                            Path::new(".")
-                        } else {
-                            dir
-                        }) {
-                            let _ = d.sync_all();
-                        }
-                    }
+                    sync_parent(path);
                     (f, true)
                 }
                 None => return Err(e),
@@ -95,6 +87,18 @@ impl FileBackend {
             },
             created,
         ))
+    }
+}
+
+/// Make a new directory entry of `path` durable (best effort: not every
+/// filesystem can sync a directory).
+pub(crate) fn sync_parent(path: &Path) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 pub use backend::{Backend, FileBackend, MemBackend};
 pub use error::{Error, Result};
-use store::{Op, Store, StoreOptions};
+use store::{io, Op, Store, StoreOptions};
 use thread::{Done, Msg, Shared, Worker};
 
 /// The temporary name a new image is formatted under before it is renamed to `path`.
@@ -33,18 +33,6 @@ fn staging_path(path: &Path) -> std::path::PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     path.with_file_name(format!(".{name}.new"))
-}
-
-/// Make a rename in `path`'s directory durable (best effort: not every
-/// filesystem can sync a directory).
-fn sync_parent(path: &Path) {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
 }
 
 /// Default size of an image file created by [`Nvram::open`]: 2 MiB.
@@ -129,26 +117,20 @@ impl Nvram {
     /// a crash never leaves an unformatted image where one is expected (such
     /// an image is refused, never formatted: see [`Error::Unformatted`]).
     pub fn open(path: &Path, opts: OpenOptions) -> Result<Nvram> {
-        let io = |op: &'static str| {
-            move |source| Error::Io {
-                path: path.to_path_buf(),
-                op,
-                source,
-            }
-        };
         match FileBackend::open(path, None, false) {
             Ok((be, _)) => return Nvram::open_backend(Box::new(be), false, opts),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io("opening")(e)),
+            Err(e) => return Err(io(path, "opening")(e)),
         }
         let size = opts.create_size.unwrap_or(DEFAULT_IMAGE_SIZE);
         let staged = staging_path(path);
         // A leftover of a start that died before publishing its new image.
         let _ = std::fs::remove_file(&staged);
-        let (be, _) = FileBackend::open(&staged, Some(size), false).map_err(io("creating"))?;
+        let (be, _) =
+            FileBackend::open(&staged, Some(size), false).map_err(io(path, "creating"))?;
         let nv = Nvram::open_backend(Box::new(be.named(path)), true, opts)?;
-        std::fs::rename(&staged, path).map_err(io("publishing the new image"))?;
-        sync_parent(path);
+        std::fs::rename(&staged, path).map_err(io(path, "publishing the new image"))?;
+        backend::sync_parent(path);
         Ok(nv)
     }
 
@@ -165,11 +147,7 @@ impl Nvram {
                 },
             );
         }
-        let (mut be, _) = FileBackend::open(path, None, false).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            op: "opening",
-            source,
-        })?;
+        let (mut be, _) = FileBackend::open(path, None, false).map_err(io(path, "opening"))?;
         if !force && !store::headers_blank(&mut be)? {
             return Err(Error::NotBlank(path.to_path_buf()));
         }

@@ -67,7 +67,8 @@ pub struct Store {
     compact_pending: bool,
 }
 
-fn io<'a>(
+/// An I/O error on the image at `path` while doing `op`.
+pub(crate) fn io<'a>(
     path: &'a std::path::Path,
     op: &'static str,
 ) -> impl FnOnce(std::io::Error) -> Error + 'a {

@@ -23,6 +23,26 @@ fn pw() -> Vec<u8> {
     .concat()
 }
 
+/// StartAuthSession, unbound and unsalted, SHA-256, of `kind` with the
+/// TPMT_SYM_DEF `symmetric`.
+fn start_auth_session(kind: u8, symmetric: &[u8]) -> Vec<u8> {
+    cmd(
+        c::ST_NO_SESSIONS,
+        c::CC_StartAuthSession,
+        &[
+            &c::RH_NULL.to_be_bytes()[..],
+            &c::RH_NULL.to_be_bytes(),
+            &16u16.to_be_bytes(),
+            &[1; 16],
+            &0u16.to_be_bytes(),
+            &[kind],
+            symmetric,
+            &c::ALG_SHA256.to_be_bytes(),
+        ]
+        .concat(),
+    )
+}
+
 /// Valid commands of every implemented kind, as mutation seeds.
 fn seeds() -> Vec<Vec<u8>> {
     let sel = [
@@ -98,20 +118,13 @@ fn seeds() -> Vec<Vec<u8>> {
             ]
             .concat(),
         ),
-        cmd(
-            c::ST_NO_SESSIONS,
-            c::CC_StartAuthSession,
+        // An HMAC session with AES-128-CFB parameter encryption.
+        start_auth_session(
+            c::SE_HMAC,
             &[
-                &c::RH_NULL.to_be_bytes()[..],
-                &c::RH_NULL.to_be_bytes(),
-                &16u16.to_be_bytes(),
-                &[1; 16],
-                &0u16.to_be_bytes(),
-                &[0],
-                &6u16.to_be_bytes(),
+                &6u16.to_be_bytes()[..],
                 &128u16.to_be_bytes(),
                 &0x43u16.to_be_bytes(),
-                &0x000Bu16.to_be_bytes(),
             ]
             .concat(),
         ),
@@ -334,21 +347,7 @@ fn policy_seeds() -> Vec<Vec<u8>> {
     let name = [&34u16.to_be_bytes()[..], &0x000Bu16.to_be_bytes(), &[9; 32]].concat();
     let restart = policy_cmd(c::CC_PolicyRestart, &[]);
     vec![
-        cmd(
-            c::ST_NO_SESSIONS,
-            c::CC_StartAuthSession,
-            &[
-                &c::RH_NULL.to_be_bytes()[..],
-                &c::RH_NULL.to_be_bytes(),
-                &16u16.to_be_bytes(),
-                &[1; 16],
-                &0u16.to_be_bytes(),
-                &[c::SE_TRIAL],
-                &0x0010u16.to_be_bytes(),
-                &0x000Bu16.to_be_bytes(),
-            ]
-            .concat(),
-        ),
+        start_auth_session(c::SE_TRIAL, &c::ALG_NULL.to_be_bytes()),
         policy_cmd(
             c::CC_PolicyPCR,
             &[

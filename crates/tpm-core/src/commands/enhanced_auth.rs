@@ -10,7 +10,7 @@ use crate::auth::session::Session;
 use crate::constants as c;
 use crate::dispatch::Ctx;
 use crate::engine::{Response, Tpm};
-use crate::marshal::List;
+use crate::marshal::{Buffer, List};
 use crate::rc::{err, Rc, TpmResult};
 use crate::types::{digest_size, Digest, Name};
 use crate::{tpm_params, tpm_response};
@@ -155,7 +155,7 @@ pub fn policy_or(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     for d in &p.hash_list.0 {
         all.extend_from_slice(d.as_slice());
     }
-    s.policy_digest = crate::marshal::Buffer(vec![0; s.digest_len()]);
+    s.policy_digest = Buffer(vec![0; s.digest_len()]);
     s.policy_update(&[&c::CC_PolicyOR.to_be_bytes(), &all]);
     Ok(Response::default())
 }
@@ -236,7 +236,7 @@ pub fn policy_duplication_select(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<
         s.auth_hash,
         &[p.object_name.as_slice(), p.new_parent_name.as_slice()],
     );
-    s.bind_name_hash(&name_hash)?;
+    s.name_hash = Buffer(name_hash);
     let cc = c::CC_PolicyDuplicationSelect.to_be_bytes();
     let object: &[u8] = if include {
         p.object_name.as_slice()

@@ -68,12 +68,9 @@ pub fn policy_authorize(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response>
 /// authorization; the digest becomes one that names the index.
 pub fn policy_authorize_nv(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     ctx.params.finish()?;
-    let (auth, h, sh) = (ctx.handles[0], ctx.handles[1], ctx.handles[2]);
-    let trial = tpm.policy_session(sh, 3)?.is_trial();
-    let idx = tpm.nv_present(h).map_err(|e| e.handle(2))?;
-    let name = idx.public.name();
-    if !trial {
-        super::nv::read_access(idx, auth, h)?;
+    let sh = ctx.handles[2];
+    let (name, idx) = tpm.policy_index(ctx.handles)?;
+    if let Some(idx) = idx {
         if idx.public.nt() != nt::ORDINARY {
             return Err(Rc(c::RC_ATTRIBUTES).handle(2));
         }

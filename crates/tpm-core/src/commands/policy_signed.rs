@@ -90,7 +90,8 @@ fn parameter_checks(
 }
 
 /// The timeout of a PolicySigned or PolicySecret (whose nonceTPM, cpHashA and
-/// expiration are parameters 1, 2 and 4), after the checks of 23.2.2.
+/// expiration are parameters 1, 2 and 4), after the checks of 23.2.2; a trial
+/// session checks nothing and gets no timeout.
 fn signed_or_secret_checks(
     s: &Session,
     now: u64,
@@ -99,6 +100,9 @@ fn signed_or_secret_checks(
     cp_hash_a: &Digest,
     expiration: i32,
 ) -> TpmResult<u64> {
+    if s.is_trial() {
+        return Ok(0);
+    }
     let timeout = auth_timeout(s, expiration, nonce.as_slice());
     let blame = Blame {
         nonce: 1,
@@ -110,20 +114,31 @@ fn signed_or_secret_checks(
     Ok(timeout)
 }
 
-/// Part 3 23.2.4: bind the cpHash, lower the timeout, extend the digest.
-fn context_update(
-    s: &mut Session,
-    cc: u32,
-    name: &[u8],
-    policy_ref: &[u8],
-    cp_hash_a: &[u8],
+/// What an authorization approves; a TPMT_TK_AUTH covers exactly this.
+struct Approval<'a> {
     timeout: u64,
-) -> TpmResult<()> {
-    if !cp_hash_a.is_empty() {
-        s.bind_cp_hash(cp_hash_a)?;
+    cp_hash_a: &'a [u8],
+    policy_ref: &'a [u8],
+    name: &'a [u8],
+}
+
+/// The policy command a TPMT_TK_AUTH of `tag` stands for.
+fn approving_command(tag: u16) -> u32 {
+    if tag == c::ST_AUTH_SIGNED {
+        c::CC_PolicySigned
+    } else {
+        c::CC_PolicySecret
     }
-    s.limit_timeout(timeout);
-    policy_update_named(s, cc, name, policy_ref);
+}
+
+/// Part 3 23.2.4: bind the cpHash, lower the timeout, extend the digest
+/// with the approval of a `tag` authorization.
+fn context_update(s: &mut Session, tag: u16, a: &Approval<'_>) -> TpmResult<()> {
+    if !a.cp_hash_a.is_empty() {
+        s.bind_cp_hash(a.cp_hash_a)?;
+    }
+    s.limit_timeout(a.timeout);
+    policy_update_named(s, approving_command(tag), a.name, a.policy_ref);
     Ok(())
 }
 
@@ -142,7 +157,7 @@ impl Tpm {
 
     /// The HMAC of a TPMT_TK_AUTH; it covers the power cycle, since its
     /// timeout counts in Time, which restarts at power-on.
-    fn auth_ticket_hmac(&self, tag: u16, hierarchy: u32, t: &TicketFields<'_>) -> Vec<u8> {
+    fn auth_ticket_hmac(&self, tag: u16, hierarchy: u32, t: &Approval<'_>) -> Vec<u8> {
         let epoch = self.pw.as_ref().map_or(0, |p| p.epoch).to_be_bytes();
         self.ticket_hmac(
             tag,
@@ -157,23 +172,26 @@ impl Tpm {
         )
     }
 
-    /// The (timeout, ticket) answer of PolicySigned/PolicySecret: a real
-    /// ticket only for a negative expiration outside a trial session.
-    fn auth_answer(
-        &self,
+    /// Record a PolicySigned/PolicySecret approval (`tag`) in session `sh`
+    /// and answer: a real ticket, under `hierarchy`'s proof, only for a
+    /// negative expiration when `ticket` allows one.
+    fn conclude(
+        &mut self,
+        sh: u32,
         tag: u16,
         hierarchy: u32,
         expiration: i32,
-        trial: bool,
-        t: &TicketFields<'_>,
-    ) -> PolicyAuthOut {
-        if expiration < 0 && !trial && t.timeout != 0 {
+        ticket: bool,
+        a: &Approval<'_>,
+    ) -> TpmResult<Response> {
+        context_update(self.policy_session(sh, 2)?, tag, a)?;
+        let out = if expiration < 0 && ticket && a.timeout != 0 {
             PolicyAuthOut {
-                timeout: Buffer(t.timeout.to_be_bytes().to_vec()),
+                timeout: Buffer(a.timeout.to_be_bytes().to_vec()),
                 ticket: Ticket {
                     tag,
                     hierarchy,
-                    digest: Buffer(self.auth_ticket_hmac(tag, hierarchy, t)),
+                    digest: Buffer(self.auth_ticket_hmac(tag, hierarchy, a)),
                 },
             }
         } else {
@@ -185,7 +203,8 @@ impl Tpm {
                     digest: Buffer(Vec::new()),
                 },
             }
-        }
+        };
+        Ok(Response::of(&out))
     }
 
     /// Time now and the power cycle.
@@ -193,14 +212,6 @@ impl Tpm {
         let pw = self.powered()?;
         Ok((pw.clock.time(), pw.epoch))
     }
-}
-
-/// What an authorization ticket covers.
-struct TicketFields<'a> {
-    timeout: u64,
-    cp_hash_a: &'a [u8],
-    policy_ref: &'a [u8],
-    name: &'a [u8],
 }
 
 /// TPM2_PolicySigned: an authority signed aHash = H(nonceTPM || expiration ||
@@ -215,11 +226,7 @@ pub fn policy_signed(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let (now, epoch) = tpm.now_and_epoch()?;
     let s = tpm.policy_session(sh, 2)?;
     let trial = s.is_trial();
-    let timeout = if trial {
-        0
-    } else {
-        signed_or_secret_checks(s, now, epoch, &p.nonce_tpm, &p.cp_hash_a, p.expiration)?
-    };
+    let timeout = signed_or_secret_checks(s, now, epoch, &p.nonce_tpm, &p.cp_hash_a, p.expiration)?;
     if !trial {
         let hash = p.auth.hash();
         if crate::types::digest_size(hash) == 0 {
@@ -236,29 +243,14 @@ pub fn policy_signed(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         );
         check_signature(&key, &a_hash, &p.auth).map_err(|e| e.param(5))?;
     }
-    let s = tpm.policy_session(sh, 2)?;
-    context_update(
-        s,
-        c::CC_PolicySigned,
-        &key.name,
-        p.policy_ref.as_slice(),
-        p.cp_hash_a.as_slice(),
-        timeout,
-    )?;
-    let fields = TicketFields {
+    let approval = Approval {
         timeout,
         cp_hash_a: p.cp_hash_a.as_slice(),
         policy_ref: p.policy_ref.as_slice(),
         name: &key.name,
     };
-    let out = tpm.auth_answer(
-        c::ST_AUTH_SIGNED,
-        key.hierarchy,
-        p.expiration,
-        trial,
-        &fields,
-    );
-    Ok(Response::of(&out))
+    let tag = c::ST_AUTH_SIGNED;
+    tpm.conclude(sh, tag, key.hierarchy, p.expiration, !trial, &approval)
 }
 
 /// TPM2_PolicySecret: the caller proved knowledge of `authHandle`'s secret (the
@@ -271,37 +263,26 @@ pub fn policy_secret(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let (now, epoch) = tpm.now_and_epoch()?;
     let s = tpm.policy_session(sh, 2)?;
     let trial = s.is_trial();
-    let timeout = if trial {
-        0
-    } else {
-        signed_or_secret_checks(s, now, epoch, &p.nonce_tpm, &p.cp_hash_a, p.expiration)?
-    };
-    context_update(
-        s,
-        c::CC_PolicySecret,
-        &name,
-        p.policy_ref.as_slice(),
-        p.cp_hash_a.as_slice(),
-        timeout,
-    )?;
-    let fields = TicketFields {
+    let timeout = signed_or_secret_checks(s, now, epoch, &p.nonce_tpm, &p.cp_hash_a, p.expiration)?;
+    // A PIN Pass index counts its uses: a ticket would let them be replayed.
+    let pin_pass = tpm
+        .nv_index(auth)
+        .is_some_and(|i| i.public.nt() == crate::state::nv::nt::PIN_PASS);
+    let approval = Approval {
         timeout,
         cp_hash_a: p.cp_hash_a.as_slice(),
         policy_ref: p.policy_ref.as_slice(),
         name: &name,
     };
-    // A PIN Pass index counts its uses: a ticket would let them be replayed.
-    let pin_pass = tpm
-        .nv_index(auth)
-        .is_some_and(|i| i.public.nt() == crate::state::nv::nt::PIN_PASS);
-    let out = tpm.auth_answer(
+    let ticket = !trial && !pin_pass;
+    tpm.conclude(
+        sh,
         c::ST_AUTH_SECRET,
         hierarchy,
         p.expiration,
-        trial || pin_pass,
-        &fields,
-    );
-    Ok(Response::of(&out))
+        ticket,
+        &approval,
+    )
 }
 
 /// TPM2_PolicyTicket: replay a time-limited PolicySigned or PolicySecret
@@ -328,29 +309,16 @@ pub fn policy_ticket(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     };
     parameter_checks(s, now, epoch, timeout, p.cp_hash_a.as_slice(), None, blame)?;
     let t = &p.ticket.0;
-    let fields = TicketFields {
+    let approval = Approval {
         timeout,
         cp_hash_a: p.cp_hash_a.as_slice(),
         policy_ref: p.policy_ref.as_slice(),
         name: p.auth_name.as_slice(),
     };
-    let expect = tpm.auth_ticket_hmac(t.tag, t.hierarchy, &fields);
+    let expect = tpm.auth_ticket_hmac(t.tag, t.hierarchy, &approval);
     if !ct_eq(&expect, t.digest.as_slice()) {
         return Err(Rc(c::RC_TICKET).param(5));
     }
-    let cc = if t.tag == c::ST_AUTH_SIGNED {
-        c::CC_PolicySigned
-    } else {
-        c::CC_PolicySecret
-    };
-    let s = tpm.policy_session(sh, 1)?;
-    context_update(
-        s,
-        cc,
-        p.auth_name.as_slice(),
-        p.policy_ref.as_slice(),
-        p.cp_hash_a.as_slice(),
-        timeout,
-    )?;
+    context_update(tpm.policy_session(sh, 1)?, t.tag, &approval)?;
     Ok(Response::default())
 }

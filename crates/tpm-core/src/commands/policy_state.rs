@@ -8,6 +8,7 @@ use crate::dispatch::Ctx;
 use crate::engine::{Response, Tpm};
 use crate::marshal::Marshal;
 use crate::rc::{err, Rc, TpmResult};
+use crate::state::nv::NvIndex;
 use crate::tpm_params;
 use crate::types::{Digest, PcrSelectionList};
 
@@ -96,6 +97,26 @@ pub fn policy_pcr(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     Ok(Response::default())
 }
 
+impl Tpm {
+    /// The NV index a PolicyNV or PolicyAuthorizeNV reads (handles: authHandle,
+    /// nvIndex, policySession): its Name, and outside a trial the index once
+    /// its read authorization and WRITTEN are checked.
+    pub(crate) fn policy_index(
+        &mut self,
+        handles: &[u32],
+    ) -> TpmResult<(Vec<u8>, Option<&NvIndex>)> {
+        let (auth, h, sh) = (handles[0], handles[1], handles[2]);
+        let trial = self.policy_session(sh, 3)?.is_trial();
+        let idx = self.nv_present(h).map_err(|e| e.handle(2))?;
+        let name = idx.public.name();
+        if trial {
+            return Ok((name, None));
+        }
+        super::nv::read_access(idx, auth, h)?;
+        Ok((name, Some(idx)))
+    }
+}
+
 /// TPM2_PolicyNV: the index's contents at `offset` compare to operandB as
 /// `operation` says; the index is read with its own read authorization.
 pub fn policy_nv(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
@@ -103,12 +124,9 @@ pub fn policy_nv(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     if p.operation > EO_LAST {
         return Err(Rc(c::RC_VALUE).param(3));
     }
-    let (auth, h, sh) = (ctx.handles[0], ctx.handles[1], ctx.handles[2]);
-    let trial = tpm.policy_session(sh, 3)?.is_trial();
-    let idx = tpm.nv_present(h).map_err(|e| e.handle(2))?;
-    let name = idx.public.name();
-    if !trial {
-        super::nv::read_access(idx, auth, h)?;
+    let sh = ctx.handles[2];
+    let (name, idx) = tpm.policy_index(ctx.handles)?;
+    if let Some(idx) = idx {
         let (offset, n) = (usize::from(p.offset), p.operand_b.len());
         if offset + n > usize::from(idx.public.data_size) {
             return Err(Rc(c::RC_NV_RANGE));
