@@ -100,7 +100,8 @@ pub fn start_auth_session(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Respons
         SymDef::Aes { bits, .. } => (c::ALG_AES, bits),
         SymDef::Xor { hash } => (c::ALG_XOR, hash),
     };
-    let s = Session {
+    let pw = tpm.powered()?;
+    let mut s = Session {
         handle,
         kind: p.session_type,
         auth_hash: alg,
@@ -109,22 +110,13 @@ pub fn start_auth_session(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Respons
         sym_alg,
         sym_bits,
         bound_entity: Buffer(bound_entity),
-        policy_digest: Buffer(vec![0; n]),
-        command_code: 0,
-        auth_value_needed: false,
-        password_needed: false,
-        cp_hash: Buffer(Vec::new()),
-        name_hash: Buffer(Vec::new()),
-        template_hash: Buffer(Vec::new()),
-        pcr_counter: None,
-        locality: 0,
-        pp_required: false,
-        nv_written: None,
-        start_time: tpm.powered()?.clock.time(),
-        timeout: 0,
-        epoch: tpm.powered()?.epoch,
+        start_time: pw.clock.time(),
+        epoch: pw.epoch,
+        ..Default::default()
     };
-    tpm.powered()?.sessions.loaded.0.push(s);
+    // The policy context starts as PolicyRestart leaves it.
+    s.reset_policy();
+    pw.sessions.loaded.0.push(s);
     Ok(Response {
         handle: Some(handle),
         params: Buffer::<64>(nonce_tpm).to_bytes(),
