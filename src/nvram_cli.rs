@@ -1,7 +1,9 @@
 //! `vtpm nvram info|list|dump IMAGE ...`: inspect an NVRAM image without
 //! changing it (read-only open, no lock taken), human-readable or `--json`;
 //! `vtpm nvram format IMAGE`: the one explicit way to format an existing
-//! image (vtpm itself formats only a file it creates).
+//! image (vtpm itself formats only a file it creates);
+//! `vtpm nvram check|salvage IMAGE`: what of a damaged image is intact, and a
+//! new image made of it (the damaged one is never written).
 
 use std::path::PathBuf;
 
@@ -14,12 +16,20 @@ const USAGE: &str = "usage: vtpm nvram info IMAGE [--json] [KEY]
        vtpm nvram list IMAGE [--json] [KEY]
        vtpm nvram dump IMAGE NAME [--json] [KEY]
        vtpm nvram format IMAGE [--size BYTES] [--force] [KEY]
+       vtpm nvram check IMAGE [--json] [KEY]
+       vtpm nvram salvage IMAGE --to NEW [--json] [KEY]
 
   IMAGE        an NVRAM image (vtpm-nvram.img in a --tpmstate dir)
   --json       machine-readable output
-  --size       size of an image file format creates (default 2 MiB)
+  --size       size of an image file format creates (default 4 MiB)
   --force      format an image that is not blank, erasing it (never needed
                for a new file or an all-zero device)
+  check        header slots, whether vtpm opens the image and what it repairs
+               from the redundant copies, every intact version of every blob;
+               exit status 0 when it opens, 1 when it does not
+  salvage      write NEW (a new file) with the newest intact version of each
+               blob, saying which may be older than the latest; IMAGE is never
+               written
 KEY, for an encrypted image (one of):
   --key-file F         32 raw key bytes (a 16-byte key is stretched as
                        `vtpm socket --key` does)
@@ -37,6 +47,7 @@ struct Request {
     key: Option<KeySpec>,
     size: u64,
     force: bool,
+    to: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Request, String> {
@@ -45,11 +56,13 @@ fn parse(args: &[String]) -> Result<Request, String> {
     let mut key = None;
     let mut size = nvram::DEFAULT_IMAGE_SIZE;
     let mut force = false;
+    let mut to = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--json" => json = true,
             "--force" => force = true,
+            "--to" => to = Some(PathBuf::from(it.next().ok_or("--to needs a file name")?)),
             "--size" => {
                 let n = it.next().ok_or("--size needs a number of bytes")?;
                 size = n
@@ -93,13 +106,22 @@ fn parse(args: &[String]) -> Result<Request, String> {
         }
     }
     let mut p = positional.into_iter();
+    const ACTIONS: &str = "info, list, dump, format, check or salvage";
     let action = p
         .next()
-        .ok_or("missing action (info, list, dump or format)")?;
-    if !matches!(action.as_str(), "info" | "list" | "dump" | "format") {
-        return Err(format!(
-            "unknown action {action:?} (info, list, dump or format)"
-        ));
+        .ok_or_else(|| format!("missing action ({ACTIONS})"))?;
+    if !matches!(
+        action.as_str(),
+        "info" | "list" | "dump" | "format" | "check" | "salvage"
+    ) {
+        return Err(format!("unknown action {action:?} ({ACTIONS})"));
+    }
+    if (action == "salvage") != to.is_some() {
+        return Err(if to.is_some() {
+            "--to is for salvage only".into()
+        } else {
+            "salvage needs --to NEW (a new file)".into()
+        });
     }
     let image = PathBuf::from(p.next().ok_or("missing IMAGE")?);
     let name = p.next();
@@ -120,6 +142,7 @@ fn parse(args: &[String]) -> Result<Request, String> {
         key,
         size,
         force,
+        to,
     })
 }
 
@@ -164,8 +187,43 @@ fn run_request(r: Request) -> Result<String, String> {
             }
         ));
     }
-    let img = Inspection::open(&r.image, key).map_err(|e| e.to_string())?;
     let json = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
+    if r.action == "check" {
+        let c = nvram::salvage::check(&r.image, key.as_ref()).map_err(|e| e.to_string())?;
+        let text = if r.json {
+            json(serde_json::to_value(&c).unwrap_or_default())
+        } else {
+            check_text(&c)
+        };
+        return if c.opens { Ok(text) } else { Err(text) };
+    }
+    if let Some(to) = &r.to {
+        let out = nvram::salvage::salvage(&r.image, key, to).map_err(|e| e.to_string())?;
+        if r.json {
+            return Ok(json(serde_json::to_value(&out).unwrap_or_default()));
+        }
+        let mut s = format!("{}: written from {}:", to.display(), r.image.display());
+        let mut older = false;
+        for b in &out {
+            older |= !b.latest;
+            s.push_str(&format!(
+                "\n  {:<24} {:>7} bytes  batch {:>6}  {}",
+                b.name,
+                b.size,
+                b.batch,
+                if b.latest {
+                    "the latest version"
+                } else {
+                    "MAY BE OLDER than the latest: a later batch is damaged"
+                }
+            ));
+        }
+        if older {
+            s.push_str("\nAn older tpm2/permanent means rolled-back NV counters and changed authorization values: check them before trusting this state.");
+        }
+        return Ok(s);
+    }
+    let img = Inspection::open(&r.image, key).map_err(|e| e.to_string())?;
     Ok(match r.action.as_str() {
         "info" => {
             let i = img.info();
@@ -205,6 +263,58 @@ fn run_request(r: Request) -> Result<String, String> {
             }
         }
     })
+}
+
+/// `check`'s report for people.
+fn check_text(c: &nvram::salvage::Check) -> String {
+    let mut s = format!("image: {}", c.path);
+    if c.in_use {
+        s.push_str(" (in use: a running vtpm holds it; this is a read-only view)");
+    }
+    s.push_str("\nheader:");
+    for l in &c.slots {
+        s.push_str(&format!("\n  {l}"));
+    }
+    match &c.open_error {
+        None if c.repairs.is_empty() => s.push_str("\nopens: yes, nothing damaged"),
+        None => {
+            s.push_str("\nopens: yes, with the latest state; the next start repairs from the redundant copies:");
+            for r in &c.repairs {
+                s.push_str(&format!("\n  {r}"));
+            }
+        }
+        Some(e) => s.push_str(&format!(
+            "\nopens: NO: {e}\n  `vtpm nvram salvage {} --to NEW` writes the newest intact version of each blob to a new image",
+            c.path
+        )),
+    }
+    if !c.damaged_batches.is_empty() {
+        s.push_str(&format!(
+            "\ndamaged batches (written, not intact): {:?}",
+            c.damaged_batches
+        ));
+    }
+    // Per blob: how many versions are intact, from which batches, the newest.
+    let mut per: std::collections::BTreeMap<&str, Vec<&nvram::salvage::Version>> =
+        Default::default();
+    for v in &c.versions {
+        per.entry(v.name.as_str()).or_default().push(v);
+    }
+    s.push_str("\nintact versions:");
+    for (name, vs) in per {
+        let (first, last) = (vs[0], vs[vs.len() - 1]);
+        s.push_str(&format!(
+            "\n  {name:<24} {:>5} intact, batches {}..{}; newest: {}",
+            vs.len(),
+            first.batch,
+            last.batch,
+            match last.size {
+                Some(n) => format!("{n} bytes (batch {}, region {})", last.batch, last.region),
+                None => format!("deleted (batch {})", last.batch),
+            }
+        ));
+    }
+    s
 }
 
 /// Run the nvram subcommand with the arguments after `nvram`; returns the exit code.

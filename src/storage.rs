@@ -19,7 +19,13 @@ pub fn open(path: &Path, opts: OpenOptions) -> Result<NvramHandle> {
     for kind in BlobKind::ALL {
         nv.register(kind.name(), kind.max_size()).map_err(err)?;
     }
-    nv.start().map_err(err)
+    let handle = nv.start().map_err(err)?;
+    // Damage the image's redundancy covered (the state is the latest, and the
+    // operator learns that the disk under it is failing), or why it has none.
+    for line in handle.notes() {
+        log::warn!("{}: {line}", path.display());
+    }
+    Ok(handle)
 }
 
 /// [`Persistence`] over a started NVRAM.

@@ -36,6 +36,8 @@ struct Disk {
     plan: FaultPlan,
     crashed: bool,
     in_flight: Option<(u64, Vec<u8>)>,
+    /// Every operation in order: the offset of a write, None for a flush.
+    log: Vec<Option<u64>>,
 }
 
 fn io_err(what: &str) -> std::io::Error {
@@ -52,6 +54,7 @@ impl FaultBackend {
             plan,
             crashed: false,
             in_flight: None,
+            log: Vec::new(),
         };
         FaultBackend {
             disk: std::sync::Arc::new(parking_lot::Mutex::new(disk)),
@@ -61,6 +64,11 @@ impl FaultBackend {
     /// Operations performed (or attempted) so far.
     pub fn ops(&self) -> u64 {
         self.disk.lock().ops
+    }
+
+    /// Every operation so far, in order: the offset of a write, None for a flush.
+    pub fn op_log(&self) -> Vec<Option<u64>> {
+        self.disk.lock().log.clone()
     }
 
     /// Whether the power went out.
@@ -154,7 +162,8 @@ impl Disk {
         self.pending.len() + usize::from(self.in_flight.is_some())
     }
 
-    fn step(&mut self) -> Result<bool, std::io::Error> {
+    fn step(&mut self, write_at: Option<u64>) -> Result<bool, std::io::Error> {
+        self.log.push(write_at);
         let n = self.ops;
         self.ops += 1;
         if self.crashed {
@@ -197,7 +206,7 @@ impl Backend for FaultBackend {
 
     fn write_at(&mut self, off: u64, data: &[u8]) -> std::io::Result<()> {
         let mut d = self.disk.lock();
-        match d.step()? {
+        match d.step(Some(off))? {
             true => {
                 d.pending.push((off, data.to_vec()));
                 Ok(())
@@ -212,7 +221,7 @@ impl Backend for FaultBackend {
 
     fn flush(&mut self) -> std::io::Result<()> {
         let mut d = self.disk.lock();
-        match d.step()? {
+        match d.step(None)? {
             true => {
                 d.durable = d.current();
                 d.pending.clear();

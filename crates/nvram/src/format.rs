@@ -9,8 +9,11 @@ pub const REGIONS_START: u64 = 2 * SLOT_SIZE;
 pub const MIN_IMAGE: u64 = 64 * 1024;
 /// Image magic.
 pub const MAGIC: &[u8; 8] = b"VTPMNVR1";
-/// Format version.
-pub const VERSION: u32 = 1;
+/// Format version written: 2 keeps a mirror copy of every record (see [`Layout`]).
+pub const VERSION: u32 = 2;
+/// The first format: one copy of each record. Still read; upgraded to
+/// [`VERSION`] by the first write (a compaction).
+pub const VERSION_1: u32 = 1;
 /// Header flag: records are encrypted.
 pub const FLAG_ENCRYPTED: u32 = 1;
 /// Largest region a new image gets (a block device larger than two of them
@@ -76,9 +79,45 @@ pub enum Kdf {
     },
 }
 
+/// Where the log of a region lies: from the region start up to `capacity`,
+/// and (format 2) a byte-identical copy `mirror` bytes further on. The copy
+/// starts at least one 4 KiB block after the end of the log, so no sector
+/// and no 4 KiB block holds both copies of any byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Bytes the log may take.
+    pub capacity: u64,
+    /// Offset of the mirror copy from the region start (None: format 1, no copy).
+    pub mirror: Option<u64>,
+}
+
+impl Layout {
+    /// The layout of a region of `region_size` bytes in format `version`.
+    pub fn of(version: u32, region_size: u64) -> Layout {
+        if version == VERSION_1 {
+            return Layout {
+                capacity: region_size,
+                mirror: None,
+            };
+        }
+        let half = (region_size / 2) & !(SLOT_SIZE - 1);
+        Layout {
+            capacity: half,
+            mirror: Some(half),
+        }
+    }
+
+    /// Region-relative offsets of the copies of the byte at `off` of the log.
+    pub fn copies(&self, off: u64) -> impl Iterator<Item = u64> {
+        std::iter::once(off).chain(self.mirror.map(|m| m + off))
+    }
+}
+
 /// One header slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    /// Format version ([`VERSION_1`] or [`VERSION`]): decides the [`Layout`].
+    pub version: u32,
     /// FLAG_* bits.
     pub flags: u32,
     /// Image size when formatted.
@@ -118,6 +157,11 @@ impl Header {
         self.flags & FLAG_ENCRYPTED != 0
     }
 
+    /// Where the log lies in each region.
+    pub fn layout(&self) -> Layout {
+        Layout::of(self.version, self.region_size)
+    }
+
     /// Byte offset of region `r`.
     pub fn region_offset(&self, r: u32) -> u64 {
         REGIONS_START + u64::from(r) * self.region_size
@@ -127,7 +171,7 @@ impl Header {
     pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(SLOT_SIZE as usize);
         v.extend_from_slice(MAGIC);
-        v.extend_from_slice(&VERSION.to_be_bytes());
+        v.extend_from_slice(&self.version.to_be_bytes());
         v.extend_from_slice(&self.flags.to_be_bytes());
         v.extend_from_slice(&self.image_size.to_be_bytes());
         v.extend_from_slice(&self.region_size.to_be_bytes());
@@ -168,9 +212,9 @@ impl Header {
             return Err("checksum mismatch".into());
         }
         let version = be_u32(b, 8);
-        if version != VERSION {
+        if version != VERSION && version != VERSION_1 {
             return Err(format!(
-                "format version {version}, this vtpm reads version {VERSION}"
+                "format version {version}, this vtpm reads versions {VERSION_1} and {VERSION}"
             ));
         }
         let kdf = match b[52] {
@@ -199,6 +243,7 @@ impl Header {
         let mut key_check = [0u8; 44];
         key_check.copy_from_slice(&b[81..125]);
         let h = Header {
+            version,
             flags: be_u32(b, 12),
             image_size: be_u64(b, 16),
             region_size: be_u64(b, 24),
@@ -220,6 +265,12 @@ impl Header {
             return Err(format!(
                 "regions of {} bytes do not fit an image of {}",
                 h.region_size, h.image_size
+            ));
+        }
+        if h.layout().capacity == 0 {
+            return Err(format!(
+                "regions of {} bytes cannot hold a log and its copy",
+                h.region_size
             ));
         }
         Ok(h)

@@ -81,7 +81,7 @@ impl Inspection {
             path: self.store.path().display().to_string(),
             size_bytes: self.store.image_size(),
             size_kib: self.store.image_size() / 1024,
-            format_version: crate::format::VERSION,
+            format_version: h.version,
             encrypted: h.encrypted(),
             key_derivation: match h.kdf {
                 Kdf::None => "none".into(),

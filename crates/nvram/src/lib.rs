@@ -14,6 +14,8 @@ mod error;
 pub mod fault;
 pub mod format;
 pub mod inspect;
+mod recovery;
+pub mod salvage;
 pub mod store;
 mod thread;
 
@@ -23,6 +25,7 @@ use std::sync::Arc;
 
 pub use backend::{Backend, FileBackend, MemBackend};
 pub use error::{Error, Result};
+use format::Layout;
 use store::{io, Op, Store, StoreOptions};
 use thread::{Done, Msg, Shared, Worker};
 
@@ -35,8 +38,10 @@ fn staging_path(path: &Path) -> std::path::PathBuf {
     path.with_file_name(format!(".{name}.new"))
 }
 
-/// Default size of an image file created by [`Nvram::open`]: 2 MiB.
-pub const DEFAULT_IMAGE_SIZE: u64 = 2 * 1024 * 1024;
+/// Default size of an image file created by [`Nvram::open`]: 4 MiB, room
+/// for the TPM's blobs at their registered maxima twice over (a log and its
+/// copy) in each of the two regions.
+pub const DEFAULT_IMAGE_SIZE: u64 = 4 * 1024 * 1024;
 
 /// Whether acknowledged writes are flushed to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -172,6 +177,19 @@ impl Nvram {
         })
     }
 
+    /// What open found damaged and repaired from the image's redundant copies
+    /// (one line each, for the log); empty for a healthy image. After start,
+    /// [`NvramHandle::notes`] has these and what start decided.
+    pub fn repairs(&self) -> &[String] {
+        self.store.findings()
+    }
+
+    /// Write `ops` as one batch before start, whoever registered the blobs
+    /// (salvage fills a new image this way).
+    pub(crate) fn commit_all(&mut self, ops: &[Op]) -> Result<()> {
+        self.store.commit(ops)
+    }
+
     /// Register a blob by name with its maximum size (before start).
     pub fn register(&mut self, name: &str, max_size: u64) -> Result<()> {
         check_name(name)?;
@@ -182,7 +200,7 @@ impl Nvram {
     /// Reconcile registrations with the image and spawn the storage thread.
     /// Blobs of other users are kept; a blob larger than its registered maximum,
     /// or an image too small for every maximum, is an error.
-    pub fn start(self) -> Result<NvramHandle> {
+    pub fn start(mut self) -> Result<NvramHandle> {
         let path = self.store.path().to_path_buf();
         for (name, data) in self.store.blobs() {
             if let Some(&max) = self.registered.get(name) {
@@ -211,15 +229,23 @@ impl Nvram {
             .map(|(n, &m)| self.store.snapshot_size(std::iter::once((n.as_str(), m))))
             .max()
             .unwrap_or(0);
-        let needed = format::REGIONS_START + 2 * (snapshot + largest);
-        if self.store.header.region_size < snapshot + largest {
+        // Format 2 keeps the log and its copy in each region; an image too
+        // small for both at the registered maxima keeps the copies while the
+        // state fits, and must hold at least the log alone.
+        let need = snapshot + largest;
+        let region = self.store.header.region_size;
+        if region < need {
             return Err(Error::TooSmall {
                 path,
                 size: self.store.image_size(),
-                needed,
+                needed: format::REGIONS_START + 4 * need + 4 * format::SLOT_SIZE,
             });
         }
+        if Layout::of(format::VERSION, region).capacity < need {
+            self.store.note_small(need);
+        }
         let total = self.store.image_size();
+        let notes = self.store.findings().to_vec();
         let shared: Arc<Shared> = Arc::new(parking_lot::RwLock::new(
             self.store
                 .blobs()
@@ -234,6 +260,7 @@ impl Nvram {
                 shared,
                 registered: self.registered.into_iter().collect(),
                 total,
+                notes,
             }),
         })
     }
@@ -252,6 +279,7 @@ struct Inner {
     shared: Arc<Shared>,
     registered: HashMap<String, u64>,
     total: u64,
+    notes: Vec<String>,
 }
 
 /// A cloneable handle to a started NVRAM; the storage thread ends when the last handle drops.
@@ -299,6 +327,12 @@ impl Completion {
 }
 
 impl NvramHandle {
+    /// What opening the image repaired, and why it lacks redundant copies if
+    /// it does (one line each, for the log); empty for a healthy image.
+    pub fn notes(&self) -> &[String] {
+        &self.inner.notes
+    }
+
     fn check(&self, name: &str, size: Option<usize>) -> Result<()> {
         let max = *self
             .inner

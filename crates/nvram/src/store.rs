@@ -11,7 +11,10 @@ use zeroize::Zeroizing;
 use crate::backend::Backend;
 use crate::cipher::{self, ImageKey};
 use crate::error::{Error, Result};
-use crate::format::{self, Header, Kdf, Kind, RecHeader, REC_HDR, REC_TRAILER, SLOT_SIZE};
+use crate::format::{
+    self, Header, Kdf, Kind, Layout, RecHeader, REC_HDR, REC_TRAILER, SLOT_SIZE, VERSION, VERSION_1,
+};
+use crate::recovery::{self, Log, Reader, Repair};
 use crate::{KeySource, SyncMode};
 
 /// One change in a batch.
@@ -63,8 +66,19 @@ pub struct Store {
     sync: SyncMode,
     read_only: bool,
     /// The next batch must start a fresh epoch in the other region (after a
-    /// failed write, or when recovery found leftovers of the live epoch).
+    /// failed write, when recovery found leftovers of the live epoch, or to
+    /// upgrade a format 1 image).
     compact_pending: bool,
+    /// A format 1 image is to be rewritten in the current format by the next write.
+    upgrade_pending: bool,
+    /// Damaged copies of committed records found at open, not yet rewritten.
+    repairs: Vec<Repair>,
+    /// Header slots found unreadable at open, not yet rewritten.
+    bad_slots: [bool; 2],
+    /// What was found damaged and repairable at open, one line each.
+    findings: Vec<String>,
+    /// Whether the findings were repaired on the image (writable opens only).
+    repaired: bool,
 }
 
 /// An I/O error on the image at `path` while doing `op`.
@@ -128,17 +142,17 @@ impl Store {
             // a new one and written over.
             return Err(Error::Unformatted(path));
         }
-        let (header, repair) = match (&slots[0], &slots[1]) {
+        let header = match (&slots[0], &slots[1]) {
             (Ok(a), Ok(b)) => {
                 if a.generation >= b.generation {
-                    (a.clone(), false)
+                    a.clone()
                 } else {
-                    (b.clone(), false)
+                    b.clone()
                 }
             }
             // One slot unreadable: either a compaction's header write was torn
             // (its log was flushed before) or the slot decayed. See below.
-            (Ok(h), Err(_)) | (Err(_), Ok(h)) => (h.clone(), true),
+            (Ok(h), Err(_)) | (Err(_), Ok(h)) => h.clone(),
             (Err(e), Err(_)) => return Err(damaged(&path, "header", e.clone())),
         };
         if header.image_size > size {
@@ -166,11 +180,141 @@ impl Store {
             (false, None) => None,
         };
         let mut s = Store::empty(be, path, header, key, opts.sync, opts.read_only);
-        if repair && s.roll_forward()? {
-            return Ok(s);
+        let bad_slot = slots.iter().position(|h| h.is_err());
+        let rolled = bad_slot.is_some() && s.roll_forward()?;
+        if !rolled {
+            s.recover()?;
         }
-        s.recover()?;
+        if let Some(i) = bad_slot {
+            s.bad_slots[i] = true;
+            let what = match &slots[i] {
+                Err(_) if is_blank(&raw[i]) && s.header.version == VERSION_1 => {
+                    "never written (a format 1 image writes it at its first compaction)".to_string()
+                }
+                Err(e) => e.clone(),
+                Ok(_) => String::new(),
+            };
+            s.findings.push(if rolled {
+                format!(
+                    "header slot {i}: {what}: it recorded a complete compaction; its log in region {} is used and the slot rewritten",
+                    s.header.active
+                )
+            } else {
+                format!("header slot {i}: {what}: rewritten from slot {}", 1 - i)
+            });
+        }
+        // Upgraded by the first write: a compaction writes the whole state in
+        // the current format to the other region, and the format 1 log and
+        // header stay untouched until the new ones are durable.
+        s.upgrade_pending = s.header.version == VERSION_1;
+        if !s.read_only {
+            s.repair();
+        }
         Ok(s)
+    }
+
+    /// A reader of `region`'s log laid out as `layout`.
+    fn reader(&mut self, region: u32, layout: Layout) -> Reader<'_> {
+        Reader {
+            base: self.header.region_offset(region),
+            be: self.be.as_mut(),
+            path: &self.path,
+            key: self.key.as_ref(),
+            region,
+            layout,
+        }
+    }
+
+    /// Take a recovered log as the committed state.
+    fn adopt(&mut self, log: Log) {
+        self.blobs = log.blobs;
+        self.tail = log.tail;
+        self.next_seq = log.next_seq;
+        // Records of the live epoch beyond the tail (an interrupted batch, or
+        // unflushed relaxed batches of which a later one reached the disk) must
+        // never be linked up with what is appended next: move to a fresh epoch
+        // in the other region before the next write.
+        self.compact_pending |= log.leftovers;
+        for r in &log.repairs {
+            let which = if r.bad < r.good { "first" } else { "second" };
+            self.findings.push(format!(
+                "region {}: the {which} copy of a record of batch {} (offset {}, {} bytes) does not check out: rewritten from the other copy",
+                r.region, r.seq, r.bad, r.len
+            ));
+        }
+        self.repairs = log.repairs;
+    }
+
+    /// Rewrite what was found damaged at open from its redundant copy, with
+    /// one flush. A failure here loses nothing (the state was recovered): it
+    /// is reported, and the next write moves the whole state to the other
+    /// region instead.
+    fn repair(&mut self) {
+        if self.repairs.is_empty() && self.bad_slots == [false; 2] {
+            return;
+        }
+        let r = self.try_repair();
+        match r {
+            Ok(()) => self.repaired = true,
+            Err(e) => {
+                self.findings.push(format!(
+                    "the repair could not be written ({e}); the next write moves the state to the other region"
+                ));
+                self.compact_pending = true;
+            }
+        }
+    }
+
+    fn try_repair(&mut self) -> Result<()> {
+        for r in std::mem::take(&mut self.repairs) {
+            let base = self.header.region_offset(r.region);
+            let mut buf = vec![0u8; r.len as usize];
+            self.be
+                .read_at(base + r.good, &mut buf)
+                .map_err(io(&self.path, "reading a record to repair"))?;
+            self.be
+                .write_at(base + r.bad, &buf)
+                .map_err(io(&self.path, "repairing a record"))?;
+        }
+        let live = (self.header.generation % 2) as usize;
+        for slot in 0..2 {
+            if std::mem::take(&mut self.bad_slots[slot]) {
+                // The same header, its generation of this slot's parity.
+                let mut h = self.header.clone();
+                if slot != live {
+                    h.generation = match h.generation {
+                        0 => 1,
+                        g => g - 1,
+                    };
+                }
+                self.write_slot(&h)?;
+            }
+        }
+        self.be
+            .flush()
+            .map_err(io(&self.path, "flushing the repairs"))
+    }
+
+    /// Note (for the log) that the image cannot hold `need` bytes twice
+    /// over in a region: while the state fits, it keeps its copies; a state
+    /// larger than that is kept in format 1, without them.
+    pub fn note_small(&mut self, need: u64) {
+        self.findings.push(format!(
+            "the image ({} bytes) cannot hold the blobs at their registered maxima twice over ({need} bytes each): a state of up to {} bytes keeps a redundant copy of every record, a larger one is kept without (format 1); an image of {} bytes or more always has room",
+            self.be.size(),
+            Layout::of(VERSION, self.header.region_size).capacity,
+            format::REGIONS_START + 4 * need + 4 * SLOT_SIZE
+        ));
+    }
+
+    /// What was found damaged at open and (when [`Store::repaired`]) rewritten.
+    pub fn findings(&self) -> &[String] {
+        &self.findings
+    }
+
+    /// Whether the findings were rewritten on the image.
+    pub fn repaired(&self) -> bool {
+        self.repaired
     }
 
     /// With one header slot unreadable, the other region may hold the log of
@@ -180,28 +324,47 @@ impl Store {
     /// rewrite the slot, so the next compaction cannot overwrite the only good one.
     fn roll_forward(&mut self) -> Result<bool> {
         let other = 1 - self.header.active;
-        let mut first = [0u8; REC_HDR];
-        self.be
-            .read_at(self.header.region_offset(other), &mut first)
-            .map_err(io(&self.path, "reading the log"))?;
-        let Some(epoch) = RecHeader::decode(&first).map(|h| h.epoch) else {
+        let base = self.header.region_offset(other);
+        // The epoch of the other region's first record, from either copy.
+        let mut epoch = None;
+        for at in Layout::of(VERSION, self.header.region_size).copies(0) {
+            let mut first = [0u8; REC_HDR];
+            self.be
+                .read_at(base + at, &mut first)
+                .map_err(io(&self.path, "reading the log"))?;
+            if let Some(h) = RecHeader::decode(&first) {
+                epoch = Some(h.epoch);
+                break;
+            }
+        }
+        let Some(epoch) = epoch else {
             return Ok(false);
         };
-        let log = match self.read_log(other, epoch) {
-            Ok(log) if log.first_parent == Some(self.header.epoch) => log,
-            _ => return Ok(false),
-        };
-        self.header.generation += 1;
-        self.header.active = other;
-        self.header.epoch = epoch;
-        self.blobs = log.blobs;
-        self.tail = log.tail;
-        self.next_seq = log.next_seq;
-        self.compact_pending = log.leftovers;
-        if !self.read_only {
-            self.write_header()?;
+        // Compactions write the current format; a format 1 image may hold one
+        // written by an older vtpm in its own format.
+        let mut versions = vec![VERSION];
+        if self.header.version == VERSION_1 {
+            versions.push(VERSION_1);
         }
-        Ok(true)
+        for version in versions {
+            let layout = Layout::of(version, self.header.region_size);
+            let log = match self.reader(other, layout).read_log(epoch) {
+                Ok(log) => log,
+                Err(e @ Error::Io { .. }) => return Err(e),
+                Err(_) => continue,
+            };
+            let snapshot_ok = version == VERSION_1 || log.snapshot_version == Some(VERSION);
+            if log.first_parent != Some(self.header.epoch) || !snapshot_ok {
+                continue;
+            }
+            self.header.version = version;
+            self.header.generation += 1;
+            self.header.active = other;
+            self.header.epoch = epoch;
+            self.adopt(log);
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn format(be: Box<dyn Backend>, opts: &StoreOptions<'_>) -> Result<Store> {
@@ -215,8 +378,9 @@ impl Store {
             });
         }
         // Capped: a large block device gets a bounded log (recovery reads it all).
+        // A whole number of 8 KiB, so each half (the log, its copy) is whole 4 KiB blocks.
         let region_size =
-            (((size - format::REGIONS_START) / 2) & !(SLOT_SIZE - 1)).min(format::MAX_REGION);
+            (((size - format::REGIONS_START) / 2) & !(2 * SLOT_SIZE - 1)).min(format::MAX_REGION);
         let mut salt = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let (kdf, key) = match opts.key {
@@ -235,6 +399,7 @@ impl Store {
         // A random epoch: records left on a reused device by an older image never match.
         let epoch = fresh_epoch(0);
         let header = Header {
+            version: VERSION,
             flags: if key.is_some() {
                 format::FLAG_ENCRYPTED
             } else {
@@ -250,6 +415,10 @@ impl Store {
             key_check: key.as_ref().map(|k| k.key_check()).unwrap_or([0; 44]),
         };
         let mut s = Store::empty(be, path, header, key, opts.sync, false);
+        // Both slots, so either alone describes the image.
+        let mut older = s.header.clone();
+        older.generation = 0;
+        s.write_slot(&older)?;
         s.write_header()?;
         Ok(s)
     }
@@ -274,18 +443,33 @@ impl Store {
             sync,
             read_only,
             compact_pending: false,
+            upgrade_pending: false,
+            repairs: Vec::new(),
+            bad_slots: [false; 2],
+            findings: Vec::new(),
+            repaired: false,
         }
     }
 
-    fn write_header(&mut self) -> Result<()> {
-        let slot = self.header.generation % 2;
-        let bytes = self.header.encode();
+    /// Write `h` to its slot (`generation % 2`), without a flush.
+    fn write_slot(&mut self, h: &Header) -> Result<()> {
         self.be
-            .write_at(slot * SLOT_SIZE, &bytes)
-            .map_err(io(&self.path, "writing the header"))?;
+            .write_at((h.generation % 2) * SLOT_SIZE, &h.encode())
+            .map_err(io(&self.path, "writing the header"))
+    }
+
+    /// Write the live header to its slot and flush.
+    fn write_header(&mut self) -> Result<()> {
+        let h = self.header.clone();
+        self.write_slot(&h)?;
         self.be
             .flush()
             .map_err(io(&self.path, "flushing the header"))
+    }
+
+    /// Sequence number the next batch gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 
     /// The committed blobs.
@@ -301,14 +485,6 @@ impl Store {
     /// Whether records are encrypted.
     pub fn encrypted(&self) -> bool {
         self.key.is_some()
-    }
-
-    fn aad(kind: Kind, epoch: u64, seq: u64) -> [u8; 17] {
-        let mut a = [0u8; 17];
-        a[0] = kind as u8;
-        a[1..9].copy_from_slice(&epoch.to_be_bytes());
-        a[9..].copy_from_slice(&seq.to_be_bytes());
-        a
     }
 
     /// Bytes a record with a plaintext payload of `plain` bytes takes.
@@ -328,7 +504,7 @@ impl Store {
         let payload = match &self.key {
             Some(k) => {
                 flags |= format::REC_ENCRYPTED;
-                k.seal_record(epoch, plain, &Self::aad(kind, epoch, seq))
+                k.seal_record(epoch, plain, &recovery::aad(kind, epoch, seq))
             }
             None => plain.to_vec(),
         };
@@ -350,7 +526,7 @@ impl Store {
         ops: &[Op],
         (epoch, seq): (u64, u64),
         unflushed: bool,
-        parent: Option<u64>,
+        (parent, version): (Option<u64>, u32),
     ) -> Vec<u8> {
         let flags = if unflushed { format::REC_UNFLUSHED } else { 0 };
         let mut out = Vec::new();
@@ -371,6 +547,7 @@ impl Store {
         let mut commit = (ops.len() as u32).to_be_bytes().to_vec();
         if let Some(p) = parent {
             commit.extend_from_slice(&p.to_be_bytes());
+            commit.extend_from_slice(&version.to_be_bytes());
         }
         self.push_record(&mut out, (Kind::Commit, flags), epoch, seq, &commit);
         out
@@ -378,181 +555,21 @@ impl Store {
 
     /// Rebuild the committed state from the active region.
     fn recover(&mut self) -> Result<()> {
-        let log = self.read_log(self.header.active, self.header.epoch)?;
-        self.blobs = log.blobs;
-        self.tail = log.tail;
-        self.next_seq = log.next_seq;
-        // Records of the live epoch beyond the tail (an interrupted batch, or
-        // unflushed relaxed batches of which a later one reached the disk) must
-        // never be linked up with what is appended next: move to a fresh epoch
-        // in the other region before the next write.
-        self.compact_pending |= log.leftovers;
+        let (active, layout, epoch) = (self.header.active, self.header.layout(), self.header.epoch);
+        let log = self.reader(active, layout).read_log(epoch)?;
+        self.adopt(log);
         Ok(())
     }
 
-    /// Read the log of `region` under `epoch`: whole committed batches in
-    /// sequence order, up to the first record that does not check out.
-    fn read_log(&mut self, region: u32, epoch: u64) -> Result<Log> {
+    /// Write `batch` at log offset `at` of `region`, both copies (one flush covers them).
+    fn write_copies(&mut self, region: u32, layout: Layout, at: u64, batch: &[u8]) -> Result<()> {
         let base = self.header.region_offset(region);
-        let rsize = self.header.region_size;
-        let mut blobs = Blobs::new();
-        let mut off = 0u64;
-        let mut committed_end = 0u64;
-        let mut batches = 0u64;
-        let mut expected: Option<u64> = None;
-        let mut pending: Vec<Op> = Vec::new();
-        let mut batch_seq = 0u64;
-        let mut first_parent = None;
-        while off.saturating_add(REC_HDR as u64) <= rsize {
-            let mut hb = [0u8; REC_HDR];
+        for off in layout.copies(at) {
             self.be
-                .read_at(base + off, &mut hb)
-                .map_err(io(&self.path, "reading the log"))?;
-            let Some(h) = RecHeader::decode(&hb) else {
-                break;
-            };
-            if h.epoch != epoch {
-                break;
-            }
-            if pending.is_empty() {
-                if expected.is_some_and(|e| e != h.seq) {
-                    break;
-                }
-                batch_seq = h.seq;
-            } else if h.seq != batch_seq {
-                break;
-            }
-            if off.saturating_add(h.total()) > rsize {
-                break;
-            }
-            let mut body = vec![0u8; h.len as usize + REC_TRAILER];
-            self.be
-                .read_at(base + off + REC_HDR as u64, &mut body)
-                .map_err(io(&self.path, "reading the log"))?;
-            let (payload, crc) = body.split_at(h.len as usize);
-            if crc32c::crc32c(payload).to_be_bytes() != crc {
-                break;
-            }
-            let at = format!("record at region {region} offset {off}");
-            let plain: Zeroizing<Vec<u8>> = match (&self.key, h.flags & format::REC_ENCRYPTED != 0)
-            {
-                (Some(k), true) => k
-                    .open_record(h.epoch, payload, &Self::aad(h.kind, h.epoch, h.seq))
-                    .ok_or_else(|| {
-                        damaged(
-                            &self.path,
-                            &at,
-                            "fails authentication: the image was altered".into(),
-                        )
-                    })?,
-                (None, false) => Zeroizing::new(payload.to_vec()),
-                (Some(_), false) => {
-                    return Err(damaged(
-                        &self.path,
-                        &at,
-                        "plaintext record in an encrypted image".into(),
-                    ))
-                }
-                (None, true) => {
-                    return Err(damaged(
-                        &self.path,
-                        &at,
-                        "encrypted record in a plaintext image".into(),
-                    ))
-                }
-            };
-            off += h.total();
-            match h.kind {
-                Kind::Put => {
-                    let (name, data) = format::split_put(&plain)
-                        .ok_or_else(|| damaged(&self.path, &at, "malformed blob record".into()))?;
-                    pending.push(Op::Put(name, data.to_vec()));
-                }
-                Kind::Delete => {
-                    let name = std::str::from_utf8(&plain)
-                        .map_err(|_| damaged(&self.path, &at, "blob name is not UTF-8".into()))?;
-                    pending.push(Op::Delete(name.to_string()));
-                }
-                Kind::Commit => {
-                    let count = plain
-                        .get(..4)
-                        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                    if count != Some(pending.len() as u32) {
-                        break;
-                    }
-                    if batches == 0 {
-                        first_parent = plain
-                            .get(4..12)
-                            .map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
-                    }
-                    for op in pending.drain(..) {
-                        apply(&mut blobs, op);
-                    }
-                    committed_end = off;
-                    batches += 1;
-                    expected = Some(batch_seq.wrapping_add(1));
-                }
-            }
+                .write_at(base + off, batch)
+                .map_err(io(&self.path, "writing a batch"))?;
         }
-        let next = expected.unwrap_or(1);
-        let rest = self.scan_rest(base, committed_end, epoch, next)?;
-        if let Some(found) = rest.damage_at {
-            return Err(damaged(
-                &self.path,
-                &format!("record at region {region} offset {committed_end}"),
-                format!("does not check out, yet committed records follow it (offset {found}): the image is damaged"),
-            ));
-        }
-        Ok(Log {
-            blobs,
-            tail: committed_end,
-            next_seq: next,
-            first_parent,
-            leftovers: rest.leftovers,
-        })
-    }
-
-    /// Look at the region after the recovered tail for records of `epoch`.
-    /// One written with a flush behind it and a sequence number beyond `next`
-    /// proves damage: a durable batch was written only after every earlier
-    /// batch was flushed, so only damage can have made an earlier one unreadable.
-    /// Unflushed (relaxed) batches may reach the disk in any order: losing an
-    /// earlier one just means an older state.
-    fn scan_rest(&mut self, base: u64, from: u64, epoch: u64, next: u64) -> Result<Rest> {
-        const CHUNK: u64 = 1 << 20;
-        let rsize = self.header.region_size;
-        let mut rest = Rest::default();
-        let magic = format::REC_MAGIC.to_be_bytes();
-        let mut at = from;
-        // Chunks overlap by a record header so no header is missed at a seam.
-        while at.saturating_add(REC_HDR as u64) <= rsize {
-            let len = (rsize - at).min(CHUNK);
-            let mut buf = vec![0u8; len as usize];
-            self.be
-                .read_at(base + at, &mut buf)
-                .map_err(io(&self.path, "reading the log"))?;
-            for (i, w) in buf.windows(REC_HDR).enumerate() {
-                if w[..2] != magic {
-                    continue;
-                }
-                let Some(h) = RecHeader::decode(w) else {
-                    continue;
-                };
-                if h.epoch != epoch {
-                    continue;
-                }
-                rest.leftovers = true;
-                if h.seq > next && h.flags & format::REC_UNFLUSHED == 0 {
-                    rest.damage_at = Some(at + i as u64);
-                    return Ok(rest);
-                }
-            }
-            if at + len >= rsize {
-                break;
-            }
-            at += len - (REC_HDR as u64 - 1);
-        }
-        Ok(rest)
+        Ok(())
     }
 
     /// Append `ops` as one batch with one flush (durable mode); compacts first when
@@ -572,14 +589,15 @@ impl Store {
     fn try_commit(&mut self, ops: &[Op]) -> Result<()> {
         let seq = self.next_seq;
         let relaxed = self.sync == SyncMode::Relaxed;
-        let batch = self.encode_batch(ops, (self.header.epoch, seq), relaxed, None);
-        if self.compact_pending || self.tail + batch.len() as u64 > self.header.region_size {
+        let batch = self.encode_batch(ops, (self.header.epoch, seq), relaxed, (None, 0));
+        let layout = self.header.layout();
+        if self.compact_pending
+            || self.upgrade_pending
+            || self.tail + batch.len() as u64 > layout.capacity
+        {
             return self.compact(ops);
         }
-        let base = self.header.region_offset(self.header.active);
-        self.be
-            .write_at(base + self.tail, &batch)
-            .map_err(io(&self.path, "writing a batch"))?;
+        self.write_copies(self.header.active, layout, self.tail, &batch)?;
         if !relaxed {
             self.be
                 .flush()
@@ -618,23 +636,31 @@ impl Store {
         // attempt left in the other region can never pass for this log.
         let epoch = fresh_epoch(self.header.epoch);
         let seq = self.next_seq;
-        let batch = self.encode_batch(&snapshot, (epoch, seq), false, Some(self.header.epoch));
-        if batch.len() as u64 > self.header.region_size {
+        // In the current format (this is how a format 1 image is upgraded);
+        // in format 1, without copies, when the state no longer fits twice in
+        // a region (only in images smaller than the default).
+        let parent = Some(self.header.epoch);
+        let mut version = VERSION;
+        let mut batch = self.encode_batch(&snapshot, (epoch, seq), false, (parent, version));
+        if batch.len() as u64 > Layout::of(VERSION, self.header.region_size).capacity {
+            version = VERSION_1;
+            batch = self.encode_batch(&snapshot, (epoch, seq), false, (parent, version));
+        }
+        let layout = Layout::of(version, self.header.region_size);
+        if batch.len() as u64 > layout.capacity {
             return Err(Error::TooSmall {
                 path: self.path.clone(),
                 size: self.be.size(),
-                needed: format::REGIONS_START + 2 * batch.len() as u64,
+                needed: format::REGIONS_START + 4 * batch.len() as u64 + 4 * SLOT_SIZE,
             });
         }
         let other = 1 - self.header.active;
-        let base = self.header.region_offset(other);
-        self.be
-            .write_at(base, &batch)
-            .map_err(io(&self.path, "writing a compacted log"))?;
+        self.write_copies(other, layout, 0, &batch)?;
         self.be
             .flush()
             .map_err(io(&self.path, "flushing a compacted log"))?;
         let mut header = self.header.clone();
+        header.version = version;
         header.generation += 1;
         header.active = other;
         header.epoch = epoch;
@@ -643,10 +669,18 @@ impl Store {
             self.header = old;
             return Err(e);
         }
+        // The other slot gets the same header (one generation lower), so
+        // either slot alone describes the image. Not flushed: the next batch's
+        // flush carries it; if it fails or never lands, the live slot is
+        // durable and the next open rewrites this one.
+        let mut twin = self.header.clone();
+        twin.generation -= 1;
+        let _ = self.write_slot(&twin);
         self.tail = batch.len() as u64;
         self.next_seq = seq.wrapping_add(1);
         self.blobs = next;
         self.compact_pending = false;
+        self.upgrade_pending = false;
         Ok(())
     }
 
@@ -665,7 +699,7 @@ impl Store {
     }
 }
 
-fn apply(blobs: &mut Blobs, op: Op) {
+pub(crate) fn apply(blobs: &mut Blobs, op: Op) {
     match op {
         Op::Put(n, d) => {
             blobs.insert(n, Zeroizing::new(d));
@@ -686,26 +720,7 @@ fn fresh_epoch(old: u64) -> u64 {
     }
 }
 
-/// What reading one region's log found.
-struct Log {
-    blobs: Blobs,
-    tail: u64,
-    next_seq: u64,
-    /// The epoch the first batch (a compaction's snapshot) replaced.
-    first_parent: Option<u64>,
-    leftovers: bool,
-}
-
-/// What lies beyond a log's tail.
-#[derive(Default)]
-struct Rest {
-    /// A record proving damage before it.
-    damage_at: Option<u64>,
-    /// Any record of the live epoch at all.
-    leftovers: bool,
-}
-
-fn damaged(path: &std::path::Path, structure: &str, problem: String) -> Error {
+pub(crate) fn damaged(path: &std::path::Path, structure: &str, problem: String) -> Error {
     Error::Damaged {
         path: path.to_path_buf(),
         structure: structure.to_string(),

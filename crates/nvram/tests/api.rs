@@ -8,6 +8,26 @@ fn raw_key(b: u8) -> KeySource {
     KeySource::Raw(Zeroizing::new([b; 32]))
 }
 
+/// Two images are byte for byte the same (names the first difference, not the whole image).
+fn assert_same(a: &[u8], b: &[u8], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: sizes differ");
+    if let Some(i) = a.iter().zip(b).position(|(x, y)| x != y) {
+        panic!(
+            "{what}: images differ first at byte {i}: {} != {}",
+            a[i], b[i]
+        );
+    }
+}
+
+/// Where a region's mirror copy starts, from the image's live header.
+fn mirror_offset(image: &[u8]) -> usize {
+    let slot = nvram::format::SLOT_SIZE as usize;
+    let h = nvram::format::Header::decode(&image[slot..2 * slot])
+        .or_else(|_| nvram::format::Header::decode(&image[..slot]))
+        .unwrap();
+    h.layout().mirror.unwrap() as usize
+}
+
 fn open(path: &std::path::Path, key: Option<KeySource>) -> nvram::Result<Nvram> {
     Nvram::open(
         path,
@@ -176,15 +196,27 @@ fn passphrase_keys_work_and_tampering_is_detected() {
         open(&img, Some(KeySource::from_bytes(b"wrong".to_vec()))),
         Err(Error::WrongKey(_))
     ));
-    // Flip one ciphertext byte and fix up the record's checksum: only authentication can tell.
+    // Flip one ciphertext byte and fix up the record's checksum: only
+    // authentication can tell. One copy altered is repaired from the other;
+    // both altered is refused.
     let mut bytes = std::fs::read(&img).unwrap();
-    let base = nvram::format::REGIONS_START as usize;
-    let len = u32::from_be_bytes(bytes[base + 20..base + 24].try_into().unwrap()) as usize;
-    let p = base + nvram::format::REC_HDR;
-    bytes[p + 20] ^= 1;
-    let crc = crc32c::crc32c(&bytes[p..p + len]);
-    bytes[p + len..p + len + 4].copy_from_slice(&crc.to_be_bytes());
-    std::fs::write(&img, &bytes).unwrap();
+    let mirror = mirror_offset(&bytes);
+    let good = bytes.clone();
+    for copy in [0, mirror] {
+        let base = nvram::format::REGIONS_START as usize + copy;
+        let len = u32::from_be_bytes(bytes[base + 20..base + 24].try_into().unwrap()) as usize;
+        let p = base + nvram::format::REC_HDR;
+        bytes[p + 20] ^= 1;
+        let crc = crc32c::crc32c(&bytes[p..p + len]);
+        bytes[p + len..p + len + 4].copy_from_slice(&crc.to_be_bytes());
+        std::fs::write(&img, &bytes).unwrap();
+        if copy == 0 {
+            let nv = open(&img, Some(pass())).expect("one altered copy is repaired");
+            assert_eq!(nv.repairs().len(), 1);
+            drop(nv);
+            assert_same(&std::fs::read(&img).unwrap(), &good, "rewritten");
+        }
+    }
     let e = open(&img, Some(pass())).err().expect("tampering detected");
     assert!(e.to_string().contains("fails authentication"), "{e}");
 }
@@ -201,15 +233,41 @@ fn damage_is_reported_not_reset() {
     }
     drop(h);
     let good = std::fs::read(&img).unwrap();
-    // A flipped byte in the first record, with committed records after it.
+    let base = nvram::format::REGIONS_START as usize;
+    let mirror = mirror_offset(&good);
+    // A flipped byte in the first record, with committed records after it:
+    // repaired from its copy, whichever copy it is in.
+    for at in [base + 100, base + mirror + 100] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x40;
+        std::fs::write(&img, &bad).unwrap();
+        let nv = open(&img, None).expect("repaired");
+        assert_eq!(nv.repairs().len(), 1, "{:?}", nv.repairs());
+        assert_eq!(nv.blobs().next().unwrap().1, &[4u8; 300][..]);
+        drop(nv);
+        assert_same(&std::fs::read(&img).unwrap(), &good, "rewritten");
+    }
+    // Both copies damaged: beyond the redundancy, reported and left alone.
     let mut bad = good.clone();
-    bad[nvram::format::REGIONS_START as usize + 100] ^= 0x40;
+    bad[base + 100] ^= 0x40;
+    bad[base + mirror + 100] ^= 0x40;
     std::fs::write(&img, &bad).unwrap();
     let e = open(&img, None).err().expect("damage reported");
     assert!(e.to_string().contains("damaged"), "{e}");
-    // A damaged header (the live slot; the other one was never written).
+    assert_same(&std::fs::read(&img).unwrap(), &bad, "left untouched");
+    // A damaged header slot is rewritten from the other one; both damaged is refused.
     let mut bad = good.clone();
     bad[nvram::format::SLOT_SIZE as usize + 3] ^= 1;
+    std::fs::write(&img, &bad).unwrap();
+    let nv = open(&img, None).expect("header repaired");
+    assert!(
+        nv.repairs()[0].contains("header slot 1"),
+        "{:?}",
+        nv.repairs()
+    );
+    drop(nv);
+    assert_same(&std::fs::read(&img).unwrap(), &good, "rewritten");
+    bad[3] ^= 1;
     std::fs::write(&img, &bad).unwrap();
     assert!(open(&img, None)
         .err()
@@ -298,8 +356,13 @@ fn group_commit_and_callbacks() {
 #[test]
 fn a_failed_write_reaches_the_writer_and_the_old_contents_stay() {
     use nvram::fault::{FaultBackend, FaultPlan};
-    // Operations: 0-1 format (header write, flush), then a write and a flush per batch.
-    let cases = [(4u64, "writing a batch"), (5, "flushing a batch")];
+    // Operations: 0-2 format (both header slots, flush), then per batch a
+    // write of each copy and a flush.
+    let cases = [
+        (6u64, "writing a batch"),
+        (7, "writing a batch"),
+        (8, "flushing a batch"),
+    ];
     for ((fail_at, what), sync) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
         let be = FaultBackend::new(
             vec![0; 256 * 1024],

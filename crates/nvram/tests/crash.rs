@@ -271,7 +271,13 @@ fn failed_writes_and_flushes_reach_the_caller_and_keep_old_contents() {
                 }
             }
         }
-        assert!(failed, "op {fail_at} was inside the run");
+        // Every failure reaches the caller, except that of the second header
+        // slot after a compaction: that write is redundancy, the commit is
+        // durable without it, and the next open rewrites the slot.
+        let twin = be.op_log()[fail_at as usize]
+            .is_some_and(|off| off < nvram::format::REGIONS_START)
+            && be.op_log()[fail_at as usize - 1].is_none();
+        assert!(failed || twin, "op {fail_at} was inside the run");
         assert_eq!(recovered(&store), state);
         // What is on the disk reopens to the acknowledged state or a newer one.
         let reopened = open(Box::new(MemBackend { data: be.image() }), DURABLE).unwrap();
@@ -343,7 +349,8 @@ fn a_failed_header_flush_never_resurfaces_a_stale_compaction() {
         let gen = store.header.generation;
         store.commit(&big(i)).unwrap();
         if store.header.generation != gen {
-            header_flush = Some(dry.ops() - 1);
+            let log = dry.op_log();
+            header_flush = log.iter().rposition(|op| op.is_none()).map(|i| i as u64);
             break;
         }
     }
