@@ -165,7 +165,9 @@ fn hexdump(data: &[u8]) -> String {
     out
 }
 
-fn run_request(r: Request) -> Result<String, String> {
+/// The output of a request and its exit status (`check` exits 1, with its
+/// report on stdout, when the image does not open).
+fn run_request(r: Request) -> Result<(String, i32), String> {
     let key = match &r.key {
         Some(k) => Some(k.load().map_err(|e| e.to_string())?),
         None => None,
@@ -177,14 +179,17 @@ fn run_request(r: Request) -> Result<String, String> {
             ..Default::default()
         };
         nvram::Nvram::format(&r.image, r.size, r.force, opts).map_err(|e| e.to_string())?;
-        return Ok(format!(
-            "{}: formatted ({}), empty",
-            r.image.display(),
-            if encrypted {
-                "encrypted"
-            } else {
-                "not encrypted"
-            }
+        return Ok((
+            format!(
+                "{}: formatted ({}), empty",
+                r.image.display(),
+                if encrypted {
+                    "encrypted"
+                } else {
+                    "not encrypted"
+                }
+            ),
+            0,
         ));
     }
     let json = |v: serde_json::Value| serde_json::to_string_pretty(&v).unwrap_or_default();
@@ -195,12 +200,12 @@ fn run_request(r: Request) -> Result<String, String> {
         } else {
             check_text(&c)
         };
-        return if c.opens { Ok(text) } else { Err(text) };
+        return Ok((text, if c.opens { 0 } else { 1 }));
     }
     if let Some(to) = &r.to {
         let out = nvram::salvage::salvage(&r.image, key, to).map_err(|e| e.to_string())?;
         if r.json {
-            return Ok(json(serde_json::to_value(&out).unwrap_or_default()));
+            return Ok((json(serde_json::to_value(&out).unwrap_or_default()), 0));
         }
         let mut s = format!("{}: written from {}:", to.display(), r.image.display());
         let mut older = false;
@@ -221,10 +226,10 @@ fn run_request(r: Request) -> Result<String, String> {
         if older {
             s.push_str("\nAn older tpm2/permanent means rolled-back NV counters and changed authorization values: check them before trusting this state.");
         }
-        return Ok(s);
+        return Ok((s, 0));
     }
     let img = Inspection::open(&r.image, key).map_err(|e| e.to_string())?;
-    Ok(match r.action.as_str() {
+    let text = match r.action.as_str() {
         "info" => {
             let i = img.info();
             if r.json {
@@ -262,7 +267,8 @@ fn run_request(r: Request) -> Result<String, String> {
                 format!("{name}: {} bytes\n{}", data.len(), hexdump(data).trim_end())
             }
         }
-    })
+    };
+    Ok((text, 0))
 }
 
 /// `check`'s report for people.
@@ -331,9 +337,9 @@ pub fn run(args: &[String]) -> i32 {
         }
     };
     match run_request(req) {
-        Ok(out) => {
+        Ok((out, code)) => {
             println!("{out}");
-            0
+            code
         }
         Err(e) => {
             eprintln!("vtpm nvram: {e}");

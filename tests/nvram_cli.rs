@@ -187,10 +187,48 @@ fn damaged_images_give_one_clear_line() {
     std::fs::write(&img, &good[..64 * 1024]).unwrap();
     fails_with(&["nvram", "info", p], "truncated");
 
+    // One copy of a record damaged: read through the other (inspection
+    // repairs nothing); `check` says what the next start repairs.
+    let slot = nvram::format::SLOT_SIZE as usize;
+    let mirror = nvram::format::Header::decode(&good[slot..2 * slot])
+        .unwrap()
+        .layout()
+        .mirror
+        .unwrap() as usize;
+    let at = nvram::format::REGIONS_START as usize + 200;
     let mut bad = good.clone();
-    bad[nvram::format::REGIONS_START as usize + 200] ^= 0x01;
+    bad[at] ^= 0x01;
+    std::fs::write(&img, &bad).unwrap();
+    let (code, out, _) = run(&["nvram", "list", p]);
+    assert!(code == 0 && out.contains("tpm2/permanent"), "{out}");
+    let (code, out, _) = run(&["nvram", "check", p]);
+    assert!(
+        code == 0 && out.contains("rewritten from the other copy"),
+        "{out}"
+    );
+    // Both copies: refused in one line; `check` reports (exit 1) and
+    // `salvage` copies what is intact to a new image.
+    bad[at + mirror] ^= 0x01;
     std::fs::write(&img, &bad).unwrap();
     fails_with(&["nvram", "list", p], "damaged");
+    let (code, out, _) = run(&["nvram", "check", p]);
+    assert!(
+        code == 1 && out.contains("opens: NO") && out.contains("salvage"),
+        "{out}"
+    );
+    let new = dir.path().join("salvaged.img");
+    let (code, out, err) = run(&["nvram", "salvage", p, "--to", new.to_str().unwrap()]);
+    assert!(code == 0 && out.contains("efi/vars"), "{out}{err}");
+    let (code, out, _) = run(&["nvram", "dump", new.to_str().unwrap(), "tpm2/permanent"]);
+    assert!(
+        code == 0 && out.contains("03 03 03"),
+        "the latest version: {out}"
+    );
+    assert_eq!(
+        std::fs::read(&img).unwrap(),
+        bad,
+        "salvage never writes the image"
+    );
 
     std::fs::write(&img, b"not an image at all").unwrap();
     fails_with(&["nvram", "info", p], p);
