@@ -25,6 +25,9 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// Another writer holds the image's lock: a running vtpm (or `vtpm nvram format`).
+    #[error("{0}: in use: another vtpm (or `vtpm nvram format`) holds the image's lock")]
+    InUse(PathBuf),
     /// Both header slots are blank: not an image vtpm made, or its headers were wiped.
     #[error("{0}: no NVRAM header (both header slots are all zeros): refused and left untouched; if this is meant to be a new image, format it with `vtpm nvram format {0}`")]
     Unformatted(PathBuf),
