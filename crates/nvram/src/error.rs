@@ -103,5 +103,31 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The image the message names, for the variants whose message starts
+    /// with it (so that a caller adding context names it only once).
+    pub fn image(&self) -> Option<&std::path::Path> {
+        match self {
+            Error::Io { path, .. }
+            | Error::Damaged { path, .. }
+            | Error::TooSmall { path, .. }
+            | Error::BlobTooLarge { path, .. }
+            | Error::Failed { path, .. } => Some(path),
+            Error::InUse(p)
+            | Error::Unformatted(p)
+            | Error::NotBlank(p)
+            | Error::KeyRequired(p)
+            | Error::WrongKey(p)
+            | Error::EncryptedRefused(p)
+            | Error::NotEncrypted(p) => Some(p),
+            Error::WriteTooLarge { .. }
+            | Error::NotRegistered(_)
+            | Error::BadName(_)
+            | Error::Usage(_)
+            | Error::Stopped => None,
+        }
+    }
+}
+
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
