@@ -108,6 +108,14 @@ struct Engine {
     /// A failure to take the state lock was logged as an error; repeats
     /// (every command of a guest) are logged at debug level.
     lock_failure_logged: bool,
+    /// The last permanent blob read out with CMD_GET_STATEBLOB.
+    permanent_out: Option<Vec<u8>>,
+    /// While handed over: the permanent blobs the image may hold when the
+    /// state is taken back with this engine's RAM still current — the one
+    /// on the image at the hand-over, and the one read out (which an
+    /// incoming instance writes with CMD_SET_STATEBLOB). Anything else means
+    /// another instance moved the state on.
+    handed_over: Vec<Vec<u8>>,
     /// Command code of the last command executed (for auto-shutdown).
     last_command: Option<u32>,
     auto_shutdown: bool,
@@ -189,6 +197,21 @@ impl Engine {
                 });
             }
             self.lock_failure_logged = false;
+            if before == Phase::HandedOver && self.tpm.is_some() {
+                let now = self.holder.read(BlobKind::Permanent.name());
+                let current = now.is_some_and(|p| self.handed_over.contains(&p));
+                if !current {
+                    // Going on from RAM would roll the state back over what
+                    // the other instance wrote: cut the power instead, and
+                    // load the state as it is on the image.
+                    log::warn!(
+                        "the TPM state changed while it was handed over: the running TPM is powered off and its state loaded from the image"
+                    );
+                    self.tpm = None;
+                    self.running.store(false, Ordering::SeqCst);
+                }
+            }
+            self.handed_over.clear();
             match before {
                 Phase::NotYet => log::info!(
                     "TPM state {} locked at {why} (deferred by --migration incoming)",
@@ -352,12 +375,22 @@ impl Engine {
     /// reads it last (after the permanent and volatile blobs).
     fn state_blob(&mut self, kind: StateBlobKind) -> std::result::Result<Vec<u8>, DeviceError> {
         let blob = self.checked(|t| t.state_blob(blob_kind(kind)))?;
+        if kind == StateBlobKind::Permanent {
+            self.permanent_out = Some(blob.clone());
+        }
         if kind == StateBlobKind::SaveState && self.release_lock_outgoing && self.holder.is_held() {
+            let on_image = self.holder.read(BlobKind::Permanent.name());
             match self.holder.release() {
-                Ok(()) => log::info!(
+                Ok(()) => {
+                    self.handed_over = on_image
+                        .into_iter()
+                        .chain(self.permanent_out.clone())
+                        .collect();
+                    log::info!(
                     "TPM state {} handed over (--migration release-lock-outgoing: the savestate blob was read); its lock is released and nothing is written until it is taken back",
                     self.holder.display().display()
-                ),
+                    )
+                }
                 // The blob was read all the same; the lock stays held.
                 Err(e) => log::error!(
                     "cannot release the TPM state lock after the savestate blob was read: {e}"
@@ -446,6 +479,8 @@ impl TpmDevice {
                     physical_presence: false,
                     nv_available: true,
                     lock_failure_logged: false,
+                    permanent_out: None,
+                    handed_over: Vec::new(),
                     last_command: None,
                     auto_shutdown: opts.auto_shutdown,
                     failed: false,

@@ -100,6 +100,13 @@ impl StateHolder {
         self.phase == Phase::Held
     }
 
+    /// The committed contents of blob `name` in the open NVRAM (None: absent,
+    /// or nothing open).
+    pub fn read(&self, name: &str) -> Option<Vec<u8>> {
+        let handle = lock_slot(&self.slot).clone()?;
+        handle.read(name).ok().flatten()
+    }
+
     /// What to name in messages: the state directory or image.
     pub fn display(&self) -> PathBuf {
         self.spec.display().to_path_buf()
