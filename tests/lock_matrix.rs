@@ -129,6 +129,15 @@ fn tool_rc(tool: &str, args: &[&str], tcti: &str) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The line of a tpm2 tool's stderr that gives the response code.
+fn rc_line(err: &str) -> &str {
+    err.lines()
+        .find(|l| l.contains("ErrorCode"))
+        .or_else(|| err.lines().last())
+        .unwrap_or("")
+        .trim()
+}
+
 /// A refused second instance on `dir` (its one-line message).
 fn refused(dir: &Path, scratch: &Path, when: &str) -> String {
     let state = format!("dir={}", dir.display());
@@ -183,7 +192,7 @@ fn release_lock_outgoing_hands_the_state_over() {
     );
     println!(
         "outgoing vtpm while another holds the state: {}",
-        err.trim()
+        rc_line(&err)
     );
 
     // The migration "failed": B goes away, A takes its state back at its
@@ -277,7 +286,9 @@ fn swtpm_with_the_same_sequence() {
 
 /// incoming: the instance starts while the outgoing one holds the state,
 /// takes the lock when the blobs arrive (CMD_SET_STATEBLOB), and continues
-/// as the same TPM after CMD_INIT. CMD_LOCK_STORAGE takes a state back.
+/// as the same TPM after CMD_INIT. CMD_LOCK_STORAGE takes a state back; one
+/// that the other instance changed meanwhile is loaded from the image, never
+/// rolled back to the outgoing instance's RAM.
 #[test]
 fn incoming_locks_when_the_state_arrives() {
     need_ioctl!();
@@ -304,7 +315,7 @@ fn incoming_locks_when_the_state_arrives() {
     let err = tool_rc("tpm2_getrandom", &["8"], &tcti(bport));
     println!(
         "incoming before CMD_INIT: {} ({:?})",
-        err.lines().last().unwrap_or(""),
+        rc_line(&err),
         t.elapsed()
     );
     tpm2_ok("tpm2_getrandom", &["8"], &a.tcti());
@@ -313,7 +324,13 @@ fn incoming_locks_when_the_state_arrives() {
     load_blobs(bport + 1, blobs.path()).expect("the incoming instance takes the state");
     ioctl(bport + 1, &["-i"]).expect("CMD_INIT");
     assert_eq!(pcr16(&tcti(bport)), pcr, "the TPM moved with its state");
-    extend16(&tcti(bport));
+    // B moves the state on: an NV index A never had.
+    let index = "0x1500017";
+    tpm2_ok(
+        "tpm2_nvdefine",
+        &[index, "-C", "o", "-s", "8"],
+        &tcti(bport),
+    );
 
     // A cannot take it back while B holds it (CMD_LOCK_STORAGE: TPM_FAIL),
     // and can once B is gone.
@@ -325,7 +342,17 @@ fn incoming_locks_when_the_state_arrives() {
     assert!(b.terminate().is_some_and(|s| s.success()));
     assert_eq!(lock_storage(a.ctrl_port, 300), 0, "taken back");
     assert_eq!(lock_storage(a.ctrl_port, 0), 0, "held already");
-    tpm2_ok("tpm2_getrandom", &["8"], &a.tcti());
+    // B changed the state, so A does not go on from its RAM (that would
+    // roll B's changes back): its TPM lost power and loads the image.
+    let err = tool_rc("tpm2_getrandom", &["8"], &a.tcti());
+    println!(
+        "outgoing vtpm after taking back a state moved on: {}",
+        rc_line(&err)
+    );
+    ioctl(a.ctrl_port, &["-i"]).expect("CMD_INIT");
+    tpm2_ok("tpm2_startup", &["-c"], &a.tcti());
+    let out = tpm2_ok("tpm2_nvreadpublic", &[], &a.tcti());
+    assert!(out.contains(index), "B's NV index is kept: {out}");
 }
 
 /// incoming on a state that is never released: the instance runs, its
