@@ -15,20 +15,34 @@
 //! If the engine ever panics (a bug: no input may panic it), the panic is
 //! caught, logged, and the device enters failure mode: every command answers
 //! TPM_RC_FAILURE and nothing more is persisted, like a real TPM's failure mode.
+//!
+//! The TPM thread also owns the [`StateHolder`]. The engine exists only while
+//! the state has been loaded from a held lock: with `--migration incoming`
+//! the first operation that needs the state takes the lock and creates the
+//! engine; with `--migration release-lock-outgoing` reading the savestate
+//! blob hands the state over. After a hand-over, an operation that needs the
+//! state takes it back first (as swtpm does before each command) and fails
+//! if it cannot: a TPM command is then answered TPM_RC_NV_UNAVAILABLE without
+//! being executed, so this instance never acts on a state another process
+//! holds; powering off drops the engine without writing anything.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use tpm_core::constants as c;
 use tpm_core::engine::error_response;
 use tpm_core::persist::BlobKind;
-use tpm_core::Tpm;
+use tpm_core::{Tpm, TpmConfig};
 use transport::{Device, DeviceError, StateBlobKind};
 
+use crate::cli::MigrationSpec;
 use crate::error::{Error, Result};
+use crate::holder::{Phase, StateHolder, MAX_LOCK_WAIT, RETRY_EVERY};
+use crate::storage::NvramStorage;
 
 /// TPM 1.2-style codes the swtpm control channel reports.
 mod ctrl_rc {
@@ -64,9 +78,44 @@ pub fn response_code(resp: &[u8]) -> u32 {
         .unwrap_or(c::RC_FAILURE)
 }
 
+/// How the device behaves, from the command line.
+pub struct DeviceOptions {
+    /// Send TPM2_Shutdown before power-off and exit (swtpm's auto-shutdown).
+    pub auto_shutdown: bool,
+    /// The state is encrypted at rest (`--key`), reported by CMD_GET_CONFIG.
+    pub encrypted: bool,
+    /// `--migration`.
+    pub migration: MigrationSpec,
+    /// The engine's configuration.
+    pub config: TpmConfig,
+}
+
 /// What the TPM thread owns.
 struct Engine {
-    tpm: Tpm,
+    /// None until the state is first loaded (`--migration incoming`), and
+    /// again after a powered-off hand-over.
+    tpm: Option<Tpm>,
+    /// The state lock and the NVRAM.
+    holder: StateHolder,
+    config: TpmConfig,
+    /// The transport's cancel flag, given to every engine created.
+    cancel: Arc<AtomicBool>,
+    release_lock_outgoing: bool,
+    /// Physical presence and NV availability (mssim), kept here so that an
+    /// engine created later starts with them.
+    physical_presence: bool,
+    nv_available: bool,
+    /// A failure to take the state lock was logged as an error; repeats
+    /// (every command of a guest) are logged at debug level.
+    lock_failure_logged: bool,
+    /// The last permanent blob read out with CMD_GET_STATEBLOB.
+    permanent_out: Option<Vec<u8>>,
+    /// While handed over: the permanent blobs the image may hold when the
+    /// state is taken back with this engine's RAM still current — the one
+    /// on the image at the hand-over, and the one read out (which an
+    /// incoming instance writes with CMD_SET_STATEBLOB). Anything else means
+    /// another instance moved the state on.
+    handed_over: Vec<Vec<u8>>,
     /// Command code of the last command executed (for auto-shutdown).
     last_command: Option<u32>,
     auto_shutdown: bool,
@@ -115,17 +164,123 @@ fn blob_kind(k: StateBlobKind) -> BlobKind {
     }
 }
 
+fn no_state() -> DeviceError {
+    DeviceError {
+        code: ctrl_rc::INVALID_POSTINIT,
+        msg: "the TPM state is not loaded".into(),
+    }
+}
+
 impl Engine {
+    /// Make sure the state lock is held and the engine exists before an
+    /// operation that needs the state (`why`, for the log): take the lock
+    /// (deferred by `--migration incoming`, or back after a hand-over),
+    /// waiting up to `wait` (None: the holder's implicit budget), then create
+    /// the engine from the image if there is none.
+    fn ensure(
+        &mut self,
+        why: &str,
+        wait: Option<Duration>,
+    ) -> std::result::Result<(), DeviceError> {
+        if !self.holder.is_held() {
+            let before = self.holder.phase();
+            if let Err(e) = self.holder.acquire(wait) {
+                if self.lock_failure_logged {
+                    log::debug!("{why}: the TPM state lock is still not available: {e}");
+                } else {
+                    log::error!("{why}: cannot take the TPM state lock: {e}");
+                    self.lock_failure_logged = true;
+                }
+                return Err(DeviceError {
+                    code: ctrl_rc::FAIL,
+                    msg: format!("cannot take the TPM state lock: {e}"),
+                });
+            }
+            self.lock_failure_logged = false;
+            if before == Phase::HandedOver && self.tpm.is_some() {
+                let now = self.holder.read(BlobKind::Permanent.name());
+                let current = now.is_some_and(|p| self.handed_over.contains(&p));
+                if !current {
+                    // Going on from RAM would roll the state back over what
+                    // the other instance wrote: cut the power instead, and
+                    // load the state as it is on the image.
+                    log::warn!(
+                        "the TPM state changed while it was handed over: the running TPM is powered off and its state loaded from the image"
+                    );
+                    self.tpm = None;
+                    self.running.store(false, Ordering::SeqCst);
+                }
+            }
+            self.handed_over.clear();
+            match before {
+                Phase::NotYet => log::info!(
+                    "TPM state {} locked at {why} (deferred by --migration incoming)",
+                    self.holder.display().display()
+                ),
+                Phase::HandedOver => log::info!(
+                    "TPM state {} taken back at {why}: the image was opened again",
+                    self.holder.display().display()
+                ),
+                Phase::Held => {}
+            }
+        }
+        if self.tpm.is_none() {
+            self.create()?;
+        }
+        Ok(())
+    }
+
+    /// Create the engine over the held state (loading it from the image).
+    fn create(&mut self) -> std::result::Result<(), DeviceError> {
+        let nv = NvramStorage::new(self.holder.slot());
+        let mut tpm = Tpm::new(Box::new(nv), self.config.clone())
+            .map_err(engine_error)?
+            .with_cancel_flag(self.cancel.clone());
+        tpm.set_physical_presence(self.physical_presence);
+        tpm.set_nv_available(self.nv_available);
+        self.tpm = Some(tpm);
+        Ok(())
+    }
+
+    /// A TPM command from a client: only on a state this instance holds.
     fn execute(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
         if self.failed {
             return error_response(c::RC_FAILURE);
         }
+        // A TPM without power answers without touching its state, so no lock
+        // is taken for it: QEMU probes the TPM this way before CMD_INIT, also
+        // on the incoming side while the source still holds the state (swtpm
+        // does not lock before CMD_INIT either).
+        match self.tpm.as_ref().map(Tpm::is_powered) {
+            // No engine yet: what an engine without power would answer.
+            None => return error_response(c::RC_FAILURE),
+            Some(false) => return self.run(locality, command),
+            Some(true) => {}
+        }
+        if self.ensure("a TPM command", None).is_err() {
+            // Without the lock this instance must not act as the TPM whose
+            // state another process now holds; NV_UNAVAILABLE says "retry
+            // later", which succeeds once the lock can be taken back.
+            return error_response(if self.tpm.is_some() {
+                c::RC_NV_UNAVAILABLE
+            } else {
+                c::RC_FAILURE
+            });
+        }
+        self.run(locality, command)
+    }
+
+    /// Execute a command on the engine (the caller made sure of the state).
+    fn run(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
+        let Some(tpm) = self.tpm.as_mut() else {
+            return error_response(c::RC_FAILURE);
+        };
         let cc = command
             .get(6..10)
             .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
         self.last_command = cc;
         self.busy.store(true, Ordering::SeqCst);
-        let resp = self.tpm.execute(locality, command);
+        let resp = tpm.execute(locality, command);
         self.busy.store(false, Ordering::SeqCst);
         log::trace!(
             "command {:#x?} at locality {locality}: rc {:#x}",
@@ -139,13 +294,13 @@ impl Engine {
     fn maybe_shutdown(&mut self) {
         if !self.auto_shutdown
             || self.failed
-            || !self.tpm.is_powered()
+            || !self.tpm.as_ref().is_some_and(Tpm::is_powered)
             || self.last_command == Some(CC_SHUTDOWN)
         {
             return;
         }
         for su in [c::SU_STATE, c::SU_CLEAR] {
-            let rc = response_code(&self.execute(0, &su_command(CC_SHUTDOWN, su)));
+            let rc = response_code(&self.run(0, &su_command(CC_SHUTDOWN, su)));
             log::debug!(
                 "auto-shutdown: TPM2_Shutdown({}) -> rc {rc:#x}",
                 if su == c::SU_STATE { "STATE" } else { "CLEAR" }
@@ -157,11 +312,20 @@ impl Engine {
     }
 
     fn power_off(&mut self) -> std::result::Result<(), DeviceError> {
+        if self.holder.phase() == Phase::HandedOver {
+            // The state belongs to another instance now: an auto-shutdown or
+            // the clock write could overwrite what it wrote. Power is cut as
+            // on a power loss; taking the state back loads it from the image.
+            if self.tpm.take().is_some() {
+                log::info!("powered off without saving anything: the TPM state was handed over");
+            }
+            self.running.store(false, Ordering::SeqCst);
+            return Ok(());
+        }
         self.maybe_shutdown();
-        let r = if self.failed {
-            Ok(())
-        } else {
-            self.tpm.power_off().map_err(engine_error)
+        let r = match self.tpm.as_mut() {
+            Some(tpm) if !self.failed => tpm.power_off().map_err(engine_error),
+            _ => Ok(()),
         };
         self.running.store(false, Ordering::SeqCst);
         r
@@ -171,15 +335,18 @@ impl Engine {
         if self.failed {
             return Err(failed());
         }
-        if self.tpm.is_powered() {
+        self.ensure("CMD_INIT", None)?;
+        if self.tpm.as_ref().is_some_and(Tpm::is_powered) {
             self.power_off()?;
         }
-        self.tpm.power_on(delete_volatile).map_err(engine_error)?;
+        let tpm = self.tpm.as_mut().ok_or_else(no_state)?;
+        tpm.power_on(delete_volatile).map_err(engine_error)?;
         self.last_command = None;
         self.running.store(true, Ordering::SeqCst);
         Ok(())
     }
 
+    /// `f` on the engine as it is (reading RAM: no lock needed).
     fn checked<R>(
         &mut self,
         f: impl FnOnce(&mut Tpm) -> std::result::Result<R, tpm_core::Error>,
@@ -187,7 +354,56 @@ impl Engine {
         if self.failed {
             return Err(failed());
         }
-        f(&mut self.tpm).map_err(engine_error)
+        f(self.tpm.as_mut().ok_or_else(no_state)?).map_err(engine_error)
+    }
+
+    /// `f` on the engine once the state lock is held (`f` may write).
+    fn locked<R>(
+        &mut self,
+        why: &str,
+        f: impl FnOnce(&mut Tpm) -> std::result::Result<R, tpm_core::Error>,
+    ) -> std::result::Result<R, DeviceError> {
+        if self.failed {
+            return Err(failed());
+        }
+        self.ensure(why, None)?;
+        self.checked(f)
+    }
+
+    /// CMD_GET_STATEBLOB. With `--migration release-lock-outgoing` the state
+    /// is handed over once the savestate blob was read, as swtpm does: QEMU
+    /// reads it last (after the permanent and volatile blobs).
+    fn state_blob(&mut self, kind: StateBlobKind) -> std::result::Result<Vec<u8>, DeviceError> {
+        let blob = self.checked(|t| t.state_blob(blob_kind(kind)))?;
+        if kind == StateBlobKind::Permanent {
+            self.permanent_out = Some(blob.clone());
+        }
+        if kind == StateBlobKind::SaveState && self.release_lock_outgoing && self.holder.is_held() {
+            let on_image = self.holder.read(BlobKind::Permanent.name());
+            match self.holder.release() {
+                Ok(()) => {
+                    self.handed_over = on_image
+                        .into_iter()
+                        .chain(self.permanent_out.clone())
+                        .collect();
+                    log::info!(
+                    "TPM state {} handed over (--migration release-lock-outgoing: the savestate blob was read); its lock is released and nothing is written until it is taken back",
+                    self.holder.display().display()
+                    )
+                }
+                // The blob was read all the same; the lock stays held.
+                Err(e) => log::error!(
+                    "cannot release the TPM state lock after the savestate blob was read: {e}"
+                ),
+            }
+        }
+        Ok(blob)
+    }
+
+    /// CMD_LOCK_STORAGE: take the lock now, trying `retries` times 10 ms.
+    fn lock_storage(&mut self, retries: u32) -> std::result::Result<(), DeviceError> {
+        let wait = RETRY_EVERY.saturating_mul(retries).min(MAX_LOCK_WAIT);
+        self.ensure("CMD_LOCK_STORAGE", Some(wait))
     }
 }
 
@@ -239,58 +455,66 @@ pub struct TpmDevice {
 }
 
 impl TpmDevice {
-    /// Spawn the TPM thread, creating the engine on it with `make` (so the
-    /// engine never crosses threads). Fails if the engine cannot load its state.
-    pub fn start<F>(make: F, auto_shutdown: bool, encrypted: bool) -> Result<Arc<TpmDevice>>
-    where
-        F: FnOnce() -> std::result::Result<Tpm, tpm_core::Error> + Send + 'static,
-    {
+    /// Spawn the TPM thread, which owns `holder`. If the holder holds the
+    /// state, the engine is created on the thread at once (it never crosses
+    /// threads) and a state that cannot be loaded fails the start; otherwise
+    /// (`--migration incoming`) it is created when the state is first needed.
+    pub fn start(holder: StateHolder, opts: DeviceOptions) -> Result<Arc<TpmDevice>> {
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let running = Arc::new(AtomicBool::new(false));
         let busy = Arc::new(AtomicBool::new(false));
-        let (r, b) = (running.clone(), busy.clone());
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (r, b, k) = (running.clone(), busy.clone(), cancel.clone());
         let thread = std::thread::Builder::new()
             .name("tpm".into())
             .spawn(move || {
-                let tpm = match catch_unwind(AssertUnwindSafe(make)) {
-                    Ok(Ok(tpm)) => tpm,
-                    Ok(Err(e)) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                    Err(_) => {
-                        let _ = ready_tx.send(Err(
-                            "the engine panicked while loading its state".to_string()
-                        ));
-                        return;
-                    }
-                };
-                let _ = ready_tx.send(Ok(tpm.cancel_flag()));
-                let engine = Engine {
-                    tpm,
+                let load_now = holder.is_held();
+                let mut engine = Engine {
+                    tpm: None,
+                    holder,
+                    config: opts.config,
+                    cancel: k,
+                    release_lock_outgoing: opts.migration.release_lock_outgoing,
+                    physical_presence: false,
+                    nv_available: true,
+                    lock_failure_logged: false,
+                    permanent_out: None,
+                    handed_over: Vec::new(),
                     last_command: None,
-                    auto_shutdown,
+                    auto_shutdown: opts.auto_shutdown,
                     failed: false,
                     running: r,
                     busy: b,
                     stop: false,
                 };
+                if load_now {
+                    let loaded = match catch_unwind(AssertUnwindSafe(|| engine.create())) {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => Err(e.msg),
+                        Err(_) => Err("the engine panicked while loading its state".to_string()),
+                    };
+                    if let Err(msg) = loaded {
+                        let _ = ready_tx.send(Err(msg));
+                        return;
+                    }
+                }
+                let _ = ready_tx.send(Ok(()));
                 tpm_thread(engine, jobs_rx);
             })
             .map_err(|e| Error::Process(format!("cannot start the TPM thread: {e}")))?;
-        let cancel = match ready_rx.recv() {
-            Ok(Ok(flag)) => flag,
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
             Ok(Err(msg)) => return Err(Error::Engine(msg)),
             Err(_) => return Err(Error::Engine("the TPM thread ended during start-up".into())),
-        };
+        }
         Ok(Arc::new(TpmDevice {
             jobs: jobs_tx,
             running,
             busy,
             cancel,
             thread: Mutex::new(Some(thread)),
-            encrypted,
+            encrypted: opts.encrypted,
         }))
     }
 
@@ -367,6 +591,7 @@ impl Device for TpmDevice {
     }
 
     fn tpm_established(&self) -> std::result::Result<bool, DeviceError> {
+        // Read from RAM: no lock needed.
         self.call_dev(|e| e.checked(|t| Ok(t.tpm_established())))
     }
 
@@ -377,28 +602,32 @@ impl Device for TpmDevice {
                 msg: format!("tpmEstablished cannot be reset from locality {locality}"),
             });
         }
-        self.call_dev(move |e| e.checked(|t| t.reset_established(locality)))
+        self.call_dev(move |e| {
+            e.locked("CMD_RESET_TPMESTABLISHED", |t| {
+                t.reset_established(locality)
+            })
+        })
     }
 
     fn hash_start(&self) -> std::result::Result<(), DeviceError> {
-        self.call_dev(|e| e.checked(|t| t.hash_start()))
+        self.call_dev(|e| e.locked("_TPM_Hash_Start", |t| t.hash_start()))
     }
 
     fn hash_data(&self, data: &[u8]) -> std::result::Result<(), DeviceError> {
         let data = data.to_vec();
-        self.call_dev(move |e| e.checked(|t| t.hash_data(&data)))
+        self.call_dev(move |e| e.locked("_TPM_Hash_Data", |t| t.hash_data(&data)))
     }
 
     fn hash_end(&self) -> std::result::Result<(), DeviceError> {
-        self.call_dev(|e| e.checked(|t| t.hash_end()))
+        self.call_dev(|e| e.locked("_TPM_Hash_End", |t| t.hash_end()))
     }
 
     fn store_volatile(&self) -> std::result::Result<(), DeviceError> {
-        self.call_dev(|e| e.checked(|t| t.store_volatile()))
+        self.call_dev(|e| e.locked("CMD_STORE_VOLATILE", |t| t.store_volatile()))
     }
 
     fn get_state_blob(&self, kind: StateBlobKind) -> std::result::Result<Vec<u8>, DeviceError> {
-        self.call_dev(move |e| e.checked(|t| t.state_blob(blob_kind(kind))))
+        self.call_dev(move |e| e.state_blob(kind))
     }
 
     fn set_state_blob(
@@ -406,20 +635,33 @@ impl Device for TpmDevice {
         kind: StateBlobKind,
         data: Vec<u8>,
     ) -> std::result::Result<(), DeviceError> {
-        self.call_dev(move |e| e.checked(|t| t.set_state_blob(blob_kind(kind), &data)))
+        self.call_dev(move |e| {
+            e.locked("CMD_SET_STATEBLOB", |t| {
+                t.set_state_blob(blob_kind(kind), &data)
+            })
+        })
     }
 
-    fn lock_storage(&self, _retries: u32) -> std::result::Result<(), DeviceError> {
-        // vtpm always holds the state lock from start-up (see state_dir).
-        Ok(())
+    fn lock_storage(&self, retries: u32) -> std::result::Result<(), DeviceError> {
+        self.call_dev(move |e| e.lock_storage(retries))
     }
 
     fn set_physical_presence(&self, asserted: bool) {
-        let _ = self.call(move |e| e.tpm.set_physical_presence(asserted));
+        let _ = self.call(move |e| {
+            e.physical_presence = asserted;
+            if let Some(t) = e.tpm.as_mut() {
+                t.set_physical_presence(asserted);
+            }
+        });
     }
 
     fn set_nv_available(&self, available: bool) {
-        let _ = self.call(move |e| e.tpm.set_nv_available(available));
+        let _ = self.call(move |e| {
+            e.nv_available = available;
+            if let Some(t) = e.tpm.as_mut() {
+                t.set_nv_available(available);
+            }
+        });
     }
 
     fn config_flags(&self) -> u32 {

@@ -10,6 +10,7 @@ mod daemon;
 mod device;
 mod error;
 mod fds;
+mod holder;
 mod instance;
 mod keys;
 mod logging;

@@ -146,7 +146,8 @@ fn a_new_state_directory_gets_a_formatted_image() {
 }
 
 /// A second writer on the same image is refused, whichever way it names the
-/// image; read-only inspection runs beside the live instance and says so.
+/// image (a bind mount of the state directory too, where mounting is
+/// permitted); read-only inspection runs beside the live instance and says so.
 #[test]
 fn one_lock_whatever_the_path() {
     need_tools!();
@@ -186,6 +187,7 @@ fn one_lock_whatever_the_path() {
         );
         println!("{way}: refused: {}", err.trim());
     }
+    bind_mount_ways(&v.dir(), scratch.path());
     let out = vtpm_output(&["nvram", "format", img.to_str().unwrap(), "--force"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("in use"), "{err}");
@@ -198,4 +200,62 @@ fn one_lock_whatever_the_path() {
         std::fs::read(&img).unwrap() == before,
         "the image was written by a refused writer"
     );
+}
+
+/// The second instance reaches the state through a bind mount of the state
+/// directory: `dir=` and `backend-uri=file://` on the mount point. The mount
+/// lives in a private mount namespace (`unshare --mount`) that ends with the
+/// process, so no mount is left behind whatever happens. Without the right
+/// to mount (a container without CAP_SYS_ADMIN) this case is reported as not
+/// tested, with the reason, and the others still count.
+fn bind_mount_ways(dir: &Path, scratch: &Path) {
+    let mnt = scratch.join("bind");
+    std::fs::create_dir(&mnt).unwrap();
+    let ways = [
+        format!("dir={}", mnt.display()),
+        format!(
+            "backend-uri=file://{}",
+            mnt.join("vtpm-nvram.img").display()
+        ),
+    ];
+    for way in &ways {
+        let port = free_port_pair();
+        let mut args = vec![
+            "--mount".to_string(),
+            "--propagation".into(),
+            "private".into(),
+            "sh".into(),
+            "-c".into(),
+            // $0 source, $1 mount point, then the vtpm command line.
+            r#"src=$0 mnt=$1; shift; mount --bind "$src" "$mnt" || exit 97; echo "bind mount: ok" >&2; exec "$@""#.into(),
+            dir.display().to_string(),
+            mnt.display().to_string(),
+            vtpm_bin().to_string(),
+        ];
+        args.extend(socket_args_on(
+            way,
+            port,
+            &["--flags", "not-need-init,startup-clear"],
+        ));
+        let mut g = Guard::spawn("unshare", &args, scratch.join(format!("m.{port}")), &[]);
+        let status = g.wait_timeout(Duration::from_secs(20));
+        let err = g.stderr();
+        if !err.contains("bind mount: ok") {
+            println!(
+                "bind mount of the state directory: NOT TESTED (could not mount: {})",
+                err.trim()
+            );
+            return;
+        }
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{way} through a bind mount: a second instance ran"
+        );
+        let refusal = err.lines().last().unwrap_or("").to_string();
+        assert!(
+            refusal.contains("lock") || refusal.contains("in use"),
+            "{way} through a bind mount: {err}"
+        );
+        println!("{way} (bind mount of the state directory): refused: {refusal}");
+    }
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::options::{boolean, flag, value, Spec, SubOptions};
-use super::{Note, StartupFlags, StartupType};
+use super::{MigrationSpec, Note, StartupFlags, StartupType};
 use crate::error::{Error, Result};
 use crate::keys::{KeyFormat, KeyInput, KeySpec};
 use crate::logging::{LogSpec, LogTarget};
@@ -132,6 +132,11 @@ const MIGRATION_KEY: Spec = Spec {
     ],
 };
 
+const MIGRATION: Spec = Spec {
+    option: "--migration",
+    keys: &[boolean("incoming"), boolean("release-lock-outgoing")],
+};
+
 const SECCOMP: Spec = Spec {
     option: "--seccomp",
     keys: &[value("action")],
@@ -213,6 +218,29 @@ pub fn flags(arg: Option<&str>, notes: &mut Vec<Note>) -> Result<StartupFlags> {
         f.power_on = true;
     }
     Ok(f)
+}
+
+/// `--migration [incoming][,release-lock-outgoing]`. As swtpm, an unknown
+/// parameter is refused before anything starts (exit status 1).
+pub fn migration(
+    arg: Option<&str>,
+    startup: &StartupFlags,
+    notes: &mut Vec<Note>,
+) -> Result<MigrationSpec> {
+    let Some(text) = arg else {
+        return Ok(MigrationSpec::default());
+    };
+    let o = SubOptions::parse(&MIGRATION, text)?;
+    let m = MigrationSpec {
+        incoming: o.flag("incoming"),
+        release_lock_outgoing: o.flag("release-lock-outgoing"),
+    };
+    if m.incoming && startup.power_on {
+        notes.push(Note::warn(
+            "--migration incoming with --flags not-need-init or startup-*: the TPM is powered on at start, which needs its state, so the state lock is taken at start (waiting up to 3 s for it)",
+        ));
+    }
+    Ok(m)
 }
 
 /// `--log`.

@@ -76,6 +76,19 @@ pub struct StartupFlags {
     pub auto_shutdown: bool,
 }
 
+/// What `--migration` asks for (swtpm 0.8's option; see docs/architecture.md,
+/// "Formatting and locking").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MigrationSpec {
+    /// `incoming`: take the state lock only when the state is first needed
+    /// (CMD_SET_STATEBLOB, CMD_INIT or CMD_LOCK_STORAGE), so this instance
+    /// can start while the outgoing one still holds it.
+    pub incoming: bool,
+    /// `release-lock-outgoing`: hand the state over (release the lock) once
+    /// the savestate blob has been read with CMD_GET_STATEBLOB.
+    pub release_lock_outgoing: bool,
+}
+
 /// A socket to serve on, before anything is bound or taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointSpec {
@@ -162,6 +175,8 @@ pub struct Plan {
     pub daemon: bool,
     /// `--locality reject-locality-4`.
     pub reject_locality_4: bool,
+    /// `--migration` (socket mode only; mssim has none).
+    pub migration: MigrationSpec,
     /// The protocol and its sockets.
     pub serve: Serve,
     /// Remarks to log at start.

@@ -72,6 +72,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
         key,
         daemon: a.common.daemon,
         reject_locality_4: false,
+        migration: Default::default(),
         serve: Serve::Mssim(MssimPlan {
             command: SocketAddr::new(ip, n),
             platform: SocketAddr::new(ip, n + 1),
