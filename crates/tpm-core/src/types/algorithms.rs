@@ -83,10 +83,6 @@ pub const ALGORITHMS: &[AlgEntry] = &[
         attributes: HASH,
     },
     AlgEntry {
-        alg: c::ALG_NULL,
-        attributes: 0,
-    },
-    AlgEntry {
         alg: c::ALG_RSASSA,
         attributes: ASYM | SIGNING,
     },
@@ -100,11 +96,11 @@ pub const ALGORITHMS: &[AlgEntry] = &[
     },
     AlgEntry {
         alg: c::ALG_OAEP,
-        attributes: ASYM | ENCRYPTING | HASH,
+        attributes: ASYM | ENCRYPTING,
     },
     AlgEntry {
         alg: c::ALG_ECDSA,
-        attributes: ASYM | SIGNING | METHOD,
+        attributes: ASYM | SIGNING,
     },
     AlgEntry {
         alg: c::ALG_ECDH,
