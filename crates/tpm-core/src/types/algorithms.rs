@@ -47,6 +47,10 @@ pub const ALGORITHMS: &[AlgEntry] = &[
         attributes: ASYM | OBJECT,
     },
     AlgEntry {
+        alg: c::ALG_TDES,
+        attributes: SYMM,
+    },
+    AlgEntry {
         alg: c::ALG_SHA1,
         attributes: HASH,
     },
@@ -125,6 +129,10 @@ pub const ALGORITHMS: &[AlgEntry] = &[
     AlgEntry {
         alg: c::ALG_SYMCIPHER,
         attributes: OBJECT,
+    },
+    AlgEntry {
+        alg: c::ALG_CAMELLIA,
+        attributes: SYMM,
     },
     AlgEntry {
         alg: c::ALG_CTR,
