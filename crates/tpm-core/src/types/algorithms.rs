@@ -119,6 +119,10 @@ pub const ALGORITHMS: &[AlgEntry] = &[
         attributes: HASH | METHOD,
     },
     AlgEntry {
+        alg: c::ALG_KDF2,
+        attributes: HASH | METHOD,
+    },
+    AlgEntry {
         alg: c::ALG_KDF1_SP800_108,
         attributes: HASH | METHOD,
     },
