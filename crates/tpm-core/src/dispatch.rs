@@ -211,6 +211,8 @@ commands! {
     CC_PCR_Reset => { handles: [h(T::Pcr { null: false }, R::User)], handler: cmd::pcr::pcr_reset },
     CC_SequenceComplete => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true,
         flushed: true, handler: cmd::hash::sequence_complete },
+    CC_SetAlgorithmSet => { handles: [h(T::Platform, R::User)], nv: true,
+        handler: cmd::management::set_algorithm_set },
     CC_IncrementalSelfTest => { handles: [], handler: cmd::testing::incremental_self_test },
     CC_SelfTest => { handles: [], handler: cmd::testing::self_test },
     CC_Startup => { handles: [], sessions: false, nv: true, handler: cmd::startup::startup },
