@@ -6,25 +6,13 @@
 mod common;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
-use common::{start_swtpm, Vtpm};
+use common::{start_swtpm, RawConn, Vtpm};
 use support::corpus::{command, pw_area, NO_SESSIONS, SESSIONS};
 
 const PT_ALGORITHM_SET: u32 = 0x20C;
 
 fn send(t: &Vtpm, cmd: &[u8]) -> (u32, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", t.port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(cmd).unwrap();
-    let mut hdr = [0u8; 10];
-    s.read_exact(&mut hdr).unwrap();
-    let size = u32::from_be_bytes(hdr[2..6].try_into().unwrap()) as usize;
-    let mut rest = vec![0u8; size - 10];
-    s.read_exact(&mut rest).unwrap();
-    (u32::from_be_bytes(hdr[6..10].try_into().unwrap()), rest)
+    RawConn::open(t.port).send(cmd)
 }
 
 fn set(t: &Vtpm, hierarchy: u32, value: &[u8]) -> u32 {

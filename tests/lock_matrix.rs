@@ -14,10 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{
-    free_port_pair, listening, run_tpm2, socket_args_on, tpm2_ok, vtpm_bin, vtpm_output, Guard,
-    Vtpm,
-};
+use common::{free_port_pair, run_tpm2, tpm2_ok, try_start_on, vtpm_bin, vtpm_output, Vtpm};
 
 /// swtpm_ioctl is installed (with tpm2-tools: the tests need both).
 fn have_ioctl() -> bool {
@@ -87,26 +84,18 @@ fn lock_storage(ctrl: u16, retries: u32) -> u32 {
 
 /// Start `program socket` on `state` with `extra`: the running process and
 /// its ports, or its stderr when it exits instead.
-fn try_start(
-    program: &str,
-    state: &str,
-    extra: &[&str],
-    scratch: &Path,
-) -> Result<(Guard, u16), String> {
-    let port = free_port_pair();
-    let args = socket_args_on(state, port, extra);
-    let mut g = Guard::spawn(program, &args, scratch.join(format!("e.{port}")), &[]);
-    let end = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < end {
-        if g.try_status().is_some() {
-            return Err(g.stderr());
-        }
-        if listening(port) && listening(port + 1) {
-            return Ok((g, port));
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("{program} neither started nor exited: {}", g.stderr());
+/// An instance with `--migration release-lock-outgoing` whose PCR 16 was
+/// extended, and that PCR's value.
+fn outgoing() -> (Vtpm, String) {
+    let a = Vtpm::start_socket_with(&[
+        "--flags",
+        "not-need-init,startup-clear",
+        "--migration",
+        "release-lock-outgoing",
+    ]);
+    extend16(&a.tcti());
+    let pcr = pcr16(&a.tcti());
+    (a, pcr)
 }
 
 fn tcti(port: u16) -> String {
@@ -141,7 +130,7 @@ fn rc_line(err: &str) -> &str {
 /// A refused second instance on `dir` (its one-line message).
 fn refused(dir: &Path, scratch: &Path, when: &str) -> String {
     let state = format!("dir={}", dir.display());
-    match try_start(vtpm_bin(), &state, &[], scratch) {
+    match try_start_on(vtpm_bin(), &state, &[], scratch) {
         Ok(_) => panic!("{when}: a second vtpm started on a state still locked"),
         Err(e) => {
             assert!(e.contains("in use"), "{when}: {e}");
@@ -160,14 +149,7 @@ fn refused(dir: &Path, scratch: &Path, when: &str) -> String {
 #[test]
 fn release_lock_outgoing_hands_the_state_over() {
     need_ioctl!();
-    let a = Vtpm::start_socket_with(&[
-        "--flags",
-        "not-need-init,startup-clear",
-        "--migration",
-        "release-lock-outgoing",
-    ]);
-    extend16(&a.tcti());
-    let pcr = pcr16(&a.tcti());
+    let (a, pcr) = outgoing();
     let blobs = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
 
@@ -180,7 +162,7 @@ fn release_lock_outgoing_hands_the_state_over() {
     save_blobs(a.ctrl_port, blobs.path(), 3);
 
     let state = format!("dir={}", a.dir().display());
-    let (mut b, _) = try_start(vtpm_bin(), &state, &[], scratch.path())
+    let (mut b, _) = try_start_on(vtpm_bin(), &state, &[], scratch.path())
         .unwrap_or_else(|e| panic!("the state was not handed over: {e}"));
     let img = a.dir().join("vtpm-nvram.img");
     let before = std::fs::read(&img).unwrap();
@@ -225,7 +207,7 @@ fn without_the_option_the_state_stays_locked() {
     let state = format!("dir={}", sw.dir().display());
     // swtpm 0.7 locks at CMD_INIT, 0.8 at start: either way the second one
     // cannot use the state.
-    match try_start("/usr/bin/swtpm", &state, &[], scratch.path()) {
+    match try_start_on("/usr/bin/swtpm", &state, &[], scratch.path()) {
         Err(e) => println!("swtpm without --migration: second instance refused at start: {e}"),
         Ok((_g, port)) => {
             let e =
@@ -265,7 +247,7 @@ fn swtpm_with_the_same_sequence() {
     let dir = scratch.path().join("state");
     std::fs::create_dir(&dir).unwrap();
     let state = format!("dir={}", dir.display());
-    let (_a, port) = try_start(
+    let (_a, port) = try_start_on(
         swtpm,
         &state,
         &[
@@ -278,8 +260,8 @@ fn swtpm_with_the_same_sequence() {
     )
     .expect("swtpm starts");
     save_blobs(port + 1, blobs.path(), 3);
-    let (_b, bport) =
-        try_start(swtpm, &state, &[], scratch.path()).expect("swtpm starts on a handed-over state");
+    let (_b, bport) = try_start_on(swtpm, &state, &[], scratch.path())
+        .expect("swtpm starts on a handed-over state");
     ioctl(bport + 1, &["-i"]).expect("swtpm initialises a handed-over state");
     println!("swtpm with release-lock-outgoing: a second instance uses the state once savestate was read");
 }
@@ -292,18 +274,11 @@ fn swtpm_with_the_same_sequence() {
 #[test]
 fn incoming_locks_when_the_state_arrives() {
     need_ioctl!();
-    let a = Vtpm::start_socket_with(&[
-        "--flags",
-        "not-need-init,startup-clear",
-        "--migration",
-        "release-lock-outgoing",
-    ]);
-    extend16(&a.tcti());
-    let pcr = pcr16(&a.tcti());
+    let (a, pcr) = outgoing();
     let scratch = tempfile::tempdir().unwrap();
     let blobs = tempfile::tempdir().unwrap();
     let state = format!("dir={}", a.dir().display());
-    let (mut b, bport) = try_start(
+    let (mut b, bport) = try_start_on(
         vtpm_bin(),
         &state,
         &["--migration", "incoming,release-lock-outgoing"],
@@ -365,7 +340,7 @@ fn incoming_on_a_state_never_released() {
     let img = a.dir().join("vtpm-nvram.img");
     let before = std::fs::read(&img).unwrap();
     let state = format!("dir={}", a.dir().display());
-    let (mut b, bport) = try_start(
+    let (mut b, bport) = try_start_on(
         vtpm_bin(),
         &state,
         &["--migration", "incoming"],

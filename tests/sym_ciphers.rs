@@ -11,11 +11,9 @@
 mod common;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::io::Write;
 
-use common::{start_swtpm, tpm2_ok, Vtpm};
+use common::{start_swtpm, tpm2_ok, RawConn, Vtpm};
 use support::corpus::{
     command, create_primary, ecc_parms, pw_area, Template, NO_SESSIONS, SESSIONS,
 };
@@ -35,31 +33,9 @@ fn b2(d: &[u8]) -> Vec<u8> {
     [&(d.len() as u16).to_be_bytes()[..], d].concat()
 }
 
-/// One data connection to a running TPM.
-struct Conn(TcpStream);
-
-impl Conn {
-    fn open(t: &Vtpm) -> Conn {
-        let s = TcpStream::connect(("127.0.0.1", t.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Conn(s)
-    }
-
-    /// Send a command; the response code and the bytes after the header.
-    fn send(&mut self, cmd: &[u8]) -> (u32, Vec<u8>) {
-        self.0.write_all(cmd).unwrap();
-        let mut hdr = [0u8; 10];
-        self.0.read_exact(&mut hdr).unwrap();
-        let size = u32::from_be_bytes(hdr[2..6].try_into().unwrap()) as usize;
-        let mut rest = vec![0u8; size - 10];
-        self.0.read_exact(&mut rest).unwrap();
-        (u32::from_be_bytes(hdr[6..10].try_into().unwrap()), rest)
-    }
-}
-
 /// TPM2_LoadExternal of a SYMCIPHER key (`alg`, `bits`, mode NULL) holding
 /// `key`, in the NULL hierarchy; the response code and the handle.
-fn load_sym(c: &mut Conn, alg: u16, bits: u16, key: &[u8]) -> (u32, u32) {
+fn load_sym(c: &mut RawConn, alg: u16, bits: u16, key: &[u8]) -> (u32, u32) {
     let seed = [0x5Au8; 32];
     let sensitive = [&0x0025u16.to_be_bytes()[..], &b2(&[]), &b2(&seed), &b2(key)].concat();
     // unique = H_nameAlg(seedValue || key), as for every symmetric object.
@@ -109,7 +85,7 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 
 /// TPM2_EncryptDecrypt2 with the key at `h`: (rc, outData, ivOut).
 fn crypt(
-    c: &mut Conn,
+    c: &mut RawConn,
     h: u32,
     decrypt: bool,
     mode: u16,
@@ -138,7 +114,7 @@ fn crypt(
 
 /// Everything one TPM answers for the cipher matrix, one line per case.
 fn cipher_matrix(t: &Vtpm) -> Vec<String> {
-    let mut c = Conn::open(t);
+    let mut c = RawConn::open(t.port);
     let mut lines = Vec::new();
     let data: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37)).collect();
     for (alg, bits) in [
@@ -224,7 +200,7 @@ fn tdes_and_camellia_encrypt_as_swtpm_does() {
 /// CreatePrimary of an ECC storage parent with `sym`, Create of a signing
 /// child under it, Load: the three response codes.
 fn storage_with(t: &Vtpm, alg: u16, bits: u16) -> Vec<u32> {
-    let mut c = Conn::open(t);
+    let mut c = RawConn::open(t.port);
     let mut parent = Template::ecc_storage();
     parent.attrs |= 0x400; // noDA, as above
     parent.parms = ecc_parms(
@@ -393,7 +369,7 @@ fn tpm2_tools_camellia_storage_parent_and_child() {
 /// CreatePrimary of an ECC storage key whose KDF scheme is `kdf` (SHA-256):
 /// the response code.
 fn ecc_kdf(t: &Vtpm, kdf: u16) -> u32 {
-    let mut c = Conn::open(t);
+    let mut c = RawConn::open(t.port);
     let mut key = Template::ecc_storage();
     key.attrs |= 0x400;
     let scheme = if kdf == 0x0010 {
@@ -414,7 +390,7 @@ fn ecc_kdf(t: &Vtpm, kdf: u16) -> u32 {
 
 /// TPM2_TestParms of ECC P-256 parameters (ECDH) whose KDF scheme is `kdf`.
 fn test_parms_kdf(t: &Vtpm, kdf: u16) -> u32 {
-    let mut c = Conn::open(t);
+    let mut c = RawConn::open(t.port);
     let scheme = if kdf == 0x0010 {
         kdf.to_be_bytes().to_vec()
     } else {

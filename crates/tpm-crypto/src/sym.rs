@@ -122,6 +122,15 @@ pub enum SymMode {
 }
 
 impl SymMode {
+    /// Every mode.
+    pub const ALL: [SymMode; 5] = [
+        SymMode::Cfb,
+        SymMode::Ctr,
+        SymMode::Ofb,
+        SymMode::Cbc,
+        SymMode::Ecb,
+    ];
+
     /// From a TPM_ALG_ID; None for anything that is not one of these modes.
     pub fn from_tpm_alg(alg: u16) -> Option<SymMode> {
         match alg {
@@ -199,26 +208,6 @@ pub fn decrypt(
     data: &[u8],
 ) -> Result<(Vec<u8>, Vec<u8>)> {
     crypt(cipher, mode, key, iv, data, false)
-}
-
-/// [`encrypt`] with AES.
-pub fn aes_encrypt(
-    mode: SymMode,
-    key: &[u8],
-    iv: &[u8],
-    data: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>)> {
-    encrypt(BlockCipher::Aes, mode, key, iv, data)
-}
-
-/// [`decrypt`] with AES.
-pub fn aes_decrypt(
-    mode: SymMode,
-    key: &[u8],
-    iv: &[u8],
-    data: &[u8],
-) -> Result<(Vec<u8>, Vec<u8>)> {
-    decrypt(BlockCipher::Aes, mode, key, iv, data)
 }
 
 /// `cipher` in full-block CFB mode, in place; the form parameter encryption
@@ -412,6 +401,24 @@ pub fn des_odd_parity(key: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn aes_encrypt(
+        mode: SymMode,
+        key: &[u8],
+        iv: &[u8],
+        data: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        encrypt(BlockCipher::Aes, mode, key, iv, data)
+    }
+
+    fn aes_decrypt(
+        mode: SymMode,
+        key: &[u8],
+        iv: &[u8],
+        data: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        decrypt(BlockCipher::Aes, mode, key, iv, data)
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         ::hex::decode(s).unwrap()
