@@ -114,7 +114,13 @@ fn start(plan: &Plan) -> Result<Running> {
     )?;
     match serve_device(plan, &device) {
         Ok(server) => {
-            let pid = match plan.pid.as_ref().map(PidFile::write).transpose() {
+            let pid = plan.pid.as_ref().map(PidFile::write).transpose();
+            // Privileges go once sockets, state and pid file are open.
+            let dropped = match (&pid, &plan.runas) {
+                (Ok(_), Some(user)) => crate::privileges::drop_to(user),
+                _ => Ok(()),
+            };
+            let pid = match pid.and_then(|p| dropped.map(|()| p)) {
                 Ok(p) => p,
                 Err(e) => {
                     server.shutdown();

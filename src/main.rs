@@ -16,6 +16,7 @@ mod keys;
 mod logging;
 mod nvram_cli;
 mod pidfile;
+mod privileges;
 mod signals;
 mod state_dir;
 mod states;

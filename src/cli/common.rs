@@ -41,7 +41,8 @@ pub struct CommonArgs {
     /// Accepted for compatibility (vtpm installs no seccomp profile): action=none|log|kill
     #[arg(long, value_name = "SPEC")]
     pub seccomp: Option<String>,
-    /// Accepted for compatibility and ignored (vtpm does not change user).
+    /// Switch to this user (a name or a uid) and its group once the sockets
+    /// are bound, the state is open and the pid file is written.
     #[arg(short = 'r', long, value_name = "USER")]
     pub runas: Option<String>,
     /// Accepted for compatibility and ignored (vtpm does not chroot).
@@ -339,11 +340,6 @@ pub fn ignored(args: &CommonArgs, notes: &mut Vec<Note>) -> Result<()> {
         notes.push(Note::info(
             "--seccomp is accepted and ignored: vtpm installs no seccomp profile",
         ));
-    }
-    if let Some(user) = &args.runas {
-        notes.push(Note::warn(format!(
-            "--runas {user} is accepted and ignored: vtpm keeps running as its current user"
-        )));
     }
     if let Some(dir) = &args.chroot {
         notes.push(Note::warn(format!(

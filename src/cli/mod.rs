@@ -183,6 +183,8 @@ pub struct Plan {
     pub notes: Vec<Note>,
     /// Say on stderr where the TPM is served and its state kept (defaults were used).
     pub announce: bool,
+    /// `--runas USER`.
+    pub runas: Option<String>,
 }
 
 /// What to do.

@@ -79,6 +79,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
         }),
         notes,
         announce,
+        runas: a.common.runas.clone(),
     };
     super::check_fds(&plan)?;
     Ok(Action::Run(Box::new(plan)))

@@ -232,6 +232,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
         serve: Serve::Swtpm(plan),
         notes,
         announce,
+        runas: a.common.runas.clone(),
     };
     super::check_fds(&plan)?;
     Ok(Action::Run(Box::new(plan)))
