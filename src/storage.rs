@@ -6,21 +6,31 @@
 //! anew; a handed-over NVRAM refuses writes, which the engine answers with
 //! TPM_RC_NV_UNAVAILABLE.
 
-use std::path::Path;
-
 use nvram::{Nvram, NvramHandle, OpenOptions};
 use tpm_core::persist::{BlobKind, PersistError, Persistence};
 
 use crate::error::{Error, Result};
 use crate::holder::Slot;
+use crate::state_dir::StateLocation;
 
-/// Open the image at `path`, register the TPM's blobs and start the storage thread.
-pub fn open(path: &Path, opts: OpenOptions) -> Result<NvramHandle> {
+/// Open the state's image (a file, a block device or an NBD export),
+/// register the TPM's blobs and start the storage thread.
+pub fn open(location: &StateLocation, opts: OpenOptions) -> Result<NvramHandle> {
+    let path = match location {
+        StateLocation::Dir(d) => d.join(crate::state_dir::IMAGE_NAME),
+        StateLocation::Image(p) => p.clone(),
+        StateLocation::Nbd(u) => std::path::PathBuf::from(u.to_string()),
+    };
+    let path = path.as_path();
     let err = |source| Error::Nvram {
         path: path.to_path_buf(),
         source,
     };
-    let mut nv = Nvram::open(path, opts).map_err(err)?;
+    let mut nv = match location {
+        StateLocation::Nbd(uri) => Nvram::open_nbd(uri, opts),
+        _ => Nvram::open(path, opts),
+    }
+    .map_err(err)?;
     for kind in BlobKind::ALL {
         nv.register(kind.name(), kind.max_size()).map_err(err)?;
     }

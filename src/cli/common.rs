@@ -168,10 +168,18 @@ pub fn state(arg: Option<&str>) -> Result<StateSpec> {
                 StateLocation::Image(absolute("--tpmstate", p)?)
             } else if let Some(p) = uri.strip_prefix("dir://").filter(|p| !p.is_empty()) {
                 StateLocation::Dir(absolute("--tpmstate", p)?)
+            } else if uri.starts_with("nbd://") || uri.starts_with("nbd+unix://") {
+                StateLocation::Nbd(
+                    nvram::nbd::NbdUri::parse(uri).map_err(|e| {
+                        Error::usage("--tpmstate", format!("backend-uri={uri}: {e}"))
+                    })?,
+                )
             } else {
                 return Err(Error::usage(
                     "--tpmstate",
-                    format!("backend-uri={uri}: expected file://PATH or dir://PATH"),
+                    format!(
+                        "backend-uri={uri}: expected file://PATH, dir://PATH, nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH"
+                    ),
                 ));
             }
         }

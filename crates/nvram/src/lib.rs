@@ -22,6 +22,7 @@ mod error;
 pub mod fault;
 pub mod format;
 pub mod inspect;
+pub mod nbd;
 mod recovery;
 pub mod salvage;
 pub mod store;
@@ -57,6 +58,29 @@ fn opening<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) 
             io(path, op)(e)
         }
     }
+}
+
+/// How long one NBD operation may take before the connection counts as lost.
+const NBD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the part of `be` an image would take is all zeros.
+fn export_blank(be: &mut dyn Backend) -> Result<bool> {
+    let path = be.path();
+    let end = be
+        .size()
+        .min(format::REGIONS_START + 2 * format::MAX_REGION);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0;
+    while off < end {
+        let n = (end - off).min(buf.len() as u64) as usize;
+        be.read_at(off, &mut buf[..n])
+            .map_err(io(&path, "reading the export"))?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        off += n as u64;
+    }
+    Ok(true)
 }
 
 /// Default size of an image file created by [`Nvram::open`]: 4 MiB, room
@@ -162,6 +186,22 @@ impl Nvram {
         std::fs::rename(&staged, path).map_err(io(path, "publishing the new image"))?;
         backend::sync_parent(path);
         Ok(nv)
+    }
+
+    /// Open the NVRAM on the export of an NBD server (see [`nbd`]). An export
+    /// that is all zeros over the part an image takes (a new qcow2, a new
+    /// volume) is formatted: there is no file to create, that is how one is
+    /// new. One whose header slots are blank while its regions hold data is
+    /// refused like a wiped image ([`Error::Unformatted`]), and anything else
+    /// is opened as an image (and refused if it is none). NBD has no locks:
+    /// two instances on one export are kept apart only by their operators
+    /// (`--migration` hands over; nothing prevents a second writer).
+    pub fn open_nbd(uri: &nbd::NbdUri, opts: OpenOptions) -> Result<Nvram> {
+        let path = std::path::PathBuf::from(uri.to_string());
+        let mut be = nbd::NbdBackend::connect(uri, NBD_TIMEOUT, false)
+            .map_err(io(&path, "connecting to the NBD server"))?;
+        let fresh = export_blank(&mut be)?;
+        Nvram::open_backend(Box::new(be), fresh, opts)
     }
 
     /// Format the image at `path` (created with `size` bytes when missing).
