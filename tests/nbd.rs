@@ -8,6 +8,7 @@
 
 #[macro_use]
 mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +17,10 @@ use std::time::Duration;
 use common::{
     free_port, listening, tpm2_fails, tpm2_ok, try_start_on, vtpm_bin, wait_until, Guard,
 };
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::nv;
+use support::nv::{connect, rc, try_read_counter, xfer, Rng, COUNTER_ATTRS};
 
 const COUNTER: &str = "0x1500031";
 
@@ -329,4 +334,111 @@ fn a_dead_server_fails_commands_until_it_is_back() {
     let n = counter(&t, d.path());
     assert!(n >= 4, "acknowledged increments kept: {n}");
     println!("counter after the outage: {n}");
+}
+
+/// Kills at random moments during bursts of NV_Increment: vtpm, the storage
+/// daemon, or both (SIGKILL). After each, whatever was killed is restarted
+/// and the counter must be at least the last acknowledged value; while only
+/// the daemon is gone, increments fail and are never acknowledged.
+#[test]
+fn kills_of_vtpm_and_the_storage_daemon_never_lose_an_increment() {
+    need_qemu!();
+    const KILLS: usize = 200;
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("tpm.qcow2");
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&img)
+        .arg("4M"));
+    let (mut qsd, sock) = storage_daemon(d.path(), &img, true, None);
+    let state = uri(&sock);
+    let start_vtpm = || {
+        let (g, port) = try_start_on(
+            vtpm_bin(),
+            &state,
+            &["--flags", "not-need-init,startup-clear"],
+            d.path(),
+        )
+        .unwrap_or_else(|e| panic!("vtpm: {e}"));
+        (g, port)
+    };
+    let (mut v, mut port) = start_vtpm();
+    let mut s = connect(port);
+    assert_eq!(
+        rc(&xfer(&mut s, &nv::define_counter(COUNTER_ATTRS)).unwrap()),
+        0
+    );
+    let mut acked = 0u64;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_nanos() as u64)
+        .unwrap_or(7)
+        | 1;
+    let mut rng = Rng(seed);
+    println!("nbd crash seed {seed:#x}");
+    let (mut total, mut refused, mut victims) = (0u64, 0u64, [0usize; 3]);
+    for k in 0..KILLS {
+        let victim = rng.below(3) as usize;
+        victims[victim] += 1;
+        let pids: Vec<i32> = match victim {
+            0 => vec![v.pid() as i32],
+            1 => vec![qsd.pid() as i32],
+            _ => vec![v.pid() as i32, qsd.pid() as i32],
+        };
+        let delay = Duration::from_micros(1000 + rng.below(20_000));
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            for p in pids {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+        });
+        loop {
+            match xfer(&mut s, &nv::increment()) {
+                Ok(r) if rc(&r) == 0 => {
+                    acked += 1;
+                    total += 1;
+                }
+                Ok(_) => {
+                    // The storage is gone: refused, never acknowledged.
+                    refused += 1;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        killer.join().unwrap();
+        if victim != 0 {
+            qsd.wait_timeout(Duration::from_secs(10));
+            let (q, _) = storage_daemon(d.path(), &img, true, None);
+            qsd = q;
+        }
+        if victim != 1 {
+            v.wait_timeout(Duration::from_secs(10));
+            (v, port) = start_vtpm();
+        }
+        s = connect(port);
+        // A vtpm that outlived its storage reconnects with back-off.
+        let mut now = Err(0);
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                now = try_read_counter(&mut s);
+                if now == Err(0) {
+                    s = connect(port);
+                }
+                now.is_ok()
+            }),
+            "kill {k} (seed {seed:#x}): the counter cannot be read: {now:?}"
+        );
+        let now = now.unwrap();
+        assert!(
+            now >= acked,
+            "kill {k} (seed {seed:#x}): the counter is {now}, below the acknowledged {acked}"
+        );
+        acked = now;
+    }
+    println!(
+        "nbd crash: {KILLS} kills (vtpm {}, storage daemon {}, both {}), {total} acknowledged increments, \
+         {refused} refused while the storage was gone, the counter never went back; final {acked}",
+        victims[0], victims[1], victims[2]
+    );
 }
