@@ -11,6 +11,7 @@ mod device;
 mod error;
 mod fds;
 mod holder;
+mod install;
 mod instance;
 mod keys;
 mod logging;
@@ -60,6 +61,9 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("nvram") {
         std::process::exit(nvram_cli::run(&args[1..]));
+    }
+    if args.first().map(String::as_str) == Some("install") {
+        std::process::exit(install::run(&args[1..]));
     }
     if args.is_empty() {
         eprint!("{}", cli::usage());

@@ -147,3 +147,44 @@ fn swtpm_setup_manufactures_a_vtpm_with_ek_certificates() {
     );
     println!("EK certificate: {}", verified.trim());
 }
+
+/// `vtpm install --prefix DIR` puts vtpm on a PATH as swtpm: swtpm_setup,
+/// which looks swtpm up on its PATH, then manufactures a vtpm state.
+#[test]
+fn installed_as_swtpm_swtpm_setup_finds_vtpm_on_the_path() {
+    need_tools!();
+    if !Path::new("/usr/bin/swtpm_setup").exists() {
+        eprintln!("swtpm-tools not installed: skipped (scripts/test.sh installs them)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let prefix = d.path().join("prefix");
+    run(Command::new(vtpm_bin())
+        .args(["install", "--prefix"])
+        .arg(&prefix));
+    let bin = prefix.join("bin");
+    assert_eq!(
+        std::fs::read_link(bin.join("swtpm")).unwrap(),
+        Path::new("vtpm")
+    );
+    let state = d.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let log = d.path().join("setup.log");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("timeout")
+        .args(["120", "swtpm_setup", "--tpm2", "--createek", "--tpmstate"])
+        .arg(&state)
+        .arg("--logfile")
+        .arg(&log)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("vtpm["), "swtpm_setup ran vtpm: {text}");
+    assert!(state.join("vtpm-nvram.img").exists());
+}

@@ -216,6 +216,7 @@ pub fn usage() -> String {
 Usage: vtpm socket [OPTIONS]    serve a TPM 2.0 like `swtpm socket` (see vtpm socket --help)
        vtpm mssim [OPTIONS]     serve a TPM 2.0 over the Microsoft/IBM simulator protocol
        vtpm nvram COMMAND ...   inspect, check, salvage or format an NVRAM image
+       vtpm install --prefix DIR  install DIR/bin/vtpm and DIR/bin/swtpm (a link) for libvirt
        vtpm --print-capabilities | --version | --help
 
 `vtpm socket` without options serves on 127.0.0.1:2321 (data) and 127.0.0.1:2322
