@@ -1,6 +1,7 @@
 //! Part 3 commands, one module per chapter.
 
 pub mod asymmetric;
+pub mod attestation;
 pub mod capability;
 pub mod clock;
 pub mod context;
