@@ -321,6 +321,8 @@ commands! {
         handler: cmd::policy_authorize::policy_authorize_nv },
     CC_EncryptDecrypt2 => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true,
         handler: cmd::symmetric::encrypt_decrypt2 },
+    CC_CertifyX509 => { handles: [h(T::Object { null: false }, R::Admin), h(T::Object { null: true }, R::User)],
+        decrypt: true, encrypt: true, handler: cmd::certify_x509::certify_x509 },
 }
 
 /// The definition of command `code`, if implemented.

@@ -3,6 +3,7 @@
 pub mod asymmetric;
 pub mod attestation;
 pub mod capability;
+pub mod certify_x509;
 pub mod clock;
 pub mod context;
 pub mod credential;
