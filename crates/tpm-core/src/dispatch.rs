@@ -43,6 +43,8 @@ pub enum HandleType {
     Context,
     /// TPMI_SH_POLICY: a policy session.
     PolicySession,
+    /// TPMI_SH_HMAC: an HMAC session.
+    HmacSession,
     /// TPMI_RH_HIERARCHY (`null`: +): owner, endorsement, platform.
     Hierarchy {
         /// TPM_RH_NULL allowed.
@@ -232,6 +234,9 @@ commands! {
         decrypt: true, encrypt: true, handler: cmd::duplication::duplicate },
     CC_GetTime => { handles: [h(T::Endorsement, R::User), h(T::Object { null: true }, R::User)],
         decrypt: true, encrypt: true, handler: cmd::attestation::get_time },
+    CC_GetSessionAuditDigest => { handles: [h(T::Endorsement, R::User), h(T::Object { null: true }, R::User),
+        h(T::HmacSession, R::None)], decrypt: true, encrypt: true,
+        handler: cmd::attestation::get_session_audit_digest },
     CC_NV_Read => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None)], encrypt: true,
         handler: cmd::nv_data::nv_read },
     CC_NV_ReadLock => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None)], nv: true,

@@ -59,6 +59,7 @@ pub fn admits(ty: HandleType, h: u32) -> bool {
         HandleType::Endorsement => h == c::RH_ENDORSEMENT,
         HandleType::Clear => matches!(h, c::RH_LOCKOUT | c::RH_PLATFORM),
         HandleType::PolicySession => h & c::HR_RANGE_MASK == c::POLICY_SESSION_FIRST,
+        HandleType::HmacSession => h & c::HR_RANGE_MASK == c::HMAC_SESSION_FIRST,
         HandleType::Hierarchy { null } => {
             matches!(h, c::RH_OWNER | c::RH_ENDORSEMENT | c::RH_PLATFORM)
                 || (null && h == c::RH_NULL)

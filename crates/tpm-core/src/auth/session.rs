@@ -57,6 +57,9 @@ tpm_struct! {
         pub timeout: u64,
         /// The power cycle `start_time` and `timeout` count in (see `Powered::epoch`).
         pub epoch: u32,
+        /// HMAC sessions: the session audit digest (empty until the session
+        /// first audits a command, which starts it at zeros as auditReset does).
+        pub audit_digest: Buffer<64>,
     }
 }
 

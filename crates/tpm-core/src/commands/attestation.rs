@@ -70,6 +70,11 @@ tpm_struct! {
     pub struct NvDigestCertifyInfo { pub index_name: Name, pub nv_digest: Digest }
 }
 
+tpm_struct! {
+    /// TPMS_SESSION_AUDIT_INFO.
+    pub struct SessionAuditInfo { pub exclusive_session: bool, pub session_digest: Digest }
+}
+
 /// TPMU_ATTEST: what an attestation is about; its variant is the selector
 /// (`AttestHeader::ty`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +87,8 @@ pub enum Attested {
     Quote(QuoteInfo),
     /// TPM_ST_ATTEST_TIME.
     Time(TimeAttestInfo),
+    /// TPM_ST_ATTEST_SESSION_AUDIT.
+    SessionAudit(SessionAuditInfo),
     /// TPM_ST_ATTEST_NV.
     Nv(NvCertifyInfo),
     /// TPM_ST_ATTEST_NV_DIGEST.
@@ -96,6 +103,7 @@ impl Attested {
             Attested::Creation(_) => c::ST_ATTEST_CREATION,
             Attested::Quote(_) => c::ST_ATTEST_QUOTE,
             Attested::Time(_) => c::ST_ATTEST_TIME,
+            Attested::SessionAudit(_) => c::ST_ATTEST_SESSION_AUDIT,
             Attested::Nv(_) => c::ST_ATTEST_NV,
             Attested::NvDigest(_) => ST_ATTEST_NV_DIGEST,
         }
@@ -108,6 +116,7 @@ impl Attested {
             c::ST_ATTEST_CREATION => Attested::Creation(CreationInfo::unmarshal(r)?),
             c::ST_ATTEST_QUOTE => Attested::Quote(QuoteInfo::unmarshal(r)?),
             c::ST_ATTEST_TIME => Attested::Time(TimeAttestInfo::unmarshal(r)?),
+            c::ST_ATTEST_SESSION_AUDIT => Attested::SessionAudit(SessionAuditInfo::unmarshal(r)?),
             c::ST_ATTEST_NV => Attested::Nv(NvCertifyInfo::unmarshal(r)?),
             ST_ATTEST_NV_DIGEST => Attested::NvDigest(NvDigestCertifyInfo::unmarshal(r)?),
             _ => return err(c::RC_SELECTOR),
@@ -122,6 +131,7 @@ impl Marshal for Attested {
             Attested::Creation(i) => i.marshal(w),
             Attested::Quote(i) => i.marshal(w),
             Attested::Time(i) => i.marshal(w),
+            Attested::SessionAudit(i) => i.marshal(w),
             Attested::Nv(i) => i.marshal(w),
             Attested::NvDigest(i) => i.marshal(w),
         }
@@ -387,6 +397,33 @@ pub fn quote(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         pcr_digest,
     };
     let out = tpm.attest(&signer, &p.qualifying_data, |_| Attested::Quote(info))?;
+    Ok(Response::of(&out))
+}
+
+/// TPM2_GetSessionAuditDigest: the audit digest of an HMAC session and
+/// whether it is the exclusive audit session, as it stands before this
+/// command (which, audited by no session, then ends any exclusivity).
+pub fn get_session_audit_digest(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    let p = AttestIn::parse(&mut ctx.params)?;
+    let signer = tpm.attestation_signer(ctx.handles[1], 2, p.in_scheme.0, 2)?;
+    let session = ctx.handles[2];
+    let pw = tpm.pw.as_ref().ok_or(Rc(c::RC_INITIALIZE))?;
+    let digest = &pw
+        .sessions
+        .get(session)
+        .ok_or(Rc(c::RC_HANDLE).handle(3))?
+        .audit_digest;
+    // A session that never audited has no digest to report (libtpms: TPM_RC_TYPE).
+    if digest.is_empty() {
+        return Err(Rc(c::RC_TYPE).handle(3));
+    }
+    let info = SessionAuditInfo {
+        exclusive_session: pw.exclusive_audit == session,
+        session_digest: Buffer(digest.0.clone()),
+    };
+    let out = tpm.attest(&signer, &p.qualifying_data, |_| {
+        Attested::SessionAudit(info)
+    })?;
     Ok(Response::of(&out))
 }
 

@@ -23,6 +23,8 @@ const CONTINUE_SESSION: u8 = c::TPMA_SESSION_CONTINUESESSION;
 const DECRYPT: u8 = c::TPMA_SESSION_DECRYPT;
 const ENCRYPT: u8 = c::TPMA_SESSION_ENCRYPT;
 const AUDIT: u8 = c::TPMA_SESSION_AUDIT;
+const AUDIT_EXCLUSIVE: u8 = c::TPMA_SESSION_AUDITEXCLUSIVE;
+const AUDIT_RESET: u8 = c::TPMA_SESSION_AUDITRESET;
 
 /// What the command phase learned about a session, kept for the response phase.
 struct SessionUse {
@@ -32,6 +34,8 @@ struct SessionUse {
     /// The HMAC key: sessionKey || authValue (or just sessionKey when bound or
     /// not authorizing).
     key: Zeroizing<Vec<u8>>,
+    /// The audit session: cpHash under its hash, over the command as sent.
+    audit_cp: Option<Vec<u8>>,
 }
 
 /// Whether `tag` is one of the TPM_ST values of Part 2.
@@ -189,14 +193,16 @@ impl Tpm {
             .collect();
         let mut decrypts = 0;
         let mut encrypts = 0;
+        let mut audit_index = None;
         for (i, a) in auths.iter().enumerate() {
             let n = i as u32 + 1;
             if a.handle == c::RS_PW {
+                // libtpms looks at the attributes before the position.
+                if a.attrs & (DECRYPT | ENCRYPT | AUDIT | AUDIT_EXCLUSIVE | AUDIT_RESET) != 0 {
+                    return Err(Rc(c::RC_ATTRIBUTES).session(n));
+                }
                 if i >= auth_handles.len() {
                     return Err(Rc(c::RC_HANDLE).session(n));
-                }
-                if a.attrs & (DECRYPT | ENCRYPT | AUDIT) != 0 {
-                    return Err(Rc(c::RC_ATTRIBUTES).session(n));
                 }
             } else if is_session(a.handle) {
                 if self.session(a.handle).is_err() {
@@ -206,7 +212,13 @@ impl Tpm {
                 return Err(Rc(c::RC_VALUE).session(n));
             }
             if a.attrs & AUDIT != 0 {
-                // Session audit is not implemented: refuse rather than pretend.
+                // As libtpms: only an HMAC session audits, and only one per command.
+                let policy = self.session(a.handle).is_ok_and(|s| s.is_policy());
+                if policy || audit_index.is_some() {
+                    return Err(Rc(c::RC_ATTRIBUTES).session(n));
+                }
+                audit_index = Some(i);
+            } else if a.attrs & (AUDIT_EXCLUSIVE | AUDIT_RESET) != 0 {
                 return Err(Rc(c::RC_ATTRIBUTES).session(n));
             }
             if a.attrs & DECRYPT != 0 {
@@ -227,6 +239,20 @@ impl Tpm {
         }
         if auths.len() < auth_handles.len() {
             return err(c::RC_AUTH_MISSING);
+        }
+        if let Some(i) = audit_index {
+            // auditExclusive asks that no command went unaudited since this
+            // session last audited; a session's first audit and auditReset
+            // start a new exclusive run, so they pass (as libtpms).
+            let a = &auths[i];
+            let started = self
+                .session(a.handle)
+                .is_ok_and(|s| !s.audit_digest.is_empty());
+            let exclusive = self.pw.as_ref().map(|p| p.exclusive_audit) == Some(a.handle);
+            if a.attrs & AUDIT_EXCLUSIVE != 0 && a.attrs & AUDIT_RESET == 0 && started && !exclusive
+            {
+                return err(c::RC_EXCLUSIVE);
+            }
         }
 
         let names: Vec<Vec<u8>> = handles.iter().map(|&h| self.entity_name(h)).collect();
@@ -296,11 +322,14 @@ impl Tpm {
                     cmd: a.clone(),
                     entity,
                     key: Zeroizing::new(Vec::new()),
+                    audit_cp: None,
                 });
                 continue;
             }
             let s = self.session(a.handle)?;
             let key = self.session_value(a.handle, entity)?;
+            let audit_cp =
+                (a.attrs & AUDIT != 0).then(|| area::cp_hash(s.auth_hash, cc, &names, params));
             if let Some(h) = entity {
                 let cp = area::cp_hash(s.auth_hash, cc, &names, params);
                 if s.is_policy() {
@@ -345,6 +374,7 @@ impl Tpm {
                 cmd: a.clone(),
                 entity,
                 key,
+                audit_cp,
             });
         }
         Ok(uses)
@@ -497,6 +527,27 @@ impl Tpm {
             }
         }
 
+        // Exclusivity (Part 1 "Exclusive Audit Sessions"): a session's first
+        // audit or an auditReset makes it the exclusive one; a successful
+        // command it does not audit ends that. Failed commands change nothing
+        // (libtpms).
+        let audit = uses.iter().find(|u| u.audit_cp.is_some());
+        if let Some(p) = self.pw.as_mut() {
+            match audit.and_then(|u| p.sessions.get_mut(u.cmd.handle).map(|s| (u, s))) {
+                Some((u, s)) => {
+                    if u.cmd.attrs & AUDIT_RESET != 0 || s.audit_digest.is_empty() {
+                        s.audit_digest = crate::marshal::Buffer(vec![0; s.digest_len()]);
+                        p.exclusive_audit = u.cmd.handle;
+                    }
+                    if p.exclusive_audit != u.cmd.handle {
+                        p.exclusive_audit = 0;
+                    }
+                }
+                None => p.exclusive_audit = 0,
+            }
+        }
+        let exclusive = self.pw.as_ref().map_or(0, |p| p.exclusive_audit);
+
         let mut out = Vec::with_capacity(params.len() + 64);
         out.extend_from_slice(&tag.to_be_bytes());
         out.extend_from_slice(&[0, 0, 0, 0]);
@@ -514,6 +565,18 @@ impl Tpm {
                 match (live, nonce) {
                     (Some(s), Some(nonce)) => {
                         let rp = area::rp_hash(s.auth_hash, cc, &params);
+                        let mut attrs = u.cmd.attrs;
+                        if let Some(cp) = &u.audit_cp {
+                            s.audit_digest = crate::marshal::Buffer(crate::crypto::digest(
+                                s.auth_hash,
+                                &[&s.audit_digest.0, cp, &rp],
+                            ));
+                            // The response says whether the session is (still) exclusive.
+                            attrs &= !AUDIT_EXCLUSIVE;
+                            if exclusive == u.cmd.handle {
+                                attrs |= AUDIT_EXCLUSIVE;
+                            }
+                        }
                         let password = s.is_policy() && s.password_needed;
                         if s.is_policy() && u.entity.is_some() {
                             // A policy is spent by the authorization it gave.
@@ -529,17 +592,21 @@ impl Tpm {
                                 &nonce,
                                 &u.cmd.nonce,
                                 &[],
-                                u.cmd.attrs,
+                                attrs,
                             )
                         };
                         s.nonce_tpm.0.clone_from(&nonce);
-                        area::marshal_auth_response(&mut out, &nonce, u.cmd.attrs, &hmac);
+                        area::marshal_auth_response(&mut out, &nonce, attrs, &hmac);
                     }
                     _ => area::marshal_auth_response(&mut out, &[], CONTINUE_SESSION, &[]),
                 }
                 if u.cmd.attrs & CONTINUE_SESSION == 0 && u.cmd.handle != c::RS_PW {
                     if let Some(p) = self.pw.as_mut() {
                         p.sessions.remove(u.cmd.handle);
+                        // A later session may get the same handle; it is not exclusive.
+                        if p.exclusive_audit == u.cmd.handle {
+                            p.exclusive_audit = 0;
+                        }
                     }
                 }
             }

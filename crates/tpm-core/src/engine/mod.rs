@@ -77,6 +77,10 @@ pub struct Powered {
     /// Random at each _TPM_Init: Time restarts at power-on, so a policy
     /// timeout or an authorization ticket of another power cycle is void.
     pub epoch: u32,
+    /// The exclusive audit session (0: none). Not in the volatile snapshot:
+    /// after a restore no session is exclusive, so auditExclusive answers
+    /// TPM_RC_EXCLUSIVE rather than vouching for commands it did not see.
+    pub exclusive_audit: u32,
 }
 
 /// The TPM engine.
@@ -104,12 +108,43 @@ fn decode<T: Unmarshal>(blob: BlobKind, bytes: &[u8]) -> Result<T, Error> {
 
 /// A volatile snapshot and the loaded objects it carries, both checked.
 fn decode_snapshot(bytes: &[u8]) -> Result<(VolatileSnapshot, Objects), Error> {
+    if format4_with_sessions(bytes) {
+        // Sessions of format 4 lack the audit digest; parsing them as format 5
+        // could misread what follows, so such a snapshot is refused whole.
+        return Err(Error::BadState {
+            blob: BlobKind::Volatile,
+            reason: "a format-4 snapshot with loaded sessions (they predate session audit)".into(),
+        });
+    }
     let v = decode::<VolatileSnapshot>(BlobKind::Volatile, bytes)?;
     let objects = Objects::from_state(&v.objects).ok_or_else(|| Error::BadState {
         blob: BlobKind::Volatile,
         reason: "a loaded object does not decode".into(),
     })?;
     Ok((v, objects))
+}
+
+/// Whether `bytes` is a volatile snapshot of format 4 or older holding loaded
+/// sessions. Without loaded sessions the older layout equals the current one.
+fn format4_with_sessions(bytes: &[u8]) -> bool {
+    use crate::marshal::Reader;
+    let mut r = Reader::new(bytes);
+    let Ok(version) = u16::unmarshal(&mut r) else {
+        return false;
+    };
+    if version >= 5 {
+        return false;
+    }
+    let loaded = (|| {
+        bool::unmarshal(&mut r)?;
+        StClear::unmarshal(&mut r)?;
+        PcrBanks::unmarshal(&mut r)?;
+        Secret64::unmarshal(&mut r)?;
+        Secret64::unmarshal(&mut r)?;
+        u32::unmarshal(&mut r)
+    })();
+    // A prefix that does not parse is left to `decode` to refuse.
+    loaded.is_ok_and(|n| n > 0)
 }
 
 impl Tpm {
@@ -199,6 +234,7 @@ impl Tpm {
                     contexts: v.contexts,
                     da: Default::default(),
                     epoch: self.rng.next_u32(),
+                    exclusive_audit: 0,
                 }
             }
             None => Powered {
@@ -219,6 +255,7 @@ impl Tpm {
                 },
                 da: Default::default(),
                 epoch: self.rng.next_u32(),
+                exclusive_audit: 0,
             },
         };
         self.pw = Some(powered);
@@ -450,5 +487,42 @@ impl Tpm {
 
     pub(crate) fn take_cancel(&self) -> bool {
         self.cancel.swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::session::Session;
+    use crate::marshal::Marshal;
+    use crate::MemoryStore;
+
+    fn snapshot_of(version: u16, sessions: usize) -> Vec<u8> {
+        let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
+        t.power_on(false).unwrap();
+        let mut v = t.snapshot().unwrap();
+        v.version = version;
+        for i in 0..sessions {
+            v.sessions.loaded.0.push(Session {
+                handle: c::HMAC_SESSION_FIRST + i as u32,
+                ..Default::default()
+            });
+        }
+        let mut b = v.to_bytes();
+        let d = crate::crypto::digest(c::ALG_SHA256, &[&b]);
+        b.extend_from_slice(&d);
+        b
+    }
+
+    /// A format-4 snapshot holding sessions is refused before it is parsed
+    /// (its sessions lack the audit digest); without sessions it loads.
+    #[test]
+    fn format4_snapshots_load_only_without_sessions() {
+        assert!(format4_with_sessions(&snapshot_of(4, 1)));
+        assert!(decode_snapshot(&snapshot_of(4, 1)).is_err());
+        assert!(!format4_with_sessions(&snapshot_of(4, 0)));
+        assert!(decode_snapshot(&snapshot_of(4, 0)).is_ok());
+        assert!(!format4_with_sessions(&snapshot_of(STATE_VERSION, 1)));
+        assert!(decode_snapshot(&snapshot_of(STATE_VERSION, 1)).is_ok());
     }
 }

@@ -19,8 +19,11 @@ use crate::marshal::{Marshal, Unmarshal};
 /// Format version written in front of every state blob. Version 3 added the
 /// NV indices at the end of the permanent state; version 4 the policy context
 /// of sessions (volatile snapshots and session contexts of format 3 that hold
-/// sessions do not parse and are refused, never loaded half).
-pub const STATE_VERSION: u16 = 4;
+/// sessions do not parse and are refused, never loaded half); version 5 the
+/// session audit digest at the end of each session (format-4 session
+/// contexts no longer parse and are refused; format-4 volatile snapshots load
+/// when they hold no loaded session and are refused otherwise).
+pub const STATE_VERSION: u16 = 5;
 /// Oldest format version still read. Version 2 blobs differ only in lacking
 /// the trailing NV state of the permanent blob, which then reads as empty.
 pub const MIN_STATE_VERSION: u16 = 2;
