@@ -361,3 +361,36 @@ fn tpm2_getsessionauditdigest_signature_verifies() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// The audit digest travels with the session through ContextSave and
+/// ContextLoad, and the commands in between end its exclusivity.
+#[test]
+fn session_audit_digest_survives_a_saved_context() {
+    let v = Vtpm::start_socket();
+    let mut t = RawConn::open(v.port);
+    let s = start_session(&mut t, c::SE_HMAC);
+    let params = hash_params();
+    let mut expect = vec![0u8; 32];
+    for round in 0..2 {
+        if round == 1 {
+            let (rc, context) = t.send(&command(NO_SESSIONS, c::CC_ContextSave, &s.to_be_bytes()));
+            assert_eq!(rc, 0, "ContextSave");
+            let (rc, handle) = t.send(&command(NO_SESSIONS, c::CC_ContextLoad, &context));
+            assert_eq!(rc, 0, "ContextLoad");
+            assert_eq!(handle, s.to_be_bytes());
+        }
+        let cmd = with_sessions(c::CC_Hash, &[], &[session(s, AUDIT | CONTINUE)], &params);
+        let (rc, out) = t.send(&cmd);
+        assert_eq!(rc, 0, "audited Hash");
+        let (rparams, attrs) = split_response(&out);
+        // Not exclusive any more after the unaudited context commands.
+        let exclusive = if round == 0 { EXCLUSIVE } else { 0 };
+        assert_eq!(attrs, [AUDIT | exclusive | CONTINUE]);
+        let cp = sha256(&[&c::CC_Hash.to_be_bytes(), &params]);
+        let rp = sha256(&[&0u32.to_be_bytes(), &c::CC_Hash.to_be_bytes(), &rparams]);
+        expect = sha256(&[&expect, &cp, &rp]);
+    }
+    let (exclusive, digest) = session_audit_digest(&mut t, s).expect("GetSessionAuditDigest");
+    assert!(!exclusive);
+    assert_eq!(digest, expect);
+}
