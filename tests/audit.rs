@@ -1,9 +1,11 @@
-//! Session audit (TPMA_SESSION audit, auditExclusive, auditReset) and
-//! TPM2_GetSessionAuditDigest through raw commands and tpm2-tools against the
-//! real `vtpm` binary: the session audit digest recomputed from the commands
-//! and responses as sent, compared with swtpm + libtpms for the same
-//! sequence, the codes of refused attribute combinations compared with
-//! swtpm's, and the signature of the attestation verified by OpenSSL.
+//! Session audit (TPMA_SESSION audit, auditExclusive, auditReset),
+//! TPM2_GetSessionAuditDigest and command audit (SetCommandCodeAuditStatus,
+//! GetCommandAuditDigest, TPM_CAP_AUDIT_COMMANDS, the audit counter) through
+//! raw commands and tpm2-tools against the real `vtpm` binary: the session
+//! audit digest recomputed from the commands and responses as sent, both
+//! digests compared with swtpm + libtpms for the same sequence, the codes of
+//! refused attribute combinations and list changes compared with swtpm's,
+//! and the signatures of the attestations verified by OpenSSL.
 
 mod common;
 mod support;
@@ -393,4 +395,213 @@ fn session_audit_digest_survives_a_saved_context() {
     let (exclusive, digest) = session_audit_digest(&mut t, s).expect("GetSessionAuditDigest");
     assert!(!exclusive);
     assert_eq!(digest, expect);
+}
+
+/// tpm2_setcommandauditstatus (SHA-256, then TPM2_Hash audited), two
+/// tpm2_hash, tpm2_getcommandauditdigest signed by an attestation key:
+/// the TPMS_COMMAND_AUDIT_INFO (counter, hash, audit digest, command
+/// digest) and the audit counter properties.
+fn command_audit_run(tpm: &Vtpm) -> (Vec<u8>, String) {
+    let w = tpm.tmp.path().join("work");
+    std::fs::create_dir_all(&w).unwrap();
+    let f = |n: &str| w.join(n).to_str().unwrap().to_string();
+    let t = tpm.tcti();
+    std::fs::write(f("data"), b"abc").unwrap();
+    tpm2_ok("tpm2_setcommandauditstatus", &["-g", "sha256"], &t);
+    tpm2_ok("tpm2_setcommandauditstatus", &["TPM2_CC_Hash"], &t);
+    for _ in 0..2 {
+        // The null hierarchy: the ticket is the NULL ticket, the same everywhere.
+        tpm2_ok(
+            "tpm2_hash",
+            &["-C", "n", "-g", "sha256", "-o", &f("h"), &f("data")],
+            &t,
+        );
+    }
+    tpm2_ok(
+        "tpm2_createek",
+        &["-c", &f("ek.ctx"), "-G", "ecc", "-u", &f("ek.pub")],
+        &t,
+    );
+    tpm2_ok(
+        "tpm2_createak",
+        &[
+            "-C",
+            &f("ek.ctx"),
+            "-c",
+            &f("ak.ctx"),
+            "-G",
+            "ecc",
+            "-g",
+            "sha256",
+            "-s",
+            "ecdsa",
+            "-u",
+            &f("ak.pem"),
+            "-f",
+            "pem",
+            "-n",
+            &f("ak.name"),
+        ],
+        &t,
+    );
+    tpm2_ok("tpm2_flushcontext", &["-t"], &t);
+    tpm2_ok(
+        "tpm2_getcommandauditdigest",
+        &[
+            "-c",
+            &f("ak.ctx"),
+            "-g",
+            "sha256",
+            "-m",
+            &f("att.bin"),
+            "-s",
+            &f("sig.bin"),
+            "-f",
+            "plain",
+        ],
+        &t,
+    );
+    let out = Command::new("openssl")
+        .args([
+            "dgst",
+            "-sha256",
+            "-verify",
+            &f("ak.pem"),
+            "-signature",
+            &f("sig.bin"),
+        ])
+        .arg(f("att.bin"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let att = std::fs::read(f("att.bin")).unwrap();
+    assert_eq!(&att[4..6], &c::ST_ATTEST_COMMAND_AUDIT.to_be_bytes());
+    // auditCounter (8) || digestAlg (2) || auditDigest (2 + 32) || commandDigest (2 + 32).
+    let info = att[att.len() - 78..].to_vec();
+    let props = tpm2_ok("tpm2_getcap", &["properties-variable"], &t);
+    let counters: String = props
+        .lines()
+        .filter(|l| l.contains("AUDIT_COUNTER"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (info, counters)
+}
+
+#[test]
+fn command_audit_digest_equals_swtpm() {
+    if !have_tpm2_tools() || !Path::new("/usr/bin/openssl").exists() {
+        eprintln!("tpm2-tools or openssl not installed: skipped (scripts/test.sh installs them)");
+        return;
+    }
+    let v = Vtpm::start_socket();
+    let (info, counters) = command_audit_run(&v);
+    println!("vtpm TPMS_COMMAND_AUDIT_INFO {}\n{counters}", hex(&info));
+    assert_eq!(&info[..8], &1u64.to_be_bytes(), "one digest started");
+    assert_eq!(&info[8..10], &c::ALG_SHA256.to_be_bytes());
+    assert!(
+        counters.contains("TPM2_PT_AUDIT_COUNTER_1: 0x1"),
+        "{counters}"
+    );
+    // The command digest: SHA-256 over the audited codes in ascending order.
+    let codes = [c::CC_SetCommandCodeAuditStatus, c::CC_Hash]
+        .iter()
+        .flat_map(|cc| cc.to_be_bytes())
+        .collect::<Vec<_>>();
+    assert_eq!(&info[46..], &sha256(&[&codes])[..]);
+    let Some(sw) = start_swtpm() else {
+        eprintln!("swtpm not installed: comparison skipped (scripts/test.sh installs it)");
+        return;
+    };
+    let (theirs, sw_counters) = command_audit_run(&sw);
+    println!("swtpm TPMS_COMMAND_AUDIT_INFO {}", hex(&theirs));
+    assert_eq!(info, theirs);
+    assert_eq!(counters, sw_counters);
+}
+
+/// Raw SetCommandCodeAuditStatus by the owner.
+fn set_audit(t: &mut RawConn, alg: u16, set: &[u32], clear: &[u32]) -> u32 {
+    let mut p = alg.to_be_bytes().to_vec();
+    for list in [set, clear] {
+        p.extend_from_slice(&(list.len() as u32).to_be_bytes());
+        for cc in list {
+            p.extend_from_slice(&cc.to_be_bytes());
+        }
+    }
+    let cmd = with_sessions(
+        c::CC_SetCommandCodeAuditStatus,
+        &[c::RH_OWNER],
+        &[session(RS_PW, 0)],
+        &p,
+    );
+    t.send(&cmd).0
+}
+
+/// GetCapability's answers for the audited commands and the audit counter.
+type AuditState = (Vec<u8>, Vec<u8>);
+
+/// The audited commands (TPM_CAP_AUDIT_COMMANDS) and the audit counter.
+fn audit_state(t: &mut RawConn) -> AuditState {
+    let cap = |t: &mut RawConn, cap: u32, prop: u32, n: u32| {
+        let body = [cap.to_be_bytes(), prop.to_be_bytes(), n.to_be_bytes()].concat();
+        let (rc, out) = t.send(&command(NO_SESSIONS, c::CC_GetCapability, &body));
+        assert_eq!(rc, 0);
+        out
+    };
+    (
+        cap(t, c::CAP_AUDIT_COMMANDS, c::CC_FIRST, 16),
+        cap(t, c::CAP_TPM_PROPERTIES, c::PT_AUDIT_COUNTER_0, 2),
+    )
+}
+
+/// The rules of SetCommandCodeAuditStatus, side by side with swtpm: a new
+/// hash with a list is TPM_RC_VALUE on auditAlg; SetCommandCodeAuditStatus
+/// cannot be cleared; unimplemented codes are ignored; a new hash clears
+/// the digest, so the next audited command starts one (the counter grows).
+fn set_audit_cases(port: u16) -> Vec<(u32, AuditState)> {
+    let mut t = RawConn::open(port);
+    let mut out = Vec::new();
+    let mut step = |t: &mut RawConn, rc: u32| {
+        let s = audit_state(t);
+        out.push((rc, s));
+    };
+    let rc = set_audit(
+        &mut t,
+        c::ALG_NULL,
+        &[c::CC_Hash, c::CC_GetRandom, 0x1FF],
+        &[],
+    );
+    step(&mut t, rc);
+    let rc = set_audit(&mut t, c::ALG_SHA1, &[c::CC_Hash], &[]);
+    step(&mut t, rc);
+    let rc = set_audit(&mut t, c::ALG_SHA384, &[], &[]);
+    step(&mut t, rc);
+    let rc = set_audit(
+        &mut t,
+        c::ALG_NULL,
+        &[],
+        &[c::CC_SetCommandCodeAuditStatus, c::CC_GetRandom],
+    );
+    step(&mut t, rc);
+    let rc = set_audit(&mut t, 0x0099, &[], &[]);
+    step(&mut t, rc);
+    out
+}
+
+#[test]
+fn set_command_code_audit_status_answers_as_swtpm() {
+    let v = Vtpm::start_socket();
+    let ours = set_audit_cases(v.port);
+    for (rc, (list, ctr)) in &ours {
+        println!("{rc:#x} {} {}", hex(list), hex(ctr));
+    }
+    assert_eq!(ours[1].0, 0x1C4, "a new hash with a list");
+    let Some(sw) = start_swtpm() else {
+        eprintln!("swtpm not installed: comparison skipped (scripts/test.sh installs it)");
+        return;
+    };
+    assert_eq!(ours, set_audit_cases(sw.port));
 }

@@ -195,6 +195,9 @@ commands! {
         r_handle: true, handler: cmd::object::create_primary },
     CC_NV_GlobalWriteLock => { handles: [h(T::Provision, R::User)], nv: true,
         handler: cmd::nv::nv_global_write_lock },
+    CC_GetCommandAuditDigest => { handles: [h(T::Endorsement, R::User), h(T::Object { null: true }, R::User)],
+        // TPMA_CC.nv as libtpms reports it (the reference clears the orderly state here).
+        decrypt: true, encrypt: true, nv: true, handler: cmd::attestation::get_command_audit_digest },
     CC_NV_Increment => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None)], nv: true,
         handler: cmd::nv_data::nv_increment },
     CC_NV_SetBits => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None)], nv: true,
@@ -217,6 +220,8 @@ commands! {
         flushed: true, handler: cmd::hash::sequence_complete },
     CC_SetAlgorithmSet => { handles: [h(T::Platform, R::User)], nv: true,
         handler: cmd::management::set_algorithm_set },
+    CC_SetCommandCodeAuditStatus => { handles: [h(T::Provision, R::User)], nv: true,
+        handler: cmd::attestation::set_command_code_audit_status },
     CC_IncrementalSelfTest => { handles: [], handler: cmd::testing::incremental_self_test },
     CC_SelfTest => { handles: [], handler: cmd::testing::self_test },
     CC_Startup => { handles: [], sessions: false, nv: true, handler: cmd::startup::startup },

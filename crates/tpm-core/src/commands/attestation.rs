@@ -71,6 +71,16 @@ tpm_struct! {
 }
 
 tpm_struct! {
+    /// TPMS_COMMAND_AUDIT_INFO.
+    pub struct CommandAuditInfo {
+        pub audit_counter: u64,
+        pub digest_alg: u16,
+        pub audit_digest: Digest,
+        pub command_digest: Digest,
+    }
+}
+
+tpm_struct! {
     /// TPMS_SESSION_AUDIT_INFO.
     pub struct SessionAuditInfo { pub exclusive_session: bool, pub session_digest: Digest }
 }
@@ -87,6 +97,8 @@ pub enum Attested {
     Quote(QuoteInfo),
     /// TPM_ST_ATTEST_TIME.
     Time(TimeAttestInfo),
+    /// TPM_ST_ATTEST_COMMAND_AUDIT.
+    CommandAudit(CommandAuditInfo),
     /// TPM_ST_ATTEST_SESSION_AUDIT.
     SessionAudit(SessionAuditInfo),
     /// TPM_ST_ATTEST_NV.
@@ -104,6 +116,7 @@ impl Attested {
             Attested::Quote(_) => c::ST_ATTEST_QUOTE,
             Attested::Time(_) => c::ST_ATTEST_TIME,
             Attested::SessionAudit(_) => c::ST_ATTEST_SESSION_AUDIT,
+            Attested::CommandAudit(_) => c::ST_ATTEST_COMMAND_AUDIT,
             Attested::Nv(_) => c::ST_ATTEST_NV,
             Attested::NvDigest(_) => ST_ATTEST_NV_DIGEST,
         }
@@ -117,6 +130,7 @@ impl Attested {
             c::ST_ATTEST_QUOTE => Attested::Quote(QuoteInfo::unmarshal(r)?),
             c::ST_ATTEST_TIME => Attested::Time(TimeAttestInfo::unmarshal(r)?),
             c::ST_ATTEST_SESSION_AUDIT => Attested::SessionAudit(SessionAuditInfo::unmarshal(r)?),
+            c::ST_ATTEST_COMMAND_AUDIT => Attested::CommandAudit(CommandAuditInfo::unmarshal(r)?),
             c::ST_ATTEST_NV => Attested::Nv(NvCertifyInfo::unmarshal(r)?),
             ST_ATTEST_NV_DIGEST => Attested::NvDigest(NvDigestCertifyInfo::unmarshal(r)?),
             _ => return err(c::RC_SELECTOR),
@@ -132,6 +146,7 @@ impl Marshal for Attested {
             Attested::Quote(i) => i.marshal(w),
             Attested::Time(i) => i.marshal(w),
             Attested::SessionAudit(i) => i.marshal(w),
+            Attested::CommandAudit(i) => i.marshal(w),
             Attested::Nv(i) => i.marshal(w),
             Attested::NvDigest(i) => i.marshal(w),
         }
@@ -425,6 +440,76 @@ pub fn get_session_audit_digest(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<R
         Attested::SessionAudit(info)
     })?;
     Ok(Response::of(&out))
+}
+
+/// TPM2_GetCommandAuditDigest: the audit counter, hash, command audit digest
+/// and the digest of the audited command codes (each a TPM_CC in ascending
+/// order). Reading the digest does not clear it (swtpm reports the same
+/// digest twice in a row).
+pub fn get_command_audit_digest(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    let p = AttestIn::parse(&mut ctx.params)?;
+    let signer = tpm.attestation_signer(ctx.handles[1], 2, p.in_scheme.0, 2)?;
+    let pw = tpm.pw.as_ref().ok_or(Rc(c::RC_INITIALIZE))?;
+    let alg = tpm.perm.command_audit_alg();
+    let codes: Vec<u8> = tpm
+        .perm
+        .audited_commands()
+        .iter()
+        .flat_map(|cc| cc.to_be_bytes())
+        .collect();
+    let info = CommandAuditInfo {
+        audit_counter: tpm.perm.audit_counter.0,
+        digest_alg: alg,
+        audit_digest: Buffer(pw.command_audit_digest.clone()),
+        command_digest: Buffer(crate::crypto::digest(alg, &[&codes])),
+    };
+    let out = tpm.attest(&signer, &p.qualifying_data, |_| {
+        Attested::CommandAudit(info)
+    })?;
+    Ok(Response::of(&out))
+}
+
+tpm_params! {
+    /// TPM2_SetCommandCodeAuditStatus parameters.
+    pub struct SetCommandCodeAuditStatusIn {
+        pub audit_alg: crate::types::AlgHashOrNull,
+        pub set_list: crate::marshal::List<u32, 256>,
+        pub clear_list: crate::marshal::List<u32, 256>,
+    }
+}
+
+/// TPM2_SetCommandCodeAuditStatus (Part 3 21.2): either a new audit hash
+/// (the lists must then be empty: TPM_RC_VALUE on auditAlg; the digest is
+/// cleared) or changes to the audited list. Codes the TPM does not
+/// implement are ignored, and SetCommandCodeAuditStatus stays audited.
+pub fn set_command_code_audit_status(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    let p = SetCommandCodeAuditStatusIn::parse(&mut ctx.params)?;
+    let alg = p.audit_alg.0;
+    if alg != c::ALG_NULL && alg != tpm.perm.command_audit_alg() {
+        if !p.set_list.0.is_empty() || !p.clear_list.0.is_empty() {
+            return Err(Rc(c::RC_VALUE).param(1));
+        }
+        tpm.perm.audit_alg.0 = alg;
+        tpm.powered()?.command_audit_digest.clear();
+        tpm.perm_dirty = true;
+        return Ok(Response::default());
+    }
+    let mut list = tpm.perm.audit_commands.0 .0.clone();
+    for &cc in &p.set_list.0 {
+        if crate::dispatch::lookup(cc).is_some()
+            && cc != c::CC_SetCommandCodeAuditStatus
+            && !list.contains(&cc)
+        {
+            list.push(cc);
+        }
+    }
+    list.retain(|cc| !p.clear_list.0.contains(cc));
+    list.sort_unstable();
+    if list != tpm.perm.audit_commands.0 .0 {
+        tpm.perm.audit_commands.0 .0 = list;
+        tpm.perm_dirty = true;
+    }
+    Ok(Response::default())
 }
 
 /// TPM2_GetTime: Time, Clock and the firmware version in the clear, beside

@@ -171,8 +171,8 @@ impl Tpm {
             (c::PT_LOCKOUT_INTERVAL, p.recovery_time),
             (c::PT_LOCKOUT_RECOVERY, p.lockout_recovery),
             (c::PT_NV_WRITE_RECOVERY, 0),
-            (c::PT_AUDIT_COUNTER_0, 0),
-            (c::PT_AUDIT_COUNTER_1, 0),
+            (c::PT_AUDIT_COUNTER_0, (p.audit_counter.0 >> 32) as u32),
+            (c::PT_AUDIT_COUNTER_1, p.audit_counter.0 as u32),
         ]
     }
 
@@ -283,7 +283,16 @@ pub fn get_capability(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             let (more, v) = page(&items, from, count, (MAX_CAP_BUFFER - 8) / 4);
             (more, CapabilityData::PpCommands(List(v)))
         }
-        c::CAP_AUDIT_COMMANDS => (false, CapabilityData::AuditCommands(List(Vec::new()))),
+        c::CAP_AUDIT_COMMANDS => {
+            let items: Vec<(u32, u32)> = tpm
+                .perm
+                .audited_commands()
+                .into_iter()
+                .map(|cc| (cc, cc))
+                .collect();
+            let (more, v) = page(&items, from, count, (MAX_CAP_BUFFER - 8) / 4);
+            (more, CapabilityData::AuditCommands(List(v)))
+        }
         c::CAP_PCRS => {
             let alloc = tpm.powered()?.pcrs.allocation();
             debug_assert!(alloc.0.len() <= HASH_COUNT);

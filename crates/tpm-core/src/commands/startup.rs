@@ -77,6 +77,7 @@ pub fn startup(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             pw.null_proof = s.null_proof.clone();
             pw.contexts = s.contexts.clone();
             pw.sessions.saved = s.saved_sessions.clone();
+            pw.command_audit_digest = s.command_audit_digest.0 .0.clone();
             tpm.perm.restart_count = tpm.perm.restart_count.wrapping_add(1);
         }
         (Some(s), _) => {
@@ -87,6 +88,7 @@ pub fn startup(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             pw.null_proof = s.null_proof.clone();
             pw.contexts = s.contexts.clone();
             pw.sessions.saved = s.saved_sessions.clone();
+            pw.command_audit_digest = s.command_audit_digest.0 .0.clone();
             tpm.perm.restart_count = tpm.perm.restart_count.wrapping_add(1);
             // Contexts of stClear objects saved before no longer load.
             tpm.perm.clear_count.0 = tpm.perm.clear_count.0.wrapping_add(1);
@@ -100,6 +102,7 @@ pub fn startup(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
                 counter: 0,
             };
             pw.sessions.saved = Default::default();
+            pw.command_audit_digest = Vec::new();
             tpm.perm.reset_count = tpm.perm.reset_count.wrapping_add(1);
             tpm.perm.restart_count = 0;
             tpm.perm.clear_count.0 = 0;
@@ -139,6 +142,9 @@ pub fn shutdown(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             null_proof: pw.null_proof.clone(),
             contexts: pw.contexts.clone(),
             saved_sessions: pw.sessions.saved.clone(),
+            command_audit_digest: crate::marshal::Trailing(crate::marshal::Buffer(
+                pw.command_audit_digest.clone(),
+            )),
         };
         tpm.store_blob(BlobKind::SaveState, crate::state::seal(&s))
             .map_err(|_| Rc(c::RC_NV_UNAVAILABLE))?;

@@ -138,8 +138,16 @@ impl Tpm {
             transform(&s, &key, &u.cmd.nonce, &s.nonce_tpm.0, data, false)?;
         }
 
+        // Command audit: cpHash under the audit hash, with the Names as they
+        // are before the command and the parameters as sent.
+        let audit_alg = self.perm.command_audit_alg();
+        let audit_cp = self.perm.command_audited(cc).then(|| {
+            let names: Vec<Vec<u8>> = handles.iter().map(|&h| self.entity_name(h)).collect();
+            area::cp_hash(audit_alg, cc, &names, params_in)
+        });
+
         // The command.
-        let perm_before = def.nv.then(|| self.perm.clone());
+        let perm_before = (def.nv || audit_cp.is_some()).then(|| self.perm.clone());
         self.perm_dirty = false;
         let mut ctx = Ctx {
             locality,
@@ -157,8 +165,25 @@ impl Tpm {
                 return Err(rc);
             }
         };
+        // A command that changed the audit hash is not recorded: the digest
+        // it cleared stays empty (libtpms).
+        let audit_cp = audit_cp.filter(|_| self.perm.command_audit_alg() == audit_alg);
+        let start = audit_cp.is_some()
+            && self
+                .pw
+                .as_ref()
+                .is_some_and(|p| p.command_audit_digest.is_empty());
+        if start {
+            // A new digest: the counter says which one it is, so it is
+            // written before the command answers.
+            self.perm.audit_counter.0 = self.perm.audit_counter.0.wrapping_add(1);
+            self.perm_dirty = true;
+        }
         self.commit(perm_before)?;
-        self.build_response(def, cc, tag, resp, uses)
+        if let (true, Some(p)) = (start, self.pw.as_mut()) {
+            p.command_audit_digest = vec![0; crate::types::digest_size(audit_alg)];
+        }
+        self.build_response(def, cc, tag, resp, uses, audit_cp)
     }
 
     fn session(&self, h: u32) -> TpmResult<&crate::auth::session::Session> {
@@ -484,6 +509,7 @@ impl Tpm {
         tag: u16,
         resp: super::Response,
         uses: Vec<SessionUse>,
+        audit_cp: Option<Vec<u8>>,
     ) -> TpmResult<Vec<u8>> {
         let mut params = resp.params;
         // The response is keyed with the authValues as they are after the command
@@ -525,6 +551,14 @@ impl Tpm {
                     transform(&s, &key, nonce, &uses[i].cmd.nonce, data, true)?;
                 }
             }
+        }
+
+        // Command audit: rpHash over the response parameters as sent.
+        if let (Some(cp), Some(p)) = (&audit_cp, self.pw.as_mut()) {
+            let alg = self.perm.command_audit_alg();
+            let rp = area::rp_hash(alg, cc, &params);
+            p.command_audit_digest =
+                crate::crypto::digest(alg, &[&p.command_audit_digest, cp, &rp]);
         }
 
         // Exclusivity (Part 1 "Exclusive Audit Sessions"): a session's first

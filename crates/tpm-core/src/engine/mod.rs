@@ -81,6 +81,9 @@ pub struct Powered {
     /// after a restore no session is exclusive, so auditExclusive answers
     /// TPM_RC_EXCLUSIVE rather than vouching for commands it did not see.
     pub exclusive_audit: u32,
+    /// The command audit digest (empty: none started since it was last
+    /// cleared); its algorithm and counter are permanent.
+    pub command_audit_digest: Vec<u8>,
 }
 
 /// The TPM engine.
@@ -235,6 +238,7 @@ impl Tpm {
                     da: Default::default(),
                     epoch: self.rng.next_u32(),
                     exclusive_audit: 0,
+                    command_audit_digest: v.command_audit_digest.0 .0.clone(),
                 }
             }
             None => Powered {
@@ -256,6 +260,7 @@ impl Tpm {
                 da: Default::default(),
                 epoch: self.rng.next_u32(),
                 exclusive_audit: 0,
+                command_audit_digest: Vec::new(),
             },
         };
         self.pw = Some(powered);
@@ -308,6 +313,7 @@ impl Tpm {
             contexts: pw.contexts.clone(),
             clock_safe: pw.clock.safe,
             objects: pw.objects.to_state(),
+            command_audit_digest: crate::marshal::Trailing(Buffer(pw.command_audit_digest.clone())),
         })
     }
 
@@ -524,5 +530,55 @@ mod tests {
         assert!(decode_snapshot(&snapshot_of(4, 0)).is_ok());
         assert!(!format4_with_sessions(&snapshot_of(STATE_VERSION, 1)));
         assert!(decode_snapshot(&snapshot_of(STATE_VERSION, 1)).is_ok());
+    }
+
+    /// The command audit digest survives Shutdown(STATE) (TPM Resume and
+    /// Restart) and is gone after a TPM Reset; the audited list and the
+    /// counter are permanent.
+    #[test]
+    fn command_audit_digest_survives_shutdown_state() {
+        use crate::test_cmd::{b2, command};
+        let rc = |r: &[u8]| u32::from_be_bytes(r[6..10].try_into().unwrap());
+        let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
+        let cycle = |t: &mut Tpm, down: u16, up: u16| {
+            if down != 0 {
+                let r = t.execute(0, &command(c::CC_Shutdown, &[], None, &down.to_be_bytes()));
+                assert_eq!(rc(&r), 0);
+                t.power_off().unwrap();
+            }
+            t.power_on(false).unwrap();
+            let r = t.execute(0, &command(c::CC_Startup, &[], None, &up.to_be_bytes()));
+            assert_eq!(rc(&r), 0);
+        };
+        cycle(&mut t, 0, c::SU_CLEAR);
+        let mut p = c::ALG_NULL.to_be_bytes().to_vec();
+        p.extend_from_slice(&1u32.to_be_bytes());
+        p.extend_from_slice(&c::CC_Hash.to_be_bytes());
+        p.extend_from_slice(&0u32.to_be_bytes());
+        let set = command(
+            c::CC_SetCommandCodeAuditStatus,
+            &[c::RH_OWNER],
+            Some(&[b""]),
+            &p,
+        );
+        assert_eq!(rc(&t.execute(0, &set)), 0);
+        let mut hash = b2(b"abc");
+        hash.extend_from_slice(&c::ALG_SHA256.to_be_bytes());
+        hash.extend_from_slice(&c::RH_NULL.to_be_bytes());
+        assert_eq!(rc(&t.execute(0, &command(c::CC_Hash, &[], None, &hash))), 0);
+        let digest = t.pw.as_ref().unwrap().command_audit_digest.clone();
+        assert_eq!(digest.len(), 64, "SHA-512, the default audit hash");
+        assert_eq!(t.perm.audit_counter.0, 1);
+        cycle(&mut t, c::SU_STATE, c::SU_STATE);
+        assert_eq!(t.pw.as_ref().unwrap().command_audit_digest, digest);
+        cycle(&mut t, c::SU_STATE, c::SU_CLEAR);
+        assert_eq!(t.pw.as_ref().unwrap().command_audit_digest, digest);
+        cycle(&mut t, c::SU_CLEAR, c::SU_CLEAR);
+        assert!(t.pw.as_ref().unwrap().command_audit_digest.is_empty());
+        assert_eq!(t.perm.audit_counter.0, 1);
+        assert!(t.perm.command_audited(c::CC_Hash));
+        // The next audited command starts the second digest.
+        assert_eq!(rc(&t.execute(0, &command(c::CC_Hash, &[], None, &hash))), 0);
+        assert_eq!(t.perm.audit_counter.0, 2);
     }
 }

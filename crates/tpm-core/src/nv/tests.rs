@@ -291,13 +291,17 @@ fn a_format_2_permanent_blob_still_loads() {
     let mut old = t.perm.clone();
     drop(t);
     // Format 2 ends after the persistent objects: no DA/PP state, NV state,
-    // clearCount or algorithmSet (the trailing fields added since).
+    // clearCount, algorithmSet or command audit state (the trailing fields
+    // added since).
     old.version = 2;
     let mut bytes = old.to_bytes();
     let trailing = old.da.to_bytes().len()
         + old.nv.to_bytes().len()
         + old.clear_count.to_bytes().len()
-        + old.algorithm_set.to_bytes().len();
+        + old.algorithm_set.to_bytes().len()
+        + old.audit_alg.to_bytes().len()
+        + old.audit_counter.to_bytes().len()
+        + old.audit_commands.to_bytes().len();
     bytes.truncate(bytes.len() - trailing);
     let sealed = {
         let d = crate::crypto::digest(c::ALG_SHA256, &[&bytes]);
@@ -315,6 +319,11 @@ fn a_format_2_permanent_blob_still_loads() {
     assert_eq!(t.perm.version, crate::state::STATE_VERSION);
     assert!(t.perm.nv.indices.0.is_empty());
     assert!(!t.perm.da.lockout_auth_locked && t.perm.da.pp_extra.0.is_empty());
+    // Command audit as manufactured: SHA-512, counter 0, only
+    // SetCommandCodeAuditStatus audited.
+    assert_eq!(t.perm.command_audit_alg(), c::ALG_SHA512);
+    assert_eq!(t.perm.audit_counter.0, 0);
+    assert_eq!(t.perm.audited_commands(), [c::CC_SetCommandCodeAuditStatus]);
     assert_eq!(define(&mut t, c::RH_OWNER, IDX, OWNER_RW, 8, b""), 0);
 }
 

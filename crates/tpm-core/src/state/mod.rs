@@ -20,7 +20,9 @@ use crate::marshal::{Marshal, Unmarshal};
 /// NV indices at the end of the permanent state; version 4 the policy context
 /// of sessions (volatile snapshots and session contexts of format 3 that hold
 /// sessions do not parse and are refused, never loaded half); version 5 the
-/// session audit digest at the end of each session (format-4 session
+/// session audit digest at the end of each session, and the command audit
+/// state as trailing fields of the permanent, save-state and volatile blobs
+/// (absent in older blobs: their defaults) (format-4 session
 /// contexts no longer parse and are refused; format-4 volatile snapshots load
 /// when they hold no loaded session and are refused otherwise).
 pub const STATE_VERSION: u16 = 5;

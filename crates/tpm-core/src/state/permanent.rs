@@ -59,6 +59,14 @@ tpm_struct! {
         /// algorithmSet, as TPM2_SetAlgorithmSet last set it (reported as
         /// TPM_PT_ALGORITHM_SET; absent in older blobs: 0).
         pub algorithm_set: crate::marshal::Trailing<u32>,
+        /// The hash of the command audit digest (SetCommandCodeAuditStatus;
+        /// absent in older blobs: 0, read as SHA-512, libtpms's default).
+        pub audit_alg: crate::marshal::Trailing<u16>,
+        /// The command audit counter: digests started so far (absent: 0).
+        pub audit_counter: crate::marshal::Trailing<u64>,
+        /// The commands audited besides SetCommandCodeAuditStatus, which
+        /// always is (absent: none).
+        pub audit_commands: crate::marshal::Trailing<crate::marshal::List<u32, 256>>,
     }
 }
 
@@ -153,6 +161,35 @@ impl Permanent {
             clear_count: Default::default(),
             algorithm_set: Default::default(),
             nv: Default::default(),
+            audit_alg: crate::marshal::Trailing(c::ALG_SHA512),
+            audit_counter: Default::default(),
+            audit_commands: Default::default(),
         }
+    }
+}
+
+impl Permanent {
+    /// The hash algorithm of the command audit digest.
+    pub fn command_audit_alg(&self) -> u16 {
+        match self.audit_alg.0 {
+            0 => crate::constants::ALG_SHA512,
+            alg => alg,
+        }
+    }
+
+    /// Whether command `cc` is audited (SetCommandCodeAuditStatus always is).
+    pub fn command_audited(&self, cc: u32) -> bool {
+        cc == crate::constants::CC_SetCommandCodeAuditStatus
+            || self.audit_commands.0 .0.contains(&cc)
+    }
+
+    /// The audited commands in ascending order (TPM_CAP_AUDIT_COMMANDS and
+    /// the commandDigest of GetCommandAuditDigest).
+    pub fn audited_commands(&self) -> Vec<u32> {
+        let mut v = self.audit_commands.0 .0.clone();
+        v.push(crate::constants::CC_SetCommandCodeAuditStatus);
+        v.sort_unstable();
+        v.dedup();
+        v
     }
 }

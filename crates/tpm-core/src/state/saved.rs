@@ -44,6 +44,9 @@ tpm_struct! {
         pub null_proof: Secret64,
         pub contexts: ContextState,
         pub saved_sessions: List<crate::auth::session::SavedSession, 64>,
+        /// The command audit digest (kept by TPM Restart and Resume, as
+        /// libtpms keeps it; absent in older blobs: none).
+        pub command_audit_digest: crate::marshal::Trailing<crate::types::Digest>,
     }
 }
 
@@ -62,5 +65,7 @@ tpm_struct! {
         pub contexts: ContextState,
         pub clock_safe: bool,
         pub objects: crate::engine::objects::ObjectsState,
+        /// The command audit digest (absent in older blobs: none).
+        pub command_audit_digest: crate::marshal::Trailing<crate::types::Digest>,
     }
 }
