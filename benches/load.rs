@@ -418,20 +418,20 @@ fn ratio(a: &Res<Figures>, b: Option<&Res<Figures>>, f: impl Fn(&Figures) -> f64
     }
 }
 
+/// One workload's figures on vtpm and (if it runs) swtpm.
+type Pair = (&'static str, Res<Figures>, Option<Res<Figures>>);
+
 /// Figures kept for the targets, by workload name.
 #[derive(Default)]
 struct Results {
-    back_to_back: Vec<(&'static str, Res<Figures>, Option<Res<Figures>>)>,
+    back_to_back: Vec<Pair>,
     relaxed: Vec<(&'static str, Res<Figures>)>,
-    sparse: Vec<(&'static str, Res<Figures>, Option<Res<Figures>>)>,
+    sparse: Vec<Pair>,
     idle_ticks: Option<u64>,
     floor_us: Option<f64>,
 }
 
-fn find<'a>(
-    v: &'a [(&'static str, Res<Figures>, Option<Res<Figures>>)],
-    name: &str,
-) -> Option<(&'a Figures, &'a Figures)> {
+fn find<'a>(v: &'a [Pair], name: &str) -> Option<(&'a Figures, &'a Figures)> {
     let (_, ours, theirs) = v.iter().find(|(n, _, _)| *n == name)?;
     Some((ours.as_ref().ok()?, theirs.as_ref()?.as_ref().ok()?))
 }
