@@ -1,9 +1,12 @@
-//! The TPM thread: the only owner of the [`Tpm`] engine. Transport threads
-//! reach it through [`TpmDevice`], which implements [`transport::Device`] by
-//! posting a job on a crossbeam channel and blocking on the job's reply
-//! channel, so commands and control messages are serialised in arrival order.
-//! `cancel` is the exception: it sets the engine's cancel flag directly, since
-//! queueing it behind the command it should cancel would be useless.
+//! The TPM thread: the only owner of the [`Tpm`] engine. The engine is
+//! created on that thread and never leaves it; the thread runs the
+//! transport's [`TpmLoop`](transport::TpmLoop), which serves the data
+//! channel itself (read, execute, answer: one wake-up per command) and runs
+//! the jobs other threads post with a [`TpmHandle`] (control channel, mssim
+//! platform port, start-up and shutdown here). [`Engine`] is the
+//! [`transport::Device`] the loop drives. Cancelling is the exception: the
+//! control thread sets the engine's cancel flag directly, since queueing it
+//! behind the command it should cancel would be useless.
 //!
 //! Auto-shutdown (swtpm's behaviour unless `--flags disable-auto-shutdown`):
 //! before the TPM is powered off or re-initialised by the control channel,
@@ -21,12 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
 use tpm_core::constants as c;
 use tpm_core::engine::error_response;
 use tpm_core::persist::BlobKind;
 use tpm_core::Tpm;
-use transport::{Device, DeviceError, StateBlobKind};
+use transport::{Canceller, Device, DeviceError, StateBlobKind, TpmHandle};
 
 use crate::error::{Error, Result};
 
@@ -64,7 +66,7 @@ pub fn response_code(resp: &[u8]) -> u32 {
         .unwrap_or(c::RC_FAILURE)
 }
 
-/// What the TPM thread owns.
+/// What the TPM thread owns: the engine and what the device remembers about it.
 struct Engine {
     tpm: Tpm,
     /// Command code of the last command executed (for auto-shutdown).
@@ -72,14 +74,15 @@ struct Engine {
     auto_shutdown: bool,
     /// The engine panicked: answer everything with failure.
     failed: bool,
-    /// Mirror of `tpm.is_powered()` readable without a round trip.
-    running: Arc<AtomicBool>,
-    /// Set while a command executes, so `cancel` only touches a running command.
+    /// Powered on (CMD_INIT succeeded, no power-off since).
+    running: bool,
+    /// Set while a command executes, so that cancelling only touches a running command.
     busy: Arc<AtomicBool>,
-    stop: bool,
+    /// The engine's cancel flag.
+    cancel: Arc<AtomicBool>,
+    /// The state is encrypted at rest (`--key`), reported by CMD_GET_CONFIG.
+    encrypted: bool,
 }
-
-type Job = Box<dyn FnOnce(&mut Engine) + Send>;
 
 fn engine_error(e: tpm_core::Error) -> DeviceError {
     let code = match &e {
@@ -100,13 +103,6 @@ fn failed() -> DeviceError {
     }
 }
 
-fn gone() -> DeviceError {
-    DeviceError {
-        code: ctrl_rc::FAIL,
-        msg: "the TPM thread has stopped".into(),
-    }
-}
-
 fn blob_kind(k: StateBlobKind) -> BlobKind {
     match k {
         StateBlobKind::Permanent => BlobKind::Permanent,
@@ -116,23 +112,21 @@ fn blob_kind(k: StateBlobKind) -> BlobKind {
 }
 
 impl Engine {
-    fn execute(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
+    /// Run `f` on the engine unless it has failed; a panic puts the device
+    /// in failure mode instead of ending the TPM thread (and the guest's TPM).
+    fn guard<R>(&mut self, f: impl FnOnce(&mut Tpm) -> R) -> Option<R> {
         if self.failed {
-            return error_response(c::RC_FAILURE);
+            return None;
         }
-        let cc = command
-            .get(6..10)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-        self.last_command = cc;
-        self.busy.store(true, Ordering::SeqCst);
-        let resp = self.tpm.execute(locality, command);
-        self.busy.store(false, Ordering::SeqCst);
-        log::trace!(
-            "command {:#x?} at locality {locality}: rc {:#x}",
-            cc.unwrap_or(0),
-            response_code(&resp)
-        );
-        resp
+        match catch_unwind(AssertUnwindSafe(|| f(&mut self.tpm))) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                log::error!("the TPM engine panicked; the TPM is now in failure mode");
+                self.failed = true;
+                self.busy.store(false, Ordering::SeqCst);
+                None
+            }
+        }
     }
 
     /// swtpm's auto-shutdown (see the module documentation).
@@ -156,100 +150,152 @@ impl Engine {
         }
     }
 
-    fn power_off(&mut self) -> std::result::Result<(), DeviceError> {
-        self.maybe_shutdown();
-        let r = if self.failed {
-            Ok(())
-        } else {
-            self.tpm.power_off().map_err(engine_error)
-        };
-        self.running.store(false, Ordering::SeqCst);
-        r
+    fn checked<R>(
+        &mut self,
+        f: impl FnOnce(&mut Tpm) -> std::result::Result<R, tpm_core::Error>,
+    ) -> std::result::Result<R, DeviceError> {
+        self.guard(f).ok_or_else(failed)?.map_err(engine_error)
+    }
+}
+
+impl Device for Engine {
+    fn execute(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
+        let cc = command
+            .get(6..10)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        self.last_command = cc;
+        self.busy.store(true, Ordering::SeqCst);
+        let resp = self
+            .guard(|t| t.execute(locality, command))
+            .unwrap_or_else(|| error_response(c::RC_FAILURE));
+        self.busy.store(false, Ordering::SeqCst);
+        log::trace!(
+            "command {:#x?} at locality {locality}: rc {:#x}",
+            cc.unwrap_or(0),
+            response_code(&resp)
+        );
+        resp
     }
 
     fn init(&mut self, delete_volatile: bool) -> std::result::Result<(), DeviceError> {
+        log::debug!("init (delete volatile state: {delete_volatile})");
         if self.failed {
             return Err(failed());
         }
         if self.tpm.is_powered() {
             self.power_off()?;
         }
-        self.tpm.power_on(delete_volatile).map_err(engine_error)?;
+        self.checked(|t| t.power_on(delete_volatile))?;
         self.last_command = None;
-        self.running.store(true, Ordering::SeqCst);
+        self.running = true;
         Ok(())
     }
 
-    fn checked<R>(
-        &mut self,
-        f: impl FnOnce(&mut Tpm) -> std::result::Result<R, tpm_core::Error>,
-    ) -> std::result::Result<R, DeviceError> {
-        if self.failed {
-            return Err(failed());
-        }
-        f(&mut self.tpm).map_err(engine_error)
+    fn power_off(&mut self) -> std::result::Result<(), DeviceError> {
+        log::debug!("power off");
+        self.maybe_shutdown();
+        let r = if self.failed {
+            Ok(())
+        } else {
+            self.checked(|t| t.power_off())
+        };
+        self.running = false;
+        r
     }
-}
 
-/// How long each side of the hand-off spins before it blocks. Most commands take
-/// a few microseconds; a futex sleep and wake on both sides would cost more
-/// than the command, and more than swtpm's single-threaded loop.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+    fn is_running(&self) -> bool {
+        self.running
+    }
 
-/// Receive from `rx`, spinning up to [`SPIN`] before blocking.
-fn recv_spin<T>(rx: &Receiver<T>) -> Option<T> {
-    let start = std::time::Instant::now();
-    loop {
-        match rx.try_recv() {
-            Ok(v) => return Some(v),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
-            Err(crossbeam_channel::TryRecvError::Empty) if start.elapsed() < SPIN => {
-                std::hint::spin_loop()
+    fn canceller(&self) -> Option<Canceller> {
+        let (busy, cancel) = (Arc::clone(&self.busy), Arc::clone(&self.cancel));
+        Some(Arc::new(move || {
+            // Only a command in progress can be cancelled; a flag left set
+            // would cancel the next long command instead.
+            if busy.load(Ordering::SeqCst) {
+                cancel.store(true, Ordering::SeqCst);
             }
-            Err(crossbeam_channel::TryRecvError::Empty) => return rx.recv().ok(),
+        }))
+    }
+
+    fn tpm_established(&mut self) -> std::result::Result<bool, DeviceError> {
+        self.checked(|t| Ok(t.tpm_established()))
+    }
+
+    fn reset_established(&mut self, locality: u8) -> std::result::Result<(), DeviceError> {
+        if locality < 3 {
+            return Err(DeviceError {
+                code: ctrl_rc::BAD_LOCALITY,
+                msg: format!("tpmEstablished cannot be reset from locality {locality}"),
+            });
         }
+        self.checked(|t| t.reset_established(locality))
+    }
+
+    fn hash_start(&mut self) -> std::result::Result<(), DeviceError> {
+        self.checked(|t| t.hash_start())
+    }
+
+    fn hash_data(&mut self, data: &[u8]) -> std::result::Result<(), DeviceError> {
+        self.checked(|t| t.hash_data(data))
+    }
+
+    fn hash_end(&mut self) -> std::result::Result<(), DeviceError> {
+        self.checked(|t| t.hash_end())
+    }
+
+    fn store_volatile(&mut self) -> std::result::Result<(), DeviceError> {
+        self.checked(|t| t.store_volatile())
+    }
+
+    fn get_state_blob(&mut self, kind: StateBlobKind) -> std::result::Result<Vec<u8>, DeviceError> {
+        self.checked(|t| t.state_blob(blob_kind(kind)))
+    }
+
+    fn set_state_blob(
+        &mut self,
+        kind: StateBlobKind,
+        data: Vec<u8>,
+    ) -> std::result::Result<(), DeviceError> {
+        self.checked(|t| t.set_state_blob(blob_kind(kind), &data))
+    }
+
+    fn lock_storage(&mut self, _retries: u32) -> std::result::Result<(), DeviceError> {
+        // vtpm always holds the state lock from start-up (see state_dir).
+        Ok(())
+    }
+
+    fn set_physical_presence(&mut self, asserted: bool) {
+        self.guard(|t| t.set_physical_presence(asserted));
+    }
+
+    fn set_nv_available(&mut self, available: bool) {
+        self.guard(|t| t.set_nv_available(available));
+    }
+
+    fn config_flags(&self) -> u32 {
+        // PTM_CONFIG_FLAG_FILE_KEY when the image is encrypted; never
+        // PTM_CONFIG_FLAG_MIGRATION_KEY, since --migration-key is not used.
+        u32::from(self.encrypted)
     }
 }
 
-fn tpm_thread(mut engine: Engine, jobs: Receiver<Job>) {
-    while let Some(job) = recv_spin(&jobs) {
-        // The engine must never panic; if it does, keep serving failure responses
-        // instead of taking the process (and the guest's TPM) down with it.
-        if catch_unwind(AssertUnwindSafe(|| job(&mut engine))).is_err() {
-            log::error!("the TPM engine panicked; the TPM is now in failure mode");
-            engine.failed = true;
-            engine.busy.store(false, Ordering::SeqCst);
-        }
-        if engine.stop {
-            break;
-        }
-    }
-    log::debug!("TPM thread stopped");
-}
-
-/// The TPM device: a handle to the TPM thread.
+/// The TPM device: the TPM thread and a handle on it.
 pub struct TpmDevice {
-    jobs: Sender<Job>,
-    running: Arc<AtomicBool>,
-    busy: Arc<AtomicBool>,
-    cancel: Arc<AtomicBool>,
+    handle: TpmHandle,
     thread: Mutex<Option<JoinHandle<()>>>,
-    /// The state is encrypted at rest (`--key`), reported by CMD_GET_CONFIG.
-    encrypted: bool,
 }
 
 impl TpmDevice {
     /// Spawn the TPM thread, creating the engine on it with `make` (so the
     /// engine never crosses threads). Fails if the engine cannot load its state.
-    pub fn start<F>(make: F, auto_shutdown: bool, encrypted: bool) -> Result<Arc<TpmDevice>>
+    pub fn start<F>(make: F, auto_shutdown: bool, encrypted: bool) -> Result<TpmDevice>
     where
         F: FnOnce() -> std::result::Result<Tpm, tpm_core::Error> + Send + 'static,
     {
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+        let (tpm_loop, handle) = transport::tpm_loop()
+            .map_err(|e| Error::Process(format!("cannot start the TPM thread: {e}")))?;
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-        let running = Arc::new(AtomicBool::new(false));
-        let busy = Arc::new(AtomicBool::new(false));
-        let (r, b) = (running.clone(), busy.clone());
         let thread = std::thread::Builder::new()
             .name("tpm".into())
             .spawn(move || {
@@ -266,166 +312,58 @@ impl TpmDevice {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok(tpm.cancel_flag()));
-                let engine = Engine {
+                let mut engine = Engine {
+                    cancel: tpm.cancel_flag(),
                     tpm,
                     last_command: None,
                     auto_shutdown,
                     failed: false,
-                    running: r,
-                    busy: b,
-                    stop: false,
+                    running: false,
+                    busy: Arc::new(AtomicBool::new(false)),
+                    encrypted,
                 };
-                tpm_thread(engine, jobs_rx);
+                let _ = ready_tx.send(Ok(()));
+                tpm_loop.run(&mut engine);
             })
             .map_err(|e| Error::Process(format!("cannot start the TPM thread: {e}")))?;
-        let cancel = match ready_rx.recv() {
-            Ok(Ok(flag)) => flag,
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
             Ok(Err(msg)) => return Err(Error::Engine(msg)),
             Err(_) => return Err(Error::Engine("the TPM thread ended during start-up".into())),
-        };
-        Ok(Arc::new(TpmDevice {
-            jobs: jobs_tx,
-            running,
-            busy,
-            cancel,
+        }
+        Ok(TpmDevice {
+            handle,
             thread: Mutex::new(Some(thread)),
-            encrypted,
-        }))
+        })
     }
 
-    /// Run `f` on the TPM thread and wait for its result (None if the thread is gone
-    /// or the job panicked).
-    fn call<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Engine) -> R + Send + 'static,
-    ) -> Option<R> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let job: Job = Box::new(move |e| {
-            let _ = tx.send(f(e));
-        });
-        self.jobs.send(job).ok()?;
-        recv_spin(&rx)
+    /// The handle the transport serves the TPM with.
+    pub fn handle(&self) -> &TpmHandle {
+        &self.handle
     }
 
-    fn call_dev<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Engine) -> std::result::Result<R, DeviceError> + Send + 'static,
-    ) -> std::result::Result<R, DeviceError> {
-        self.call(f).unwrap_or_else(|| Err(gone()))
+    /// Power on (`--flags not-need-init`), as CMD_INIT would.
+    pub fn init(&self, delete_volatile: bool) -> std::result::Result<(), DeviceError> {
+        self.handle.call_dev(move |d| d.init(delete_volatile))
     }
 
     /// Send TPM2_Startup(`su`) (`--flags startup-clear|startup-state`); returns the response code.
     pub fn startup(&self, su: u16) -> u32 {
-        response_code(&self.execute(0, su_command(CC_STARTUP, su)))
+        self.handle
+            .call(move |d| response_code(&d.execute(0, &su_command(CC_STARTUP, su))))
+            .unwrap_or(c::RC_FAILURE)
     }
 
     /// Final shutdown: auto-shutdown, power off (persisting what must be), stop
     /// the TPM thread and wait for it. Later calls on the device fail cleanly.
     pub fn shutdown(&self) -> std::result::Result<(), DeviceError> {
         // None: the thread is already gone, so there is nothing left to power off.
-        let r = self
-            .call(|e| {
-                e.stop = true;
-                e.power_off()
-            })
-            .unwrap_or(Ok(()));
+        let r = self.handle.finish(|d| d.power_off()).unwrap_or(Ok(()));
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(t) = thread {
             let _ = t.join();
         }
         r
-    }
-}
-
-impl Device for TpmDevice {
-    fn execute(&self, locality: u8, command: Vec<u8>) -> Vec<u8> {
-        self.call(move |e| e.execute(locality, &command))
-            .unwrap_or_else(|| error_response(c::RC_FAILURE))
-    }
-
-    fn init(&self, delete_volatile: bool) -> std::result::Result<(), DeviceError> {
-        log::debug!("init (delete volatile state: {delete_volatile})");
-        self.call_dev(move |e| e.init(delete_volatile))
-    }
-
-    fn power_off(&self) -> std::result::Result<(), DeviceError> {
-        log::debug!("power off");
-        self.call_dev(|e| e.power_off())
-    }
-
-    fn is_running(&self) -> bool {
-        self.running.load(Ordering::SeqCst)
-    }
-
-    fn cancel(&self) {
-        // Only a command in progress can be cancelled; a flag left set would
-        // cancel the next long command instead.
-        if self.busy.load(Ordering::SeqCst) {
-            self.cancel.store(true, Ordering::SeqCst);
-        }
-    }
-
-    fn tpm_established(&self) -> std::result::Result<bool, DeviceError> {
-        self.call_dev(|e| e.checked(|t| Ok(t.tpm_established())))
-    }
-
-    fn reset_established(&self, locality: u8) -> std::result::Result<(), DeviceError> {
-        if locality < 3 {
-            return Err(DeviceError {
-                code: ctrl_rc::BAD_LOCALITY,
-                msg: format!("tpmEstablished cannot be reset from locality {locality}"),
-            });
-        }
-        self.call_dev(move |e| e.checked(|t| t.reset_established(locality)))
-    }
-
-    fn hash_start(&self) -> std::result::Result<(), DeviceError> {
-        self.call_dev(|e| e.checked(|t| t.hash_start()))
-    }
-
-    fn hash_data(&self, data: &[u8]) -> std::result::Result<(), DeviceError> {
-        let data = data.to_vec();
-        self.call_dev(move |e| e.checked(|t| t.hash_data(&data)))
-    }
-
-    fn hash_end(&self) -> std::result::Result<(), DeviceError> {
-        self.call_dev(|e| e.checked(|t| t.hash_end()))
-    }
-
-    fn store_volatile(&self) -> std::result::Result<(), DeviceError> {
-        self.call_dev(|e| e.checked(|t| t.store_volatile()))
-    }
-
-    fn get_state_blob(&self, kind: StateBlobKind) -> std::result::Result<Vec<u8>, DeviceError> {
-        self.call_dev(move |e| e.checked(|t| t.state_blob(blob_kind(kind))))
-    }
-
-    fn set_state_blob(
-        &self,
-        kind: StateBlobKind,
-        data: Vec<u8>,
-    ) -> std::result::Result<(), DeviceError> {
-        self.call_dev(move |e| e.checked(|t| t.set_state_blob(blob_kind(kind), &data)))
-    }
-
-    fn lock_storage(&self, _retries: u32) -> std::result::Result<(), DeviceError> {
-        // vtpm always holds the state lock from start-up (see state_dir).
-        Ok(())
-    }
-
-    fn set_physical_presence(&self, asserted: bool) {
-        let _ = self.call(move |e| e.tpm.set_physical_presence(asserted));
-    }
-
-    fn set_nv_available(&self, available: bool) {
-        let _ = self.call(move |e| e.tpm.set_nv_available(available));
-    }
-
-    fn config_flags(&self) -> u32 {
-        // PTM_CONFIG_FLAG_FILE_KEY when the image is encrypted; never
-        // PTM_CONFIG_FLAG_MIGRATION_KEY, since --migration-key is not used.
-        u32::from(self.encrypted)
     }
 }
 

@@ -1,0 +1,701 @@
+//! The TPM thread's loop: the one place the [`Device`] is used.
+//!
+//! The thread that owns the engine waits in one `poll` over a wake-up
+//! eventfd, the data-channel listeners and the data connections. A data
+//! command is read, executed and answered on this thread, so a command costs
+//! one thread wake-up (the TPM thread's, when the command arrives) and no
+//! hand-off between threads. Everything else that needs the engine — control
+//! channel messages, mssim platform signals, the binary's own start-up and
+//! shutdown — is queued as a job by a [`TpmHandle`] and reaches the loop
+//! through the eventfd. When nothing arrives the thread sleeps in `poll`
+//! without a timeout: an idle TPM costs no CPU at all.
+//!
+//! The connections served here never block the thread: reads and writes are
+//! non-blocking (`MSG_DONTWAIT`), a partial command waits in the connection's
+//! buffer for the rest, and a client that does not read its responses only
+//! stops its own connection (its input is not read until its output drains).
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::device::{Canceller, Device, DeviceError};
+use crate::endpoint::{Listener, Stream};
+use crate::error::Error;
+use crate::server::{lock, ServerCore};
+
+/// TPM_FAIL, what a device operation answers when the TPM thread has stopped.
+const TPM_FAIL: u32 = 9;
+/// Bytes read from a connection at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// Commands already buffered are not executed while more than this much of
+/// their responses waits to be sent (a client that pipelines commands
+/// without reading answers cannot make the output grow without bound).
+const OUTPUT_HIGH: usize = 64 * 1024;
+/// How long a listener rests after `accept` failed (EMFILE and friends).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Connections accepted per listener and wake-up, so that a flood of
+/// connections cannot starve the commands of the connections already open.
+const ACCEPT_BURST: usize = 16;
+
+type Job = Box<dyn FnOnce(&mut dyn Device) + Send>;
+
+/// What other threads send to the loop.
+enum Msg {
+    /// Run this with the device.
+    Job(Job),
+    /// Serve this listener or connection on the TPM thread.
+    Add(Source),
+    /// Run this last (if given), then end the loop.
+    Stop(Option<Job>),
+}
+
+struct Queue {
+    msgs: VecDeque<Msg>,
+    /// The loop has ended (or will, after a `Stop`): nothing more is taken.
+    closed: bool,
+}
+
+/// What the loop and its handles share.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Readable while messages wait or a server asked for its sources to be dropped.
+    wake: EventFd,
+    /// `Device::is_running` as of the last job or command, for callers that
+    /// must not wait for the TPM thread (CMD_CANCEL_TPM_CMD during a command).
+    running: AtomicBool,
+    canceller: OnceLock<Canceller>,
+    /// The thread running the loop, so that a call from that very thread
+    /// fails instead of waiting for itself forever.
+    thread: OnceLock<ThreadId>,
+}
+
+impl Shared {
+    fn post(&self, msg: Msg) -> bool {
+        {
+            let mut q = lock(&self.queue);
+            if q.closed {
+                return false;
+            }
+            if matches!(msg, Msg::Stop(_)) {
+                q.closed = true;
+            }
+            q.msgs.push_back(msg);
+        }
+        self.wake();
+        true
+    }
+
+    fn wake(&self) {
+        // Only fails if the counter would overflow, i.e. it is readable anyway.
+        let _ = self.wake.write(1);
+    }
+}
+
+/// Create the loop and the first handle on it. Run the loop on the thread
+/// that owns the device ([`TpmLoop::run`]); give handles to the servers.
+pub fn tpm_loop() -> Result<(TpmLoop, TpmHandle), Error> {
+    let wake =
+        EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).map_err(|e| {
+            Error::Io {
+                context: "creating the TPM thread's eventfd",
+                source: e.into(),
+            }
+        })?;
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(Queue {
+            msgs: VecDeque::new(),
+            closed: false,
+        }),
+        wake,
+        running: AtomicBool::new(false),
+        canceller: OnceLock::new(),
+        thread: OnceLock::new(),
+    });
+    let handle = TpmHandle {
+        life: Arc::new(Life {
+            shared: Arc::clone(&shared),
+        }),
+    };
+    Ok((TpmLoop { shared }, handle))
+}
+
+/// Start a thread named `tpm` that owns `dev` and runs the loop until the
+/// last handle is dropped or [`TpmHandle::finish`] is called. For devices
+/// that may be created on one thread and used on another (tests, mocks); the
+/// `vtpm` binary creates its engine on the TPM thread and calls
+/// [`tpm_loop`] and [`TpmLoop::run`] itself.
+pub fn spawn_tpm<D: Device + Send + 'static>(mut dev: D) -> Result<TpmHandle, Error> {
+    let (tpm_loop, handle) = tpm_loop()?;
+    std::thread::Builder::new()
+        .name("tpm".into())
+        .spawn(move || tpm_loop.run(&mut dev))
+        .map_err(|source| Error::Io {
+            context: "spawning the TPM thread",
+            source,
+        })?;
+    Ok(handle)
+}
+
+/// Ends the loop when the last [`TpmHandle`] is dropped.
+struct Life {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Life {
+    fn drop(&mut self) {
+        self.shared.post(Msg::Stop(None));
+    }
+}
+
+/// A handle on the TPM thread: runs jobs there and waits for their result.
+/// Cheap to clone; the loop ends when the last clone is dropped.
+#[derive(Clone)]
+pub struct TpmHandle {
+    life: Arc<Life>,
+}
+
+impl std::fmt::Debug for TpmHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TpmHandle").finish_non_exhaustive()
+    }
+}
+
+/// The error of a device operation whose TPM thread is gone.
+fn gone() -> DeviceError {
+    DeviceError {
+        code: TPM_FAIL,
+        msg: "the TPM thread has stopped".into(),
+    }
+}
+
+impl TpmHandle {
+    fn shared(&self) -> &Shared {
+        &self.life.shared
+    }
+
+    /// Run `f` with the device on the TPM thread and wait for its result;
+    /// `None` if the loop has ended (or ends before running it), if `f`
+    /// panicked, or if called from the TPM thread itself.
+    pub fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Device) -> R + Send + 'static,
+    ) -> Option<R> {
+        self.send(f, false)
+    }
+
+    /// [`TpmHandle::call`] for device operations: a TPM thread that is gone
+    /// answers TPM_FAIL.
+    pub fn call_dev<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Device) -> Result<R, DeviceError> + Send + 'static,
+    ) -> Result<R, DeviceError> {
+        self.call(f).unwrap_or_else(|| Err(gone()))
+    }
+
+    /// Run `f` as the last job, then end the loop (later calls answer
+    /// `None`). `None` if the loop had already ended.
+    pub fn finish<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Device) -> R + Send + 'static,
+    ) -> Option<R> {
+        self.send(f, true)
+    }
+
+    fn send<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut dyn Device) -> R + Send + 'static,
+        last: bool,
+    ) -> Option<R> {
+        if self.shared().thread.get() == Some(&std::thread::current().id()) {
+            log::error!("a TPM job was posted from the TPM thread itself; refused");
+            return None;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let job: Job = Box::new(move |dev| {
+            let _ = tx.send(f(dev));
+        });
+        let msg = if last {
+            Msg::Stop(Some(job))
+        } else {
+            Msg::Job(job)
+        };
+        if !self.shared().post(msg) {
+            return None;
+        }
+        rx.recv().ok()
+    }
+
+    /// Whether the TPM was powered on after the last job or command the TPM
+    /// thread finished. Never waits, so it may be one operation behind; use
+    /// `call(|d| d.is_running())` where that matters.
+    pub fn is_running(&self) -> bool {
+        self.shared().running.load(Ordering::SeqCst)
+    }
+
+    /// Ask the command in progress to stop early (CMD_CANCEL_TPM_CMD): runs
+    /// the device's [`Canceller`] on the calling thread, since a job would
+    /// only run after the command it should cancel.
+    pub fn cancel(&self) {
+        if let Some(c) = self.shared().canceller.get() {
+            c();
+        }
+    }
+
+    /// Serve `src` on the TPM thread. False if the loop has ended.
+    pub(crate) fn add(&self, src: Source) -> bool {
+        self.shared().post(Msg::Add(src))
+    }
+
+    /// A waker that does not keep the loop alive.
+    pub(crate) fn waker(&self) -> Waker {
+        Waker {
+            shared: Arc::clone(&self.life.shared),
+        }
+    }
+}
+
+/// Wakes the loop so that it drops the sources of servers that have ended.
+#[derive(Clone)]
+pub(crate) struct Waker {
+    shared: Arc<Shared>,
+}
+
+impl Waker {
+    pub(crate) fn wake(&self) {
+        self.shared.wake();
+    }
+}
+
+impl std::fmt::Debug for Waker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waker").finish_non_exhaustive()
+    }
+}
+
+/// What a connection served on the TPM thread does with its bytes: the
+/// protocol (swtpm data channel, mssim command port), over buffered input.
+pub(crate) trait Session: Send {
+    /// Handle the start of `input` (all that has arrived and is not used
+    /// yet): use one whole request if it is there, writing its answer to
+    /// `out`. `eof`: the client will send nothing more.
+    fn on_input(
+        &mut self,
+        input: &[u8],
+        eof: bool,
+        dev: &mut dyn Device,
+        out: &mut Vec<u8>,
+    ) -> Progress;
+
+    /// The connection is closed (by either side, or the server ended).
+    fn on_close(&mut self) {}
+}
+
+/// What [`Session::on_input`] did.
+pub(crate) enum Progress {
+    /// Used this many bytes of the input (call again with the rest).
+    Used(usize),
+    /// No whole request yet: wait for more input.
+    Wait,
+    /// Close the connection once `out` is sent.
+    Close,
+}
+
+/// Makes the session of each connection a listener accepts.
+pub(crate) type SessionFactory = Box<dyn FnMut() -> Box<dyn Session> + Send>;
+
+/// A listener or a connection served on the TPM thread, with the server it
+/// belongs to (dropped when that server ends).
+pub(crate) struct Source {
+    core: Arc<ServerCore>,
+    kind: Kind,
+}
+
+enum Kind {
+    Listener {
+        name: &'static str,
+        listener: Listener,
+        make: SessionFactory,
+        resting_until: Option<Instant>,
+    },
+    Conn(Box<Conn>),
+}
+
+impl Source {
+    /// A listener whose connections are served with sessions from `make`.
+    pub(crate) fn listener(
+        core: Arc<ServerCore>,
+        name: &'static str,
+        listener: Listener,
+        make: SessionFactory,
+    ) -> Result<Source, Error> {
+        listener.set_nonblocking().map_err(|source| Error::Io {
+            context: "making a listener non-blocking",
+            source,
+        })?;
+        Ok(Source {
+            core,
+            kind: Kind::Listener {
+                name,
+                listener,
+                make,
+                resting_until: None,
+            },
+        })
+    }
+
+    /// One connection served with `session`.
+    pub(crate) fn conn(core: Arc<ServerCore>, stream: Stream, session: Box<dyn Session>) -> Source {
+        Source {
+            core,
+            kind: Kind::Conn(Box::new(Conn::new(stream, session))),
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        match &self.kind {
+            Kind::Listener { listener, .. } => listener.as_fd(),
+            Kind::Conn(c) => c.stream.as_fd(),
+        }
+    }
+
+    fn interest(&self, now: Instant) -> PollFlags {
+        match &self.kind {
+            Kind::Listener { resting_until, .. } => match resting_until {
+                Some(t) if *t > now => PollFlags::empty(),
+                _ => PollFlags::POLLIN,
+            },
+            Kind::Conn(c) => c.interest(),
+        }
+    }
+
+    /// Whether the source is finished with (a connection that closed).
+    fn is_done(&self) -> bool {
+        matches!(&self.kind, Kind::Conn(c) if c.done)
+    }
+
+    /// Drop the source because its server ended: wake the client.
+    fn end(&mut self) {
+        if let Kind::Conn(c) = &mut self.kind {
+            c.stream.shutdown();
+            c.close();
+        }
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        if let Kind::Conn(c) = &mut self.kind {
+            c.close();
+        }
+    }
+}
+
+/// One connection served on the TPM thread.
+struct Conn {
+    stream: Stream,
+    session: Box<dyn Session>,
+    /// Received and not used yet.
+    input: Vec<u8>,
+    /// Answers not sent yet, from `sent` on.
+    output: Vec<u8>,
+    sent: usize,
+    /// The client has ended its side.
+    eof: bool,
+    /// No more input is taken; the connection closes once `output` is sent.
+    closing: bool,
+    /// Closed: the session has been told, the source is dropped.
+    done: bool,
+}
+
+impl Conn {
+    fn new(stream: Stream, session: Box<dyn Session>) -> Conn {
+        Conn {
+            stream,
+            session,
+            input: Vec::new(),
+            output: Vec::new(),
+            sent: 0,
+            eof: false,
+            closing: false,
+            done: false,
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.sent < self.output.len()
+    }
+
+    fn interest(&self) -> PollFlags {
+        if self.pending() {
+            PollFlags::POLLOUT
+        } else {
+            PollFlags::POLLIN
+        }
+    }
+
+    fn close(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.session.on_close();
+        }
+    }
+
+    /// The connection is ready for what `interest` asked (or has failed).
+    fn on_ready(&mut self, revents: PollFlags, dev: &mut dyn Device, scratch: &mut [u8]) {
+        if self.pending() {
+            self.flush();
+        } else if !revents.is_empty() {
+            self.read(scratch);
+        }
+        self.pump(dev);
+        if self.closing && !self.pending() {
+            self.close();
+        }
+    }
+
+    /// Take what has arrived (one read: `poll` says when there is more).
+    fn read(&mut self, scratch: &mut [u8]) {
+        let r = loop {
+            match self.stream.recv_nowait(scratch) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        match r {
+            Ok(0) => self.eof = true,
+            Ok(n) => self.input.extend_from_slice(&scratch[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                log::debug!("connection: {e}");
+                self.eof = true;
+                self.closing = true;
+                // Nothing can be sent on a broken connection either.
+                self.output.clear();
+                self.sent = 0;
+            }
+        }
+    }
+
+    /// Let the session use the buffered input while its answers can go out.
+    fn pump(&mut self, dev: &mut dyn Device) {
+        let mut used = 0;
+        while !self.closing && self.output.len() - self.sent < OUTPUT_HIGH {
+            let input = &self.input[used..];
+            if input.is_empty() && !self.eof {
+                break;
+            }
+            let (eof, session, out) = (self.eof, &mut self.session, &mut self.output);
+            let step = catch_unwind(AssertUnwindSafe(|| session.on_input(input, eof, dev, out)));
+            match step {
+                Ok(Progress::Used(n)) if n > 0 => used += n.min(input.len()),
+                Ok(Progress::Used(_) | Progress::Wait) => {
+                    if self.eof {
+                        self.closing = true;
+                    }
+                    break;
+                }
+                Ok(Progress::Close) => self.closing = true,
+                Err(_) => {
+                    log::error!("a connection's protocol handler panicked; closing it");
+                    self.closing = true;
+                }
+            }
+        }
+        self.input.drain(..used);
+        self.flush();
+    }
+
+    /// Send what is pending without blocking.
+    fn flush(&mut self) {
+        while self.pending() {
+            match self.stream.send_nowait(&self.output[self.sent..]) {
+                Ok(0) => break,
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    log::debug!("connection: cannot send response: {e}");
+                    self.output.clear();
+                    self.sent = 0;
+                    self.closing = true;
+                    return;
+                }
+            }
+        }
+        if !self.pending() {
+            self.output.clear();
+            self.sent = 0;
+            let _ = self.stream.flush();
+        }
+    }
+}
+
+/// The loop of the TPM thread; see the module documentation.
+pub struct TpmLoop {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for TpmLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TpmLoop").finish_non_exhaustive()
+    }
+}
+
+impl TpmLoop {
+    /// Serve `dev` on the calling thread until [`TpmHandle::finish`] or the
+    /// last handle is dropped. Jobs and commands run one at a time, in the
+    /// order they arrive.
+    pub fn run(self, dev: &mut dyn Device) {
+        let shared = &self.shared;
+        let _ = shared.thread.set(std::thread::current().id());
+        if let Some(c) = dev.canceller() {
+            let _ = shared.canceller.set(c);
+        }
+        shared.running.store(dev.is_running(), Ordering::SeqCst);
+        let mut sources: Vec<Source> = Vec::new();
+        let mut scratch = vec![0u8; READ_CHUNK];
+        loop {
+            // Sources of a server that ended go first, so that no command of
+            // theirs runs after, say, the power-off that follows the end.
+            sources.retain_mut(|s| {
+                let keep = !s.core.is_stopping();
+                if !keep {
+                    s.end();
+                }
+                keep
+            });
+            let now = Instant::now();
+            let ready = {
+                let mut fds = Vec::with_capacity(sources.len() + 1);
+                fds.push(PollFd::new(shared.wake.as_fd(), PollFlags::POLLIN));
+                fds.extend(sources.iter().map(|s| PollFd::new(s.fd(), s.interest(now))));
+                match poll(&mut fds, rest_timeout(&sources, now)) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        // Cannot happen with valid descriptors; do not spin on it.
+                        log::error!("TPM thread: poll failed: {e}");
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                }
+                fds.iter()
+                    .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                    .collect::<Vec<_>>()
+            };
+            if !ready[0].is_empty() {
+                let _ = shared.wake.read();
+                let msgs = std::mem::take(&mut lock(&shared.queue).msgs);
+                for msg in msgs {
+                    match msg {
+                        Msg::Job(job) => run_job(job, dev),
+                        Msg::Add(src) => sources.push(src),
+                        Msg::Stop(last) => {
+                            if let Some(job) = last {
+                                run_job(job, dev);
+                            }
+                            // Queued after the stop: never run; their callers get None.
+                            let rest = std::mem::take(&mut lock(&shared.queue).msgs);
+                            drop(rest);
+                            shared.running.store(false, Ordering::SeqCst);
+                            log::debug!("TPM thread stopped");
+                            return;
+                        }
+                    }
+                }
+                shared.running.store(dev.is_running(), Ordering::SeqCst);
+            }
+            let mut accepted = Vec::new();
+            // Sources added by messages above come after those polled; zip stops there.
+            for (src, revents) in sources.iter_mut().zip(&ready[1..]) {
+                if revents.is_empty() {
+                    continue;
+                }
+                match &mut src.kind {
+                    Kind::Listener {
+                        name,
+                        listener,
+                        make,
+                        resting_until,
+                    } => {
+                        *resting_until = accept(name, listener, make, &src.core, &mut accepted);
+                    }
+                    Kind::Conn(c) => {
+                        c.on_ready(*revents, dev, &mut scratch);
+                        shared.running.store(dev.is_running(), Ordering::SeqCst);
+                    }
+                }
+            }
+            sources.retain(|s| !s.is_done());
+            sources.extend(accepted);
+        }
+    }
+}
+
+/// Run one job; a panic in it must not end the TPM thread.
+fn run_job(job: Job, dev: &mut dyn Device) {
+    if catch_unwind(AssertUnwindSafe(|| job(dev))).is_err() {
+        log::error!("a job on the TPM thread panicked");
+    }
+}
+
+/// How long `poll` may sleep: until a resting listener may accept again.
+fn rest_timeout(sources: &[Source], now: Instant) -> PollTimeout {
+    let soonest = sources
+        .iter()
+        .filter_map(|s| match &s.kind {
+            Kind::Listener {
+                resting_until: Some(t),
+                ..
+            } if *t > now => Some(*t - now),
+            _ => None,
+        })
+        .min();
+    match soonest {
+        None => PollTimeout::NONE,
+        Some(d) => {
+            let ms = d.as_millis().clamp(1, 1000) as u16;
+            PollTimeout::from(ms)
+        }
+    }
+}
+
+/// Accept what is waiting on a listener; returns until when it must rest.
+fn accept(
+    name: &str,
+    listener: &Listener,
+    make: &mut SessionFactory,
+    core: &Arc<ServerCore>,
+    accepted: &mut Vec<Source>,
+) -> Option<Instant> {
+    for _ in 0..ACCEPT_BURST {
+        match listener.accept() {
+            Ok(stream) => {
+                log::debug!("{name}: client connected");
+                accepted.push(Source::conn(Arc::clone(core), stream, make()));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) => {}
+            Err(e) => {
+                // EMFILE and friends: rest instead of spinning on a listener
+                // that stays readable.
+                log::warn!("{name}: accept failed: {e}");
+                return Some(Instant::now() + ACCEPT_BACKOFF);
+            }
+        }
+    }
+    None
+}
