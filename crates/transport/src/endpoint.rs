@@ -77,7 +77,7 @@ impl Stream {
     /// The descriptor itself stays blocking: `MSG_DONTWAIT` works per call,
     /// where `O_NONBLOCK` would also change an inherited or passed
     /// descriptor for every other process holding it. A plain file is read
-    /// normally; call this only when `poll` reported it readable.
+    /// normally; call this only when epoll reported it readable.
     pub(crate) fn recv_nowait(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::File(f) => f.read(buf),
@@ -167,7 +167,7 @@ impl Listener {
     }
 
     /// Make `accept` return `WouldBlock` instead of waiting (the TPM thread
-    /// accepts only what `poll` announced, and a client may give up in between).
+    /// accepts only what epoll announced, and a client may give up in between).
     pub(crate) fn set_nonblocking(&self) -> io::Result<()> {
         match self {
             Listener::Tcp(l) => l.set_nonblocking(true),

@@ -5,11 +5,11 @@
 //! the TPM thread.
 //!
 //! Threads: the TPM thread runs [`TpmLoop`], which serves the data channels
-//! (swtpm data, mssim command port) itself: one `poll`, then read, execute
+//! (swtpm data, mssim command port) itself: one `epoll_wait`, then read, execute
 //! and answer on that thread, so a command costs one thread wake-up. The
 //! control channel and the mssim platform port have a listener thread and
 //! one thread per connection, with blocking I/O, and reach the device
-//! through a [`TpmHandle`] (a job queue the TPM thread's `poll` watches).
+//! through a [`TpmHandle`] (a job queue whose eventfd the TPM thread watches).
 //!
 //! Module layering (no cycles): `swtpm` and `mssim` wire a server; `ctrl`
 //! and `data_channel` both depend on `swtpm_state` and not on each other;

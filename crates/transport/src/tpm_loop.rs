@@ -1,14 +1,16 @@
 //! The TPM thread's loop: the one place the [`Device`] is used.
 //!
-//! The thread that owns the engine waits in one `poll` over a wake-up
+//! The thread that owns the engine waits in one `epoll_wait` over a wake-up
 //! eventfd, the data-channel listeners and the data connections. A data
 //! command is read, executed and answered on this thread, so a command costs
 //! one thread wake-up (the TPM thread's, when the command arrives) and no
 //! hand-off between threads. Everything else that needs the engine — control
 //! channel messages, mssim platform signals, the binary's own start-up and
 //! shutdown — is queued as a job by a [`TpmHandle`] and reaches the loop
-//! through the eventfd. When nothing arrives the thread sleeps in `poll`
-//! without a timeout: an idle TPM costs no CPU at all.
+//! through the eventfd. When nothing arrives the thread sleeps in
+//! `epoll_wait` without a timeout: an idle TPM costs no CPU at all. (epoll
+//! rather than `poll`: the descriptors are registered once, not on every
+//! command.)
 //!
 //! The connections served here never block the thread: reads and writes are
 //! non-blocking (`MSG_DONTWAIT`), a partial command waits in the connection's
@@ -24,7 +26,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollTimeout;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::device::{Canceller, Device, DeviceError};
@@ -45,6 +48,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Connections accepted per listener and wake-up, so that a flood of
 /// connections cannot starve the commands of the connections already open.
 const ACCEPT_BURST: usize = 16;
+/// The epoll token of the wake-up eventfd; a source's token is its slot + 1.
+const WAKE_TOKEN: u64 = 0;
+/// Events taken per `epoll_wait`.
+const EVENTS: usize = 64;
 
 type Job = Box<dyn FnOnce(&mut dyn Device) + Send>;
 
@@ -120,12 +127,25 @@ pub fn tpm_loop() -> Result<(TpmLoop, TpmHandle), Error> {
         canceller: OnceLock::new(),
         thread: OnceLock::new(),
     });
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(|e| Error::Io {
+        context: "creating the TPM thread's epoll instance",
+        source: e.into(),
+    })?;
+    epoll
+        .add(
+            &shared.wake,
+            EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN),
+        )
+        .map_err(|e| Error::Io {
+            context: "watching the TPM thread's eventfd",
+            source: e.into(),
+        })?;
     let handle = TpmHandle {
         life: Arc::new(Life {
             shared: Arc::clone(&shared),
         }),
     };
-    Ok((TpmLoop { shared }, handle))
+    Ok((TpmLoop { shared, epoll }, handle))
 }
 
 /// Start a thread named `tpm` that owns `dev` and runs the loop until the
@@ -367,11 +387,11 @@ impl Source {
         }
     }
 
-    fn interest(&self, now: Instant) -> PollFlags {
+    fn interest(&self) -> EpollFlags {
         match &self.kind {
             Kind::Listener { resting_until, .. } => match resting_until {
-                Some(t) if *t > now => PollFlags::empty(),
-                _ => PollFlags::POLLIN,
+                Some(_) => EpollFlags::empty(),
+                None => EpollFlags::EPOLLIN,
             },
             Kind::Conn(c) => c.interest(),
         }
@@ -434,11 +454,11 @@ impl Conn {
         self.sent < self.output.len()
     }
 
-    fn interest(&self) -> PollFlags {
+    fn interest(&self) -> EpollFlags {
         if self.pending() {
-            PollFlags::POLLOUT
+            EpollFlags::EPOLLOUT
         } else {
-            PollFlags::POLLIN
+            EpollFlags::EPOLLIN
         }
     }
 
@@ -450,10 +470,10 @@ impl Conn {
     }
 
     /// The connection is ready for what `interest` asked (or has failed).
-    fn on_ready(&mut self, revents: PollFlags, dev: &mut dyn Device, scratch: &mut [u8]) {
+    fn on_ready(&mut self, dev: &mut dyn Device, scratch: &mut [u8]) {
         if self.pending() {
             self.flush();
-        } else if !revents.is_empty() {
+        } else {
             self.read(scratch);
         }
         self.pump(dev);
@@ -462,7 +482,7 @@ impl Conn {
         }
     }
 
-    /// Take what has arrived (one read: `poll` says when there is more).
+    /// Take what has arrived (one read: epoll says when there is more).
     fn read(&mut self, scratch: &mut [u8]) {
         let r = loop {
             match self.stream.recv_nowait(scratch) {
@@ -542,11 +562,119 @@ impl Conn {
 /// The loop of the TPM thread; see the module documentation.
 pub struct TpmLoop {
     shared: Arc<Shared>,
+    epoll: Epoll,
 }
 
 impl std::fmt::Debug for TpmLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TpmLoop").finish_non_exhaustive()
+    }
+}
+
+/// A registered source and the events it is registered for.
+struct Entry {
+    src: Source,
+    registered: EpollFlags,
+}
+
+/// The sources, by slot; a source's epoll token is its slot + 1.
+struct Sources<'e> {
+    epoll: &'e Epoll,
+    slots: Vec<Option<Entry>>,
+    /// Free slots that may be reused.
+    free: Vec<usize>,
+    /// Slots freed while a batch of events is handled: reused only after it,
+    /// so that a later event of the batch cannot reach a new source.
+    freed: Vec<usize>,
+}
+
+impl Sources<'_> {
+    fn insert(&mut self, src: Source) {
+        let slot = self.free.pop().unwrap_or(self.slots.len());
+        let registered = src.interest();
+        let token = slot as u64 + 1;
+        if let Err(e) = self.epoll.add(src.fd(), EpollEvent::new(registered, token)) {
+            // A descriptor epoll cannot watch (a regular file): nothing to serve.
+            log::warn!("TPM thread: cannot watch a descriptor: {e}; closing it");
+            self.free.push(slot);
+            return;
+        }
+        let entry = Some(Entry { src, registered });
+        if slot == self.slots.len() {
+            self.slots.push(entry);
+        } else {
+            self.slots[slot] = entry;
+        }
+    }
+
+    /// Register the events the source at `slot` wants now, or drop it if done.
+    fn update(&mut self, slot: usize) {
+        let Some(entry) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if entry.src.is_done() {
+            self.remove(slot);
+            return;
+        }
+        let want = entry.src.interest();
+        if want != entry.registered {
+            let mut ev = EpollEvent::new(want, slot as u64 + 1);
+            match self.epoll.modify(entry.src.fd(), &mut ev) {
+                Ok(()) => entry.registered = want,
+                Err(e) => log::error!("TPM thread: epoll_ctl failed: {e}"),
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: usize) {
+        if let Some(entry) = self.slots.get_mut(slot).and_then(Option::take) {
+            // Explicitly: a duplicate of the descriptor elsewhere would keep
+            // the registration alive after the close.
+            let _ = self.epoll.delete(entry.src.fd());
+            self.freed.push(slot);
+        }
+    }
+
+    /// Drop the sources of servers that have ended, waking their clients.
+    fn prune(&mut self) {
+        for slot in 0..self.slots.len() {
+            if let Some(entry) = &mut self.slots[slot] {
+                if entry.src.core.is_stopping() {
+                    entry.src.end();
+                    self.remove(slot);
+                }
+            }
+        }
+    }
+
+    /// Let listeners whose rest is over accept again; returns how long until
+    /// the next one's rest is over.
+    fn wake_rested(&mut self, now: Instant) -> PollTimeout {
+        let mut soonest: Option<Duration> = None;
+        for slot in 0..self.slots.len() {
+            let Some(entry) = &mut self.slots[slot] else {
+                continue;
+            };
+            if let Kind::Listener { resting_until, .. } = &mut entry.src.kind {
+                match *resting_until {
+                    Some(t) if t <= now => {
+                        *resting_until = None;
+                        self.update(slot);
+                    }
+                    Some(t) => soonest = Some(soonest.map_or(t - now, |s| s.min(t - now))),
+                    None => {}
+                }
+            }
+        }
+        match soonest {
+            None => PollTimeout::NONE,
+            Some(d) => PollTimeout::from(d.as_millis().clamp(1, 1000) as u16),
+        }
+    }
+
+    /// The end of a batch: the slots freed in it may be reused.
+    fn end_batch(&mut self) {
+        self.free.append(&mut self.freed);
     }
 }
 
@@ -561,44 +689,43 @@ impl TpmLoop {
             let _ = shared.canceller.set(c);
         }
         shared.running.store(dev.is_running(), Ordering::SeqCst);
-        let mut sources: Vec<Source> = Vec::new();
+        let mut sources = Sources {
+            epoll: &self.epoll,
+            slots: Vec::new(),
+            free: Vec::new(),
+            freed: Vec::new(),
+        };
         let mut scratch = vec![0u8; READ_CHUNK];
+        let mut events = vec![EpollEvent::empty(); EVENTS];
+        let mut resting = false;
         loop {
-            // Sources of a server that ended go first, so that no command of
-            // theirs runs after, say, the power-off that follows the end.
-            sources.retain_mut(|s| {
-                let keep = !s.core.is_stopping();
-                if !keep {
-                    s.end();
-                }
-                keep
-            });
-            let now = Instant::now();
-            let ready = {
-                let mut fds = Vec::with_capacity(sources.len() + 1);
-                fds.push(PollFd::new(shared.wake.as_fd(), PollFlags::POLLIN));
-                fds.extend(sources.iter().map(|s| PollFd::new(s.fd(), s.interest(now))));
-                match poll(&mut fds, rest_timeout(&sources, now)) {
-                    Ok(_) => {}
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => {
-                        // Cannot happen with valid descriptors; do not spin on it.
-                        log::error!("TPM thread: poll failed: {e}");
-                        std::thread::sleep(Duration::from_millis(10));
-                        continue;
-                    }
-                }
-                fds.iter()
-                    .map(|f| f.revents().unwrap_or(PollFlags::empty()))
-                    .collect::<Vec<_>>()
+            let timeout = if resting {
+                sources.wake_rested(Instant::now())
+            } else {
+                PollTimeout::NONE
             };
-            if !ready[0].is_empty() {
+            let n = match self.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    // Cannot happen with a valid epoll descriptor; do not spin on it.
+                    log::error!("TPM thread: epoll_wait failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            let batch = &events[..n];
+            // The wake-up first: sources of a server that ended go before any
+            // of their commands runs (none may run after, say, the power-off
+            // that follows the end), and jobs run in their arrival order.
+            if batch.iter().any(|e| e.data() == WAKE_TOKEN) {
                 let _ = shared.wake.read();
+                sources.prune();
                 let msgs = std::mem::take(&mut lock(&shared.queue).msgs);
                 for msg in msgs {
                     match msg {
                         Msg::Job(job) => run_job(job, dev),
-                        Msg::Add(src) => sources.push(src),
+                        Msg::Add(src) => sources.insert(src),
                         Msg::Stop(last) => {
                             if let Some(job) = last {
                                 run_job(job, dev);
@@ -614,29 +741,46 @@ impl TpmLoop {
                 }
                 shared.running.store(dev.is_running(), Ordering::SeqCst);
             }
-            let mut accepted = Vec::new();
-            // Sources added by messages above come after those polled; zip stops there.
-            for (src, revents) in sources.iter_mut().zip(&ready[1..]) {
-                if revents.is_empty() {
+            for ev in batch.iter().filter(|e| e.data() != WAKE_TOKEN) {
+                let slot = (ev.data() - 1) as usize;
+                let Some(entry) = sources.slots.get_mut(slot).and_then(Option::as_mut) else {
                     continue;
-                }
-                match &mut src.kind {
+                };
+                match &mut entry.src.kind {
                     Kind::Listener {
                         name,
                         listener,
                         make,
                         resting_until,
                     } => {
-                        *resting_until = accept(name, listener, make, &src.core, &mut accepted);
+                        let mut accepted = Vec::new();
+                        *resting_until =
+                            accept(name, listener, make, &entry.src.core, &mut accepted);
+                        resting |= resting_until.is_some();
+                        sources.update(slot);
+                        for src in accepted {
+                            sources.insert(src);
+                        }
                     }
                     Kind::Conn(c) => {
-                        c.on_ready(*revents, dev, &mut scratch);
+                        c.on_ready(dev, &mut scratch);
                         shared.running.store(dev.is_running(), Ordering::SeqCst);
+                        sources.update(slot);
                     }
                 }
             }
-            sources.retain(|s| !s.is_done());
-            sources.extend(accepted);
+            sources.end_batch();
+            if resting {
+                resting = sources.slots.iter().flatten().any(|e| {
+                    matches!(
+                        e.src.kind,
+                        Kind::Listener {
+                            resting_until: Some(_),
+                            ..
+                        }
+                    )
+                });
+            }
         }
     }
 }
@@ -645,27 +789,6 @@ impl TpmLoop {
 fn run_job(job: Job, dev: &mut dyn Device) {
     if catch_unwind(AssertUnwindSafe(|| job(dev))).is_err() {
         log::error!("a job on the TPM thread panicked");
-    }
-}
-
-/// How long `poll` may sleep: until a resting listener may accept again.
-fn rest_timeout(sources: &[Source], now: Instant) -> PollTimeout {
-    let soonest = sources
-        .iter()
-        .filter_map(|s| match &s.kind {
-            Kind::Listener {
-                resting_until: Some(t),
-                ..
-            } if *t > now => Some(*t - now),
-            _ => None,
-        })
-        .min();
-    match soonest {
-        None => PollTimeout::NONE,
-        Some(d) => {
-            let ms = d.as_millis().clamp(1, 1000) as u16;
-            PollTimeout::from(ms)
-        }
     }
 }
 
