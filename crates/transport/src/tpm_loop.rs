@@ -571,6 +571,21 @@ impl std::fmt::Debug for TpmLoop {
     }
 }
 
+impl Drop for TpmLoop {
+    /// Whether the loop ended or never ran: nothing more is taken, and the
+    /// jobs still queued are dropped, so that their callers get `None`
+    /// instead of waiting forever.
+    fn drop(&mut self) {
+        let rest = {
+            let mut q = lock(&self.shared.queue);
+            q.closed = true;
+            std::mem::take(&mut q.msgs)
+        };
+        drop(rest);
+        self.shared.running.store(false, Ordering::SeqCst);
+    }
+}
+
 /// A registered source and the events it is registered for.
 struct Entry {
     src: Source,
@@ -730,10 +745,8 @@ impl TpmLoop {
                             if let Some(job) = last {
                                 run_job(job, dev);
                             }
-                            // Queued after the stop: never run; their callers get None.
-                            let rest = std::mem::take(&mut lock(&shared.queue).msgs);
-                            drop(rest);
-                            shared.running.store(false, Ordering::SeqCst);
+                            // What was queued after the stop is dropped with
+                            // the loop (see `Drop`): its callers get None.
                             log::debug!("TPM thread stopped");
                             return;
                         }
@@ -821,4 +834,101 @@ fn accept(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device that only counts its commands.
+    struct Counter(u32);
+
+    impl Device for Counter {
+        fn execute(&mut self, _: u8, _: &[u8]) -> Vec<u8> {
+            self.0 += 1;
+            Vec::new()
+        }
+        fn init(&mut self, _: bool) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn power_off(&mut self) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn is_running(&self) -> bool {
+            true
+        }
+        fn tpm_established(&mut self) -> Result<bool, DeviceError> {
+            Ok(false)
+        }
+        fn reset_established(&mut self, _: u8) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn hash_start(&mut self) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn hash_data(&mut self, _: &[u8]) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn hash_end(&mut self) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn store_volatile(&mut self) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn get_state_blob(&mut self, _: crate::StateBlobKind) -> Result<Vec<u8>, DeviceError> {
+            Ok(Vec::new())
+        }
+        fn set_state_blob(
+            &mut self,
+            _: crate::StateBlobKind,
+            _: Vec<u8>,
+        ) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn lock_storage(&mut self, _: u32) -> Result<(), DeviceError> {
+            Ok(())
+        }
+        fn set_physical_presence(&mut self, _: bool) {}
+        fn set_nv_available(&mut self, _: bool) {}
+    }
+
+    #[test]
+    fn jobs_run_in_order_and_finish_ends_the_loop() {
+        let tpm = spawn_tpm(Counter(0)).unwrap();
+        for i in 1..=3 {
+            assert_eq!(tpm.call(|d| d.execute(0, &[])).map(|_| ()), Some(()));
+            assert_eq!(tpm.call(move |_| i), Some(i));
+        }
+        assert!(tpm.is_running());
+        assert_eq!(tpm.finish(|d| d.power_off()), Some(Ok(())));
+        assert_eq!(tpm.call(|_| 1), None);
+        assert_eq!(tpm.call_dev(|_| Ok(1)).unwrap_err().code, TPM_FAIL);
+    }
+
+    #[test]
+    fn a_panicking_job_leaves_the_loop_running() {
+        let tpm = spawn_tpm(Counter(0)).unwrap();
+        assert_eq!(tpm.call(|_| -> u32 { panic!("a bug") }), None);
+        assert_eq!(tpm.call(|_| 7), Some(7));
+    }
+
+    #[test]
+    fn a_loop_that_never_runs_does_not_leave_callers_waiting() {
+        let (tpm_loop, tpm) = tpm_loop().unwrap();
+        let caller = {
+            let tpm = tpm.clone();
+            std::thread::spawn(move || tpm.call(|_| 1))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        drop(tpm_loop);
+        assert_eq!(caller.join().unwrap(), None);
+        assert_eq!(tpm.call(|_| 1), None);
+    }
+
+    #[test]
+    fn a_job_from_the_tpm_thread_itself_is_refused() {
+        let tpm = spawn_tpm(Counter(0)).unwrap();
+        let inner = tpm.clone();
+        assert_eq!(tpm.call(move |_| inner.call(|_| 1)), Some(None));
+    }
 }
