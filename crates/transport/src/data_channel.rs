@@ -58,11 +58,10 @@ impl DataSession {
 /// `datafd_active`, which is cleared when it closes.
 pub(crate) fn start_fd(st: &Arc<SwtpmState>, stream: Stream) {
     let session = DataSession::new(Arc::clone(st), false, true);
-    if !st.tpm.add(Source::conn(
-        Arc::clone(&st.core),
-        stream,
-        Box::new(session),
-    )) {
+    if !st
+        .tpm
+        .add(Source::conn(st.core.owner(), stream, Box::new(session)))
+    {
         log::warn!("data channel: the TPM thread has stopped; descriptor closed");
     }
 }

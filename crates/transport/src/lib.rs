@@ -13,7 +13,9 @@
 //!
 //! Module layering (no cycles): `swtpm` and `mssim` wire a server; `ctrl`
 //! and `data_channel` both depend on `swtpm_state` and not on each other;
-//! all depend on `tpm_loop`, `server`, `endpoint`, `frame`, `device`.
+//! `swtpm_state` on `server`, which depends on `tpm_loop` (a server is an
+//! [`tpm_loop`] `Owner` of the sources it serves there), which depends only
+//! on `device`, `endpoint`, `error` and `sync`.
 
 pub mod ctrl;
 mod data_channel;
@@ -26,6 +28,7 @@ pub mod mssim;
 pub mod server;
 pub mod swtpm;
 mod swtpm_state;
+mod sync;
 pub mod tpm_loop;
 pub mod wire;
 

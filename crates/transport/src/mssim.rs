@@ -103,7 +103,7 @@ pub fn serve_mssim(cfg: MssimConfig, tpm: &TpmHandle) -> Result<Server, Error> {
         }
         Bound::Connected(c) => {
             let session = Box::new(CommandSession::new(&st));
-            if !tpm.add(Source::conn(Arc::clone(&core), c, session)) {
+            if !tpm.add(Source::conn(core.owner(), c, session)) {
                 return Err(crate::server::tpm_gone());
             }
         }

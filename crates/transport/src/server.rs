@@ -11,14 +11,15 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::endpoint::{Listener, Stream};
 use crate::error::Error;
-use crate::tpm_loop::{SessionFactory, Source, TpmHandle, Waker};
+use crate::sync::lock;
+use crate::tpm_loop::{Owner, SessionFactory, Source, TpmHandle, Waker};
 
 /// Why [`Server::wait`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +77,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.core.finish(ExitReason::Requested);
     }
-}
-
-/// Lock a mutex, ignoring poisoning: every critical section here leaves the
-/// data consistent even if a thread panicked, and a transport must go on.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The exit reason and whether the clean-up after it is complete.
@@ -176,12 +171,26 @@ impl ServerCore {
         if let Some(p) = listener.unix_path() {
             lock(&self.unix_paths).push(p);
         }
-        let src = Source::listener(Arc::clone(self), name, listener, make)?;
+        let src = Source::listener(self.owner(), name, listener, make)?;
         if tpm.add(src) {
             Ok(())
         } else {
             Err(tpm_gone())
         }
+    }
+}
+
+impl ServerCore {
+    /// This server as the owner of what it serves on the TPM thread.
+    pub(crate) fn owner(self: &Arc<Self>) -> Arc<dyn Owner> {
+        Arc::clone(self) as Arc<dyn Owner>
+    }
+}
+
+/// The TPM thread drops the listeners and connections of a server that ends.
+impl Owner for ServerCore {
+    fn is_ending(&self) -> bool {
+        self.is_stopping()
     }
 }
 

@@ -33,7 +33,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use crate::device::{Canceller, Device, DeviceError};
 use crate::endpoint::{Listener, Stream};
 use crate::error::Error;
-use crate::server::{lock, ServerCore};
+use crate::sync::lock;
 
 /// TPM_FAIL, what a device operation answers when the TPM thread has stopped.
 const TPM_FAIL: u32 = 9;
@@ -332,10 +332,17 @@ pub(crate) enum Progress {
 /// Makes the session of each connection a listener accepts.
 pub(crate) type SessionFactory = Box<dyn FnMut() -> Box<dyn Session> + Send>;
 
+/// What a listener or connection served on the TPM thread belongs to (a
+/// server): when it ends, the TPM thread drops them.
+pub(crate) trait Owner: Send + Sync {
+    /// Whether the owner is ending.
+    fn is_ending(&self) -> bool;
+}
+
 /// A listener or a connection served on the TPM thread, with the server it
 /// belongs to (dropped when that server ends).
 pub(crate) struct Source {
-    core: Arc<ServerCore>,
+    owner: Arc<dyn Owner>,
     kind: Kind,
 }
 
@@ -352,7 +359,7 @@ enum Kind {
 impl Source {
     /// A listener whose connections are served with sessions from `make`.
     pub(crate) fn listener(
-        core: Arc<ServerCore>,
+        owner: Arc<dyn Owner>,
         name: &'static str,
         listener: Listener,
         make: SessionFactory,
@@ -362,7 +369,7 @@ impl Source {
             source,
         })?;
         Ok(Source {
-            core,
+            owner,
             kind: Kind::Listener {
                 name,
                 listener,
@@ -373,9 +380,9 @@ impl Source {
     }
 
     /// One connection served with `session`.
-    pub(crate) fn conn(core: Arc<ServerCore>, stream: Stream, session: Box<dyn Session>) -> Source {
+    pub(crate) fn conn(owner: Arc<dyn Owner>, stream: Stream, session: Box<dyn Session>) -> Source {
         Source {
-            core,
+            owner,
             kind: Kind::Conn(Box::new(Conn::new(stream, session))),
         }
     }
@@ -654,7 +661,7 @@ impl Sources<'_> {
     fn prune(&mut self) {
         for slot in 0..self.slots.len() {
             if let Some(entry) = &mut self.slots[slot] {
-                if entry.src.core.is_stopping() {
+                if entry.src.owner.is_ending() {
                     entry.src.end();
                     self.remove(slot);
                 }
@@ -768,7 +775,7 @@ impl TpmLoop {
                     } => {
                         let mut accepted = Vec::new();
                         *resting_until =
-                            accept(name, listener, make, &entry.src.core, &mut accepted);
+                            accept(name, listener, make, &entry.src.owner, &mut accepted);
                         resting |= resting_until.is_some();
                         sources.update(slot);
                         for src in accepted {
@@ -810,14 +817,14 @@ fn accept(
     name: &str,
     listener: &Listener,
     make: &mut SessionFactory,
-    core: &Arc<ServerCore>,
+    owner: &Arc<dyn Owner>,
     accepted: &mut Vec<Source>,
 ) -> Option<Instant> {
     for _ in 0..ACCEPT_BURST {
         match listener.accept() {
             Ok(stream) => {
                 log::debug!("{name}: client connected");
-                accepted.push(Source::conn(Arc::clone(core), stream, make()));
+                accepted.push(Source::conn(Arc::clone(owner), stream, make()));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
             Err(e)

@@ -13,8 +13,8 @@ use super::messages::*;
 use super::CtrlMessage;
 use crate::device::{Device, DeviceError, StateBlobKind};
 use crate::endpoint::Stream;
-use crate::server::lock;
 use crate::swtpm_state::SwtpmState;
+use crate::sync::lock;
 use crate::wire::{Pad, Wire};
 
 /// Largest state blob CMD_SET_STATEBLOB accepts; bigger ones are drained and refused.
