@@ -7,7 +7,9 @@
 //!   started TPM with a data and a control client connected that send nothing,
 //!   over `--idle` seconds (10 by default; vtpm must spend zero ticks);
 //! * **sparse**: GetRandom and PCR_Extend sent one every 10 ms, as a guest
-//!   sends them, p50/p90 round trip and server CPU time per 1,000 commands;
+//!   sends them, p50/p90 round trip and server CPU time per 1,000 commands
+//!   (vtpm's and swtpm's commands interleaved, so that both meet the same
+//!   machine);
 //! * **back to back**: every workload as fast as one client can send it:
 //!   ops/s, p50/p99 latency, server CPU time per 1,000 operations, ratio;
 //! * **relaxed**: the NV-writing workloads again on a second vtpm with
@@ -322,66 +324,91 @@ struct Figures {
     cpu_ms_per_1000: Option<f64>,
 }
 
-/// How the timed operations are sent.
-#[derive(Clone, Copy)]
-enum Pace {
-    /// Each as soon as the previous one is answered, for `secs`.
-    BackToBack { secs: f64 },
-    /// `count` operations, one every `SPARSE_GAP`.
-    Sparse { count: usize },
-}
-
-/// Setup, one untimed operation (warm-up and check), the timed operations,
-/// then clean-up whatever the outcome.
-fn run(t: &mut Target, w: &Workload, pace: Pace, hz: f64) -> Res<Figures> {
-    let result = (w.setup)(t).and_then(|obj| measure(t, w, obj, pace, hz));
+/// Setup, one untimed operation (warm-up and check), the timed operations
+/// back to back for `secs`, then clean-up whatever the outcome.
+fn run(t: &mut Target, w: &Workload, secs: f64, hz: f64) -> Res<Figures> {
+    let result = (w.setup)(t).and_then(|obj| measure(t, w, obj, secs, hz));
     t.clean_up();
     result
 }
 
-fn measure(t: &mut Target, w: &Workload, obj: u32, pace: Pace, hz: f64) -> Res<Figures> {
+fn measure(t: &mut Target, w: &Workload, obj: u32, secs: f64, hz: f64) -> Res<Figures> {
     (w.op)(t, obj)?;
     let mut lat = Vec::new();
     let ticks0 = t.cpu_ticks();
     let start = Instant::now();
-    match pace {
-        Pace::BackToBack { secs } => loop {
-            let elapsed = start.elapsed().as_secs_f64();
-            if (elapsed >= secs && lat.len() >= MIN_OPS) || elapsed >= secs * MAX_SECS_FACTOR {
-                break;
-            }
-            let t0 = Instant::now();
-            (w.op)(t, obj)?;
-            lat.push(t0.elapsed().as_secs_f64() * 1e6);
-        },
-        Pace::Sparse { count } => {
-            for i in 0..count {
-                // Deadlines from the start, so a slow answer does not shift the rest.
-                let due = start + SPARSE_GAP * (i as u32 + 1);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-                let t0 = Instant::now();
-                (w.op)(t, obj)?;
-                lat.push(t0.elapsed().as_secs_f64() * 1e6);
-            }
+    loop {
+        let elapsed = start.elapsed().as_secs_f64();
+        if (elapsed >= secs && lat.len() >= MIN_OPS) || elapsed >= secs * MAX_SECS_FACTOR {
+            break;
         }
+        let t0 = Instant::now();
+        (w.op)(t, obj)?;
+        lat.push(t0.elapsed().as_secs_f64() * 1e6);
     }
-    let elapsed = start.elapsed().as_secs_f64();
     let ticks = t.cpu_ticks().zip(ticks0).map(|(b, a)| b.saturating_sub(a));
+    Ok(figures(lat, start.elapsed().as_secs_f64(), ticks, 0.99, hz))
+}
+
+/// The figures of `lat` (microseconds), timed over `elapsed` seconds with
+/// `ticks` of server CPU; `tail` is the percentile reported beside p50.
+fn figures(mut lat: Vec<f64>, elapsed: f64, ticks: Option<u64>, tail: f64, hz: f64) -> Figures {
     lat.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize];
-    let tail = match pace {
-        Pace::BackToBack { .. } => 0.99,
-        Pace::Sparse { .. } => 0.90,
-    };
-    Ok(Figures {
+    Figures {
         ops: lat.len(),
         ops_per_s: lat.len() as f64 / elapsed,
         p50_us: pct(0.50),
         tail_us: pct(tail),
         cpu_ms_per_1000: cpu_per_1000(ticks, lat.len(), hz),
-    })
+    }
+}
+
+/// `count` operations on each TPM, one every `SPARSE_GAP`, interleaved: the
+/// second TPM's half a gap after the first's, so that both see the machine
+/// as it is over the same seconds (a sparse round trip is mostly the wake-up
+/// of an idle CPU, which whatever else runs changes).
+fn sparse(tpms: &mut [&mut Target], w: &Workload, count: usize, hz: f64) -> Vec<Res<Figures>> {
+    // Setup and one untimed operation on each.
+    let mut objs: Vec<Res<u32>> = tpms
+        .iter_mut()
+        .map(|t| (w.setup)(t).and_then(|obj| (w.op)(t, obj).map(|()| obj)))
+        .collect();
+    let mut lat = vec![Vec::with_capacity(count); tpms.len()];
+    let ticks0: Vec<Option<u64>> = tpms.iter().map(|t| t.cpu_ticks()).collect();
+    let start = Instant::now();
+    let offset = SPARSE_GAP / tpms.len().max(1) as u32;
+    for i in 0..count {
+        for (k, t) in tpms.iter_mut().enumerate() {
+            let Ok(obj) = objs[k].clone() else { continue };
+            // Deadlines from the start, so a slow answer does not shift the rest.
+            let due = start + SPARSE_GAP * (i as u32 + 1) + offset * k as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let t0 = Instant::now();
+            match (w.op)(t, obj) {
+                Ok(()) => lat[k].push(t0.elapsed().as_secs_f64() * 1e6),
+                Err(e) => objs[k] = Err(e),
+            }
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut out = Vec::new();
+    for (k, t) in tpms.iter_mut().enumerate() {
+        let ticks = t
+            .cpu_ticks()
+            .zip(ticks0[k])
+            .map(|(b, a)| b.saturating_sub(a));
+        let lat = std::mem::take(&mut lat[k]);
+        out.push(
+            objs[k]
+                .clone()
+                .map(|_| figures(lat, elapsed, ticks, 0.90, hz)),
+        );
+        t.clean_up();
+    }
+    out
 }
 
 fn cpu_cell(f: &Figures) -> String {
@@ -524,7 +551,7 @@ fn main() {
     drop(ctrl);
 
     println!(
-        "\n-- sparse: {} commands, one every {} ms --",
+        "\n-- sparse: {} commands to each TPM, one every {} ms, the two interleaved --",
         opts.sparse,
         SPARSE_GAP.as_millis()
     );
@@ -545,9 +572,10 @@ fn main() {
         .iter()
         .filter(|w| [GET_RANDOM, PCR_EXTEND].contains(&w.name))
     {
-        let pace = Pace::Sparse { count: opts.sparse };
-        let ours = run(&mut vtpm, w, pace, hz);
-        let theirs = sw.as_mut().map(|s| run(s, w, pace, hz));
+        let mut tpms: Vec<&mut Target> = std::iter::once(&mut vtpm).chain(sw.as_mut()).collect();
+        let mut figs = sparse(&mut tpms, w, opts.sparse, hz).into_iter();
+        let ours = figs.next().unwrap_or_else(|| Err("not run".into()));
+        let theirs = figs.next();
         println!(
             "{:<28} {} | {} | {}",
             w.name,
@@ -559,7 +587,7 @@ fn main() {
         res.sparse.push((w.name, ours, theirs));
     }
 
-    let pace = Pace::BackToBack { secs: opts.secs };
+    let secs = opts.secs;
     println!(
         "\n-- back to back: {} s (at least {MIN_OPS} ops, at most {} s) per workload, vtpm durable --",
         opts.secs,
@@ -579,8 +607,8 @@ fn main() {
         "ops v/s"
     );
     for w in &all {
-        let ours = run(&mut vtpm, w, pace, hz);
-        let theirs = sw.as_mut().map(|s| run(s, w, pace, hz));
+        let ours = run(&mut vtpm, w, secs, hz);
+        let theirs = sw.as_mut().map(|s| run(s, w, secs, hz));
         let mut line = format!("{:<28} {}", w.name, cells(&ours));
         if let Some(theirs) = &theirs {
             line += &format!(
@@ -606,7 +634,7 @@ fn main() {
                 "workload", "vtpm ops/s", "p50 us", "p99 us", "CPU/1k", "ops v/s"
             );
             for w in all.iter().filter(|w| w.nv_writes > 0) {
-                let ours = run(&mut relaxed, w, pace, hz);
+                let ours = run(&mut relaxed, w, secs, hz);
                 let theirs = res
                     .back_to_back
                     .iter()
