@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite of vtpm on a fresh Debian machine: installs the Debian
 # packages the tests drive (tpm2-tools, libtss2-dev, swtpm, pkg-config, QEMU
-# with SeaBIOS, Clevis) when missing, then runs `cargo test --workspace`.
+# with SeaBIOS and qemu-utils, Clevis) when missing, then runs
+# `cargo test --workspace`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(tpm2-tools libtss2-dev swtpm swtpm-tools pkg-config qemu-system-x86 seabios clevis clevis-tpm2)
+want=(tpm2-tools libtss2-dev swtpm swtpm-tools pkg-config qemu-system-x86 qemu-utils seabios clevis clevis-tpm2)
 
 installed_version() {
   dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'
@@ -28,15 +29,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   # qemu-system-x86 refuses. Install the whole QEMU set at one version: the
   # candidate of qemu-system-x86 (the backports one when that suite is
   # configured, bookworm's otherwise), moving qemu-utils to it if needed.
-  if [[ " ${missing[*]} " == *" qemu-system-x86 "* ]]; then
+  if [[ " ${missing[*]} " == *" qemu-system-x86 "* || " ${missing[*]} " == *" qemu-utils "* ]]; then
     utils=$(installed_version qemu-utils)
     sysv=$(apt-cache policy qemu-system-x86 | sed -n 's/^ *Candidate: //p')
-    if [ -n "$utils" ] && [ -n "$sysv" ] && [ "$sysv" != "(none)" ] && [ "$utils" != "$sysv" ]; then
-      echo "test.sh: qemu-utils $utils does not match qemu-system-x86 $sysv: installing both at $sysv"
-      extra+=("qemu-utils=$sysv" --allow-downgrades)
-      for i in "${!missing[@]}"; do
-        [ "${missing[$i]}" = qemu-system-x86 ] && missing[$i]="qemu-system-x86=$sysv"
+    if [ -n "$sysv" ] && [ "$sysv" != "(none)" ] && [ "$utils" != "$sysv" ]; then
+      echo "test.sh: installing qemu-system-x86 and qemu-utils both at $sysv (qemu-utils: ${utils:-none})"
+      extra+=("qemu-utils=$sysv" "qemu-system-x86=$sysv" --allow-downgrades)
+      kept=()
+      for p in "${missing[@]}"; do
+        [ "$p" = qemu-system-x86 ] || [ "$p" = qemu-utils ] || kept+=("$p")
       done
+      missing=("${kept[@]}")
     fi
   fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" "${extra[@]}"

@@ -19,6 +19,9 @@ pub const FEATURES: &[&str] = &[
     "cmdarg-pwd-fd",
     // --print-states.
     "cmdarg-print-states",
+    // --migration incoming,release-lock-outgoing (swtpm 0.8 name; libvirt
+    // passes --migration only when this is listed).
+    "cmdarg-migration",
     // --tpmstate backend-uri=dir://... and backend-uri=file://...
     "nvram-backend-dir",
     "nvram-backend-file",

@@ -5,8 +5,9 @@
 //! the jobs other threads post with a [`TpmHandle`] (control channel, mssim
 //! platform port, start-up and shutdown here). [`Engine`] is the
 //! [`transport::Device`] the loop drives. Cancelling is the exception: the
-//! control thread sets the engine's cancel flag directly, since queueing it
-//! behind the command it should cancel would be useless.
+//! control thread sets the engine's cancel flag directly (the device's
+//! canceller), since queueing it behind the command it should cancel would
+//! be useless.
 //!
 //! Auto-shutdown (swtpm's behaviour unless `--flags disable-auto-shutdown`):
 //! before the TPM is powered off or re-initialised by the control channel,
@@ -18,19 +19,33 @@
 //! If the engine ever panics (a bug: no input may panic it), the panic is
 //! caught, logged, and the device enters failure mode: every command answers
 //! TPM_RC_FAILURE and nothing more is persisted, like a real TPM's failure mode.
+//!
+//! The TPM thread also owns the [`StateHolder`]. The engine exists only while
+//! the state has been loaded from a held lock: with `--migration incoming`
+//! the first operation that needs the state takes the lock and creates the
+//! engine; with `--migration release-lock-outgoing` reading the savestate
+//! blob hands the state over. After a hand-over, an operation that needs the
+//! state takes it back first (as swtpm does before each command) and fails
+//! if it cannot: a TPM command is then answered TPM_RC_NV_UNAVAILABLE without
+//! being executed, so this instance never acts on a state another process
+//! holds; powering off drops the engine without writing anything.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tpm_core::constants as c;
 use tpm_core::engine::error_response;
 use tpm_core::persist::BlobKind;
-use tpm_core::Tpm;
+use tpm_core::{Tpm, TpmConfig};
 use transport::{Canceller, Device, DeviceError, StateBlobKind, TpmHandle};
 
+use crate::cli::MigrationSpec;
 use crate::error::{Error, Result};
+use crate::holder::{Phase, StateHolder, MAX_LOCK_WAIT, RETRY_EVERY};
+use crate::storage::NvramStorage;
 
 /// TPM 1.2-style codes the swtpm control channel reports.
 mod ctrl_rc {
@@ -66,9 +81,44 @@ pub fn response_code(resp: &[u8]) -> u32 {
         .unwrap_or(c::RC_FAILURE)
 }
 
-/// What the TPM thread owns: the engine and what the device remembers about it.
+/// How the device behaves, from the command line.
+pub struct DeviceOptions {
+    /// Send TPM2_Shutdown before power-off and exit (swtpm's auto-shutdown).
+    pub auto_shutdown: bool,
+    /// The state is encrypted at rest (`--key`), reported by CMD_GET_CONFIG.
+    pub encrypted: bool,
+    /// `--migration`.
+    pub migration: MigrationSpec,
+    /// The engine's configuration.
+    pub config: TpmConfig,
+}
+
+/// What the TPM thread owns.
 struct Engine {
-    tpm: Tpm,
+    /// None until the state is first loaded (`--migration incoming`), and
+    /// again after a powered-off hand-over.
+    tpm: Option<Tpm>,
+    /// The state lock and the NVRAM.
+    holder: StateHolder,
+    config: TpmConfig,
+    /// The transport's cancel flag, given to every engine created.
+    cancel: Arc<AtomicBool>,
+    release_lock_outgoing: bool,
+    /// Physical presence and NV availability (mssim), kept here so that an
+    /// engine created later starts with them.
+    physical_presence: bool,
+    nv_available: bool,
+    /// A failure to take the state lock was logged as an error; repeats
+    /// (every command of a guest) are logged at debug level.
+    lock_failure_logged: bool,
+    /// The last permanent blob read out with CMD_GET_STATEBLOB.
+    permanent_out: Option<Vec<u8>>,
+    /// While handed over: the permanent blobs the image may hold when the
+    /// state is taken back with this engine's RAM still current — the one
+    /// on the image at the hand-over, and the one read out (which an
+    /// incoming instance writes with CMD_SET_STATEBLOB). Anything else means
+    /// another instance moved the state on.
+    handed_over: Vec<Vec<u8>>,
     /// Command code of the last command executed (for auto-shutdown).
     last_command: Option<u32>,
     auto_shutdown: bool,
@@ -78,8 +128,6 @@ struct Engine {
     running: bool,
     /// Set while a command executes, so that cancelling only touches a running command.
     busy: Arc<AtomicBool>,
-    /// The engine's cancel flag.
-    cancel: Arc<AtomicBool>,
     /// The state is encrypted at rest (`--key`), reported by CMD_GET_CONFIG.
     encrypted: bool,
 }
@@ -111,35 +159,143 @@ fn blob_kind(k: StateBlobKind) -> BlobKind {
     }
 }
 
+fn no_state() -> DeviceError {
+    DeviceError {
+        code: ctrl_rc::INVALID_POSTINIT,
+        msg: "the TPM state is not loaded".into(),
+    }
+}
+
 impl Engine {
-    /// Run `f` on the engine unless it has failed; a panic puts the device
-    /// in failure mode instead of ending the TPM thread (and the guest's TPM).
-    fn guard<R>(&mut self, f: impl FnOnce(&mut Tpm) -> R) -> Option<R> {
-        if self.failed {
-            return None;
-        }
-        match catch_unwind(AssertUnwindSafe(|| f(&mut self.tpm))) {
-            Ok(r) => Some(r),
-            Err(_) => {
-                log::error!("the TPM engine panicked; the TPM is now in failure mode");
-                self.failed = true;
-                self.busy.store(false, Ordering::SeqCst);
-                None
+    /// Make sure the state lock is held and the engine exists before an
+    /// operation that needs the state (`why`, for the log): take the lock
+    /// (deferred by `--migration incoming`, or back after a hand-over),
+    /// waiting up to `wait` (None: the holder's implicit budget), then create
+    /// the engine from the image if there is none.
+    fn ensure(
+        &mut self,
+        why: &str,
+        wait: Option<Duration>,
+    ) -> std::result::Result<(), DeviceError> {
+        if !self.holder.is_held() {
+            let before = self.holder.phase();
+            if let Err(e) = self.holder.acquire(wait) {
+                if self.lock_failure_logged {
+                    log::debug!("{why}: the TPM state lock is still not available: {e}");
+                } else {
+                    log::error!("{why}: cannot take the TPM state lock: {e}");
+                    self.lock_failure_logged = true;
+                }
+                return Err(DeviceError {
+                    code: ctrl_rc::FAIL,
+                    msg: format!("cannot take the TPM state lock: {e}"),
+                });
+            }
+            self.lock_failure_logged = false;
+            if before == Phase::HandedOver && self.tpm.is_some() {
+                let now = self.holder.read(BlobKind::Permanent.name());
+                let current = now.is_some_and(|p| self.handed_over.contains(&p));
+                if !current {
+                    // Going on from RAM would roll the state back over what
+                    // the other instance wrote: cut the power instead, and
+                    // load the state as it is on the image.
+                    log::warn!(
+                        "the TPM state changed while it was handed over: the running TPM is powered off and its state loaded from the image"
+                    );
+                    self.tpm = None;
+                    self.running = false;
+                }
+            }
+            self.handed_over.clear();
+            match before {
+                Phase::NotYet => log::info!(
+                    "TPM state {} locked at {why} (deferred by --migration incoming)",
+                    self.holder.display().display()
+                ),
+                Phase::HandedOver => log::info!(
+                    "TPM state {} taken back at {why}: the image was opened again",
+                    self.holder.display().display()
+                ),
+                Phase::Held => {}
             }
         }
+        if self.tpm.is_none() {
+            self.create()?;
+        }
+        Ok(())
+    }
+
+    /// Create the engine over the held state (loading it from the image).
+    fn create(&mut self) -> std::result::Result<(), DeviceError> {
+        let nv = NvramStorage::new(self.holder.slot());
+        let mut tpm = Tpm::new(Box::new(nv), self.config.clone())
+            .map_err(engine_error)?
+            .with_cancel_flag(self.cancel.clone());
+        tpm.set_physical_presence(self.physical_presence);
+        tpm.set_nv_available(self.nv_available);
+        self.tpm = Some(tpm);
+        Ok(())
+    }
+
+    /// A TPM command from a client: only on a state this instance holds.
+    fn client_command(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
+        if self.failed {
+            return error_response(c::RC_FAILURE);
+        }
+        // A TPM without power answers without touching its state, so no lock
+        // is taken for it: QEMU probes the TPM this way before CMD_INIT, also
+        // on the incoming side while the source still holds the state (swtpm
+        // does not lock before CMD_INIT either).
+        match self.tpm.as_ref().map(Tpm::is_powered) {
+            // No engine yet: what an engine without power would answer.
+            None => return error_response(c::RC_FAILURE),
+            Some(false) => return self.run(locality, command),
+            Some(true) => {}
+        }
+        if self.ensure("a TPM command", None).is_err() {
+            // Without the lock this instance must not act as the TPM whose
+            // state another process now holds; NV_UNAVAILABLE says "retry
+            // later", which succeeds once the lock can be taken back.
+            return error_response(if self.tpm.is_some() {
+                c::RC_NV_UNAVAILABLE
+            } else {
+                c::RC_FAILURE
+            });
+        }
+        self.run(locality, command)
+    }
+
+    /// Execute a command on the engine (the caller made sure of the state).
+    fn run(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
+        let Some(tpm) = self.tpm.as_mut() else {
+            return error_response(c::RC_FAILURE);
+        };
+        let cc = command
+            .get(6..10)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        self.last_command = cc;
+        self.busy.store(true, Ordering::SeqCst);
+        let resp = tpm.execute(locality, command);
+        self.busy.store(false, Ordering::SeqCst);
+        log::trace!(
+            "command {:#x?} at locality {locality}: rc {:#x}",
+            cc.unwrap_or(0),
+            response_code(&resp)
+        );
+        resp
     }
 
     /// swtpm's auto-shutdown (see the module documentation).
     fn maybe_shutdown(&mut self) {
         if !self.auto_shutdown
             || self.failed
-            || !self.tpm.is_powered()
+            || !self.tpm.as_ref().is_some_and(Tpm::is_powered)
             || self.last_command == Some(CC_SHUTDOWN)
         {
             return;
         }
         for su in [c::SU_STATE, c::SU_CLEAR] {
-            let rc = response_code(&self.execute(0, &su_command(CC_SHUTDOWN, su)));
+            let rc = response_code(&self.run(0, &su_command(CC_SHUTDOWN, su)));
             log::debug!(
                 "auto-shutdown: TPM2_Shutdown({}) -> rc {rc:#x}",
                 if su == c::SU_STATE { "STATE" } else { "CLEAR" }
@@ -150,57 +306,133 @@ impl Engine {
         }
     }
 
-    fn checked<R>(
-        &mut self,
-        f: impl FnOnce(&mut Tpm) -> std::result::Result<R, tpm_core::Error>,
-    ) -> std::result::Result<R, DeviceError> {
-        self.guard(f).ok_or_else(failed)?.map_err(engine_error)
-    }
-}
-
-impl Device for Engine {
-    fn execute(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
-        let cc = command
-            .get(6..10)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-        self.last_command = cc;
-        self.busy.store(true, Ordering::SeqCst);
-        let resp = self
-            .guard(|t| t.execute(locality, command))
-            .unwrap_or_else(|| error_response(c::RC_FAILURE));
-        self.busy.store(false, Ordering::SeqCst);
-        log::trace!(
-            "command {:#x?} at locality {locality}: rc {:#x}",
-            cc.unwrap_or(0),
-            response_code(&resp)
-        );
-        resp
+    fn cut_power(&mut self) -> std::result::Result<(), DeviceError> {
+        if self.holder.phase() == Phase::HandedOver {
+            // The state belongs to another instance now: an auto-shutdown or
+            // the clock write could overwrite what it wrote. Power is cut as
+            // on a power loss; taking the state back loads it from the image.
+            if self.tpm.take().is_some() {
+                log::info!("powered off without saving anything: the TPM state was handed over");
+            }
+            self.running = false;
+            return Ok(());
+        }
+        self.maybe_shutdown();
+        let r = match self.tpm.as_mut() {
+            Some(tpm) if !self.failed => tpm.power_off().map_err(engine_error),
+            _ => Ok(()),
+        };
+        self.running = false;
+        r
     }
 
-    fn init(&mut self, delete_volatile: bool) -> std::result::Result<(), DeviceError> {
-        log::debug!("init (delete volatile state: {delete_volatile})");
+    fn power_on(&mut self, delete_volatile: bool) -> std::result::Result<(), DeviceError> {
         if self.failed {
             return Err(failed());
         }
-        if self.tpm.is_powered() {
-            self.power_off()?;
+        self.ensure("CMD_INIT", None)?;
+        if self.tpm.as_ref().is_some_and(Tpm::is_powered) {
+            self.cut_power()?;
         }
-        self.checked(|t| t.power_on(delete_volatile))?;
+        let tpm = self.tpm.as_mut().ok_or_else(no_state)?;
+        tpm.power_on(delete_volatile).map_err(engine_error)?;
         self.last_command = None;
         self.running = true;
         Ok(())
     }
 
+    /// `f` on the engine as it is (reading RAM: no lock needed).
+    fn checked<R>(
+        &mut self,
+        f: impl FnOnce(&mut Tpm) -> std::result::Result<R, tpm_core::Error>,
+    ) -> std::result::Result<R, DeviceError> {
+        if self.failed {
+            return Err(failed());
+        }
+        f(self.tpm.as_mut().ok_or_else(no_state)?).map_err(engine_error)
+    }
+
+    /// `f` on the engine once the state lock is held (`f` may write).
+    fn locked<R>(
+        &mut self,
+        why: &str,
+        f: impl FnOnce(&mut Tpm) -> std::result::Result<R, tpm_core::Error>,
+    ) -> std::result::Result<R, DeviceError> {
+        if self.failed {
+            return Err(failed());
+        }
+        self.ensure(why, None)?;
+        self.checked(f)
+    }
+
+    /// CMD_GET_STATEBLOB. With `--migration release-lock-outgoing` the state
+    /// is handed over once the savestate blob was read, as swtpm does: QEMU
+    /// reads it last (after the permanent and volatile blobs).
+    fn state_blob(&mut self, kind: StateBlobKind) -> std::result::Result<Vec<u8>, DeviceError> {
+        let blob = self.checked(|t| t.state_blob(blob_kind(kind)))?;
+        if kind == StateBlobKind::Permanent {
+            self.permanent_out = Some(blob.clone());
+        }
+        if kind == StateBlobKind::SaveState && self.release_lock_outgoing && self.holder.is_held() {
+            let on_image = self.holder.read(BlobKind::Permanent.name());
+            match self.holder.release() {
+                Ok(()) => {
+                    self.handed_over = on_image
+                        .into_iter()
+                        .chain(self.permanent_out.clone())
+                        .collect();
+                    log::info!(
+                    "TPM state {} handed over (--migration release-lock-outgoing: the savestate blob was read); its lock is released and nothing is written until it is taken back",
+                    self.holder.display().display()
+                    )
+                }
+                // The blob was read all the same; the lock stays held.
+                Err(e) => log::error!(
+                    "cannot release the TPM state lock after the savestate blob was read: {e}"
+                ),
+            }
+        }
+        Ok(blob)
+    }
+
+    /// CMD_LOCK_STORAGE: take the lock now, trying `retries` times 10 ms.
+    fn take_lock(&mut self, retries: u32) -> std::result::Result<(), DeviceError> {
+        let wait = RETRY_EVERY.saturating_mul(retries).min(MAX_LOCK_WAIT);
+        self.ensure("CMD_LOCK_STORAGE", Some(wait))
+    }
+
+    /// Run `f` on the engine; if the engine panics (a bug: no input may panic
+    /// it), answer with `fallback` and stay in failure mode instead of taking
+    /// the process (and the guest's TPM) down with it.
+    fn guarded<R>(&mut self, fallback: impl FnOnce() -> R, f: impl FnOnce(&mut Self) -> R) -> R {
+        match catch_unwind(AssertUnwindSafe(|| f(self))) {
+            Ok(r) => r,
+            Err(_) => {
+                log::error!("the TPM engine panicked; the TPM is now in failure mode");
+                self.failed = true;
+                self.busy.store(false, Ordering::SeqCst);
+                fallback()
+            }
+        }
+    }
+}
+
+impl Device for Engine {
+    fn execute(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
+        self.guarded(
+            || error_response(c::RC_FAILURE),
+            |e| e.client_command(locality, command),
+        )
+    }
+
+    fn init(&mut self, delete_volatile: bool) -> std::result::Result<(), DeviceError> {
+        log::debug!("init (delete volatile state: {delete_volatile})");
+        self.guarded(|| Err(failed()), |e| e.power_on(delete_volatile))
+    }
+
     fn power_off(&mut self) -> std::result::Result<(), DeviceError> {
         log::debug!("power off");
-        self.maybe_shutdown();
-        let r = if self.failed {
-            Ok(())
-        } else {
-            self.checked(|t| t.power_off())
-        };
-        self.running = false;
-        r
+        self.guarded(|| Err(failed()), |e| e.cut_power())
     }
 
     fn is_running(&self) -> bool {
@@ -219,7 +451,8 @@ impl Device for Engine {
     }
 
     fn tpm_established(&mut self) -> std::result::Result<bool, DeviceError> {
-        self.checked(|t| Ok(t.tpm_established()))
+        // Read from RAM: no lock needed.
+        self.guarded(|| Err(failed()), |e| e.checked(|t| Ok(t.tpm_established())))
     }
 
     fn reset_established(&mut self, locality: u8) -> std::result::Result<(), DeviceError> {
@@ -229,27 +462,46 @@ impl Device for Engine {
                 msg: format!("tpmEstablished cannot be reset from locality {locality}"),
             });
         }
-        self.checked(|t| t.reset_established(locality))
+        self.guarded(
+            || Err(failed()),
+            |e| {
+                e.locked("CMD_RESET_TPMESTABLISHED", |t| {
+                    t.reset_established(locality)
+                })
+            },
+        )
     }
 
     fn hash_start(&mut self) -> std::result::Result<(), DeviceError> {
-        self.checked(|t| t.hash_start())
+        self.guarded(
+            || Err(failed()),
+            |e| e.locked("_TPM_Hash_Start", |t| t.hash_start()),
+        )
     }
 
     fn hash_data(&mut self, data: &[u8]) -> std::result::Result<(), DeviceError> {
-        self.checked(|t| t.hash_data(data))
+        self.guarded(
+            || Err(failed()),
+            |e| e.locked("_TPM_Hash_Data", |t| t.hash_data(data)),
+        )
     }
 
     fn hash_end(&mut self) -> std::result::Result<(), DeviceError> {
-        self.checked(|t| t.hash_end())
+        self.guarded(
+            || Err(failed()),
+            |e| e.locked("_TPM_Hash_End", |t| t.hash_end()),
+        )
     }
 
     fn store_volatile(&mut self) -> std::result::Result<(), DeviceError> {
-        self.checked(|t| t.store_volatile())
+        self.guarded(
+            || Err(failed()),
+            |e| e.locked("CMD_STORE_VOLATILE", |t| t.store_volatile()),
+        )
     }
 
     fn get_state_blob(&mut self, kind: StateBlobKind) -> std::result::Result<Vec<u8>, DeviceError> {
-        self.checked(|t| t.state_blob(blob_kind(kind)))
+        self.guarded(|| Err(failed()), |e| e.state_blob(kind))
     }
 
     fn set_state_blob(
@@ -257,20 +509,42 @@ impl Device for Engine {
         kind: StateBlobKind,
         data: Vec<u8>,
     ) -> std::result::Result<(), DeviceError> {
-        self.checked(|t| t.set_state_blob(blob_kind(kind), &data))
+        self.guarded(
+            || Err(failed()),
+            |e| {
+                e.locked("CMD_SET_STATEBLOB", |t| {
+                    t.set_state_blob(blob_kind(kind), &data)
+                })
+            },
+        )
     }
 
-    fn lock_storage(&mut self, _retries: u32) -> std::result::Result<(), DeviceError> {
-        // vtpm always holds the state lock from start-up (see state_dir).
-        Ok(())
+    fn lock_storage(&mut self, retries: u32) -> std::result::Result<(), DeviceError> {
+        self.guarded(|| Err(failed()), |e| e.take_lock(retries))
     }
 
     fn set_physical_presence(&mut self, asserted: bool) {
-        self.guard(|t| t.set_physical_presence(asserted));
+        self.physical_presence = asserted;
+        self.guarded(
+            || (),
+            |e| {
+                if let Some(t) = e.tpm.as_mut() {
+                    t.set_physical_presence(asserted);
+                }
+            },
+        );
     }
 
     fn set_nv_available(&mut self, available: bool) {
-        self.guard(|t| t.set_nv_available(available));
+        self.nv_available = available;
+        self.guarded(
+            || (),
+            |e| {
+                if let Some(t) = e.tpm.as_mut() {
+                    t.set_nv_available(available);
+                }
+            },
+        );
     }
 
     fn config_flags(&self) -> u32 {
@@ -287,41 +561,47 @@ pub struct TpmDevice {
 }
 
 impl TpmDevice {
-    /// Spawn the TPM thread, creating the engine on it with `make` (so the
-    /// engine never crosses threads). Fails if the engine cannot load its state.
-    pub fn start<F>(make: F, auto_shutdown: bool, encrypted: bool) -> Result<TpmDevice>
-    where
-        F: FnOnce() -> std::result::Result<Tpm, tpm_core::Error> + Send + 'static,
-    {
+    /// Spawn the TPM thread, which owns `holder`. If the holder holds the
+    /// state, the engine is created on the thread at once (it never crosses
+    /// threads) and a state that cannot be loaded fails the start; otherwise
+    /// (`--migration incoming`) it is created when the state is first needed.
+    pub fn start(holder: StateHolder, opts: DeviceOptions) -> Result<TpmDevice> {
         let (tpm_loop, handle) = transport::tpm_loop()
             .map_err(|e| Error::Process(format!("cannot start the TPM thread: {e}")))?;
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
             .name("tpm".into())
             .spawn(move || {
-                let tpm = match catch_unwind(AssertUnwindSafe(make)) {
-                    Ok(Ok(tpm)) => tpm,
-                    Ok(Err(e)) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                    Err(_) => {
-                        let _ = ready_tx.send(Err(
-                            "the engine panicked while loading its state".to_string()
-                        ));
-                        return;
-                    }
-                };
+                let load_now = holder.is_held();
                 let mut engine = Engine {
-                    cancel: tpm.cancel_flag(),
-                    tpm,
+                    tpm: None,
+                    holder,
+                    config: opts.config,
+                    cancel: Arc::new(AtomicBool::new(false)),
+                    release_lock_outgoing: opts.migration.release_lock_outgoing,
+                    physical_presence: false,
+                    nv_available: true,
+                    lock_failure_logged: false,
+                    permanent_out: None,
+                    handed_over: Vec::new(),
                     last_command: None,
-                    auto_shutdown,
+                    auto_shutdown: opts.auto_shutdown,
                     failed: false,
                     running: false,
                     busy: Arc::new(AtomicBool::new(false)),
-                    encrypted,
+                    encrypted: opts.encrypted,
                 };
+                if load_now {
+                    let loaded = match catch_unwind(AssertUnwindSafe(|| engine.create())) {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => Err(e.msg),
+                        Err(_) => Err("the engine panicked while loading its state".to_string()),
+                    };
+                    if let Err(msg) = loaded {
+                        let _ = ready_tx.send(Err(msg));
+                        return;
+                    }
+                }
                 let _ = ready_tx.send(Ok(()));
                 tpm_loop.run(&mut engine);
             })

@@ -30,7 +30,7 @@ pub enum Error {
         reason: String,
     },
     /// Another instance holds the state lock.
-    #[error("the TPM state {} is in use by another vtpm{holder} (lock file {} is held)", state.display(), lock.display())]
+    #[error("the TPM state {} is in use by another vtpm{holder}: its lock file {} is held", state.display(), lock.display())]
     Locked {
         /// The state directory or image.
         state: PathBuf,
@@ -40,7 +40,7 @@ pub enum Error {
         holder: String,
     },
     /// The NVRAM image could not be opened or started.
-    #[error("NVRAM image {}: {source}", path.display())]
+    #[error("{}", nvram_message(path, source))]
     Nvram {
         /// The image.
         path: PathBuf,
@@ -71,6 +71,15 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// "NVRAM image IMAGE: what is wrong", naming the image once: most nvram
+/// errors start with the image already.
+fn nvram_message(path: &std::path::Path, source: &nvram::Error) -> String {
+    match source.image() {
+        Some(_) => format!("NVRAM image {source}"),
+        None => format!("NVRAM image {}: {source}", path.display()),
     }
 }
 

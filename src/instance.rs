@@ -1,22 +1,23 @@
 //! One running vtpm: lock the state, open the NVRAM, start the TPM thread,
 //! power on (and TPM2_Startup) if asked, bind the transport, write the pid
 //! file, then serve until a signal or the protocol ends it, and power off
-//! cleanly with the state saved.
+//! cleanly with the state saved. With `--migration incoming` the state is
+//! locked and opened later, by the TPM thread, when it is first needed
+//! ([`crate::holder`]).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 
-use tpm_core::{Tpm, TpmConfig};
+use tpm_core::TpmConfig;
 
 use crate::cli::{EndpointSpec, NoteLevel, Plan, Serve, StartupType};
 use crate::daemon;
-use crate::device::TpmDevice;
+use crate::device::{DeviceOptions, TpmDevice};
 use crate::error::{Error, Result};
+use crate::holder::StateHolder;
 use crate::logging::LogTarget;
 use crate::pidfile::PidFile;
 use crate::signals::{self, TermSignals};
-use crate::state_dir::StateLock;
-use crate::storage::{self, NvramStorage};
 
 /// The nvram options of the plan, with the key loaded.
 pub fn nvram_options(
@@ -79,29 +80,46 @@ struct Running {
     server: transport::Server,
     device: TpmDevice,
     pid: Option<PidFile>,
-    lock: StateLock,
     signals: TermSignals,
 }
 
 fn start(plan: &Plan) -> Result<Running> {
     // Installed first, so a SIGTERM during start-up is handled once serving.
     let signals = TermSignals::install()?;
-    let lock = plan.state.prepare()?;
-    let image = plan.state.image();
-    let handle = storage::open(&image, nvram_options(&plan.state, plan.key.as_ref())?)?;
-    plan.state.apply_mode()?;
-    let nv = NvramStorage::new(handle);
-    let config = TpmConfig {
-        reject_locality_4: plan.reject_locality_4,
-    };
+    let mut holder = StateHolder::new(
+        plan.state.clone(),
+        plan.key.as_ref(),
+        plan.migration.incoming,
+    )?;
+    if plan.migration.incoming {
+        log::info!(
+            "--migration incoming: the TPM state {} is locked when it is first needed (CMD_SET_STATEBLOB, CMD_INIT or CMD_LOCK_STORAGE), waiting up to 3 s for the outgoing instance to release it",
+            plan.state.display().display()
+        );
+    } else {
+        // At once, on this thread: a held lock or a bad image is the start's error.
+        holder.acquire(Some(std::time::Duration::ZERO))?;
+    }
     let device = TpmDevice::start(
-        move || Tpm::new(Box::new(nv), config),
-        plan.startup.auto_shutdown,
-        plan.key.is_some(),
+        holder,
+        DeviceOptions {
+            auto_shutdown: plan.startup.auto_shutdown,
+            encrypted: plan.key.is_some(),
+            migration: plan.migration,
+            config: TpmConfig {
+                reject_locality_4: plan.reject_locality_4,
+            },
+        },
     )?;
     match serve_device(plan, &device) {
         Ok(server) => {
-            let pid = match plan.pid.as_ref().map(PidFile::write).transpose() {
+            let pid = plan.pid.as_ref().map(PidFile::write).transpose();
+            // Privileges go once sockets, state and pid file are open.
+            let dropped = match (&pid, &plan.runas) {
+                (Ok(_), Some(user)) => crate::privileges::drop_to(user),
+                _ => Ok(()),
+            };
+            let pid = match pid.and_then(|p| dropped.map(|()| p)) {
                 Ok(p) => p,
                 Err(e) => {
                     server.shutdown();
@@ -113,7 +131,6 @@ fn start(plan: &Plan) -> Result<Running> {
                 server,
                 device,
                 pid,
-                lock,
                 signals,
             })
         }
@@ -241,7 +258,6 @@ impl Running {
             server,
             device,
             pid,
-            lock,
             mut signals,
         } = self;
         let close = signals.handle();
@@ -267,8 +283,8 @@ impl Running {
         if let Some(p) = pid {
             p.remove();
         }
-        log::info!("state saved; lock {} released", lock.path().display());
-        drop(lock);
+        // The TPM thread has ended: its state holder closed the NVRAM and
+        // released the lock (and logged it).
         r
     }
 }

@@ -10,11 +10,14 @@ mod daemon;
 mod device;
 mod error;
 mod fds;
+mod holder;
+mod install;
 mod instance;
 mod keys;
 mod logging;
 mod nvram_cli;
 mod pidfile;
+mod privileges;
 mod signals;
 mod state_dir;
 mod states;
@@ -58,6 +61,9 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("nvram") {
         std::process::exit(nvram_cli::run(&args[1..]));
+    }
+    if args.first().map(String::as_str) == Some("install") {
+        std::process::exit(install::run(&args[1..]));
     }
     if args.is_empty() {
         eprint!("{}", cli::usage());

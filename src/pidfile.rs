@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 /// Where to write the pid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PidSpec {
-    /// A file, written atomically and removed at a clean exit.
+    /// A file, written in place when it exists (as swtpm does), atomically
+    /// when it does not, and removed at a clean exit.
     File(PathBuf),
     /// An inherited descriptor opened for writing; written and closed.
     Fd(i32),
@@ -26,16 +27,16 @@ impl PidFile {
         let pid = std::process::id();
         match spec {
             PidSpec::File(path) => {
-                // Write a temporary file and rename it, so a reader never sees an
-                // empty or half-written pid file.
-                let mut tmp = path.clone().into_os_string();
-                tmp.push(format!(".{pid}.tmp"));
-                let tmp = PathBuf::from(tmp);
-                std::fs::write(&tmp, format!("{pid}\n"))
-                    .map_err(|e| Error::io("cannot write pid file", &tmp, e))?;
-                if let Err(e) = std::fs::rename(&tmp, path) {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(Error::io("cannot write pid file", path, e));
+                let text = format!("{pid}\n");
+                // A pid file that exists (swtpm_setup creates it empty and reads
+                // it through the descriptor it holds) is written in place, as
+                // swtpm does: a rename would give readers a file they never see.
+                // A new one is written under a temporary name and renamed, so
+                // no reader sees it empty or half-written.
+                match write_in_place(path, text.as_bytes()) {
+                    Ok(true) => {}
+                    Ok(false) => write_renamed(path, pid, text.as_bytes())?,
+                    Err(e) => return Err(Error::io("cannot write pid file", path, e)),
                 }
                 Ok(PidFile {
                     path: Some(path.clone()),
@@ -66,4 +67,38 @@ impl PidFile {
             }
         }
     }
+}
+
+/// Write `data` over the existing regular file `path` (never through a
+/// symlink); Ok(false) when there is no such file.
+fn write_in_place(path: &std::path::Path, data: &[u8]) -> std::io::Result<bool> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let f = match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    f.write_all_at(data, 0)?;
+    f.set_len(data.len() as u64)?;
+    Ok(true)
+}
+
+/// Write `data` to a temporary file beside `path` and rename it into place.
+fn write_renamed(path: &std::path::Path, pid: u32, data: &[u8]) -> Result<()> {
+    let mut tmp = path.to_path_buf().into_os_string();
+    tmp.push(format!(".{pid}.tmp"));
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, data).map_err(|e| Error::io("cannot write pid file", &tmp, e))?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io("cannot write pid file", path, e));
+    }
+    Ok(())
 }

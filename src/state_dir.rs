@@ -34,6 +34,8 @@ pub enum StateLocation {
     Dir(PathBuf),
     /// The image file or block device itself.
     Image(PathBuf),
+    /// The export of an NBD server (`backend-uri=nbd://...`, `nbd+unix://...`).
+    Nbd(nvram::nbd::NbdUri),
 }
 
 /// The state options of `--tpmstate`.
@@ -77,6 +79,7 @@ impl StateSpec {
         match &self.location {
             StateLocation::Dir(d) => d.join(IMAGE_NAME),
             StateLocation::Image(p) => p.clone(),
+            StateLocation::Nbd(u) => PathBuf::from(u.to_string()),
         }
     }
 
@@ -84,6 +87,7 @@ impl StateSpec {
     pub fn lock_path(&self) -> PathBuf {
         match &self.location {
             StateLocation::Dir(d) => d.join(LOCK_NAME),
+            StateLocation::Nbd(_) => self.image(),
             StateLocation::Image(p) if is_block_device(p) => p.clone(),
             StateLocation::Image(p) => {
                 let mut s = p.clone().into_os_string();
@@ -93,17 +97,25 @@ impl StateSpec {
         }
     }
 
-    /// What to name in messages: the directory or the image.
-    pub fn display(&self) -> &Path {
+    /// What to name in messages: the directory, the image or the export.
+    pub fn display(&self) -> PathBuf {
         match &self.location {
-            StateLocation::Dir(d) => d,
-            StateLocation::Image(p) => p,
+            StateLocation::Dir(d) => d.clone(),
+            StateLocation::Image(p) => p.clone(),
+            StateLocation::Nbd(u) => PathBuf::from(u.to_string()),
         }
     }
 
-    /// Create the state directory if needed and take the lock.
+    /// Create the state directory if needed and take the lock (none for an
+    /// NBD export: there is no file to lock).
     pub fn prepare(&self) -> Result<StateLock> {
         match &self.location {
+            StateLocation::Nbd(_) => {
+                return Ok(StateLock {
+                    file: None,
+                    path: self.image(),
+                })
+            }
             StateLocation::Dir(d) => create_dir(d)?,
             StateLocation::Image(p) => {
                 if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -117,7 +129,7 @@ impl StateSpec {
                 }
             }
         }
-        StateLock::acquire(self.display(), &self.lock_path())
+        StateLock::acquire(&self.display(), &self.lock_path())
     }
 
     /// Apply the mode bits to the image if it is a regular file (after the NVRAM created it).
@@ -153,7 +165,8 @@ fn create_dir(d: &Path) -> Result<()> {
 /// The held state lock; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct StateLock {
-    file: File,
+    /// The locked file (None: an NBD export, which has none).
+    file: Option<File>,
     path: PathBuf,
 }
 
@@ -201,7 +214,7 @@ impl StateLock {
             let _ = writeln!(file, "{}", std::process::id());
         }
         Ok(StateLock {
-            file,
+            file: Some(file),
             path: lock_path.to_path_buf(),
         })
     }
@@ -215,7 +228,9 @@ impl StateLock {
 impl Drop for StateLock {
     fn drop(&mut self) {
         // Closing the file releases the flock anyway; unlocking first makes the order explicit.
-        let _ = self.file.unlock();
+        if let Some(f) = &self.file {
+            let _ = f.unlock();
+        }
     }
 }
 

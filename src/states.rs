@@ -35,9 +35,11 @@ fn swtpm_name(kind: BlobKind) -> &'static str {
 pub fn json(state: &StateSpec, key: Option<&KeySpec>) -> Result<String> {
     let mut states = Vec::new();
     let image = state.image();
-    if image.exists() {
+    let nbd = matches!(state.location, crate::state_dir::StateLocation::Nbd(_));
+    if nbd || image.exists() {
         let _lock = state.prepare()?;
-        let handle = crate::storage::open(&image, crate::instance::nvram_options(state, key)?)?;
+        let handle =
+            crate::storage::open(&state.location, crate::instance::nvram_options(state, key)?)?;
         for kind in BlobKind::ALL {
             let blob = handle.read(kind.name()).map_err(|source| Error::Nvram {
                 path: image.clone(),

@@ -1,21 +1,36 @@
 //! The engine's persistence port over the NVRAM: each [`BlobKind`] is a
 //! named blob registered with its maximum size, and `store` returns only once
 //! the write is durable (the TPM rule: NV is updated before the response).
-
-use std::path::Path;
+//! The NVRAM is reached through the holder's slot ([`crate::holder`]), so a
+//! state taken back after a hand-over is written through the image opened
+//! anew; a handed-over NVRAM refuses writes, which the engine answers with
+//! TPM_RC_NV_UNAVAILABLE.
 
 use nvram::{Nvram, NvramHandle, OpenOptions};
 use tpm_core::persist::{BlobKind, PersistError, Persistence};
 
 use crate::error::{Error, Result};
+use crate::holder::Slot;
+use crate::state_dir::StateLocation;
 
-/// Open the image at `path`, register the TPM's blobs and start the storage thread.
-pub fn open(path: &Path, opts: OpenOptions) -> Result<NvramHandle> {
+/// Open the state's image (a file, a block device or an NBD export),
+/// register the TPM's blobs and start the storage thread.
+pub fn open(location: &StateLocation, opts: OpenOptions) -> Result<NvramHandle> {
+    let path = match location {
+        StateLocation::Dir(d) => d.join(crate::state_dir::IMAGE_NAME),
+        StateLocation::Image(p) => p.clone(),
+        StateLocation::Nbd(u) => std::path::PathBuf::from(u.to_string()),
+    };
+    let path = path.as_path();
     let err = |source| Error::Nvram {
         path: path.to_path_buf(),
         source,
     };
-    let mut nv = Nvram::open(path, opts).map_err(err)?;
+    let mut nv = match location {
+        StateLocation::Nbd(uri) => Nvram::open_nbd(uri, opts),
+        _ => Nvram::open(path, opts),
+    }
+    .map_err(err)?;
     for kind in BlobKind::ALL {
         nv.register(kind.name(), kind.max_size()).map_err(err)?;
     }
@@ -28,15 +43,25 @@ pub fn open(path: &Path, opts: OpenOptions) -> Result<NvramHandle> {
     Ok(handle)
 }
 
-/// [`Persistence`] over a started NVRAM.
+/// [`Persistence`] over the started NVRAM in a holder's slot.
 pub struct NvramStorage {
-    handle: NvramHandle,
+    slot: Slot,
 }
 
 impl NvramStorage {
-    /// Wrap a started NVRAM (on which the TPM's blobs are registered).
-    pub fn new(handle: NvramHandle) -> NvramStorage {
-        NvramStorage { handle }
+    /// Persist through the NVRAM in `slot` (on which the TPM's blobs are registered).
+    pub fn new(slot: Slot) -> NvramStorage {
+        NvramStorage { slot }
+    }
+
+    /// The NVRAM now in the slot (a cheap clone of the handle, so the slot is
+    /// not held during a write).
+    fn handle(&self, blob: BlobKind) -> std::result::Result<NvramHandle, PersistError> {
+        let h = self.slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        h.ok_or_else(|| PersistError {
+            blob,
+            reason: "the TPM state is not open (its lock is not held)".into(),
+        })
     }
 }
 
@@ -49,17 +74,19 @@ fn fail(blob: BlobKind, e: nvram::Error) -> PersistError {
 
 impl Persistence for NvramStorage {
     fn load(&mut self, blob: BlobKind) -> std::result::Result<Option<Vec<u8>>, PersistError> {
-        self.handle.read(blob.name()).map_err(|e| fail(blob, e))
+        self.handle(blob)?
+            .read(blob.name())
+            .map_err(|e| fail(blob, e))
     }
 
     fn store(&mut self, blob: BlobKind, bytes: Vec<u8>) -> std::result::Result<(), PersistError> {
-        self.handle
+        self.handle(blob)?
             .write_sync(blob.name(), bytes)
             .map_err(|e| fail(blob, e))
     }
 
     fn delete(&mut self, blob: BlobKind) -> std::result::Result<(), PersistError> {
-        self.handle
+        self.handle(blob)?
             .delete(blob.name())
             .wait()
             .map_err(|e| fail(blob, e))

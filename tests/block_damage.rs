@@ -15,12 +15,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use common::{free_port_pair, listening, socket_args, tpm2_ok, vtpm_bin, vtpm_output, Guard, Vtpm};
+use common::{tpm2_ok, try_start_dir, vtpm_output, RawConn, Vtpm};
 use nvram::format::{Header, SLOT_SIZE};
 use nvram::{MemBackend, Nvram, OpenOptions};
 use rand::{Rng, SeedableRng};
@@ -52,16 +49,9 @@ fn increment_command(index: u32) -> Vec<u8> {
 
 /// Send `cmd` `n` times over one data connection; every answer must be success.
 fn send_repeatedly(port: u16, cmd: &[u8], n: u64) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut c = RawConn::open(port);
     for i in 0..n {
-        s.write_all(cmd).unwrap();
-        let mut hdr = [0u8; 10];
-        s.read_exact(&mut hdr).unwrap();
-        let size = u32::from_be_bytes(hdr[2..6].try_into().unwrap()) as usize;
-        let mut rest = vec![0u8; size - 10];
-        s.read_exact(&mut rest).unwrap();
-        let rc = u32::from_be_bytes(hdr[6..10].try_into().unwrap());
+        let (rc, _) = c.send(cmd);
         assert_eq!(rc, 0, "command {i} answered {rc:#x}");
     }
 }
@@ -181,24 +171,6 @@ mod capture {
             *self.out.0.lock().unwrap() = std::mem::take(&mut self.inner.data);
         }
     }
-}
-
-/// Start vtpm on `dir`; its stderr when it exits instead.
-fn try_start(dir: &Path, scratch: &Path) -> Result<(Guard, u16), String> {
-    let port = free_port_pair();
-    let args = socket_args(dir, port, &["--flags", "not-need-init,startup-clear"]);
-    let mut g = Guard::spawn(vtpm_bin(), &args, scratch.join(format!("e.{port}")), &[]);
-    let end = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < end {
-        if g.try_status().is_some() {
-            return Err(g.stderr());
-        }
-        if listening(port) && listening(port + 1) {
-            return Ok((g, port));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("vtpm neither started nor exited: {}", g.stderr());
 }
 
 /// The realistic state, made by vtpm and tpm2-tools; returns the stopped
@@ -442,7 +414,7 @@ fn every_damaged_block_opens_with_the_latest_state_or_is_refused() {
             }
             let path = dir.join("vtpm-nvram.img");
             std::fs::write(&path, &img).unwrap();
-            let (mut g, port) = try_start(&dir, scratch.path())
+            let (mut g, port) = try_start_dir(&dir, scratch.path())
                 .unwrap_or_else(|e| panic!("block {b} {kind}: refused: {e}"));
             let tcti = format!("swtpm:host=127.0.0.1,port={port}");
             assert_eq!(look(&tcti, scratch.path()), seen, "block {b} {kind}");

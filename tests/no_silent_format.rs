@@ -6,41 +6,17 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    free_port_pair, listening, socket_args, socket_args_on, tpm2_ok, vtpm_bin, vtpm_output, Guard,
-    Vtpm,
+    free_port_pair, socket_args_on, tpm2_ok, try_start_dir, vtpm_bin, vtpm_output, Guard, Vtpm,
 };
 use nvram::format::SLOT_SIZE;
-
-/// Start `vtpm socket` on `dir`: the running process, or its stderr when it exits.
-fn try_start(dir: &Path, scratch: &Path) -> Result<(Guard, u16), String> {
-    let port = free_port_pair();
-    let args = socket_args(dir, port, &["--flags", "not-need-init,startup-clear"]);
-    let mut g = Guard::spawn(
-        vtpm_bin(),
-        &args,
-        scratch.join(format!("stderr.{port}")),
-        &[],
-    );
-    let end = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < end {
-        if g.try_status().is_some() {
-            return Err(g.stderr());
-        }
-        if listening(port) && listening(port + 1) {
-            return Ok((g, port));
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("vtpm neither started nor exited: {}", g.stderr());
-}
 
 fn refused_untouched(dir: &Path, scratch: &Path, what: &str) {
     let img = dir.join("vtpm-nvram.img");
     let before = std::fs::read(&img).unwrap();
-    let err = try_start(dir, scratch).err().expect("must be refused");
+    let err = try_start_dir(dir, scratch).err().expect("must be refused");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert!(err.contains(what), "expected {what:?} in: {err}");
     assert!(
@@ -66,7 +42,7 @@ fn wiped_headers_are_refused_never_formatted() {
         let at = (slot * SLOT_SIZE) as usize;
         img[at..at + SLOT_SIZE as usize].fill(0);
         std::fs::write(dir.join("vtpm-nvram.img"), &img).unwrap();
-        match try_start(&dir, scratch.path()) {
+        match try_start_dir(&dir, scratch.path()) {
             // The other slot holds a valid header: the latest state, never an empty one.
             Ok((g, port)) => {
                 let tcti = format!("swtpm:host=127.0.0.1,port={port}");
@@ -112,7 +88,7 @@ fn an_all_zero_image_is_refused_until_formatted_explicitly() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (g, _) = try_start(&dir, scratch.path()).expect("a formatted image starts");
+    let (g, _) = try_start_dir(&dir, scratch.path()).expect("a formatted image starts");
     drop(g);
 
     // Formatting what is no longer blank needs --force.
@@ -133,7 +109,7 @@ fn a_new_state_directory_gets_a_formatted_image() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("state");
     std::fs::create_dir(&dir).unwrap();
-    let (g, _) = try_start(&dir, scratch.path()).expect("a new image is made");
+    let (g, _) = try_start_dir(&dir, scratch.path()).expect("a new image is made");
     drop(g);
     // No staging file is left beside it, and it opens again.
     let names: Vec<String> = std::fs::read_dir(&dir)
@@ -141,12 +117,13 @@ fn a_new_state_directory_gets_a_formatted_image() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(!names.iter().any(|n| n.ends_with(".new")), "{names:?}");
-    let (g, _) = try_start(&dir, scratch.path()).expect("and opens again");
+    let (g, _) = try_start_dir(&dir, scratch.path()).expect("and opens again");
     drop(g);
 }
 
 /// A second writer on the same image is refused, whichever way it names the
-/// image; read-only inspection runs beside the live instance and says so.
+/// image (a bind mount of the state directory too, where mounting is
+/// permitted); read-only inspection runs beside the live instance and says so.
 #[test]
 fn one_lock_whatever_the_path() {
     need_tools!();
@@ -186,6 +163,7 @@ fn one_lock_whatever_the_path() {
         );
         println!("{way}: refused: {}", err.trim());
     }
+    bind_mount_ways(&v.dir(), scratch.path());
     let out = vtpm_output(&["nvram", "format", img.to_str().unwrap(), "--force"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("in use"), "{err}");
@@ -198,4 +176,62 @@ fn one_lock_whatever_the_path() {
         std::fs::read(&img).unwrap() == before,
         "the image was written by a refused writer"
     );
+}
+
+/// The second instance reaches the state through a bind mount of the state
+/// directory: `dir=` and `backend-uri=file://` on the mount point. The mount
+/// lives in a private mount namespace (`unshare --mount`) that ends with the
+/// process, so no mount is left behind whatever happens. Without the right
+/// to mount (a container without CAP_SYS_ADMIN) this case is reported as not
+/// tested, with the reason, and the others still count.
+fn bind_mount_ways(dir: &Path, scratch: &Path) {
+    let mnt = scratch.join("bind");
+    std::fs::create_dir(&mnt).unwrap();
+    let ways = [
+        format!("dir={}", mnt.display()),
+        format!(
+            "backend-uri=file://{}",
+            mnt.join("vtpm-nvram.img").display()
+        ),
+    ];
+    for way in &ways {
+        let port = free_port_pair();
+        let mut args = vec![
+            "--mount".to_string(),
+            "--propagation".into(),
+            "private".into(),
+            "sh".into(),
+            "-c".into(),
+            // $0 source, $1 mount point, then the vtpm command line.
+            r#"src=$0 mnt=$1; shift; mount --bind "$src" "$mnt" || exit 97; echo "bind mount: ok" >&2; exec "$@""#.into(),
+            dir.display().to_string(),
+            mnt.display().to_string(),
+            vtpm_bin().to_string(),
+        ];
+        args.extend(socket_args_on(
+            way,
+            port,
+            &["--flags", "not-need-init,startup-clear"],
+        ));
+        let mut g = Guard::spawn("unshare", &args, scratch.join(format!("m.{port}")), &[]);
+        let status = g.wait_timeout(Duration::from_secs(20));
+        let err = g.stderr();
+        if !err.contains("bind mount: ok") {
+            println!(
+                "bind mount of the state directory: NOT TESTED (could not mount: {})",
+                err.trim()
+            );
+            return;
+        }
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{way} through a bind mount: a second instance ran"
+        );
+        let refusal = err.lines().last().unwrap_or("").to_string();
+        assert!(
+            refusal.contains("lock") || refusal.contains("in use"),
+            "{way} through a bind mount: {err}"
+        );
+        println!("{way} (bind mount of the state directory): refused: {refusal}");
+    }
 }

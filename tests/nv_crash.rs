@@ -6,90 +6,18 @@
 mod common;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::Vtpm;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use support::corpus::{command, pw_area, SESSIONS};
+use support::nv::{
+    authorized, connect, define_counter, rc, read_counter, xfer, Rng, CC_NV_INCREMENT,
+    COUNTER_ATTRS, INDEX, ORDERLY,
+};
 
-const CC_NV_DEFINE_SPACE: u32 = 0x12A;
-const CC_NV_INCREMENT: u32 = 0x134;
-const CC_NV_READ: u32 = 0x14E;
-const RH_OWNER: u32 = 0x4000_0001;
-const INDEX: u32 = 0x0100_0010;
-/// TPM_NT_COUNTER | AUTHWRITE | AUTHREAD | NO_DA.
-const COUNTER_ATTRS: u32 = 0x10 | 0x4 | 0x4_0000 | 0x0200_0000;
-/// TPMA_NV_ORDERLY.
-const ORDERLY: u32 = 0x0400_0000;
 const KILLS: usize = 200;
 const ORDERLY_KILLS: usize = 60;
-
-/// One command on a persistent connection; an error once vtpm is gone.
-fn xfer(s: &mut TcpStream, cmd: &[u8]) -> std::io::Result<Vec<u8>> {
-    s.write_all(cmd)?;
-    let mut hdr = [0u8; 10];
-    s.read_exact(&mut hdr)?;
-    let size = u32::from_be_bytes([hdr[2], hdr[3], hdr[4], hdr[5]]) as usize;
-    let mut rest = vec![0u8; size.saturating_sub(10)];
-    s.read_exact(&mut rest)?;
-    Ok([hdr.to_vec(), rest].concat())
-}
-
-fn rc(resp: &[u8]) -> u32 {
-    u32::from_be_bytes([resp[6], resp[7], resp[8], resp[9]])
-}
-
-fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to vtpm");
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    s.set_nodelay(true).ok();
-    s
-}
-
-/// Handles, an empty password session, then parameters.
-fn authorized(cc: u32, handles: &[u32], params: &[u8]) -> Vec<u8> {
-    let mut body: Vec<u8> = handles.iter().flat_map(|h| h.to_be_bytes()).collect();
-    body.extend(pw_area());
-    body.extend_from_slice(params);
-    command(SESSIONS, cc, &body)
-}
-
-fn define_counter(attrs: u32) -> Vec<u8> {
-    let mut public = INDEX.to_be_bytes().to_vec();
-    public.extend(0x000Bu16.to_be_bytes()); // nameAlg SHA-256
-    public.extend(attrs.to_be_bytes());
-    public.extend(0u16.to_be_bytes()); // authPolicy
-    public.extend(8u16.to_be_bytes()); // dataSize
-    let mut params = 0u16.to_be_bytes().to_vec(); // auth
-    params.extend((public.len() as u16).to_be_bytes());
-    params.extend(public);
-    authorized(CC_NV_DEFINE_SPACE, &[RH_OWNER], &params)
-}
-
-/// The counter's value (NV_Read of 8 bytes, authorized by the index).
-fn read_counter(s: &mut TcpStream) -> u64 {
-    let mut params = 8u16.to_be_bytes().to_vec();
-    params.extend(0u16.to_be_bytes());
-    let r = xfer(s, &authorized(CC_NV_READ, &[INDEX, INDEX], &params)).expect("NV_Read");
-    assert_eq!(rc(&r), 0, "NV_Read answered {:#x}", rc(&r));
-    // header, parameterSize, TPM2B size
-    let data = &r[16..24];
-    u64::from_be_bytes(data.try_into().expect("8 bytes"))
-}
-
-/// A small xorshift generator: the test prints its seed so a failure can be replayed.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 #[test]
 fn counter_never_goes_back_across_sigkill() {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::options::{boolean, flag, value, Spec, SubOptions};
-use super::{Note, StartupFlags, StartupType};
+use super::{MigrationSpec, Note, StartupFlags, StartupType};
 use crate::error::{Error, Result};
 use crate::keys::{KeyFormat, KeyInput, KeySpec};
 use crate::logging::{LogSpec, LogTarget};
@@ -41,7 +41,8 @@ pub struct CommonArgs {
     /// Accepted for compatibility (vtpm installs no seccomp profile): action=none|log|kill
     #[arg(long, value_name = "SPEC")]
     pub seccomp: Option<String>,
-    /// Accepted for compatibility and ignored (vtpm does not change user).
+    /// Switch to this user (a name or a uid) and its group once the sockets
+    /// are bound, the state is open and the pid file is written.
     #[arg(short = 'r', long, value_name = "USER")]
     pub runas: Option<String>,
     /// Accepted for compatibility and ignored (vtpm does not chroot).
@@ -132,6 +133,11 @@ const MIGRATION_KEY: Spec = Spec {
     ],
 };
 
+const MIGRATION: Spec = Spec {
+    option: "--migration",
+    keys: &[boolean("incoming"), boolean("release-lock-outgoing")],
+};
+
 const SECCOMP: Spec = Spec {
     option: "--seccomp",
     keys: &[value("action")],
@@ -162,10 +168,18 @@ pub fn state(arg: Option<&str>) -> Result<StateSpec> {
                 StateLocation::Image(absolute("--tpmstate", p)?)
             } else if let Some(p) = uri.strip_prefix("dir://").filter(|p| !p.is_empty()) {
                 StateLocation::Dir(absolute("--tpmstate", p)?)
+            } else if uri.starts_with("nbd://") || uri.starts_with("nbd+unix://") {
+                StateLocation::Nbd(
+                    nvram::nbd::NbdUri::parse(uri).map_err(|e| {
+                        Error::usage("--tpmstate", format!("backend-uri={uri}: {e}"))
+                    })?,
+                )
             } else {
                 return Err(Error::usage(
                     "--tpmstate",
-                    format!("backend-uri={uri}: expected file://PATH or dir://PATH"),
+                    format!(
+                        "backend-uri={uri}: expected file://PATH, dir://PATH, nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH"
+                    ),
                 ));
             }
         }
@@ -213,6 +227,29 @@ pub fn flags(arg: Option<&str>, notes: &mut Vec<Note>) -> Result<StartupFlags> {
         f.power_on = true;
     }
     Ok(f)
+}
+
+/// `--migration [incoming][,release-lock-outgoing]`. As swtpm, an unknown
+/// parameter is refused before anything starts (exit status 1).
+pub fn migration(
+    arg: Option<&str>,
+    startup: &StartupFlags,
+    notes: &mut Vec<Note>,
+) -> Result<MigrationSpec> {
+    let Some(text) = arg else {
+        return Ok(MigrationSpec::default());
+    };
+    let o = SubOptions::parse(&MIGRATION, text)?;
+    let m = MigrationSpec {
+        incoming: o.flag("incoming"),
+        release_lock_outgoing: o.flag("release-lock-outgoing"),
+    };
+    if m.incoming && startup.power_on {
+        notes.push(Note::warn(
+            "--migration incoming with --flags not-need-init or startup-*: the TPM is powered on at start, which needs its state, so the state lock is taken at start (waiting up to 3 s for it)",
+        ));
+    }
+    Ok(m)
 }
 
 /// `--log`.
@@ -311,11 +348,6 @@ pub fn ignored(args: &CommonArgs, notes: &mut Vec<Note>) -> Result<()> {
         notes.push(Note::info(
             "--seccomp is accepted and ignored: vtpm installs no seccomp profile",
         ));
-    }
-    if let Some(user) = &args.runas {
-        notes.push(Note::warn(format!(
-            "--runas {user} is accepted and ignored: vtpm keeps running as its current user"
-        )));
     }
     if let Some(dir) = &args.chroot {
         notes.push(Note::warn(format!(

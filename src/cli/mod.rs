@@ -76,6 +76,19 @@ pub struct StartupFlags {
     pub auto_shutdown: bool,
 }
 
+/// What `--migration` asks for (swtpm 0.8's option; see docs/architecture.md,
+/// "Formatting and locking").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MigrationSpec {
+    /// `incoming`: take the state lock only when the state is first needed
+    /// (CMD_SET_STATEBLOB, CMD_INIT or CMD_LOCK_STORAGE), so this instance
+    /// can start while the outgoing one still holds it.
+    pub incoming: bool,
+    /// `release-lock-outgoing`: hand the state over (release the lock) once
+    /// the savestate blob has been read with CMD_GET_STATEBLOB.
+    pub release_lock_outgoing: bool,
+}
+
 /// A socket to serve on, before anything is bound or taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointSpec {
@@ -162,12 +175,16 @@ pub struct Plan {
     pub daemon: bool,
     /// `--locality reject-locality-4`.
     pub reject_locality_4: bool,
+    /// `--migration` (socket mode only; mssim has none).
+    pub migration: MigrationSpec,
     /// The protocol and its sockets.
     pub serve: Serve,
     /// Remarks to log at start.
     pub notes: Vec<Note>,
     /// Say on stderr where the TPM is served and its state kept (defaults were used).
     pub announce: bool,
+    /// `--runas USER`.
+    pub runas: Option<String>,
 }
 
 /// What to do.
@@ -199,6 +216,7 @@ pub fn usage() -> String {
 Usage: vtpm socket [OPTIONS]    serve a TPM 2.0 like `swtpm socket` (see vtpm socket --help)
        vtpm mssim [OPTIONS]     serve a TPM 2.0 over the Microsoft/IBM simulator protocol
        vtpm nvram COMMAND ...   inspect, check, salvage or format an NVRAM image
+       vtpm install --prefix DIR  install DIR/bin/vtpm and DIR/bin/swtpm (a link) for libvirt
        vtpm --print-capabilities | --version | --help
 
 `vtpm socket` without options serves on 127.0.0.1:2321 (data) and 127.0.0.1:2322

@@ -72,12 +72,14 @@ pub fn parse(args: &[String]) -> Result<Action> {
         key,
         daemon: a.common.daemon,
         reject_locality_4: false,
+        migration: Default::default(),
         serve: Serve::Mssim(MssimPlan {
             command: SocketAddr::new(ip, n),
             platform: SocketAddr::new(ip, n + 1),
         }),
         notes,
         announce,
+        runas: a.common.runas.clone(),
     };
     super::check_fds(&plan)?;
     Ok(Action::Run(Box::new(plan)))

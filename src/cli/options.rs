@@ -14,8 +14,21 @@ pub enum Kind {
     Value,
     /// `key` alone; a value is an error.
     Flag,
-    /// `key`, `key=true` or `key=false` (swtpm's `remove[=true|false]`).
+    /// `key`, `key=true` or `key=false` (swtpm's `remove[=true|false]`);
+    /// `1`/`0` and any case too, as swtpm reads them. Any other value is
+    /// refused, where swtpm would silently read it as false.
     Bool,
+}
+
+/// The value of a [`Kind::Bool`] key: Some(true|false), None if it is neither.
+fn truth(v: &str) -> Option<bool> {
+    if v.eq_ignore_ascii_case("true") || v == "1" {
+        Some(true)
+    } else if v.eq_ignore_ascii_case("false") || v == "0" {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// One key an option accepts.
@@ -101,7 +114,7 @@ impl SubOptions {
                 (Kind::Flag, Some(_)) => {
                     return Err(Error::usage(spec.option, format!("'{k}' takes no value")))
                 }
-                (Kind::Bool, Some(s)) if s != "true" && s != "false" => {
+                (Kind::Bool, Some(s)) if truth(s).is_none() => {
                     return Err(Error::usage(
                         spec.option,
                         format!("'{k}' must be '{k}', '{k}=true' or '{k}=false'"),
@@ -138,11 +151,11 @@ impl SubOptions {
             .and_then(|(_, v)| v.as_deref())
     }
 
-    /// A [`Kind::Flag`] or [`Kind::Bool`] key: given (and not `=false`).
+    /// A [`Kind::Flag`] or [`Kind::Bool`] key: given (and not `=false` or `=0`).
     pub fn flag(&self, key: &str) -> bool {
         self.entries
             .iter()
-            .any(|(n, v)| *n == key && v.as_deref() != Some("false"))
+            .any(|(n, v)| *n == key && v.as_deref().and_then(truth) != Some(false))
     }
 
     /// The value of `key` parsed as `T`; `what` describes the expected form.
@@ -261,6 +274,19 @@ mod tests {
         assert!(o.flag("disconnect"));
         assert!(!o.flag("remove"));
         assert!(o.has("remove"));
+        for (text, on) in [
+            ("remove", true),
+            ("remove=TRUE", true),
+            ("remove=1", true),
+            ("remove=0", false),
+            ("remove=False", false),
+        ] {
+            assert_eq!(
+                SubOptions::parse(&SPEC, text).unwrap().flag("remove"),
+                on,
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -52,6 +52,9 @@ struct SocketArgs {
     /// reject-locality-4,allow-set-locality
     #[arg(long, value_name = "SPEC")]
     locality: Option<String>,
+    /// [incoming][,release-lock-outgoing]: take the state lock only when the state arrives or is first used; release it once the savestate blob was read out
+    #[arg(long, value_name = "SPEC")]
+    migration: Option<String>,
     /// Not supported (swtpm chardev mode).
     #[arg(long, hide = true)]
     vtpm_proxy: bool,
@@ -215,6 +218,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
             "--locality reject-locality-4 applies to every command's locality",
         ));
     }
+    let migration = common::migration(a.migration.as_deref(), &startup, &mut notes)?;
     let announce = bare || state.defaulted;
     let plan = Plan {
         state,
@@ -224,9 +228,11 @@ pub fn parse(args: &[String]) -> Result<Action> {
         startup,
         daemon: a.common.daemon,
         reject_locality_4,
+        migration,
         serve: Serve::Swtpm(plan),
         notes,
         announce,
+        runas: a.common.runas.clone(),
     };
     super::check_fds(&plan)?;
     Ok(Action::Run(Box::new(plan)))

@@ -300,7 +300,6 @@ impl Vtpm {
     }
 }
 
-/// Arguments of `vtpm socket` on `dir` with data port `port`, control port `port + 1`.
 /// The arguments of `vtpm socket` on `dir` and TCP ports `port`, `port + 1`.
 pub fn socket_args(dir: &Path, port: u16, extra: &[&str]) -> Vec<String> {
     socket_args_on(&format!("dir={}", dir.display()), port, extra)
@@ -401,4 +400,64 @@ macro_rules! need_tools {
             return;
         }
     };
+}
+
+/// Start `program socket --tpmstate STATE EXTRA...` on free ports: the
+/// running process and its data port, or its stderr when it exits instead
+/// of listening (a refused start).
+pub fn try_start_on(
+    program: &str,
+    state: &str,
+    extra: &[&str],
+    scratch: &Path,
+) -> Result<(Guard, u16), String> {
+    let port = free_port_pair();
+    let args = socket_args_on(state, port, extra);
+    let mut g = Guard::spawn(program, &args, scratch.join(format!("e.{port}")), &[]);
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        if g.try_status().is_some() {
+            return Err(g.stderr());
+        }
+        if listening(port) && listening(port + 1) {
+            return Ok((g, port));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{program} neither started nor exited: {}", g.stderr());
+}
+
+/// `vtpm socket` on the state directory `dir`, powered on with Startup sent;
+/// as [`try_start_on`].
+pub fn try_start_dir(dir: &Path, scratch: &Path) -> Result<(Guard, u16), String> {
+    try_start_on(
+        vtpm_bin(),
+        &format!("dir={}", dir.display()),
+        &["--flags", "not-need-init,startup-clear"],
+        scratch,
+    )
+}
+
+/// One data connection carrying raw TPM commands.
+pub struct RawConn(TcpStream);
+
+impl RawConn {
+    /// Connect to the data port `port` on 127.0.0.1.
+    pub fn open(port: u16) -> RawConn {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the data port");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        RawConn(s)
+    }
+
+    /// Send one command; the response code and the bytes after the header.
+    pub fn send(&mut self, cmd: &[u8]) -> (u32, Vec<u8>) {
+        use std::io::{Read, Write};
+        self.0.write_all(cmd).expect("send a command");
+        let mut hdr = [0u8; 10];
+        self.0.read_exact(&mut hdr).expect("read a response header");
+        let size = u32::from_be_bytes(hdr[2..6].try_into().unwrap()) as usize;
+        let mut rest = vec![0u8; size.saturating_sub(10)];
+        self.0.read_exact(&mut rest).expect("read a response");
+        (u32::from_be_bytes(hdr[6..10].try_into().unwrap()), rest)
+    }
 }

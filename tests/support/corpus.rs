@@ -37,6 +37,16 @@ pub fn pw_area() -> Vec<u8> {
     v
 }
 
+/// An authorization area with `n` empty password sessions.
+pub fn pw_areas(n: usize) -> Vec<u8> {
+    let one = &pw_area()[4..];
+    let mut v = ((one.len() * n) as u32).to_be_bytes().to_vec();
+    for _ in 0..n {
+        v.extend_from_slice(one);
+    }
+    v
+}
+
 fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
@@ -249,6 +259,56 @@ pub fn valid_commands() -> Vec<(&'static str, Vec<u8>)> {
         (
             "NV_ReadPublic",
             command(NO_SESSIONS, 0x169, &be32(0x0150_0100)),
+        ),
+        // Attestation without a signing key (TPM_RH_NULL): unsigned, except
+        // a quote, which needs the scheme's hash (TPM_RC_SCHEME).
+        (
+            "NV_Certify",
+            command(
+                SESSIONS,
+                0x184,
+                &cat(&[
+                    &be32(0x4000_0007),
+                    &be32(0x4000_0001),
+                    &be32(0x0150_0100),
+                    &pw_areas(2),
+                    &be16(2),
+                    b"qd",
+                    &be16(0x0010),
+                    &be16(4),
+                    &be16(0),
+                ]),
+            ),
+        ),
+        (
+            "GetTime",
+            command(
+                SESSIONS,
+                0x14C,
+                &cat(&[
+                    &be32(0x4000_000B),
+                    &be32(0x4000_0007),
+                    &pw_areas(2),
+                    &be16(2),
+                    b"qd",
+                    &be16(0x0010),
+                ]),
+            ),
+        ),
+        (
+            "Quote",
+            command(
+                SESSIONS,
+                0x158,
+                &cat(&[
+                    &be32(0x4000_0007),
+                    &pw_area(),
+                    &be16(2),
+                    b"qd",
+                    &be16(0x0010),
+                    &sel_sha256,
+                ]),
+            ),
         ),
         (
             "HierarchyControl",

@@ -1,3 +1,4 @@
 //! Test data shared by the end-to-end tests.
 
 pub mod corpus;
+pub mod nv;

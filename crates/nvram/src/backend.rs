@@ -5,6 +5,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Random-access storage with an explicit flush.
 pub trait Backend: Send {
@@ -18,6 +20,51 @@ pub trait Backend: Send {
     fn size(&self) -> u64;
     /// A name for messages.
     fn path(&self) -> PathBuf;
+    /// The lock this backend holds on its image, if it takes one (a file
+    /// opened for writing); the NVRAM keeps it to hand the image over.
+    fn image_lock(&self) -> Option<Arc<ImageLock>> {
+        None
+    }
+}
+
+/// The `flock` a writer holds on its image, shared by the [`FileBackend`]
+/// that writes through the file and the NVRAM that may hand the image over
+/// to another process ([`NvramHandle::release_lock`](crate::NvramHandle::release_lock)).
+///
+/// Once released it stays released: the backend refuses every later write
+/// and flush, because another process may own the image from then on. A
+/// writer that wants the image back opens it again, which takes a new lock
+/// and reads the image as it is now.
+#[derive(Debug)]
+pub struct ImageLock {
+    /// A duplicate of the backend's descriptor. flock locks belong to the
+    /// open file description, which duplicates share, so unlocking through
+    /// this one unlocks the backend's file without closing it.
+    file: File,
+    released: AtomicBool,
+    path: PathBuf,
+}
+
+impl ImageLock {
+    /// Release the lock; from now on the backend refuses to write.
+    pub(crate) fn release(&self) -> std::io::Result<()> {
+        // Marked first: no write may slip in between the unlock and the mark.
+        self.released.store(true, Ordering::SeqCst);
+        self.file.unlock()
+    }
+
+    /// Whether the lock was released.
+    pub fn is_released(&self) -> bool {
+        self.released.load(Ordering::SeqCst)
+    }
+
+    /// The error of a write attempted after the release.
+    fn refused(&self) -> std::io::Error {
+        std::io::Error::other(format!(
+            "{}: the image's lock was released (handed over to another process): this instance may not write it any more",
+            self.path.display()
+        ))
+    }
 }
 
 /// A regular file or block device.
@@ -25,6 +72,8 @@ pub struct FileBackend {
     file: File,
     size: u64,
     path: PathBuf,
+    /// The image's lock (None when opened read-only, which takes none).
+    lock: Option<Arc<ImageLock>>,
 }
 
 impl FileBackend {
@@ -65,7 +114,11 @@ impl FileBackend {
         // hard link, a bind mount, dir= or backend-uri=): two writers on one
         // image would interleave their logs and destroy it. Read-only
         // inspection takes no lock.
-        if !read_only {
+        // Contention is reported as ErrorKind::WouldBlock; the NVRAM turns it
+        // into Error::InUse naming the image.
+        let lock = if read_only {
+            None
+        } else {
             match file.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => {
@@ -76,7 +129,12 @@ impl FileBackend {
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(e),
             }
-        }
+            Some(Arc::new(ImageLock {
+                file: file.try_clone()?,
+                released: AtomicBool::new(false),
+                path: path.to_path_buf(),
+            }))
+        };
         let mut f = file;
         let size = f.seek(SeekFrom::End(0))?;
         Ok((
@@ -84,6 +142,7 @@ impl FileBackend {
                 file: f,
                 size,
                 path: path.to_path_buf(),
+                lock,
             },
             created,
         ))
@@ -122,7 +181,18 @@ impl FileBackend {
     /// temporary name before it is renamed there).
     pub fn named(mut self, path: &Path) -> FileBackend {
         self.path = path.to_path_buf();
+        if let Some(l) = self.lock.as_mut().and_then(Arc::get_mut) {
+            l.path = path.to_path_buf();
+        }
         self
+    }
+
+    /// Refuse to change the image once its lock was handed over.
+    fn check_lock(&self) -> std::io::Result<()> {
+        match &self.lock {
+            Some(l) if l.is_released() => Err(l.refused()),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -131,9 +201,11 @@ impl Backend for FileBackend {
         self.file.read_exact_at(buf, off)
     }
     fn write_at(&mut self, off: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check_lock()?;
         self.file.write_all_at(data, off)
     }
     fn flush(&mut self) -> std::io::Result<()> {
+        self.check_lock()?;
         self.file.sync_data()
     }
     fn size(&self) -> u64 {
@@ -141,6 +213,9 @@ impl Backend for FileBackend {
     }
     fn path(&self) -> PathBuf {
         self.path.clone()
+    }
+    fn image_lock(&self) -> Option<Arc<ImageLock>> {
+        self.lock.clone()
     }
 }
 

@@ -25,6 +25,9 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
+    /// Another writer holds the image's lock: a running vtpm (or `vtpm nvram format`).
+    #[error("{0}: in use: another vtpm (or `vtpm nvram format`) holds the image's lock")]
+    InUse(PathBuf),
     /// Both header slots are blank: not an image vtpm made, or its headers were wiped.
     #[error("{0}: no NVRAM header (both header slots are all zeros): refused and left untouched; if this is meant to be a new image, format it with `vtpm nvram format {0}`")]
     Unformatted(PathBuf),
@@ -98,6 +101,32 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+}
+
+impl Error {
+    /// The image the message names, for the variants whose message starts
+    /// with it (so that a caller adding context names it only once).
+    pub fn image(&self) -> Option<&std::path::Path> {
+        match self {
+            Error::Io { path, .. }
+            | Error::Damaged { path, .. }
+            | Error::TooSmall { path, .. }
+            | Error::BlobTooLarge { path, .. }
+            | Error::Failed { path, .. } => Some(path),
+            Error::InUse(p)
+            | Error::Unformatted(p)
+            | Error::NotBlank(p)
+            | Error::KeyRequired(p)
+            | Error::WrongKey(p)
+            | Error::EncryptedRefused(p)
+            | Error::NotEncrypted(p) => Some(p),
+            Error::WriteTooLarge { .. }
+            | Error::NotRegistered(_)
+            | Error::BadName(_)
+            | Error::Usage(_)
+            | Error::Stopped => None,
+        }
+    }
 }
 
 /// Result alias of this crate.

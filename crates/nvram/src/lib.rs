@@ -7,6 +7,14 @@
 //! spawns the storage thread), then use the [`NvramHandle`]: synchronous reads
 //! and asynchronous writes that complete when durable. The format is in
 //! docs/nvram-format.md.
+//!
+//! A writer locks the image (`flock`) for as long as it has it open. It may
+//! hand the image over to another process without closing it
+//! ([`NvramHandle::release_lock`], for an outgoing migration): what is queued
+//! is committed and flushed, the lock is released, and every later write
+//! fails. The handle never takes the lock back, because the other process
+//! may have changed the image meanwhile and this store's view of it (log
+//! position, generation) would be stale; to write again, open the image anew.
 
 pub mod backend;
 mod cipher;
@@ -14,6 +22,7 @@ mod error;
 pub mod fault;
 pub mod format;
 pub mod inspect;
+pub mod nbd;
 mod recovery;
 pub mod salvage;
 pub mod store;
@@ -23,7 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-pub use backend::{Backend, FileBackend, MemBackend};
+pub use backend::{Backend, FileBackend, ImageLock, MemBackend};
 pub use error::{Error, Result};
 use format::Layout;
 use store::{io, Op, Store, StoreOptions};
@@ -36,6 +45,42 @@ fn staging_path(path: &Path) -> std::path::PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     path.with_file_name(format!(".{name}.new"))
+}
+
+/// The error of opening `path` (as [`io`]), except that a lock held by another
+/// writer is [`Error::InUse`]: one clear line, and callers can tell contention
+/// (worth retrying) from a real failure.
+fn opening<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Error::InUse(path.to_path_buf())
+        } else {
+            io(path, op)(e)
+        }
+    }
+}
+
+/// How long one NBD operation may take before the connection counts as lost.
+const NBD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the part of `be` an image would take is all zeros.
+fn export_blank(be: &mut dyn Backend) -> Result<bool> {
+    let path = be.path();
+    let end = be
+        .size()
+        .min(format::REGIONS_START + 2 * format::MAX_REGION);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0;
+    while off < end {
+        let n = (end - off).min(buf.len() as u64) as usize;
+        be.read_at(off, &mut buf[..n])
+            .map_err(io(&path, "reading the export"))?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        off += n as u64;
+    }
+    Ok(true)
 }
 
 /// Default size of an image file created by [`Nvram::open`]: 4 MiB, room
@@ -53,7 +98,9 @@ pub enum SyncMode {
     Relaxed,
 }
 
-/// Where the encryption key comes from.
+/// Where the encryption key comes from. Cloneable (the copies are zeroized
+/// on drop too), so an image can be opened again with the same key.
+#[derive(Clone)]
 pub enum KeySource {
     /// 32 raw key bytes.
     Raw(zeroize::Zeroizing<[u8; 32]>),
@@ -106,6 +153,8 @@ pub struct BlobInfo {
 pub struct Nvram {
     store: Store,
     registered: BTreeMap<String, u64>,
+    /// The image's lock, if the backend takes one.
+    lock: Option<Arc<ImageLock>>,
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -125,18 +174,34 @@ impl Nvram {
         match FileBackend::open(path, None, false) {
             Ok((be, _)) => return Nvram::open_backend(Box::new(be), false, opts),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(path, "opening")(e)),
+            Err(e) => return Err(opening(path, "opening")(e)),
         }
         let size = opts.create_size.unwrap_or(DEFAULT_IMAGE_SIZE);
         let staged = staging_path(path);
         // A leftover of a start that died before publishing its new image.
         let _ = std::fs::remove_file(&staged);
         let (be, _) =
-            FileBackend::open(&staged, Some(size), false).map_err(io(path, "creating"))?;
+            FileBackend::open(&staged, Some(size), false).map_err(opening(path, "creating"))?;
         let nv = Nvram::open_backend(Box::new(be.named(path)), true, opts)?;
         std::fs::rename(&staged, path).map_err(io(path, "publishing the new image"))?;
         backend::sync_parent(path);
         Ok(nv)
+    }
+
+    /// Open the NVRAM on the export of an NBD server (see [`nbd`]). An export
+    /// that is all zeros over the part an image takes (a new qcow2, a new
+    /// volume) is formatted: there is no file to create, that is how one is
+    /// new. One whose header slots are blank while its regions hold data is
+    /// refused like a wiped image ([`Error::Unformatted`]), and anything else
+    /// is opened as an image (and refused if it is none). NBD has no locks:
+    /// two instances on one export are kept apart only by their operators
+    /// (`--migration` hands over; nothing prevents a second writer).
+    pub fn open_nbd(uri: &nbd::NbdUri, opts: OpenOptions) -> Result<Nvram> {
+        let path = std::path::PathBuf::from(uri.to_string());
+        let mut be = nbd::NbdBackend::connect(uri, NBD_TIMEOUT, false)
+            .map_err(io(&path, "connecting to the NBD server"))?;
+        let fresh = export_blank(&mut be)?;
+        Nvram::open_backend(Box::new(be), fresh, opts)
     }
 
     /// Format the image at `path` (created with `size` bytes when missing).
@@ -152,7 +217,7 @@ impl Nvram {
                 },
             );
         }
-        let (mut be, _) = FileBackend::open(path, None, false).map_err(io(path, "opening"))?;
+        let (mut be, _) = FileBackend::open(path, None, false).map_err(opening(path, "opening"))?;
         if !force && !store::headers_blank(&mut be)? {
             return Err(Error::NotBlank(path.to_path_buf()));
         }
@@ -161,6 +226,7 @@ impl Nvram {
 
     /// Open an image on any backend; `fresh` formats it.
     pub fn open_backend(be: Box<dyn Backend>, fresh: bool, opts: OpenOptions) -> Result<Nvram> {
+        let lock = be.image_lock();
         let store = Store::open(
             be,
             StoreOptions {
@@ -174,6 +240,7 @@ impl Nvram {
         Ok(Nvram {
             store,
             registered: BTreeMap::new(),
+            lock,
         })
     }
 
@@ -261,6 +328,7 @@ impl Nvram {
                 registered: self.registered.into_iter().collect(),
                 total,
                 notes,
+                lock: self.lock,
             }),
         })
     }
@@ -280,6 +348,7 @@ struct Inner {
     registered: HashMap<String, u64>,
     total: u64,
     notes: Vec<String>,
+    lock: Option<Arc<ImageLock>>,
 }
 
 /// A cloneable handle to a started NVRAM; the storage thread ends when the last handle drops.
@@ -433,5 +502,24 @@ impl NvramHandle {
     /// Total size of the NVRAM in KiB.
     pub fn total_kib(&self) -> u64 {
         self.inner.total / 1024
+    }
+
+    /// Hand the image over to another process (an outgoing migration):
+    /// commit what is queued, flush everything (relaxed-mode batches too),
+    /// then release the image's lock. From then on every write and delete
+    /// fails with [`Error::Failed`] saying so; reads keep returning the last
+    /// committed blobs. The lock is never taken back through this handle
+    /// (see the crate documentation): open the image again to write.
+    ///
+    /// If the flush fails the lock is kept and the error returned: the next
+    /// holder must find everything this one acknowledged. Releasing twice is
+    /// harmless.
+    pub fn release_lock(&self) -> Result<()> {
+        self.inner.worker.release(self.inner.lock.as_deref())
+    }
+
+    /// Whether [`NvramHandle::release_lock`] handed the image over.
+    pub fn lock_released(&self) -> bool {
+        self.inner.worker.core_ref().released()
     }
 }

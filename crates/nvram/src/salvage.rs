@@ -314,16 +314,24 @@ fn read_header_slots(be: &mut dyn Backend, path: &Path) -> Result<(Vec<String>, 
     Ok((lines, valid))
 }
 
-/// Examine the image at `path` without changing it.
-pub fn check(path: &Path, key: Option<&KeySource>) -> Result<Check> {
-    let (mut be, _) = FileBackend::open(path, None, true).map_err(io(path, "opening"))?;
+/// An image examined: what its header slots say, whether vtpm opens it
+/// (read-only), and every intact record grouped into batches.
+struct Examined {
+    slots: Vec<String>,
+    opened: Result<Store>,
+    scan: Scan,
+    size: u64,
+}
+
+/// Read the image at `path` without changing it. Only a missing, wrong or
+/// unneeded key is an error: everything else is a finding.
+fn examine(path: &Path, key: Option<&KeySource>) -> Result<Examined> {
+    let read_only = || FileBackend::open(path, None, true).map_err(io(path, "opening"));
+    let (mut be, _) = read_only()?;
+    let size = be.size();
     let (slots, valid) = read_header_slots(&mut be, path)?;
     let opened = Store::open(
-        Box::new(
-            FileBackend::open(path, None, true)
-                .map_err(io(path, "opening"))?
-                .0,
-        ),
+        Box::new(read_only()?.0),
         StoreOptions {
             key,
             refuse_encrypted: false,
@@ -332,19 +340,11 @@ pub fn check(path: &Path, key: Option<&KeySource>) -> Result<Check> {
             fresh: false,
         },
     );
-    let (opens, open_error, repairs) = match &opened {
-        Ok(s) => (true, None, s.findings().to_vec()),
-        Err(e @ (Error::KeyRequired(_) | Error::WrongKey(_) | Error::NotEncrypted(_))) => {
-            return Err(clone_key_error(e))
-        }
-        Err(e) => (false, Some(e.to_string()), Vec::new()),
-    };
+    if let Err(e @ (Error::KeyRequired(_) | Error::WrongKey(_) | Error::NotEncrypted(_))) = &opened
+    {
+        return Err(clone_key_error(e));
+    }
     let live = valid.iter().max_by_key(|h| h.generation);
-    let keyed = open_key(live, key, path)?;
-    let region_size = match live {
-        Some(h) => h.region_size,
-        None => default_region(be.size()),
-    };
     if live.is_none() && key.is_some() {
         return Err(Error::Damaged {
             path: path.to_path_buf(),
@@ -352,11 +352,27 @@ pub fn check(path: &Path, key: Option<&KeySource>) -> Result<Check> {
             problem: "both header slots are unreadable: an encrypted image's key cannot be derived without them".into(),
         });
     }
+    let keyed = open_key(live, key, path)?;
+    let region_size = live.map(|h| h.region_size).unwrap_or(default_region(size));
     let recs = scan(&mut be, path, region_size, keyed.as_ref())?;
     let epochs: BTreeSet<u64> = valid.iter().map(|h| h.epoch).collect();
-    let s = Scan::build(recs, &epochs);
+    Ok(Examined {
+        slots,
+        opened,
+        scan: Scan::build(recs, &epochs),
+        size,
+    })
+}
+
+/// Examine the image at `path` without changing it.
+pub fn check(path: &Path, key: Option<&KeySource>) -> Result<Check> {
+    let e = examine(path, key)?;
+    let (opens, open_error, repairs) = match &e.opened {
+        Ok(s) => (true, None, s.findings().to_vec()),
+        Err(err) => (false, Some(err.to_string()), Vec::new()),
+    };
     let mut versions = Vec::new();
-    for (&(seq, _), b) in &s.batches {
+    for (&(seq, _), b) in &e.scan.batches {
         for (name, data, region) in &b.ops {
             versions.push(Version {
                 name: name.clone(),
@@ -368,12 +384,12 @@ pub fn check(path: &Path, key: Option<&KeySource>) -> Result<Check> {
     }
     Ok(Check {
         path: path.display().to_string(),
-        slots,
+        slots: e.slots,
         opens,
         open_error,
         repairs,
         versions,
-        damaged_batches: s.damaged(),
+        damaged_batches: e.scan.damaged(),
         in_use: crate::backend::in_use(path),
     })
 }
@@ -440,48 +456,20 @@ fn salvage_plan(
     path: &Path,
     key: Option<&KeySource>,
 ) -> Result<(BTreeMap<String, (u64, Zeroizing<Vec<u8>>, bool)>, u64)> {
-    let (mut be, _) = FileBackend::open(path, None, true).map_err(io(path, "opening"))?;
-    let size = be.size();
+    let e = examine(path, key)?;
     // An image that opens gives exactly its latest state.
-    if let Ok(s) = Store::open(
-        Box::new(
-            FileBackend::open(path, None, true)
-                .map_err(io(path, "opening"))?
-                .0,
-        ),
-        StoreOptions {
-            key,
-            refuse_encrypted: false,
-            sync: SyncMode::Relaxed,
-            read_only: true,
-            fresh: false,
-        },
-    ) {
+    if let Ok(s) = &e.opened {
         let seq = s.next_seq().saturating_sub(1);
         let blobs = s
             .blobs()
             .iter()
             .map(|(n, d)| (n.clone(), (seq, d.clone(), true)))
             .collect();
-        return Ok((blobs, size));
+        return Ok((blobs, e.size));
     }
-    let (_, valid) = read_header_slots(&mut be, path)?;
-    let live = valid.iter().max_by_key(|h| h.generation);
-    let keyed = open_key(live, key, path)?;
-    if live.is_none() && key.is_some() {
-        return Err(Error::Damaged {
-            path: path.to_path_buf(),
-            structure: "header".into(),
-            problem: "both header slots are unreadable: an encrypted image's key cannot be derived without them".into(),
-        });
-    }
-    let region_size = live.map(|h| h.region_size).unwrap_or(default_region(size));
-    let recs = scan(&mut be, path, region_size, keyed.as_ref())?;
-    let epochs: BTreeSet<u64> = valid.iter().map(|h| h.epoch).collect();
-    let s = Scan::build(recs, &epochs);
-    let damaged = s.damaged();
+    let damaged = e.scan.damaged();
     let mut blobs = BTreeMap::new();
-    for (name, (batch, data)) in s.newest() {
+    for (name, (batch, data)) in e.scan.newest() {
         if let Some(data) = data {
             let latest = !damaged.iter().any(|&d| d > batch);
             blobs.insert(name, (batch, data, latest));
@@ -494,5 +482,5 @@ fn salvage_plan(
             problem: "no intact blob found: nothing to salvage".into(),
         });
     }
-    Ok((blobs, size))
+    Ok((blobs, e.size))
 }

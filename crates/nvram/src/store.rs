@@ -77,8 +77,6 @@ pub struct Store {
     bad_slots: [bool; 2],
     /// What was found damaged and repairable at open, one line each.
     findings: Vec<String>,
-    /// Whether the findings were repaired on the image (writable opens only).
-    repaired: bool,
 }
 
 /// An I/O error on the image at `path` while doing `op`.
@@ -253,15 +251,11 @@ impl Store {
         if self.repairs.is_empty() && self.bad_slots == [false; 2] {
             return;
         }
-        let r = self.try_repair();
-        match r {
-            Ok(()) => self.repaired = true,
-            Err(e) => {
-                self.findings.push(format!(
-                    "the repair could not be written ({e}); the next write moves the state to the other region"
-                ));
-                self.compact_pending = true;
-            }
+        if let Err(e) = self.try_repair() {
+            self.findings.push(format!(
+                "the repair could not be written ({e}); the next write moves the state to the other region"
+            ));
+            self.compact_pending = true;
         }
     }
 
@@ -307,14 +301,9 @@ impl Store {
         ));
     }
 
-    /// What was found damaged at open and (when [`Store::repaired`]) rewritten.
+    /// What was found damaged at open (and, on a writable open, rewritten).
     pub fn findings(&self) -> &[String] {
         &self.findings
-    }
-
-    /// Whether the findings were rewritten on the image.
-    pub fn repaired(&self) -> bool {
-        self.repaired
     }
 
     /// With one header slot unreadable, the other region may hold the log of
@@ -447,7 +436,6 @@ impl Store {
             repairs: Vec::new(),
             bad_slots: [false; 2],
             findings: Vec::new(),
-            repaired: false,
         }
     }
 

@@ -11,16 +11,23 @@
 //! taken off the channel with the store locked, and an inline commit checks
 //! the queue with the store locked, so writes commit in the order they were
 //! posted whoever commits them.
+//!
+//! Handing the image over ([`Worker::release`]) happens under the same store
+//! lock: what was posted before is committed, everything is flushed, then the
+//! store is marked released and every later commit fails without touching
+//! the image.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use parking_lot::{Mutex, RwLock};
 
+use crate::backend::ImageLock;
 use crate::error::{Error, Result};
-use crate::store::{Op, Store};
+use crate::store::{io, Op, Store};
 
 /// How a writer learns the outcome.
 pub enum Done {
@@ -62,9 +69,17 @@ pub struct Core {
     /// concurrent and commit nothing themselves, or a writer committing
     /// alone would split the group's batch in two (and pay two flushes).
     last_batch: std::sync::atomic::AtomicUsize,
+    /// The image was handed over: nothing may be committed any more. Read
+    /// and written with the store locked.
+    released: AtomicBool,
 }
 
 impl Core {
+    /// Whether the image was handed over ([`Worker::release`]).
+    pub fn released(&self) -> bool {
+        self.released.load(Ordering::SeqCst)
+    }
+
     /// Several writers were in the storage thread's last batch.
     fn concurrent(&self) -> bool {
         self.last_batch.load(std::sync::atomic::Ordering::Relaxed) > 1
@@ -84,7 +99,7 @@ impl Core {
         if !self.rx.is_empty() {
             return Err(op);
         }
-        Ok(commit_ops(&mut store, vec![op], &self.shared)
+        Ok(commit_ops(self, &mut store, vec![op])
             .map_err(|(path, reason)| Error::Failed { path, reason }))
     }
 }
@@ -105,6 +120,7 @@ impl Worker {
             rx,
             shared,
             last_batch: std::sync::atomic::AtomicUsize::new(1),
+            released: AtomicBool::new(false),
         });
         let thread_core = core.clone();
         let join = std::thread::Builder::new()
@@ -121,6 +137,34 @@ impl Worker {
     /// The shared state, borrowed.
     pub fn core_ref(&self) -> &Core {
         &self.core
+    }
+
+    /// Hand the image over: commit what was posted before (it belongs to this
+    /// writer), flush everything, mark the store released so that no later
+    /// commit touches the image, and release `lock`. Done with the store
+    /// locked, so no commit runs in between. A failed flush keeps the lock
+    /// (the next holder must find every acknowledged write) and is returned.
+    pub fn release(&self, lock: Option<&ImageLock>) -> Result<()> {
+        let core = &*self.core;
+        let mut store = core.store.lock();
+        if core.released() {
+            return Ok(());
+        }
+        let queued: Vec<Msg> = core.rx.try_iter().collect();
+        let outcome = (!queued.is_empty()).then(|| commit(core, &mut store, queued));
+        let path = store.path().to_path_buf();
+        let result = store.sync_all().and_then(|()| {
+            core.released.store(true, Ordering::SeqCst);
+            match lock {
+                Some(l) => l.release().map_err(io(&path, "releasing the lock")),
+                None => Ok(()),
+            }
+        });
+        drop(store);
+        if let Some(o) = outcome {
+            o.fire();
+        }
+        result
     }
 
     /// Post a change; if the thread is gone the completion fires with `Stopped`.
@@ -232,23 +276,30 @@ impl Outcome {
 }
 
 /// Collapse `msgs`, commit them with one flush and publish them to readers.
-fn commit(store: &mut Store, msgs: Vec<Msg>, shared: &Shared) -> Outcome {
+fn commit(core: &Core, store: &mut Store, msgs: Vec<Msg>) -> Outcome {
     let (ops, dones) = collapse(msgs);
     Outcome {
         dones,
-        result: commit_ops(store, ops, shared),
+        result: commit_ops(core, store, ops),
     }
 }
 
 /// Commit `ops` with one flush and publish them; the error names the image.
+/// After a hand-over nothing is committed: the image is another process's.
 fn commit_ops(
+    core: &Core,
     store: &mut Store,
     ops: Vec<Op>,
-    shared: &Shared,
 ) -> std::result::Result<(), (std::path::PathBuf, String)> {
+    if core.released() {
+        return Err((
+            store.path().to_path_buf(),
+            "the image's lock was released (handed over to another process): this instance may not write it any more".into(),
+        ));
+    }
     match store.commit(&ops) {
         Ok(()) => {
-            publish(shared, ops);
+            publish(&core.shared, ops);
             Ok(())
         }
         Err(e) => {
@@ -287,7 +338,7 @@ fn run(core: &Core) {
         };
         let msgs = gather(rx, first, expected);
         let batch = msgs.len();
-        let outcome = commit(&mut store, msgs, &core.shared);
+        let outcome = commit(core, &mut store, msgs);
         // The writers about to be acknowledged will post again, and whoever
         // queued during the flush is waiting too: gather them all into the next
         // batch, or groups of writers settle into alternating half-full batches.
@@ -298,6 +349,10 @@ fn run(core: &Core) {
         drop(store);
         outcome.fire();
     }
-    // A clean shutdown makes relaxed-mode batches durable too.
-    let _ = core.store.lock().sync_all();
+    // A clean shutdown makes relaxed-mode batches durable too (a handed-over
+    // image was flushed at the hand-over and is no longer ours to flush).
+    let mut store = core.store.lock();
+    if !core.released() {
+        let _ = store.sync_all();
+    }
 }

@@ -487,3 +487,61 @@ fn posting_order_is_kept_whoever_commits() {
     drop(h);
     assert_eq!(fired.load(std::sync::atomic::Ordering::SeqCst), 300);
 }
+
+/// A second writer is refused with Error::InUse while the first holds the
+/// image; after the first hands the image over (what it had queued, even in
+/// relaxed mode, is on the image) the second opens it, and the first can
+/// no longer write.
+#[test]
+fn the_lock_is_handed_over_once_and_never_written_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("nv.img");
+    let mut nv = Nvram::open(
+        &img,
+        OpenOptions {
+            sync: SyncMode::Relaxed,
+            create_size: Some(256 * 1024),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    nv.register("tpm2/permanent", 4096).unwrap();
+    let h = nv.start().unwrap();
+    h.write("tpm2/permanent", b"before".to_vec())
+        .wait()
+        .unwrap();
+    // Posted, not waited for: the hand-over commits it first.
+    let pending = h.write("tpm2/permanent", b"queued".to_vec());
+    assert!(matches!(open(&img, None), Err(Error::InUse(p)) if p == img));
+
+    assert!(!h.lock_released());
+    h.release_lock().unwrap();
+    assert!(h.lock_released());
+    pending.wait().unwrap();
+    h.release_lock().unwrap();
+
+    let mut other = open(&img, None).expect("the lock was released");
+    other.register("tpm2/permanent", 4096).unwrap();
+    let o = other.start().unwrap();
+    assert_eq!(o.read("tpm2/permanent").unwrap().unwrap(), b"queued");
+
+    // The first handle reads what it had, and every write fails, naming why.
+    assert_eq!(h.read("tpm2/permanent").unwrap().unwrap(), b"queued");
+    for r in [
+        h.write_sync("tpm2/permanent", b"late".to_vec()),
+        h.write("tpm2/permanent", b"later".to_vec()).wait(),
+        h.delete("tpm2/permanent").wait(),
+    ] {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("released") && e.contains("nv.img"), "{e}");
+    }
+    drop(h);
+    o.write("tpm2/permanent", b"second".to_vec())
+        .wait()
+        .unwrap();
+    drop(o);
+    let mut again = open(&img, None).unwrap();
+    again.register("tpm2/permanent", 4096).unwrap();
+    let a = again.start().unwrap();
+    assert_eq!(a.read("tpm2/permanent").unwrap().unwrap(), b"second");
+}

@@ -131,11 +131,12 @@ impl Hmac {
     }
 }
 
-/// AES in block mode `mode` (a TPM_ALG_ID: CFB, CTR, OFB, CBC or ECB) over
+/// `cipher` in block mode `mode` (a TPM_ALG_ID: CFB, CTR, OFB, CBC or ECB) over
 /// `data`, returning the output and the IV that continues the chain; None
 /// for an unknown mode or sizes the mode cannot take (callers check them first
 /// to answer with the right response code).
-pub fn aes_crypt(
+pub fn sym_crypt(
+    cipher: tpm_crypto::BlockCipher,
     mode: u16,
     key: &[u8],
     iv: &[u8],
@@ -144,9 +145,9 @@ pub fn aes_crypt(
 ) -> Option<(Vec<u8>, Vec<u8>)> {
     let mode = tpm_crypto::SymMode::from_tpm_alg(mode)?;
     let r = if decrypt {
-        tpm_crypto::sym::aes_decrypt(mode, key, iv, data)
+        tpm_crypto::sym::decrypt(cipher, mode, key, iv, data)
     } else {
-        tpm_crypto::sym::aes_encrypt(mode, key, iv, data)
+        tpm_crypto::sym::encrypt(cipher, mode, key, iv, data)
     };
     r.ok()
 }

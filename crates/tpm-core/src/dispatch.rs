@@ -35,6 +35,8 @@ pub enum HandleType {
     HierarchyAuth,
     /// TPMI_RH_LOCKOUT.
     Lockout,
+    /// TPMI_RH_ENDORSEMENT (the privacy administrator of GetTime).
+    Endorsement,
     /// TPMI_RH_CLEAR: lockout or platform.
     Clear,
     /// TPMI_DH_CONTEXT: a transient object or a session.
@@ -211,6 +213,8 @@ commands! {
     CC_PCR_Reset => { handles: [h(T::Pcr { null: false }, R::User)], handler: cmd::pcr::pcr_reset },
     CC_SequenceComplete => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true,
         flushed: true, handler: cmd::hash::sequence_complete },
+    CC_SetAlgorithmSet => { handles: [h(T::Platform, R::User)], nv: true,
+        handler: cmd::management::set_algorithm_set },
     CC_IncrementalSelfTest => { handles: [], handler: cmd::testing::incremental_self_test },
     CC_SelfTest => { handles: [], handler: cmd::testing::self_test },
     CC_Startup => { handles: [], sessions: false, nv: true, handler: cmd::startup::startup },
@@ -218,10 +222,16 @@ commands! {
     CC_StirRandom => { handles: [], decrypt: true, handler: cmd::random::stir_random },
     CC_ActivateCredential => { handles: [h(T::Object { null: false }, R::Admin), h(T::Object { null: false }, R::User)],
         decrypt: true, encrypt: true, handler: cmd::credential::activate_credential_cmd },
+    CC_Certify => { handles: [h(T::Object { null: false }, R::Admin), h(T::Object { null: true }, R::User)],
+        decrypt: true, encrypt: true, handler: cmd::attestation::certify },
     CC_PolicyNV => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None), h(T::PolicySession, R::None)],
         decrypt: true, handler: cmd::policy_state::policy_nv },
+    CC_CertifyCreation => { handles: [h(T::Object { null: true }, R::User), h(T::Object { null: false }, R::None)],
+        decrypt: true, encrypt: true, handler: cmd::attestation::certify_creation },
     CC_Duplicate => { handles: [h(T::Object { null: false }, R::Dup), h(T::Object { null: true }, R::None)],
         decrypt: true, encrypt: true, handler: cmd::duplication::duplicate },
+    CC_GetTime => { handles: [h(T::Endorsement, R::User), h(T::Object { null: true }, R::User)],
+        decrypt: true, encrypt: true, handler: cmd::attestation::get_time },
     CC_NV_Read => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None)], encrypt: true,
         handler: cmd::nv_data::nv_read },
     CC_NV_ReadLock => { handles: [h(T::NvAuth, R::User), h(T::NvIndex, R::None)], nv: true,
@@ -242,6 +252,8 @@ commands! {
         handler: cmd::duplication::import },
     CC_Load => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true, r_handle: true,
         handler: cmd::object::load },
+    CC_Quote => { handles: [h(T::Object { null: true }, R::User)], decrypt: true, encrypt: true,
+        handler: cmd::attestation::quote },
     CC_RSA_Decrypt => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true,
         handler: cmd::asymmetric::rsa_decrypt },
     CC_HMAC_Start => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, r_handle: true,
@@ -311,6 +323,8 @@ commands! {
         handler: cmd::policy_authorize::policy_authorize_nv },
     CC_EncryptDecrypt2 => { handles: [h(T::Object { null: false }, R::User)], decrypt: true, encrypt: true,
         handler: cmd::symmetric::encrypt_decrypt2 },
+    CC_CertifyX509 => { handles: [h(T::Object { null: false }, R::Admin), h(T::Object { null: true }, R::User)],
+        decrypt: true, encrypt: true, handler: cmd::certify_x509::certify_x509 },
 }
 
 /// The definition of command `code`, if implemented.

@@ -179,7 +179,16 @@ impl Session {
         if self.sym.0 == c::ALG_XOR {
             xor_obfuscate(SHA256, &key, newer, older, data).unwrap();
         } else {
-            param_encrypt_cfb(SHA256, &key, newer, older, self.sym.1, data, encrypt).unwrap();
+            param_encrypt_cfb(
+                SHA256,
+                &key,
+                newer,
+                older,
+                tpm_crypto::SymKey::aes(self.sym.1),
+                data,
+                encrypt,
+            )
+            .unwrap();
         }
     }
 

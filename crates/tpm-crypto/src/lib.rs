@@ -30,7 +30,7 @@ pub use hash::{ct_eq, digest, hmac, HashAlg, Hasher, HmacState};
 pub use kdf::{kdfa, kdfe, mgf1};
 pub use resumable::ResumableHash;
 pub use rsa::{RsaKey, RsaPublic};
-pub use sym::SymMode;
+pub use sym::{BlockCipher, SymKey, SymMode};
 pub use zeroize::Zeroizing;
 
 /// Hostile input: random lengths and contents through every entry point that
@@ -60,15 +60,21 @@ mod hostile_input {
             let b = junk(&mut rng, 140);
             let c = junk(&mut rng, 70);
             let hash = HashAlg::ALL[round % 4];
-            for mode in [
-                SymMode::Cfb,
-                SymMode::Ctr,
-                SymMode::Ofb,
-                SymMode::Cbc,
-                SymMode::Ecb,
-            ] {
-                let _ = sym::aes_encrypt(mode, &c, &b, &a);
-                let _ = sym::aes_decrypt(mode, &c[..c.len().min(32)], &b[..b.len().min(16)], &a);
+            for mode in SymMode::ALL {
+                for cipher in [
+                    sym::BlockCipher::Aes,
+                    sym::BlockCipher::Camellia,
+                    sym::BlockCipher::Tdes,
+                ] {
+                    let _ = sym::encrypt(cipher, mode, &c, &b, &a);
+                    let _ = sym::decrypt(
+                        cipher,
+                        mode,
+                        &c[..c.len().min(32)],
+                        &b[..b.len().min(16)],
+                        &a,
+                    );
+                }
             }
             let _ = rsa_key.decrypt_oaep(hash, &b, &a);
             let _ = rsa_key.decrypt_pkcs1(&a);
@@ -91,10 +97,18 @@ mod hostile_input {
                 let _ = key.sign_ecdsa(&a);
                 let _ = protect::ecc_secret_decrypt(key, hash, &c, &p);
             }
-            let _ = protect::outer_unwrap(hash, 128, &c, &b, &c, &a);
-            let _ = protect::inner_unwrap(hash, &c, &b, &a);
-            let _ = protect::activate_credential(hash, 256, &c, &b, &c, &a);
-            let _ = session::param_encrypt_cfb(hash, &a, &b, &c, 128, &mut a.clone(), false);
+            let _ = protect::outer_unwrap(hash, sym::SymKey::aes(128), &c, &b, &c, &a);
+            let _ = protect::inner_unwrap(hash, sym::BlockCipher::Tdes, &c, &b, &a);
+            let _ = protect::activate_credential(hash, sym::SymKey::aes(256), &c, &b, &c, &a);
+            let _ = session::param_encrypt_cfb(
+                hash,
+                &a,
+                &b,
+                &c,
+                sym::SymKey::aes(128),
+                &mut a.clone(),
+                false,
+            );
             let _ = session::xor_obfuscate(hash, &a, &b, &c, &mut b.clone());
             let _ = kdfa(hash, &a, &b, &c, &a, (round as u32) * 7);
             let _ = kdfe(hash, &a, &b, &c, &a, (round as u32) * 7);

@@ -9,7 +9,7 @@
 //! ```text
 //! symKey     = KDFa(nameAlg, seed, "STORAGE",   name, "", symKeyBits)
 //! HMACkey    = KDFa(nameAlg, seed, "INTEGRITY", "",   "", digestBits(nameAlg))
-//! encrypted  = AES-CFB(symKey, IV = 0, plaintext)
+//! encrypted  = CFB(symKey, IV = 0, plaintext)   (the parent's cipher: AES, Camellia, TDES)
 //! integrity  = HMAC_nameAlg(HMACkey, encrypted || name)
 //! ```
 //!
@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::hash::{ct_eq, digest, hmac, HashAlg};
 use crate::kdf::{kdfa, kdfe};
 use crate::rsa::{RsaKey, RsaPublic};
-use crate::sym::{aes_cfb, aes_key_bits_supported, AES_BLOCK_SIZE};
+use crate::sym::{cfb, BlockCipher, SymKey};
 
 /// Label of the symmetric protection key.
 pub const LABEL_STORAGE: &[u8] = b"STORAGE\0";
@@ -50,16 +50,17 @@ pub const LABEL_DUPLICATE: &[u8] = b"DUPLICATE\0";
 pub const LABEL_IDENTITY: &[u8] = b"IDENTITY\0";
 
 /// The symmetric key protecting an object, a duplicate or a credential:
-/// `KDFa(nameAlg, seed, "STORAGE", name, "", keyBits)` (keyBits 128/192/256).
+/// `KDFa(nameAlg, seed, "STORAGE", name, "", keyBits)` (keyBits of `sym`).
 pub fn storage_key(
     name_alg: HashAlg,
     seed: &[u8],
     name: &[u8],
-    key_bits: u16,
+    sym: SymKey,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    if !aes_key_bits_supported(key_bits) {
-        return Err(Error::Unsupported("AES key size"));
+    if !sym.supported() {
+        return Err(Error::Unsupported("symmetric key size"));
     }
+    let key_bits = sym.bits;
     Ok(Zeroizing::new(kdfa(
         name_alg,
         seed,
@@ -89,7 +90,7 @@ pub fn integrity_key(name_alg: HashAlg, seed: &[u8]) -> Zeroizing<Vec<u8>> {
 pub struct Wrapped {
     /// HMAC_nameAlg(HMACkey, encrypted || name).
     pub integrity: Vec<u8>,
-    /// AES-CFB(symKey, IV = 0, plaintext).
+    /// CFB(symKey, IV = 0, plaintext) with the parent's cipher.
     pub encrypted: Vec<u8>,
 }
 
@@ -98,14 +99,15 @@ pub struct Wrapped {
 /// passes what.
 pub fn outer_wrap(
     name_alg: HashAlg,
-    sym_key_bits: u16,
+    sym: SymKey,
     seed: &[u8],
     name: &[u8],
     plaintext: &[u8],
 ) -> Result<Wrapped> {
-    let key = storage_key(name_alg, seed, name, sym_key_bits)?;
+    let key = storage_key(name_alg, seed, name, sym)?;
     let mut encrypted = plaintext.to_vec();
-    aes_cfb(&key, &[0u8; AES_BLOCK_SIZE], &mut encrypted, true)?;
+    let iv = vec![0u8; sym.cipher.block_size()];
+    cfb(sym.cipher, &key, &iv, &mut encrypted, true)?;
     let hkey = integrity_key(name_alg, seed);
     let integrity = hmac(name_alg, &hkey, &[&encrypted, name]);
     Ok(Wrapped {
@@ -118,34 +120,42 @@ pub fn outer_wrap(
 /// on mismatch, also when its size is wrong) before decrypting.
 pub fn outer_unwrap(
     name_alg: HashAlg,
-    sym_key_bits: u16,
+    sym: SymKey,
     seed: &[u8],
     name: &[u8],
     integrity: &[u8],
     encrypted: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let key = storage_key(name_alg, seed, name, sym_key_bits)?;
+    let key = storage_key(name_alg, seed, name, sym)?;
     let hkey = integrity_key(name_alg, seed);
     let expect = hmac(name_alg, &hkey, &[encrypted, name]);
     if !ct_eq(&expect, integrity) {
         return Err(Error::Integrity);
     }
     let mut plain = Zeroizing::new(encrypted.to_vec());
-    aes_cfb(&key, &[0u8; AES_BLOCK_SIZE], &mut plain, false)?;
+    let iv = vec![0u8; sym.cipher.block_size()];
+    cfb(sym.cipher, &key, &iv, &mut plain, false)?;
     Ok(plain)
 }
 
 /// Inner wrap of duplication with a symmetric key (encryptionKey):
-/// `AES-CFB(key, IV = 0, TPM2B(H_nameAlg(sensitive || name)) || sensitive)`,
+/// `CFB(key, IV = 0, TPM2B(H_nameAlg(sensitive || name)) || sensitive)`,
 /// where `sensitive` is the marshalled TPM2B_SENSITIVE and nameAlg/name are the
-/// duplicated object's. The key length (16/24/32) selects AES-128/192/256.
-pub fn inner_wrap(name_alg: HashAlg, key: &[u8], name: &[u8], sensitive: &[u8]) -> Result<Vec<u8>> {
+/// duplicated object's; `cipher` is symmetricAlg's, the key length selects
+/// its variant.
+pub fn inner_wrap(
+    name_alg: HashAlg,
+    cipher: BlockCipher,
+    key: &[u8],
+    name: &[u8],
+    sensitive: &[u8],
+) -> Result<Vec<u8>> {
     let inner = digest(name_alg, &[sensitive, name]);
     let mut buf = Vec::with_capacity(2 + inner.len() + sensitive.len());
     buf.extend_from_slice(&(inner.len() as u16).to_be_bytes());
     buf.extend_from_slice(&inner);
     buf.extend_from_slice(sensitive);
-    aes_cfb(key, &[0u8; AES_BLOCK_SIZE], &mut buf, true)?;
+    cfb(cipher, key, &vec![0u8; cipher.block_size()], &mut buf, true)?;
     Ok(buf)
 }
 
@@ -154,12 +164,19 @@ pub fn inner_wrap(name_alg: HashAlg, key: &[u8], name: &[u8], sensitive: &[u8]) 
 /// A digest of the wrong size or value is `Error::Integrity`.
 pub fn inner_unwrap(
     name_alg: HashAlg,
+    cipher: BlockCipher,
     key: &[u8],
     name: &[u8],
     encrypted: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>> {
     let mut buf = Zeroizing::new(encrypted.to_vec());
-    aes_cfb(key, &[0u8; AES_BLOCK_SIZE], &mut buf, false)?;
+    cfb(
+        cipher,
+        key,
+        &vec![0u8; cipher.block_size()],
+        &mut buf,
+        false,
+    )?;
     let h = name_alg.size();
     if buf.len() < 2 + h || u16::from_be_bytes([buf[0], buf[1]]) as usize != h {
         return Err(Error::Integrity);
@@ -176,7 +193,7 @@ pub fn inner_unwrap(
 /// `seed` for `object_name`. Returns the integrity HMAC and encIdentity.
 pub fn make_credential(
     name_alg: HashAlg,
-    sym_key_bits: u16,
+    sym: SymKey,
     seed: &[u8],
     object_name: &[u8],
     credential: &[u8],
@@ -186,7 +203,7 @@ pub fn make_credential(
     let mut plain = Zeroizing::new(Vec::with_capacity(2 + credential.len()));
     plain.extend_from_slice(&len.to_be_bytes());
     plain.extend_from_slice(credential);
-    outer_wrap(name_alg, sym_key_bits, seed, object_name, &plain)
+    outer_wrap(name_alg, sym, seed, object_name, &plain)
 }
 
 /// TPM2_ActivateCredential's recovery of the credential: outer unwrap, then
@@ -194,20 +211,13 @@ pub fn make_credential(
 /// the TPM's TPM_RC_SIZE).
 pub fn activate_credential(
     name_alg: HashAlg,
-    sym_key_bits: u16,
+    sym: SymKey,
     seed: &[u8],
     object_name: &[u8],
     integrity: &[u8],
     enc_identity: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let plain = outer_unwrap(
-        name_alg,
-        sym_key_bits,
-        seed,
-        object_name,
-        integrity,
-        enc_identity,
-    )?;
+    let plain = outer_unwrap(name_alg, sym, seed, object_name, integrity, enc_identity)?;
     if plain.len() < 2 || u16::from_be_bytes([plain[0], plain[1]]) as usize != plain.len() - 2 {
         return Err(Error::InvalidInput("credential size"));
     }
@@ -318,33 +328,55 @@ mod tests {
             b"seed value".as_slice(),
             b"\x00\x0bname".as_slice(),
         );
-        let w = outer_wrap(alg, 128, seed, name, b"sensitive area").unwrap();
+        let w = outer_wrap(alg, SymKey::aes(128), seed, name, b"sensitive area").unwrap();
         // By hand.
         let sym = kdfa(alg, seed, b"STORAGE", name, b"", 128);
         let mut enc = b"sensitive area".to_vec();
-        aes_cfb(&sym, &[0; 16], &mut enc, true).unwrap();
+        crate::sym::aes_cfb(&sym, &[0; 16], &mut enc, true).unwrap();
         assert_eq!(w.encrypted, enc);
         let hk = kdfa(alg, seed, b"INTEGRITY", b"", b"", 256);
         assert_eq!(w.integrity, hmac(alg, &hk, &[&enc, name]));
         // And back.
-        let back = outer_unwrap(alg, 128, seed, name, &w.integrity, &w.encrypted).unwrap();
+        let back = outer_unwrap(
+            alg,
+            SymKey::aes(128),
+            seed,
+            name,
+            &w.integrity,
+            &w.encrypted,
+        )
+        .unwrap();
         assert_eq!(&back[..], b"sensitive area");
         let mut bad = w.encrypted.clone();
         bad[0] ^= 1;
         assert_eq!(
-            outer_unwrap(alg, 128, seed, name, &w.integrity, &bad),
+            outer_unwrap(alg, SymKey::aes(128), seed, name, &w.integrity, &bad),
             Err(Error::Integrity)
         );
         assert_eq!(
-            outer_unwrap(alg, 128, seed, b"other", &w.integrity, &w.encrypted),
+            outer_unwrap(
+                alg,
+                SymKey::aes(128),
+                seed,
+                b"other",
+                &w.integrity,
+                &w.encrypted
+            ),
             Err(Error::Integrity)
         );
         assert_eq!(
-            outer_unwrap(alg, 128, seed, name, &w.integrity[1..], &w.encrypted),
+            outer_unwrap(
+                alg,
+                SymKey::aes(128),
+                seed,
+                name,
+                &w.integrity[1..],
+                &w.encrypted
+            ),
             Err(Error::Integrity)
         );
-        assert!(outer_wrap(alg, 64, seed, name, b"x").is_err());
-        let w256 = outer_wrap(HashAlg::Sha384, 256, seed, name, b"").unwrap();
+        assert!(outer_wrap(alg, SymKey::aes(64), seed, name, b"x").is_err());
+        let w256 = outer_wrap(HashAlg::Sha384, SymKey::aes(256), seed, name, b"").unwrap();
         assert!(w256.encrypted.is_empty());
         assert_eq!(w256.integrity.len(), 48);
     }
@@ -352,34 +384,47 @@ mod tests {
     #[test]
     fn inner_wrap_round_trip_and_checks() {
         let key = [7u8; 16];
-        let enc = inner_wrap(HashAlg::Sha256, &key, b"name", b"\x00\x04sens").unwrap();
+        let enc = inner_wrap(
+            HashAlg::Sha256,
+            BlockCipher::Aes,
+            &key,
+            b"name",
+            b"\x00\x04sens",
+        )
+        .unwrap();
         assert_eq!(enc.len(), 2 + 32 + 6);
-        let back = inner_unwrap(HashAlg::Sha256, &key, b"name", &enc).unwrap();
+        let back = inner_unwrap(HashAlg::Sha256, BlockCipher::Aes, &key, b"name", &enc).unwrap();
         assert_eq!(&back[..], b"\x00\x04sens");
         assert_eq!(
-            inner_unwrap(HashAlg::Sha256, &key, b"nam", &enc),
+            inner_unwrap(HashAlg::Sha256, BlockCipher::Aes, &key, b"nam", &enc),
             Err(Error::Integrity)
         );
         assert_eq!(
-            inner_unwrap(HashAlg::Sha256, &[8u8; 16], b"name", &enc),
+            inner_unwrap(HashAlg::Sha256, BlockCipher::Aes, &[8u8; 16], b"name", &enc),
             Err(Error::Integrity)
         );
         assert_eq!(
-            inner_unwrap(HashAlg::Sha256, &key, b"name", &enc[..10]),
+            inner_unwrap(HashAlg::Sha256, BlockCipher::Aes, &key, b"name", &enc[..10]),
             Err(Error::Integrity)
         );
-        assert!(inner_wrap(HashAlg::Sha256, &[0u8; 5], b"n", b"s").is_err());
+        assert!(inner_wrap(HashAlg::Sha256, BlockCipher::Aes, &[0u8; 5], b"n", b"s").is_err());
     }
 
     #[test]
     fn credentials_round_trip() {
         let seed = [3u8; 32];
-        let w =
-            make_credential(HashAlg::Sha256, 128, &seed, b"obj name", b"the credential").unwrap();
+        let w = make_credential(
+            HashAlg::Sha256,
+            SymKey::aes(128),
+            &seed,
+            b"obj name",
+            b"the credential",
+        )
+        .unwrap();
         assert_eq!(w.encrypted.len(), 2 + 14);
         let c = activate_credential(
             HashAlg::Sha256,
-            128,
+            SymKey::aes(128),
             &seed,
             b"obj name",
             &w.integrity,
@@ -390,7 +435,7 @@ mod tests {
         assert_eq!(
             activate_credential(
                 HashAlg::Sha256,
-                128,
+                SymKey::aes(128),
                 &[4u8; 32],
                 b"obj name",
                 &w.integrity,
@@ -399,11 +444,18 @@ mod tests {
             Err(Error::Integrity)
         );
         // A wrapped plaintext whose size field lies is a size error after the integrity check.
-        let lie = outer_wrap(HashAlg::Sha256, 128, &seed, b"n", b"\x00\x09abc").unwrap();
+        let lie = outer_wrap(
+            HashAlg::Sha256,
+            SymKey::aes(128),
+            &seed,
+            b"n",
+            b"\x00\x09abc",
+        )
+        .unwrap();
         assert_eq!(
             activate_credential(
                 HashAlg::Sha256,
-                128,
+                SymKey::aes(128),
                 &seed,
                 b"n",
                 &lie.integrity,

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 use crate::hash::HashAlg;
 use crate::kdf::kdfa;
-use crate::sym::{aes_cfb, aes_key_bits_supported, AES_BLOCK_SIZE};
+use crate::sym::{cfb, SymKey};
 
 /// Label of the session key derivation.
 pub const LABEL_ATH: &[u8] = b"ATH\0";
@@ -49,29 +49,29 @@ pub fn session_key(
     ))
 }
 
-/// The AES key and IV of parameter encryption (both zeroized on drop).
+/// The CFB key and IV of parameter encryption (both zeroized on drop).
 pub struct CfbKeyIv {
     /// keyBits / 8 octets.
     pub key: Zeroizing<Vec<u8>>,
-    /// 16 octets.
+    /// One block of the cipher (16 octets, 8 for TDES).
     pub iv: Zeroizing<Vec<u8>>,
 }
 
-/// The AES-CFB key and IV of parameter encryption:
-/// `KDFa(sessionAlg, sessionValue, "CFB", nonceNewer, nonceOlder, keyBits + 128)`,
-/// split as the first keyBits/8 octets (key) and the following 16 (IV).
+/// The CFB key and IV of parameter encryption:
+/// `KDFa(sessionAlg, sessionValue, "CFB", nonceNewer, nonceOlder, keyBits + blockBits)`,
+/// split as the first keyBits/8 octets (key) and the following block (IV).
 pub fn param_cfb_key_iv(
     alg: HashAlg,
     session_value: &[u8],
     nonce_newer: &[u8],
     nonce_older: &[u8],
-    key_bits: u16,
+    sym: SymKey,
 ) -> Result<CfbKeyIv> {
-    if !aes_key_bits_supported(key_bits) {
-        return Err(Error::Unsupported("AES key size"));
+    if !sym.supported() {
+        return Err(Error::Unsupported("symmetric key size"));
     }
-    let key_len = key_bits as usize / 8;
-    let bits = key_bits as u32 + (AES_BLOCK_SIZE as u32) * 8;
+    let key_len = sym.bits as usize / 8;
+    let bits = sym.bits as u32 + (sym.cipher.block_size() as u32) * 8;
     let both = Zeroizing::new(kdfa(
         alg,
         session_value,
@@ -86,19 +86,19 @@ pub fn param_cfb_key_iv(
     })
 }
 
-/// Parameter encryption with AES-CFB in place (the first parameter's data,
+/// Parameter encryption with CFB in place (the first parameter's data,
 /// without its size field): key and IV from [`param_cfb_key_iv`].
 pub fn param_encrypt_cfb(
     alg: HashAlg,
     session_value: &[u8],
     nonce_newer: &[u8],
     nonce_older: &[u8],
-    key_bits: u16,
+    sym: SymKey,
     data: &mut [u8],
     encrypt: bool,
 ) -> Result<()> {
-    let k = param_cfb_key_iv(alg, session_value, nonce_newer, nonce_older, key_bits)?;
-    aes_cfb(&k.key, &k.iv, data, encrypt)
+    let k = param_cfb_key_iv(alg, session_value, nonce_newer, nonce_older, sym)?;
+    cfb(sym.cipher, &k.key, &k.iv, data, encrypt)
 }
 
 /// XOR obfuscation in place (its own inverse):
@@ -154,26 +154,35 @@ mod tests {
     #[test]
     fn cfb_key_and_iv_split_one_kdfa_output() {
         let CfbKeyIv { key: k, iv } =
-            param_cfb_key_iv(HashAlg::Sha256, b"sv", b"new", b"old", 128).unwrap();
+            param_cfb_key_iv(HashAlg::Sha256, b"sv", b"new", b"old", SymKey::aes(128)).unwrap();
         let all = kdfa(HashAlg::Sha256, b"sv", b"CFB", b"new", b"old", 256);
         assert_eq!([&k[..], &iv[..]].concat(), all);
         let CfbKeyIv { key: k, iv } =
-            param_cfb_key_iv(HashAlg::Sha1, b"sv", b"new", b"old", 256).unwrap();
+            param_cfb_key_iv(HashAlg::Sha1, b"sv", b"new", b"old", SymKey::aes(256)).unwrap();
         assert_eq!((k.len(), iv.len()), (32, 16));
         assert_eq!(
             [&k[..], &iv[..]].concat(),
             kdfa(HashAlg::Sha1, b"sv", b"CFB", b"new", b"old", 384)
         );
-        assert!(param_cfb_key_iv(HashAlg::Sha1, b"sv", b"n", b"o", 100).is_err());
+        assert!(param_cfb_key_iv(HashAlg::Sha1, b"sv", b"n", b"o", SymKey::aes(100)).is_err());
         let mut data = b"the first parameter".to_vec();
-        param_encrypt_cfb(HashAlg::Sha256, b"sv", b"new", b"old", 128, &mut data, true).unwrap();
+        param_encrypt_cfb(
+            HashAlg::Sha256,
+            b"sv",
+            b"new",
+            b"old",
+            SymKey::aes(128),
+            &mut data,
+            true,
+        )
+        .unwrap();
         assert_ne!(&data[..], b"the first parameter");
         param_encrypt_cfb(
             HashAlg::Sha256,
             b"sv",
             b"new",
             b"old",
-            128,
+            SymKey::aes(128),
             &mut data,
             false,
         )
@@ -195,5 +204,52 @@ mod tests {
         xor_obfuscate(HashAlg::Sha1, b"k", b"n1", b"n2", &mut msg).unwrap();
         assert_eq!(&msg[..], b"secret parameter");
         xor_obfuscate(HashAlg::Sha1, b"k", b"n1", b"n2", &mut []).unwrap();
+    }
+
+    /// Camellia and TDES sessions: the KDFa output is split into a key of the
+    /// cipher's size and an IV of its block size, and CFB round-trips.
+    #[test]
+    fn param_encryption_with_camellia_and_tdes() {
+        use crate::sym::BlockCipher;
+        for (cipher, bits, iv_len) in [
+            (BlockCipher::Camellia, 128, 16),
+            (BlockCipher::Camellia, 256, 16),
+            (BlockCipher::Tdes, 128, 8),
+            (BlockCipher::Tdes, 192, 8),
+        ] {
+            let sym = SymKey { cipher, bits };
+            let k = param_cfb_key_iv(HashAlg::Sha256, b"sv", b"new", b"old", sym).unwrap();
+            assert_eq!((k.key.len(), k.iv.len()), (bits as usize / 8, iv_len));
+            // The key and IV are the KDFa stream's first octets, in that order.
+            let all = kdfa(
+                HashAlg::Sha256,
+                b"sv",
+                LABEL_CFB,
+                b"new",
+                b"old",
+                bits as u32 + 8 * iv_len as u32,
+            );
+            assert_eq!([&k.key[..], &k.iv[..]].concat(), all);
+            let mut data = b"a parameter of 27 octets...".to_vec();
+            param_encrypt_cfb(HashAlg::Sha256, b"sv", b"new", b"old", sym, &mut data, true)
+                .unwrap();
+            assert_ne!(&data[..], b"a parameter of 27 octets...");
+            param_encrypt_cfb(
+                HashAlg::Sha256,
+                b"sv",
+                b"new",
+                b"old",
+                sym,
+                &mut data,
+                false,
+            )
+            .unwrap();
+            assert_eq!(&data[..], b"a parameter of 27 octets...");
+        }
+        let bad = SymKey {
+            cipher: BlockCipher::Tdes,
+            bits: 256,
+        };
+        assert!(param_cfb_key_iv(HashAlg::Sha256, b"sv", b"n", b"o", bad).is_err());
     }
 }

@@ -1,31 +1,110 @@
-//! AES-128/192/256 in the block modes of TPM2_EncryptDecrypt (CFB, CTR, OFB,
-//! CBC, ECB), returning the IV that continues the chain (ivOut), as the TCG
-//! reference implementation computes it:
+//! The block ciphers of TPM 2.0 (AES-128/192/256, Camellia-128/256,
+//! TDES with two or three keys) in the block modes of TPM2_EncryptDecrypt
+//! (CFB, CTR, OFB, CBC, ECB), returning the IV that continues the chain
+//! (ivOut), as the TCG reference implementation computes it; `n` is the
+//! cipher's block size (16 octets, 8 for TDES):
 //!
-//! - CFB (full-block CFB-128): the last ciphertext block; when the data ends
+//! - CFB (full-block CFB-n): the last ciphertext block; when the data ends
 //!   in a partial block, that block's ciphertext octets followed by the rest
 //!   of its keystream block, as libtpms (OpenSSL's CFB state) answers (the
 //!   TCG reference code zero-fills instead; libtpms is what clients meet).
-//! - CTR: the counter block after the last one used (big-endian 128-bit
-//!   increment per block, partial final block included).
+//! - CTR: the counter block after the last one used (the whole block is a
+//!   big-endian counter, incremented per block, partial final block included).
 //! - OFB: the last keystream block (the last encrypted "IV").
-//! - CBC: the last ciphertext block (input must be a multiple of 16 octets).
-//! - ECB: no IV in and none out (input must be a multiple of 16 octets).
+//! - CBC: the last ciphertext block (input must be a multiple of n octets).
+//! - ECB: no IV in and none out (input must be a multiple of n octets).
 //!
-//! Empty data leaves the IV as it was. The key size selects AES-128/192/256.
+//! Empty data leaves the IV as it was. The key size selects the variant.
 
 use cipher::block_padding::NoPadding;
+use cipher::generic_array::GenericArray;
 use cipher::{
-    AsyncStreamCipher, BlockDecryptMut, BlockEncryptMut, KeyInit, KeyIvInit, StreamCipher,
+    AsyncStreamCipher, BlockDecryptMut, BlockEncrypt, BlockEncryptMut, KeyInit, KeyIvInit,
+    StreamCipher,
 };
 
 use crate::error::{Error, Result};
 
-/// The AES block size in octets (and the size of every IV here).
+/// The AES (and Camellia) block size in octets.
 pub const AES_BLOCK_SIZE: usize = 16;
 
 /// TPM_ALG_AES.
 pub const TPM_ALG_AES: u16 = 0x0006;
+
+/// A symmetric block cipher (TPMI_ALG_SYM_OBJECT without NULL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockCipher {
+    /// TPM_ALG_AES (0x0006).
+    Aes,
+    /// TPM_ALG_CAMELLIA (0x0026).
+    Camellia,
+    /// TPM_ALG_TDES (0x0003): two-key (128-bit) or three-key (192-bit) EDE.
+    Tdes,
+}
+
+impl BlockCipher {
+    /// From a TPM_ALG_ID; None for anything else.
+    pub fn from_tpm_alg(alg: u16) -> Option<BlockCipher> {
+        match alg {
+            0x0006 => Some(BlockCipher::Aes),
+            0x0026 => Some(BlockCipher::Camellia),
+            0x0003 => Some(BlockCipher::Tdes),
+            _ => None,
+        }
+    }
+
+    /// The TPM_ALG_ID.
+    pub fn to_tpm_alg(self) -> u16 {
+        match self {
+            BlockCipher::Aes => 0x0006,
+            BlockCipher::Camellia => 0x0026,
+            BlockCipher::Tdes => 0x0003,
+        }
+    }
+
+    /// Block size in octets: the size of every IV of this cipher.
+    pub fn block_size(self) -> usize {
+        match self {
+            BlockCipher::Tdes => 8,
+            _ => AES_BLOCK_SIZE,
+        }
+    }
+
+    /// Whether `bits` is a key size of this cipher that a TPM offers: the
+    /// sizes libtpms implements (Camellia without 192, as its build has it).
+    pub fn key_bits_supported(self, bits: u16) -> bool {
+        match self {
+            BlockCipher::Aes => matches!(bits, 128 | 192 | 256),
+            BlockCipher::Camellia => matches!(bits, 128 | 256),
+            BlockCipher::Tdes => matches!(bits, 128 | 192),
+        }
+    }
+}
+
+/// A symmetric key's cipher and size: what a symmetric definition
+/// (TPMT_SYM_DEF_OBJECT) gives object protection and parameter encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SymKey {
+    /// The cipher.
+    pub cipher: BlockCipher,
+    /// Key size in bits.
+    pub bits: u16,
+}
+
+impl SymKey {
+    /// AES with `bits`.
+    pub fn aes(bits: u16) -> SymKey {
+        SymKey {
+            cipher: BlockCipher::Aes,
+            bits,
+        }
+    }
+
+    /// Whether the cipher has keys of this size.
+    pub fn supported(self) -> bool {
+        self.cipher.key_bits_supported(self.bits)
+    }
+}
 
 /// A block cipher mode (TPMI_ALG_SYM_MODE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +122,15 @@ pub enum SymMode {
 }
 
 impl SymMode {
+    /// Every mode.
+    pub const ALL: [SymMode; 5] = [
+        SymMode::Cfb,
+        SymMode::Ctr,
+        SymMode::Ofb,
+        SymMode::Cbc,
+        SymMode::Ecb,
+    ];
+
     /// From a TPM_ALG_ID; None for anything that is not one of these modes.
     pub fn from_tpm_alg(alg: u16) -> Option<SymMode> {
         match alg {
@@ -74,146 +162,186 @@ impl SymMode {
 
 /// Whether `bits` is an AES key size this crate implements (128, 192, 256).
 pub fn aes_key_bits_supported(bits: u16) -> bool {
-    matches!(bits, 128 | 192 | 256)
+    BlockCipher::Aes.key_bits_supported(bits)
 }
 
-/// Encrypt `data` with AES (key of 16, 24 or 32 octets) in `mode` starting from
-/// `iv` (16 octets; empty for ECB). Returns (ciphertext, ivOut).
+/// Run `$run!(Type)` with the cipher type `$cipher` and the key length select;
+/// any other key length returns `Error::Unsupported` from the caller.
+macro_rules! with_cipher {
+    ($cipher:expr, $key:expr, $run:ident) => {
+        match ($cipher, $key.len()) {
+            (BlockCipher::Aes, 16) => $run!(aes::Aes128),
+            (BlockCipher::Aes, 24) => $run!(aes::Aes192),
+            (BlockCipher::Aes, 32) => $run!(aes::Aes256),
+            (BlockCipher::Camellia, 16) => $run!(camellia::Camellia128),
+            (BlockCipher::Camellia, 32) => $run!(camellia::Camellia256),
+            (BlockCipher::Tdes, 16) => $run!(des::TdesEde2),
+            (BlockCipher::Tdes, 24) => $run!(des::TdesEde3),
+            _ => return Err(Error::Unsupported("a key of this size for this cipher")),
+        }
+    };
+}
+
+/// Encrypt `data` with `cipher` (the key length selects its variant) in
+/// `mode` starting from `iv` (one block; empty for ECB). Returns
+/// (ciphertext, ivOut).
 ///
-/// Errors: key of another size (Unsupported), IV of the wrong size, or for
-/// CBC/ECB input that is not a whole number of blocks (InvalidInput).
-pub fn aes_encrypt(
+/// Errors: a key of another size (Unsupported), an IV of the wrong size, or
+/// for CBC/ECB input that is not a whole number of blocks (InvalidInput).
+pub fn encrypt(
+    cipher: BlockCipher,
     mode: SymMode,
     key: &[u8],
     iv: &[u8],
     data: &[u8],
 ) -> Result<(Vec<u8>, Vec<u8>)> {
-    aes_crypt(mode, key, iv, data, true)
+    crypt(cipher, mode, key, iv, data, true)
 }
 
-/// Decrypt `data`; the counterpart of [`aes_encrypt`], with the same ivOut
-/// rule (computed over the ciphertext, i.e. the input here).
-pub fn aes_decrypt(
+/// Decrypt `data`; the counterpart of [`encrypt`], with the same ivOut rule
+/// (computed over the ciphertext, i.e. the input here).
+pub fn decrypt(
+    cipher: BlockCipher,
     mode: SymMode,
     key: &[u8],
     iv: &[u8],
     data: &[u8],
 ) -> Result<(Vec<u8>, Vec<u8>)> {
-    aes_crypt(mode, key, iv, data, false)
+    crypt(cipher, mode, key, iv, data, false)
 }
 
-/// AES (128/192/256 by key length) in full-block CFB mode, in place; the
-/// form parameter encryption and object protection use.
-pub fn aes_cfb(key: &[u8], iv: &[u8], data: &mut [u8], encrypt: bool) -> Result<()> {
-    check_key(key)?;
-    if iv.len() != AES_BLOCK_SIZE {
-        return Err(Error::InvalidInput("AES-CFB IV must be 16 octets"));
+/// `cipher` in full-block CFB mode, in place; the form parameter encryption
+/// and object protection use.
+pub fn cfb(
+    cipher: BlockCipher,
+    key: &[u8],
+    iv: &[u8],
+    data: &mut [u8],
+    encrypt: bool,
+) -> Result<()> {
+    if iv.len() != cipher.block_size() {
+        return Err(Error::InvalidInput("the CFB IV must be one block"));
     }
     macro_rules! run {
-        ($aes:ty) => {{
+        ($c:ty) => {{
             if encrypt {
-                cfb_mode::Encryptor::<$aes>::new_from_slices(key, iv)
-                    .map_err(|_| Error::InvalidInput("AES key or IV size"))?
+                cfb_mode::Encryptor::<$c>::new_from_slices(key, iv)
+                    .map_err(|_| Error::InvalidInput("key or IV size"))?
                     .encrypt(data)
             } else {
-                cfb_mode::Decryptor::<$aes>::new_from_slices(key, iv)
-                    .map_err(|_| Error::InvalidInput("AES key or IV size"))?
+                cfb_mode::Decryptor::<$c>::new_from_slices(key, iv)
+                    .map_err(|_| Error::InvalidInput("key or IV size"))?
                     .decrypt(data)
             }
         }};
     }
-    match key.len() {
-        16 => run!(aes::Aes128),
-        24 => run!(aes::Aes192),
-        _ => run!(aes::Aes256),
-    }
+    with_cipher!(cipher, key, run);
     Ok(())
 }
 
-fn check_key(key: &[u8]) -> Result<()> {
-    match key.len() {
-        16 | 24 | 32 => Ok(()),
-        _ => Err(Error::Unsupported("AES key of this size")),
-    }
+/// [`cfb`] with AES.
+pub fn aes_cfb(key: &[u8], iv: &[u8], data: &mut [u8], encrypt: bool) -> Result<()> {
+    cfb(BlockCipher::Aes, key, iv, data, encrypt)
 }
 
 /// CFB's ivOut from the IV and the ciphertext `ct`: the last ciphertext
 /// block; for a partial last block its octets followed by the rest of the
 /// keystream block that encrypted it (E(previous ciphertext block)).
-fn cfb_iv_out(key: &[u8], iv: &[u8], ct: &[u8]) -> Result<Vec<u8>> {
-    let tail = ct.len() % AES_BLOCK_SIZE;
+fn cfb_iv_out(cipher: BlockCipher, key: &[u8], iv: &[u8], ct: &[u8]) -> Result<Vec<u8>> {
+    let n = cipher.block_size();
+    let tail = ct.len() % n;
     if tail == 0 {
-        return Ok(ct[ct.len() - AES_BLOCK_SIZE..].to_vec());
+        return Ok(ct[ct.len() - n..].to_vec());
     }
     let start = ct.len() - tail;
     let prev = if start == 0 {
         iv
     } else {
-        &ct[start - AES_BLOCK_SIZE..start]
+        &ct[start - n..start]
     };
     // CFB over one zero block yields the keystream block E(prev).
-    let mut ks = [0u8; AES_BLOCK_SIZE];
-    aes_cfb(key, prev, &mut ks, true)?;
+    let mut ks = vec![0u8; n];
+    cfb(cipher, key, prev, &mut ks, true)?;
     ks[..tail].copy_from_slice(&ct[start..]);
-    Ok(ks.to_vec())
+    Ok(ks)
 }
 
-fn aes_crypt(
+/// CTR over `data` in place with the whole block as a big-endian counter;
+/// returns the counter after the last block used (ivOut).
+fn ctr<C: BlockEncrypt + KeyInit>(key: &[u8], iv: &[u8], data: &mut [u8]) -> Result<Vec<u8>> {
+    let c = C::new_from_slice(key).map_err(|_| Error::InvalidInput("key size"))?;
+    let mut counter = iv.to_vec();
+    for chunk in data.chunks_mut(iv.len()) {
+        let mut block = GenericArray::clone_from_slice(&counter);
+        c.encrypt_block(&mut block);
+        for (d, k) in chunk.iter_mut().zip(block.iter()) {
+            *d ^= k;
+        }
+        for byte in counter.iter_mut().rev() {
+            *byte = byte.wrapping_add(1);
+            if *byte != 0 {
+                break;
+            }
+        }
+    }
+    Ok(counter)
+}
+
+fn crypt(
+    cipher: BlockCipher,
     mode: SymMode,
     key: &[u8],
     iv: &[u8],
     data: &[u8],
     encrypt: bool,
 ) -> Result<(Vec<u8>, Vec<u8>)> {
-    check_key(key)?;
+    let n = cipher.block_size();
     match mode {
         SymMode::Ecb if !iv.is_empty() => {
             return Err(Error::InvalidInput("ECB takes no IV"));
         }
         SymMode::Ecb => {}
-        _ if iv.len() != AES_BLOCK_SIZE => {
-            return Err(Error::InvalidInput("the IV must be 16 octets"));
+        _ if iv.len() != n => {
+            return Err(Error::InvalidInput("the IV must be one block"));
         }
         _ => {}
     }
-    if mode.needs_whole_blocks() && !data.len().is_multiple_of(AES_BLOCK_SIZE) {
+    if mode.needs_whole_blocks() && !data.len().is_multiple_of(n) {
         return Err(Error::InvalidInput(
             "CBC and ECB need a whole number of blocks",
         ));
     }
+    // The key size is checked even when there is nothing to do.
+    if !cipher.key_bits_supported((key.len() * 8) as u16) {
+        return Err(Error::Unsupported("a key of this size for this cipher"));
+    }
     if data.is_empty() {
         return Ok((Vec::new(), iv.to_vec()));
     }
-    let bad = |_| Error::InvalidInput("AES key or IV size");
+    let bad = |_| Error::InvalidInput("key or IV size");
     macro_rules! run {
-        ($aes:ty) => {{
+        ($c:ty) => {{
             match mode {
                 SymMode::Cfb => {
                     let mut buf = data.to_vec();
-                    aes_cfb(key, iv, &mut buf, encrypt)?;
-                    let iv_out = cfb_iv_out(key, iv, if encrypt { &buf } else { data })?;
+                    cfb(cipher, key, iv, &mut buf, encrypt)?;
+                    let iv_out = cfb_iv_out(cipher, key, iv, if encrypt { &buf } else { data })?;
                     (buf, iv_out)
                 }
                 SymMode::Ctr => {
                     let mut buf = data.to_vec();
-                    ctr::Ctr128BE::<$aes>::new_from_slices(key, iv)
-                        .map_err(bad)?
-                        .apply_keystream(&mut buf);
-                    let mut counter = [0u8; AES_BLOCK_SIZE];
-                    counter.copy_from_slice(iv);
-                    let blocks = data.len().div_ceil(AES_BLOCK_SIZE) as u128;
-                    let next = u128::from_be_bytes(counter).wrapping_add(blocks);
-                    (buf, next.to_be_bytes().to_vec())
+                    let next = ctr::<$c>(key, iv, &mut buf)?;
+                    (buf, next)
                 }
                 SymMode::Ofb => {
                     // Run over whole blocks (the padding is zeros) so that the
                     // last keystream block can be read back.
                     let mut buf = data.to_vec();
-                    buf.resize(data.len().div_ceil(AES_BLOCK_SIZE) * AES_BLOCK_SIZE, 0);
-                    ofb::Ofb::<$aes>::new_from_slices(key, iv)
+                    buf.resize(data.len().div_ceil(n) * n, 0);
+                    ofb::Ofb::<$c>::new_from_slices(key, iv)
                         .map_err(bad)?
                         .apply_keystream(&mut buf);
-                    let start = buf.len() - AES_BLOCK_SIZE;
+                    let start = buf.len() - n;
                     let iv_out: Vec<u8> = (start..buf.len())
                         .map(|i| buf[i] ^ data.get(i).copied().unwrap_or(0))
                         .collect();
@@ -224,30 +352,30 @@ fn aes_crypt(
                     let mut buf = data.to_vec();
                     let len = buf.len();
                     if encrypt {
-                        cbc::Encryptor::<$aes>::new_from_slices(key, iv)
+                        cbc::Encryptor::<$c>::new_from_slices(key, iv)
                             .map_err(bad)?
                             .encrypt_padded_mut::<NoPadding>(&mut buf, len)
                             .map_err(|_| Error::InvalidInput("CBC input size"))?;
                     } else {
-                        cbc::Decryptor::<$aes>::new_from_slices(key, iv)
+                        cbc::Decryptor::<$c>::new_from_slices(key, iv)
                             .map_err(bad)?
                             .decrypt_padded_mut::<NoPadding>(&mut buf)
                             .map_err(|_| Error::InvalidInput("CBC input size"))?;
                     }
                     let ct = if encrypt { &buf } else { data };
-                    let iv_out = ct[ct.len() - AES_BLOCK_SIZE..].to_vec();
+                    let iv_out = ct[ct.len() - n..].to_vec();
                     (buf, iv_out)
                 }
                 SymMode::Ecb => {
                     let mut buf = data.to_vec();
                     let len = buf.len();
                     if encrypt {
-                        ecb::Encryptor::<$aes>::new_from_slice(key)
+                        ecb::Encryptor::<$c>::new_from_slice(key)
                             .map_err(bad)?
                             .encrypt_padded_mut::<NoPadding>(&mut buf, len)
                             .map_err(|_| Error::InvalidInput("ECB input size"))?;
                     } else {
-                        ecb::Decryptor::<$aes>::new_from_slice(key)
+                        ecb::Decryptor::<$c>::new_from_slice(key)
                             .map_err(bad)?
                             .decrypt_padded_mut::<NoPadding>(&mut buf)
                             .map_err(|_| Error::InvalidInput("ECB input size"))?;
@@ -257,16 +385,40 @@ fn aes_crypt(
             }
         }};
     }
-    Ok(match key.len() {
-        16 => run!(aes::Aes128),
-        24 => run!(aes::Aes192),
-        _ => run!(aes::Aes256),
-    })
+    Ok(with_cipher!(cipher, key, run))
+}
+
+/// Set odd parity in every octet of a DES key (the low bit of each octet is
+/// its parity bit), as TPM TDES keys are generated.
+pub fn des_odd_parity(key: &mut [u8]) {
+    for b in key.iter_mut() {
+        if b.count_ones() % 2 == 0 {
+            *b ^= 1;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn aes_encrypt(
+        mode: SymMode,
+        key: &[u8],
+        iv: &[u8],
+        data: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        encrypt(BlockCipher::Aes, mode, key, iv, data)
+    }
+
+    fn aes_decrypt(
+        mode: SymMode,
+        key: &[u8],
+        iv: &[u8],
+        data: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        decrypt(BlockCipher::Aes, mode, key, iv, data)
+    }
 
     fn hex(s: &str) -> Vec<u8> {
         ::hex::decode(s).unwrap()
@@ -435,5 +587,104 @@ mod tests {
         }
         assert_eq!(SymMode::from_tpm_alg(0x0006), None);
         assert!(aes_key_bits_supported(192) && !aes_key_bits_supported(64));
+    }
+
+    /// Known answers (checked with OpenSSL): single DES through TDES with
+    /// three equal keys, the SP 800-67 TDES example, RFC 3713 Camellia, and
+    /// TDES/Camellia in CFB (64-bit and 128-bit) and CBC.
+    #[test]
+    fn tdes_and_camellia_known_answers() {
+        let e = |c, m, k: &str, iv: &str, p: &[u8]| encrypt(c, m, &hex(k), &hex(iv), p).unwrap().0;
+        let des = "133457799bbcdff1";
+        assert_eq!(
+            e(
+                BlockCipher::Tdes,
+                SymMode::Ecb,
+                &des.repeat(3),
+                "",
+                &hex("0123456789abcdef")
+            ),
+            hex("85e813540f0ab405")
+        );
+        let k3 = "0123456789abcdef23456789abcdef01456789abcdef0123";
+        assert_eq!(
+            e(
+                BlockCipher::Tdes,
+                SymMode::Ecb,
+                k3,
+                "",
+                b"The qufck brown fox jump"
+            ),
+            hex("a826fd8ce53b855fcce21c8112256fe668d5c05dd9b6b900")
+        );
+        let cam = "0123456789abcdeffedcba9876543210";
+        assert_eq!(
+            e(BlockCipher::Camellia, SymMode::Ecb, cam, "", &hex(cam)),
+            hex("67673138549669730857065648eabe43")
+        );
+        let a40 = [b'a'; 40];
+        assert_eq!(
+            e(
+                BlockCipher::Tdes,
+                SymMode::Cfb,
+                k3,
+                "0011223344556677",
+                &a40
+            ),
+            hex("71fb8ba5b6fa9bbcdb944c1e96f983458897024dac27cf6f9fcd9509a918e8f3c6f0708437075230")
+        );
+        assert_eq!(
+            e(BlockCipher::Camellia, SymMode::Cfb, KEY256, IV, &a40),
+            hex("c5c1d83843cb838839e12e85f5421ad878ea2c4c44da88467da01677d1148932ca9ca120a686a3db")
+        );
+        assert_eq!(
+            e(
+                BlockCipher::Tdes,
+                SymMode::Cbc,
+                k3,
+                "0011223344556677",
+                &a40[..32]
+            ),
+            hex("e7e2ba48bc77221d4158e90b86fb7e2278bd0935dc785cbb2cd9e8819be735f1")
+        );
+    }
+
+    #[test]
+    fn every_cipher_chains_through_iv_out_in_every_mode() {
+        let data: Vec<u8> = (0..48u8).collect();
+        for (cipher, key) in [
+            (BlockCipher::Tdes, vec![3u8; 16]),
+            (BlockCipher::Tdes, vec![4u8; 24]),
+            (BlockCipher::Camellia, vec![5u8; 16]),
+            (BlockCipher::Camellia, vec![6u8; 32]),
+        ] {
+            let n = cipher.block_size();
+            for mode in [
+                SymMode::Cfb,
+                SymMode::Ctr,
+                SymMode::Ofb,
+                SymMode::Cbc,
+                SymMode::Ecb,
+            ] {
+                let iv = if mode == SymMode::Ecb {
+                    vec![]
+                } else {
+                    vec![0xA5; n]
+                };
+                let (whole, _) = encrypt(cipher, mode, &key, &iv, &data).unwrap();
+                let cut = 3 * n;
+                let (a, iv1) = encrypt(cipher, mode, &key, &iv, &data[..cut]).unwrap();
+                let (b, _) = encrypt(cipher, mode, &key, &iv1, &data[cut..]).unwrap();
+                assert_eq!([a, b].concat(), whole, "{cipher:?} {mode:?}");
+                let (back, _) = decrypt(cipher, mode, &key, &iv, &whole).unwrap();
+                assert_eq!(back, data, "{cipher:?} {mode:?}");
+            }
+            assert!(encrypt(cipher, SymMode::Cfb, &key, &vec![0; n + 1], &data).is_err());
+        }
+        assert!(encrypt(BlockCipher::Tdes, SymMode::Cfb, &[0; 32], &[0; 8], &data).is_err());
+        assert!(!BlockCipher::Tdes.key_bits_supported(256));
+        let mut k = [0u8, 1, 2, 3];
+        des_odd_parity(&mut k);
+        assert_eq!(k, [1, 1, 2, 2]);
     }
 }

@@ -56,6 +56,7 @@ pub fn admits(ty: HandleType, h: u32) -> bool {
             c::RH_LOCKOUT | c::RH_ENDORSEMENT | c::RH_OWNER | c::RH_PLATFORM
         ),
         HandleType::Lockout => h == c::RH_LOCKOUT,
+        HandleType::Endorsement => h == c::RH_ENDORSEMENT,
         HandleType::Clear => matches!(h, c::RH_LOCKOUT | c::RH_PLATFORM),
         HandleType::PolicySession => h & c::HR_RANGE_MASK == c::POLICY_SESSION_FIRST,
         HandleType::Hierarchy { null } => {

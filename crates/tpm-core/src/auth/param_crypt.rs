@@ -7,6 +7,7 @@ use crate::constants as c;
 use crate::rc::{err, Rc, TpmResult};
 use tpm_crypto::session::{param_encrypt_cfb, xor_obfuscate};
 use tpm_crypto::HashAlg;
+use tpm_crypto::{BlockCipher, SymKey};
 
 /// Encrypt (`encrypt`) or decrypt `data` in place for `s`, keyed with
 /// `key` (sessionKey || authValue) and the nonces in newer/older order.
@@ -20,7 +21,14 @@ pub fn transform(
 ) -> TpmResult<()> {
     let alg = HashAlg::from_tpm_alg(s.auth_hash).ok_or(Rc(c::RC_HASH))?;
     let done = match s.sym_alg {
-        c::ALG_AES => param_encrypt_cfb(alg, key, newer, older, s.sym_bits, data, encrypt),
+        c::ALG_AES | c::ALG_CAMELLIA | c::ALG_TDES => {
+            let cipher = BlockCipher::from_tpm_alg(s.sym_alg).ok_or(Rc(c::RC_SYMMETRIC))?;
+            let sym = SymKey {
+                cipher,
+                bits: s.sym_bits,
+            };
+            param_encrypt_cfb(alg, key, newer, older, sym, data, encrypt)
+        }
         c::ALG_XOR => xor_obfuscate(alg, key, newer, older, data),
         _ => return err(c::RC_SYMMETRIC),
     };

@@ -164,7 +164,7 @@ impl Tpm {
             ),
             (c::PT_NV_COUNTERS, nv_counters),
             (c::PT_NV_COUNTERS_AVAIL, counters_avail),
-            (c::PT_ALGORITHM_SET, 0),
+            (c::PT_ALGORITHM_SET, p.algorithm_set.0),
             (c::PT_LOADED_CURVES, tpm_crypto::Curve::ALL.len() as u32),
             (c::PT_LOCKOUT_COUNTER, p.failed_tries),
             (c::PT_MAX_AUTH_FAIL, p.max_tries),

@@ -8,6 +8,7 @@ use tpm_crypto::protect::{
     rsa_secret_decrypt, rsa_secret_encrypt, LABEL_IDENTITY,
 };
 use tpm_crypto::HashAlg;
+use tpm_crypto::SymKey;
 use zeroize::Zeroizing;
 
 use crate::constants as c;
@@ -124,14 +125,14 @@ fn is_asymmetric_storage(key: &Loaded) -> bool {
             .has(c::TPMA_OBJECT_RESTRICTED | c::TPMA_OBJECT_DECRYPT)
 }
 
-/// nameAlg and AES key bits of a storage key protecting a credential or
-/// duplicate (TPM_RC_TYPE, unnumbered, if it has no symmetric algorithm).
-pub(crate) fn protection_parms(key: &Loaded) -> TpmResult<(HashAlg, u16)> {
-    let bits = key.public.parms.symmetric().key_bits();
-    if bits == 0 {
+/// nameAlg and symmetric key (cipher and size) of a storage key protecting a
+/// credential or duplicate (TPM_RC_TYPE, unnumbered, if it has no symmetric
+/// algorithm).
+pub(crate) fn protection_parms(key: &Loaded) -> TpmResult<(HashAlg, SymKey)> {
+    let Some(sym) = key.public.parms.symmetric().sym_key() else {
         return err(c::RC_TYPE);
-    }
-    Ok((name_hash(key)?, bits))
+    };
+    Ok((name_hash(key)?, sym))
 }
 
 /// TPM2_MakeCredential: the CA's side of credential protection, done by the

@@ -178,7 +178,8 @@ pub fn duplicate(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         } else {
             Zeroizing::new(p.encryption_key_in.0.clone())
         };
-        inner_wrap(hash, &key, &object.name, &sensitive).map_err(|_| Rc(c::RC_FAILURE))?
+        let cipher = sym.sym_key().ok_or(Rc(c::RC_SYMMETRIC))?.cipher;
+        inner_wrap(hash, cipher, &key, &object.name, &sensitive).map_err(|_| Rc(c::RC_FAILURE))?
     };
     let (duplicate, out_sym_seed) = match parent {
         Some(parent) => outer_for(parent, &object.name, &inner).map_err(|e| e.handle(2))?,
@@ -264,7 +265,8 @@ pub fn import(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         let plain = if sym == SymDef::Null {
             blob
         } else {
-            inner_unwrap(hash, &p.encryption_key.0, &name, &blob)
+            let cipher = sym.sym_key().ok_or(Rc(c::RC_SYMMETRIC))?.cipher;
+            inner_unwrap(hash, cipher, &p.encryption_key.0, &name, &blob)
                 .map_err(|_| inner_fault(&p.encryption_key.0, &blob))?
         };
         sensitive_from_duplicate(&plain)

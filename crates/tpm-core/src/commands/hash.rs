@@ -14,8 +14,9 @@ use crate::types::{
 };
 use crate::{tpm_interface, tpm_params, tpm_response};
 
-/// TPM_GENERATED_VALUE: data starting with it gets no hash-check ticket.
-const GENERATED: [u8; 4] = 0xff54_4347u32.to_be_bytes();
+/// TPM_GENERATED_VALUE as it starts an attestation: data starting with it
+/// gets no hash-check ticket, so a restricted key cannot sign a forgery.
+const GENERATED: [u8; 4] = c::GENERATED_VALUE.to_be_bytes();
 
 tpm_interface! {
     /// TPMI_RH_HIERARCHY+: a hierarchy for a ticket, or NULL.

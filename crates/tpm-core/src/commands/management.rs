@@ -19,6 +19,22 @@ tpm_params! {
     }
 }
 
+tpm_params! {
+    /// TPM2_SetAlgorithmSet parameters.
+    pub struct SetAlgorithmSetIn { pub algorithm_set: u32 }
+}
+
+/// TPM2_SetAlgorithmSet: the platform records a vendor-defined algorithm set
+/// selection. As in the reference TPM and libtpms, the value is only kept
+/// (permanent state) and reported as TPM_PT_ALGORITHM_SET: vtpm defines no
+/// algorithm sets, so every algorithm stays available.
+pub fn set_algorithm_set(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    let p = SetAlgorithmSetIn::parse(&mut ctx.params)?;
+    tpm.perm.algorithm_set.0 = p.algorithm_set;
+    tpm.perm_dirty = true;
+    Ok(Response::default())
+}
+
 /// TPM2_PP_Commands: commands added to / removed from the list that needs
 /// physical presence with platform authorization. Physical presence for this
 /// command itself is checked with its authorization.

@@ -1,7 +1,9 @@
 //! Part 3 commands, one module per chapter.
 
 pub mod asymmetric;
+pub mod attestation;
 pub mod capability;
+pub mod certify_x509;
 pub mod clock;
 pub mod context;
 pub mod credential;

@@ -70,7 +70,7 @@ pub fn start_auth_session(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Respons
         // A public-only object (LoadExternal) has no authValue to contribute.
         Some(tpm.entity_auth(bind).ok_or(Rc(c::RC_HANDLE).handle(2))?)
     };
-    if let SymDef::Aes { mode, .. } = p.symmetric.0 {
+    if let SymDef::Cipher { mode, .. } = p.symmetric.0 {
         if mode != c::ALG_CFB {
             return Err(Rc(c::RC_MODE).param(4));
         }
@@ -97,7 +97,7 @@ pub fn start_auth_session(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Respons
     };
     let (sym_alg, sym_bits) = match p.symmetric.0 {
         SymDef::Null => (c::ALG_NULL, 0),
-        SymDef::Aes { bits, .. } => (c::ALG_AES, bits),
+        SymDef::Cipher { alg, bits, .. } => (alg, bits),
         SymDef::Xor { hash } => (c::ALG_XOR, hash),
     };
     let pw = tpm.powered()?;

@@ -49,14 +49,42 @@ pub(crate) fn select_scheme(key: Scheme, input: Scheme, null_allowed: bool) -> O
     }
 }
 
+/// Whether `key` may sign at all (IsSigningObject): it has `sign` and is not
+/// a symmetric cipher, which can encrypt but has no signature algorithm.
+/// Otherwise a signing command answers TPM_RC_KEY on the key's handle.
+pub(crate) fn is_signing_key(key: &Loaded) -> bool {
+    key.public.has(c::TPMA_OBJECT_SIGN_ENCRYPT) && key.public.type_alg() != c::ALG_SYMCIPHER
+}
+
+/// Whether a key of type `ty` makes signatures of algorithm `alg`. SM2 and
+/// ECDAA have no implementation, so no key makes them.
+fn fits_key(ty: u16, alg: u16) -> bool {
+    matches!(
+        (ty, alg),
+        (c::ALG_RSA, c::ALG_RSASSA | c::ALG_RSAPSS)
+            | (c::ALG_ECC, c::ALG_ECDSA | c::ALG_ECSCHNORR)
+            | (c::ALG_KEYEDHASH, c::ALG_HMAC)
+    )
+}
+
+/// The scheme a signing command uses with `key` (CryptSelectSignScheme):
+/// [`select_scheme`] of the key's and the caller's, which must also fit the
+/// key's type. libtpms checks the fit here, before digest sizes and tickets,
+/// so a scheme of another key family is TPM_RC_SCHEME on inScheme whatever
+/// else is wrong (checked against swtpm in tests/attestation.rs). None: the
+/// caller answers TPM_RC_SCHEME.
+pub(crate) fn signing_scheme(key: &Loaded, input: Scheme) -> Option<Scheme> {
+    select_scheme(key.public.parms.scheme(), input, false)
+        .filter(|s| fits_key(key.public.type_alg(), s.alg))
+}
+
 /// The tpm-crypto hash of a scheme's hash algorithm.
 pub(crate) fn hash_alg(alg: u16) -> TpmResult<HashAlg> {
     HashAlg::from_tpm_alg(alg).ok_or(Rc(c::RC_HASH))
 }
 
-/// TPMT_SIGNATURE over `digest` with `key` and the selected `scheme`. A
-/// scheme that does not fit the key type is TPM_RC_SCHEME; a digest the
-/// algorithm cannot take is TPM_RC_VALUE.
+/// TPMT_SIGNATURE over `digest` with `key` and the selected `scheme` (from
+/// [`signing_scheme`]); a digest the algorithm cannot take is TPM_RC_VALUE.
 pub(crate) fn sign_digest(key: &Loaded, scheme: Scheme, digest: &[u8]) -> TpmResult<Signature> {
     let value = |_| Rc(c::RC_VALUE);
     Ok(match (key.public.type_alg(), scheme.alg) {
@@ -94,8 +122,9 @@ pub(crate) fn sign_digest(key: &Loaded, scheme: Scheme, digest: &[u8]) -> TpmRes
             alg: scheme.hash,
             digest: hmac(scheme.hash, &key.sensitive()?.sensitive.0, &[digest]),
         }),
-        // A scheme of another key type (Sign's inScheme is parameter 2).
-        _ => return Err(Rc(c::RC_SCHEME).param(2)),
+        // Callers choose the scheme with `signing_scheme`, which only gives
+        // fitting ones; this guards against a caller that did not.
+        _ => return err(c::RC_SCHEME),
     })
 }
 
@@ -103,13 +132,10 @@ pub(crate) fn sign_digest(key: &Loaded, scheme: Scheme, digest: &[u8]) -> TpmRes
 pub fn sign(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = SignIn::parse(&mut ctx.params)?;
     let key = tpm.object_at(ctx.handles[0], 1)?;
-    if !key.public.has(c::TPMA_OBJECT_SIGN_ENCRYPT) {
+    if !is_signing_key(key) {
         return Err(Rc(c::RC_KEY).handle(1));
     }
-    // A symmetric cipher key has no signing scheme at all.
-    let scheme = select_scheme(key.public.parms.scheme(), p.in_scheme.0, false)
-        .filter(|_| key.public.type_alg() != c::ALG_SYMCIPHER)
-        .ok_or(Rc(c::RC_SCHEME).param(2))?;
+    let scheme = signing_scheme(key, p.in_scheme.0).ok_or(Rc(c::RC_SCHEME).param(2))?;
     let ticket = &p.validation.0;
     let digest = p.digest.as_slice();
     // A restricted key signs only what the TPM hashed itself (and found not

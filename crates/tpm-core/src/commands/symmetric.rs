@@ -11,7 +11,7 @@
 //! follows its MAC selection (see `hmac_key`).
 
 use crate::constants as c;
-use crate::crypto::{aes_crypt, Hmac};
+use crate::crypto::{sym_crypt, Hmac};
 use crate::dispatch::Ctx;
 use crate::engine::objects::{Object, Sequence};
 use crate::engine::{Response, Tpm};
@@ -87,14 +87,18 @@ fn encrypt_decrypt(
     n: Numbers,
 ) -> TpmResult<EncryptDecryptOut> {
     let Parms::SymCipher {
-        sym: SymDef::Aes {
-            bits,
-            mode: key_mode,
-        },
+        sym:
+            SymDef::Cipher {
+                alg,
+                bits,
+                mode: key_mode,
+            },
     } = key.public.parms
     else {
         return Err(Rc(c::RC_KEY).handle(1));
     };
+    let cipher = tpm_crypto::BlockCipher::from_tpm_alg(alg).ok_or(Rc(c::RC_KEY).handle(1))?;
+    let block = cipher.block_size();
     let a = key.public.attributes;
     let allowed = if decrypt {
         c::TPMA_OBJECT_DECRYPT
@@ -111,18 +115,19 @@ fn encrypt_decrypt(
         (k, m) if m == c::ALG_NULL || m == k => k,
         _ => return Err(Rc(c::RC_MODE).param(n.mode)),
     };
-    let iv_size = if mode == c::ALG_ECB { 0 } else { BLOCK };
+    let iv_size = if mode == c::ALG_ECB { 0 } else { block };
     if iv.len() != iv_size {
         return Err(Rc(c::RC_SIZE).param(n.iv_in));
     }
-    if matches!(mode, c::ALG_CBC | c::ALG_ECB) && !data.len().is_multiple_of(BLOCK) {
+    if matches!(mode, c::ALG_CBC | c::ALG_ECB) && !data.len().is_multiple_of(block) {
         return Err(Rc(c::RC_SIZE).param(n.in_data));
     }
     let secret = &key.sensitive().map_err(|e| e.handle(1))?.sensitive.0;
     if secret.len() * 8 != bits as usize {
         return Err(Rc(c::RC_KEY).handle(1));
     }
-    let (out, iv_out) = aes_crypt(mode, secret, iv, data, decrypt).ok_or(Rc(c::RC_FAILURE))?;
+    let (out, iv_out) =
+        sym_crypt(cipher, mode, secret, iv, data, decrypt).ok_or(Rc(c::RC_FAILURE))?;
     Ok(EncryptDecryptOut {
         out_data: Buffer(out),
         iv_out: Buffer(iv_out),
@@ -189,7 +194,7 @@ fn hmac_key(tpm: &Tpm, h: u32, mac_in: u16) -> TpmResult<(Vec<u8>, u16)> {
     let (key_mac, keyed_hash) = match &key.public.parms {
         Parms::KeyedHash { scheme } => (scheme.hash, true),
         Parms::SymCipher {
-            sym: SymDef::Aes { mode, .. },
+            sym: SymDef::Cipher { mode, .. },
         } => (*mode, false),
         _ => return Err(Rc(c::RC_TYPE).handle(1)),
     };

@@ -441,6 +441,13 @@ impl Tpm {
         self.cancel.clone()
     }
 
+    /// Use `flag` as the cancel flag: an engine created again for the same
+    /// device (its state reloaded from storage) keeps the flag the transport holds.
+    pub fn with_cancel_flag(mut self, flag: Arc<AtomicBool>) -> Tpm {
+        self.cancel = flag;
+        self
+    }
+
     pub(crate) fn take_cancel(&self) -> bool {
         self.cancel.swap(false, std::sync::atomic::Ordering::SeqCst)
     }

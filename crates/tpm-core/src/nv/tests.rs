@@ -290,12 +290,14 @@ fn a_format_2_permanent_blob_still_loads() {
     let t = power_up(&store, c::SU_CLEAR);
     let mut old = t.perm.clone();
     drop(t);
-    // Format 2 ends after the persistent objects: no DA/PP state, NV state
-    // or clearCount (the trailing fields of format 3).
+    // Format 2 ends after the persistent objects: no DA/PP state, NV state,
+    // clearCount or algorithmSet (the trailing fields added since).
     old.version = 2;
     let mut bytes = old.to_bytes();
-    let trailing =
-        old.da.to_bytes().len() + old.nv.to_bytes().len() + old.clear_count.to_bytes().len();
+    let trailing = old.da.to_bytes().len()
+        + old.nv.to_bytes().len()
+        + old.clear_count.to_bytes().len()
+        + old.algorithm_set.to_bytes().len();
     bytes.truncate(bytes.len() - trailing);
     let sealed = {
         let d = crate::crypto::digest(c::ALG_SHA256, &[&bytes]);

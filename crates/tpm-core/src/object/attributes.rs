@@ -54,7 +54,7 @@ fn lineage(a: u32, parent: ParentAttrs) -> TpmResult<()> {
 /// areas are always protected in CFB mode (Part 1), so libtpms accepts any.
 fn storage_symmetric(sym: SymDef) -> TpmResult<()> {
     match sym {
-        SymDef::Aes { .. } => Ok(()),
+        SymDef::Cipher { .. } => Ok(()),
         _ => err(c::RC_SYMMETRIC),
     }
 }

@@ -63,7 +63,19 @@ pub fn generate<R: RngCore + CryptoRng>(
         }
         Parms::SymCipher { sym } => {
             s.sensitive = if create.data.is_empty() {
-                Buffer(random(rng, sym.key_bits() as usize / 8))
+                let mut key = random(rng, sym.key_bits() as usize / 8);
+                if matches!(
+                    sym,
+                    crate::types::SymDef::Cipher {
+                        alg: c::ALG_TDES,
+                        ..
+                    }
+                ) {
+                    // DES keys carry a parity bit per octet: made odd, as the
+                    // reference TPM makes them.
+                    tpm_crypto::sym::des_odd_parity(&mut key);
+                }
+                Buffer(key)
             } else {
                 Buffer(create.data.0.clone())
             };

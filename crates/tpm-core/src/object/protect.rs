@@ -5,6 +5,7 @@
 
 use tpm_crypto::protect::{outer_unwrap, outer_wrap};
 use tpm_crypto::HashAlg;
+use tpm_crypto::SymKey;
 
 use super::Loaded;
 use crate::constants as c;
@@ -12,14 +13,15 @@ use crate::marshal::{Buffer, Marshal, Reader, Sized2b, Unmarshal};
 use crate::rc::{err, Rc, TpmResult};
 use crate::types::{Digest, Parms, Private, PublicArea, SensitiveArea, Unique};
 
-/// The parent's protection parameters: nameAlg, AES key bits, seed.
-fn parent_keys(parent: &Loaded) -> TpmResult<(HashAlg, u16, &[u8])> {
+/// The parent's protection parameters: nameAlg, symmetric key (cipher and
+/// size), seed.
+fn parent_keys(parent: &Loaded) -> TpmResult<(HashAlg, SymKey, &[u8])> {
     let alg = HashAlg::from_tpm_alg(parent.public.name_alg).ok_or(Rc(c::RC_TYPE))?;
-    let bits = parent.public.parms.symmetric().key_bits();
-    if !parent.public.is_storage() || bits == 0 {
+    let sym = parent.public.parms.symmetric().sym_key();
+    let (true, Some(sym)) = (parent.public.is_storage(), sym) else {
         return err(c::RC_TYPE);
-    }
-    Ok((alg, bits, &parent.sensitive()?.seed_value.0))
+    };
+    Ok((alg, sym, &parent.sensitive()?.seed_value.0))
 }
 
 /// Wrap `sensitive` of the object named `name` for storage under `parent`.

@@ -56,6 +56,9 @@ tpm_struct! {
         /// clearCount: TPM Restarts since the last TPM Reset; contexts of
         /// stClear objects are bound to it (absent in older blobs: 0).
         pub clear_count: crate::marshal::Trailing<u32>,
+        /// algorithmSet, as TPM2_SetAlgorithmSet last set it (reported as
+        /// TPM_PT_ALGORITHM_SET; absent in older blobs: 0).
+        pub algorithm_set: crate::marshal::Trailing<u32>,
     }
 }
 
@@ -148,6 +151,7 @@ impl Permanent {
             persistent: List(Vec::new()),
             da: Default::default(),
             clear_count: Default::default(),
+            algorithm_set: Default::default(),
             nv: Default::default(),
         }
     }

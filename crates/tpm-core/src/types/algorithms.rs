@@ -47,6 +47,10 @@ pub const ALGORITHMS: &[AlgEntry] = &[
         attributes: ASYM | OBJECT,
     },
     AlgEntry {
+        alg: c::ALG_TDES,
+        attributes: SYMM,
+    },
+    AlgEntry {
         alg: c::ALG_SHA1,
         attributes: HASH,
     },
@@ -83,10 +87,6 @@ pub const ALGORITHMS: &[AlgEntry] = &[
         attributes: HASH,
     },
     AlgEntry {
-        alg: c::ALG_NULL,
-        attributes: 0,
-    },
-    AlgEntry {
         alg: c::ALG_RSASSA,
         attributes: ASYM | SIGNING,
     },
@@ -100,11 +100,11 @@ pub const ALGORITHMS: &[AlgEntry] = &[
     },
     AlgEntry {
         alg: c::ALG_OAEP,
-        attributes: ASYM | ENCRYPTING | HASH,
+        attributes: ASYM | ENCRYPTING,
     },
     AlgEntry {
         alg: c::ALG_ECDSA,
-        attributes: ASYM | SIGNING | METHOD,
+        attributes: ASYM | SIGNING,
     },
     AlgEntry {
         alg: c::ALG_ECDH,
@@ -119,6 +119,10 @@ pub const ALGORITHMS: &[AlgEntry] = &[
         attributes: HASH | METHOD,
     },
     AlgEntry {
+        alg: c::ALG_KDF2,
+        attributes: HASH | METHOD,
+    },
+    AlgEntry {
         alg: c::ALG_KDF1_SP800_108,
         attributes: HASH | METHOD,
     },
@@ -129,6 +133,10 @@ pub const ALGORITHMS: &[AlgEntry] = &[
     AlgEntry {
         alg: c::ALG_SYMCIPHER,
         attributes: OBJECT,
+    },
+    AlgEntry {
+        alg: c::ALG_CAMELLIA,
+        attributes: SYMM,
     },
     AlgEntry {
         alg: c::ALG_CTR,

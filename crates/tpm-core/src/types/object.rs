@@ -77,7 +77,12 @@ pub const SIG_SCHEMES: SchemeSet = SchemeSet {
 };
 /// TPMT_KDF_SCHEME.
 pub const KDF_SCHEMES: SchemeSet = SchemeSet {
-    allowed: &[c::ALG_MGF1, c::ALG_KDF1_SP800_56A, c::ALG_KDF1_SP800_108],
+    allowed: &[
+        c::ALG_MGF1,
+        c::ALG_KDF1_SP800_56A,
+        c::ALG_KDF2,
+        c::ALG_KDF1_SP800_108,
+    ],
     error: c::RC_KDF,
 };
 

@@ -154,6 +154,11 @@ ticket_param!(
     c::ST_VERIFIED
 );
 ticket_param!(
+    /// TPMT_TK_CREATION as a command parameter.
+    CreationTicket,
+    c::ST_CREATION
+);
+ticket_param!(
     /// TPMT_TK_AUTH as a command parameter (from PolicySigned or PolicySecret).
     AuthTicket,
     c::ST_AUTH_SIGNED,

@@ -3,16 +3,19 @@
 use super::algorithms::is_hash;
 use crate::constants as c;
 use crate::marshal::{Marshal, Reader, Unmarshal};
-use crate::rc::{err, TpmResult};
+use crate::rc::{err, Rc, TpmResult};
+use tpm_crypto::{BlockCipher, SymKey};
 
 /// TPMT_SYM_DEF / TPMT_SYM_DEF_OBJECT: algorithm, key size (or hash for XOR), mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SymDef {
     /// TPM_ALG_NULL.
     Null,
-    /// AES with a key size in bits and a block mode.
-    Aes {
-        /// 128, 192 or 256.
+    /// A block cipher with a key size in bits and a block mode.
+    Cipher {
+        /// TPM_ALG_AES, TPM_ALG_CAMELLIA or TPM_ALG_TDES.
+        alg: u16,
+        /// 128, 192 or 256 (TDES: 128 or 192).
         bits: u16,
         /// TPM_ALG_CFB, CTR, OFB, CBC, ECB or NULL.
         mode: u16,
@@ -30,9 +33,10 @@ impl SymDef {
         let alg = u16::unmarshal(r)?;
         match alg {
             c::ALG_NULL => Ok(SymDef::Null),
-            c::ALG_AES => {
+            c::ALG_AES | c::ALG_CAMELLIA | c::ALG_TDES => {
                 let bits = u16::unmarshal(r)?;
-                if !matches!(bits, 128 | 192 | 256) {
+                let cipher = BlockCipher::from_tpm_alg(alg).ok_or(Rc(c::RC_SYMMETRIC))?;
+                if !cipher.key_bits_supported(bits) {
                     return err(c::RC_VALUE);
                 }
                 let mode = u16::unmarshal(r)?;
@@ -42,7 +46,7 @@ impl SymDef {
                 ) {
                     return err(c::RC_MODE);
                 }
-                Ok(SymDef::Aes { bits, mode })
+                Ok(SymDef::Cipher { alg, bits, mode })
             }
             c::ALG_XOR if allow_xor => {
                 let hash = u16::unmarshal(r)?;
@@ -58,8 +62,19 @@ impl SymDef {
     /// Key size in bits (0 for NULL and XOR).
     pub fn key_bits(self) -> u16 {
         match self {
-            SymDef::Aes { bits, .. } => bits,
+            SymDef::Cipher { bits, .. } => bits,
             _ => 0,
+        }
+    }
+
+    /// The cipher and key size of a block-cipher definition (None for NULL and XOR).
+    pub fn sym_key(self) -> Option<SymKey> {
+        match self {
+            SymDef::Cipher { alg, bits, .. } => Some(SymKey {
+                cipher: BlockCipher::from_tpm_alg(alg)?,
+                bits,
+            }),
+            _ => None,
         }
     }
 }
@@ -68,8 +83,8 @@ impl Marshal for SymDef {
     fn marshal(&self, w: &mut Vec<u8>) {
         match *self {
             SymDef::Null => c::ALG_NULL.marshal(w),
-            SymDef::Aes { bits, mode } => {
-                c::ALG_AES.marshal(w);
+            SymDef::Cipher { alg, bits, mode } => {
+                alg.marshal(w);
                 bits.marshal(w);
                 mode.marshal(w);
             }

@@ -1,0 +1,604 @@
+//! An NBD client as a [`Backend`]: the image is an export of an NBD server
+//! (qemu-storage-daemon, qemu-nbd: a qcow2 or LUKS image, a Ceph RBD
+//! volume...). The fixed newstyle handshake with NBD_OPT_GO (the export's
+//! size, transmission flags and block size constraints), simple replies,
+//! NBD_CMD_READ / WRITE / FLUSH (FUA is not needed: every commit flushes),
+//! NBD_CMD_DISC at close. Names follow the NBD protocol document.
+//!
+//! A dropped connection fails the operation in progress (the NVRAM then
+//! reports the write as not stored and moves to a fresh epoch) and is
+//! re-established by a later operation, at most once per back-off interval.
+//! Anything a server sends that does not fit the protocol is an error.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::backend::Backend;
+
+const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
+const IHAVEOPT: u64 = 0x4948_4156_454F_5054;
+const REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
+const REQUEST_MAGIC: u32 = 0x2560_9513;
+const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+
+const NBD_FLAG_FIXED_NEWSTYLE: u16 = 1;
+const NBD_FLAG_NO_ZEROES: u16 = 2;
+const NBD_FLAG_C_FIXED_NEWSTYLE: u32 = 1;
+const NBD_FLAG_C_NO_ZEROES: u32 = 2;
+
+const NBD_OPT_GO: u32 = 7;
+const NBD_REP_ACK: u32 = 1;
+const NBD_REP_INFO: u32 = 3;
+const NBD_REP_FLAG_ERROR: u32 = 1 << 31;
+const NBD_INFO_EXPORT: u16 = 0;
+const NBD_INFO_BLOCK_SIZE: u16 = 3;
+
+const NBD_FLAG_HAS_FLAGS: u16 = 1;
+const NBD_FLAG_READ_ONLY: u16 = 2;
+const NBD_FLAG_SEND_FLUSH: u16 = 4;
+
+const NBD_CMD_READ: u16 = 0;
+const NBD_CMD_WRITE: u16 = 1;
+const NBD_CMD_DISC: u16 = 2;
+const NBD_CMD_FLUSH: u16 = 3;
+
+/// Largest option reply accepted (bounds allocations on hostile servers).
+const MAX_OPTION_REPLY: u32 = 64 * 1024;
+/// Largest request sent (the protocol's default maximum payload).
+const DEFAULT_MAX_REQUEST: u32 = 32 << 20;
+/// Back-off between reconnection attempts: first, and at most.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Where the server is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// `nbd://HOST[:PORT]/EXPORT`.
+    Tcp(String, u16),
+    /// `nbd+unix:///EXPORT?socket=PATH`.
+    Unix(PathBuf),
+}
+
+/// An NBD URI (the NBD URI standard's `nbd://` and `nbd+unix://` forms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NbdUri {
+    /// The server.
+    pub address: Address,
+    /// The export name (may be empty: the default export).
+    pub export: String,
+}
+
+impl NbdUri {
+    /// Parse `nbd://HOST[:PORT][/EXPORT]` or `nbd+unix:///[EXPORT]?socket=PATH`.
+    pub fn parse(uri: &str) -> Result<NbdUri, String> {
+        if let Some(rest) = uri.strip_prefix("nbd+unix://") {
+            let (path, query) = rest
+                .split_once('?')
+                .ok_or("nbd+unix:// needs ?socket=PATH")?;
+            let export = path
+                .strip_prefix('/')
+                .ok_or("nbd+unix:// takes no host: nbd+unix:///EXPORT?socket=PATH")?;
+            let socket = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("socket="))
+                .filter(|s| !s.is_empty())
+                .ok_or("nbd+unix:// needs ?socket=PATH")?;
+            return Ok(NbdUri {
+                address: Address::Unix(PathBuf::from(socket)),
+                export: export.to_string(),
+            });
+        }
+        let rest = uri
+            .strip_prefix("nbd://")
+            .ok_or("expected nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH")?;
+        let (host_port, export) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = match host_port.rsplit_once(':') {
+            // An IPv6 literal's colons are inside brackets.
+            Some((h, p)) if !p.contains(']') => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("{p:?} is not a port number"))?,
+            ),
+            _ => (host_port, 10809),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("nbd:// needs a host".into());
+        }
+        Ok(NbdUri {
+            address: Address::Tcp(host.to_string(), port),
+            export: export.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for NbdUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.address {
+            Address::Tcp(h, p) if h.contains(':') => write!(f, "nbd://[{h}]:{p}/{}", self.export),
+            Address::Tcp(h, p) => write!(f, "nbd://{h}:{p}/{}", self.export),
+            Address::Unix(s) => write!(f, "nbd+unix:///{}?socket={}", self.export, s.display()),
+        }
+    }
+}
+
+/// A connection: a TCP or Unix stream.
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+fn bad(what: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.into())
+}
+
+fn read_u16(s: &mut dyn Stream) -> std::io::Result<u16> {
+    let mut b = [0u8; 2];
+    s.read_exact(&mut b)?;
+    Ok(u16::from_be_bytes(b))
+}
+
+fn read_u32(s: &mut dyn Stream) -> std::io::Result<u32> {
+    let mut b = [0u8; 4];
+    s.read_exact(&mut b)?;
+    Ok(u32::from_be_bytes(b))
+}
+
+fn read_u64(s: &mut dyn Stream) -> std::io::Result<u64> {
+    let mut b = [0u8; 8];
+    s.read_exact(&mut b)?;
+    Ok(u64::from_be_bytes(b))
+}
+
+/// What NBD_OPT_GO told about the export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Export {
+    size: u64,
+    flags: u16,
+    /// Minimum block size: requests are aligned to it.
+    min_block: u32,
+    /// Maximum payload of one request.
+    max_request: u32,
+}
+
+/// Connect and negotiate; the stream in transmission phase and the export.
+fn connect(uri: &NbdUri, timeout: Duration) -> std::io::Result<(Box<dyn Stream>, Export)> {
+    let mut s: Box<dyn Stream> = match &uri.address {
+        Address::Tcp(host, port) => {
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port))?
+                .next()
+                .ok_or_else(|| bad(format!("{host} does not resolve")))?;
+            let t = TcpStream::connect_timeout(&addr, timeout)?;
+            t.set_read_timeout(Some(timeout))?;
+            t.set_write_timeout(Some(timeout))?;
+            t.set_nodelay(true)?;
+            Box::new(t)
+        }
+        Address::Unix(path) => {
+            let u = UnixStream::connect(path)?;
+            u.set_read_timeout(Some(timeout))?;
+            u.set_write_timeout(Some(timeout))?;
+            Box::new(u)
+        }
+    };
+    if read_u64(s.as_mut())? != NBDMAGIC || read_u64(s.as_mut())? != IHAVEOPT {
+        return Err(bad("not an NBD server (no fixed newstyle greeting)"));
+    }
+    let server_flags = read_u16(s.as_mut())?;
+    if server_flags & NBD_FLAG_FIXED_NEWSTYLE == 0 {
+        return Err(bad("the server does not speak fixed newstyle NBD"));
+    }
+    let mut client_flags = NBD_FLAG_C_FIXED_NEWSTYLE;
+    if server_flags & NBD_FLAG_NO_ZEROES != 0 {
+        client_flags |= NBD_FLAG_C_NO_ZEROES;
+    }
+    s.write_all(&client_flags.to_be_bytes())?;
+    // NBD_OPT_GO: the export name, and a request for the block size info.
+    let name = uri.export.as_bytes();
+    let mut data = (name.len() as u32).to_be_bytes().to_vec();
+    data.extend_from_slice(name);
+    data.extend_from_slice(&1u16.to_be_bytes());
+    data.extend_from_slice(&NBD_INFO_BLOCK_SIZE.to_be_bytes());
+    let mut opt = IHAVEOPT.to_be_bytes().to_vec();
+    opt.extend_from_slice(&NBD_OPT_GO.to_be_bytes());
+    opt.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    opt.extend_from_slice(&data);
+    s.write_all(&opt)?;
+    let mut export = Export {
+        size: 0,
+        flags: 0,
+        min_block: 1,
+        max_request: DEFAULT_MAX_REQUEST,
+    };
+    let mut have_export = false;
+    loop {
+        if read_u64(s.as_mut())? != REPLY_MAGIC {
+            return Err(bad("bad option reply magic"));
+        }
+        if read_u32(s.as_mut())? != NBD_OPT_GO {
+            return Err(bad("an option reply for another option"));
+        }
+        let kind = read_u32(s.as_mut())?;
+        let len = read_u32(s.as_mut())?;
+        if len > MAX_OPTION_REPLY {
+            return Err(bad(format!("an option reply of {len} bytes")));
+        }
+        let mut body = vec![0u8; len as usize];
+        s.read_exact(&mut body)?;
+        match kind {
+            NBD_REP_ACK if have_export => return Ok((s, export)),
+            NBD_REP_ACK => return Err(bad("the server gave no export information")),
+            NBD_REP_INFO => {
+                let info = body.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                match (info, body.len()) {
+                    (Some(NBD_INFO_EXPORT), 12) => {
+                        export.size = u64::from_be_bytes(body[2..10].try_into().unwrap_or([0; 8]));
+                        export.flags = u16::from_be_bytes([body[10], body[11]]);
+                        have_export = true;
+                    }
+                    (Some(NBD_INFO_BLOCK_SIZE), 14) => {
+                        let min = u32::from_be_bytes(body[2..6].try_into().unwrap_or([0; 4]));
+                        let max = u32::from_be_bytes(body[10..14].try_into().unwrap_or([0; 4]));
+                        if min == 0 || !min.is_power_of_two() || min > 65536 || max < min {
+                            return Err(bad(format!("block sizes min {min} max {max}")));
+                        }
+                        export.min_block = min;
+                        export.max_request = max.min(DEFAULT_MAX_REQUEST).max(min);
+                    }
+                    (Some(NBD_INFO_EXPORT | NBD_INFO_BLOCK_SIZE), n) => {
+                        return Err(bad(format!("an export information of {n} bytes")));
+                    }
+                    // Other information (name, description) is not needed.
+                    _ => {}
+                }
+            }
+            k if k & NBD_REP_FLAG_ERROR != 0 => {
+                let msg = String::from_utf8_lossy(&body);
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "the server refused export {:?} (error {k:#x}{}{msg})",
+                        uri.export,
+                        if msg.is_empty() { "" } else { ": " }
+                    ),
+                ));
+            }
+            k => return Err(bad(format!("unexpected option reply {k:#x}"))),
+        }
+    }
+}
+
+/// An export of an NBD server as the image.
+pub struct NbdBackend {
+    uri: NbdUri,
+    stream: Option<Box<dyn Stream>>,
+    export: Export,
+    cookie: u64,
+    timeout: Duration,
+    /// When a reconnection may next be tried, and the interval after that.
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+impl NbdBackend {
+    /// Connect to `uri` and negotiate its export; `timeout` bounds each
+    /// network operation. A read-only export is refused for writing.
+    pub fn connect(
+        uri: &NbdUri,
+        timeout: Duration,
+        read_only: bool,
+    ) -> std::io::Result<NbdBackend> {
+        let (stream, export) = connect(uri, timeout)?;
+        if !read_only && export.flags & NBD_FLAG_READ_ONLY != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("{uri}: the export is read-only"),
+            ));
+        }
+        if !read_only
+            && export.flags & NBD_FLAG_HAS_FLAGS != 0
+            && export.flags & NBD_FLAG_SEND_FLUSH == 0
+        {
+            // Without FLUSH nothing can be made durable: refuse rather than pretend.
+            return Err(std::io::Error::other(format!(
+                "{uri}: the export does not accept NBD_CMD_FLUSH, so writes cannot be made durable"
+            )));
+        }
+        Ok(NbdBackend {
+            uri: uri.clone(),
+            stream: Some(stream),
+            export,
+            cookie: 0,
+            timeout,
+            retry_at: Instant::now(),
+            backoff: BACKOFF_MIN,
+        })
+    }
+
+    /// The connection, re-established if it was lost (at most once per
+    /// back-off interval; the export must still be the same size).
+    fn stream(&mut self) -> std::io::Result<&mut Box<dyn Stream>> {
+        if self.stream.is_none() {
+            let now = Instant::now();
+            if now < self.retry_at {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    format!("{}: the NBD server is unreachable (retrying)", self.uri),
+                ));
+            }
+            match connect(&self.uri, self.timeout) {
+                Ok((s, e)) if e.size == self.export.size => {
+                    log_reconnect(&self.uri);
+                    self.stream = Some(s);
+                    self.export = e;
+                    self.backoff = BACKOFF_MIN;
+                }
+                Ok((_, e)) => {
+                    return Err(bad(format!(
+                        "{}: the export is now {} bytes, it was {}",
+                        self.uri, e.size, self.export.size
+                    )))
+                }
+                Err(e) => {
+                    self.retry_at = now + self.backoff;
+                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                    return Err(e);
+                }
+            }
+        }
+        self.stream
+            .as_mut()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
+    }
+
+    /// Send one request and read its simple reply (into `read` for READ).
+    fn request(
+        &mut self,
+        cmd: u16,
+        offset: u64,
+        payload: &[u8],
+        read: Option<&mut [u8]>,
+    ) -> std::io::Result<()> {
+        self.cookie = self.cookie.wrapping_add(1);
+        let cookie = self.cookie;
+        let length = match &read {
+            Some(b) => b.len(),
+            None => payload.len(),
+        } as u32;
+        let mut req = Vec::with_capacity(28 + payload.len());
+        req.extend_from_slice(&REQUEST_MAGIC.to_be_bytes());
+        req.extend_from_slice(&0u16.to_be_bytes());
+        req.extend_from_slice(&cmd.to_be_bytes());
+        req.extend_from_slice(&cookie.to_be_bytes());
+        req.extend_from_slice(&offset.to_be_bytes());
+        req.extend_from_slice(&length.to_be_bytes());
+        req.extend_from_slice(payload);
+        let r = (|| {
+            let s = self.stream()?;
+            s.write_all(&req)?;
+            if read_u32(s.as_mut())? != SIMPLE_REPLY_MAGIC {
+                return Err(bad("bad reply magic"));
+            }
+            let error = read_u32(s.as_mut())?;
+            if read_u64(s.as_mut())? != cookie {
+                return Err(bad("a reply to another request"));
+            }
+            if error != 0 {
+                return Err(std::io::Error::other(format!(
+                    "the server answered error {error}"
+                )));
+            }
+            if let Some(buf) = read {
+                s.read_exact(buf)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = &r {
+            // A server error leaves the connection usable; anything else may
+            // have left it mid-message: drop it, reconnect later.
+            if e.kind() != std::io::ErrorKind::Other {
+                self.stream = None;
+            }
+        }
+        r
+    }
+
+    fn check_range(&self, off: u64, len: usize) -> std::io::Result<()> {
+        match off.checked_add(len as u64) {
+            Some(end) if end <= self.export.size => Ok(()),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "beyond the end of the export",
+            )),
+        }
+    }
+
+    /// Split `[off, off+len)` into requests of at most the export's maximum.
+    fn chunks(&self, off: u64, len: usize) -> impl Iterator<Item = (u64, usize)> {
+        let max = self.export.max_request as usize;
+        (0..len)
+            .step_by(max.max(1))
+            .map(move |i| (off + i as u64, max.min(len - i)))
+    }
+
+    /// Read aligned to the minimum block size.
+    fn read_aligned(&mut self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let chunks: Vec<_> = self.chunks(off, buf.len()).collect();
+        for (o, n) in chunks {
+            let start = (o - off) as usize;
+            self.request(NBD_CMD_READ, o, &[], Some(&mut buf[start..start + n]))?;
+        }
+        Ok(())
+    }
+}
+
+fn log_reconnect(uri: &NbdUri) {
+    // The nvram crate has no logger: stderr is where the binary's log goes
+    // without --log, and a reconnection is worth knowing about.
+    eprintln!("{uri}: reconnected to the NBD server");
+}
+
+impl Backend for NbdBackend {
+    fn read_at(&mut self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.check_range(off, buf.len())?;
+        let b = u64::from(self.export.min_block);
+        let (start, end) = (off / b * b, (off + buf.len() as u64).div_ceil(b) * b);
+        if start == off && end == off + buf.len() as u64 {
+            return self.read_aligned(off, buf);
+        }
+        let mut whole = vec![0u8; (end - start) as usize];
+        self.read_aligned(start, &mut whole)?;
+        let at = (off - start) as usize;
+        buf.copy_from_slice(&whole[at..at + buf.len()]);
+        Ok(())
+    }
+
+    fn write_at(&mut self, off: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check_range(off, data.len())?;
+        let b = u64::from(self.export.min_block);
+        let (start, end) = (off / b * b, (off + data.len() as u64).div_ceil(b) * b);
+        // Partial blocks are read, patched and written whole.
+        let whole = if start == off && end == off + data.len() as u64 {
+            data.to_vec()
+        } else {
+            let mut w = vec![0u8; (end - start) as usize];
+            self.read_aligned(start, &mut w)?;
+            let at = (off - start) as usize;
+            w[at..at + data.len()].copy_from_slice(data);
+            w
+        };
+        let chunks: Vec<_> = self.chunks(start, whole.len()).collect();
+        for (o, n) in chunks {
+            let i = (o - start) as usize;
+            self.request(NBD_CMD_WRITE, o, &whole[i..i + n], None)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.request(NBD_CMD_FLUSH, 0, &[], None)
+    }
+
+    fn size(&self) -> u64 {
+        self.export.size
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(self.uri.to_string())
+    }
+}
+
+impl Drop for NbdBackend {
+    fn drop(&mut self) {
+        // NBD_CMD_DISC: no reply is sent.
+        if let Some(s) = self.stream.as_mut() {
+            let mut req = REQUEST_MAGIC.to_be_bytes().to_vec();
+            req.extend_from_slice(&0u16.to_be_bytes());
+            req.extend_from_slice(&NBD_CMD_DISC.to_be_bytes());
+            req.extend_from_slice(&[0u8; 20]);
+            let _ = s.write_all(&req);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        assert_eq!(
+            NbdUri::parse("nbd+unix:///tpm?socket=/run/q.sock").unwrap(),
+            NbdUri {
+                address: Address::Unix("/run/q.sock".into()),
+                export: "tpm".into()
+            }
+        );
+        assert_eq!(
+            NbdUri::parse("nbd://localhost/exp").unwrap().address,
+            Address::Tcp("localhost".into(), 10809)
+        );
+        assert_eq!(
+            NbdUri::parse("nbd://[::1]:1234/e").unwrap().address,
+            Address::Tcp("::1".into(), 1234)
+        );
+        assert_eq!(NbdUri::parse("nbd://h:1/").unwrap().export, "");
+        for bad in [
+            "nbd://",
+            "nbd://h:x/e",
+            "nbd+unix:///e",
+            "nbd+unix://h/e?socket=s",
+            "file:///x",
+        ] {
+            assert!(NbdUri::parse(bad).is_err(), "{bad}");
+        }
+        let u = NbdUri::parse("nbd://[::1]:1234/e").unwrap();
+        assert_eq!(NbdUri::parse(&u.to_string()).unwrap(), u);
+    }
+
+    /// A fake server that sends `greeting` and reads whatever comes.
+    fn fake(greeting: Vec<u8>) -> NbdUri {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let path = dir.join("s");
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut c, _)) = l.accept() {
+                let _ = c.write_all(&greeting);
+                let mut sink = [0u8; 4096];
+                while matches!(c.read(&mut sink), Ok(n) if n > 0) {}
+            }
+        });
+        NbdUri {
+            address: Address::Unix(path),
+            export: "x".into(),
+        }
+    }
+
+    #[test]
+    fn hostile_servers_are_errors() {
+        let t = Duration::from_secs(2);
+        let hello = [
+            &NBDMAGIC.to_be_bytes()[..],
+            &IHAVEOPT.to_be_bytes(),
+            &3u16.to_be_bytes(),
+        ]
+        .concat();
+        // Not NBD; old style; a huge option reply; a short greeting.
+        let huge = [
+            &hello[..],
+            &REPLY_MAGIC.to_be_bytes(),
+            &NBD_OPT_GO.to_be_bytes(),
+            &NBD_REP_INFO.to_be_bytes(),
+            &u32::MAX.to_be_bytes(),
+        ]
+        .concat();
+        let refused = [
+            &hello[..],
+            &REPLY_MAGIC.to_be_bytes(),
+            &NBD_OPT_GO.to_be_bytes(),
+            &(NBD_REP_FLAG_ERROR | 6).to_be_bytes(),
+            &0u32.to_be_bytes(),
+        ]
+        .concat();
+        for (g, what) in [
+            (b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), "not an NBD server"),
+            (
+                [
+                    &NBDMAGIC.to_be_bytes()[..],
+                    &0x0000_4202_8186_1253_u64.to_be_bytes(),
+                ]
+                .concat(),
+                "not an NBD server",
+            ),
+            (huge, "option reply of"),
+            (refused, "refused export"),
+            (hello[..10].to_vec(), ""),
+        ] {
+            let e = NbdBackend::connect(&fake(g), t, false)
+                .err()
+                .expect("refused");
+            assert!(e.to_string().contains(what), "{e}");
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! The NVRAM on an NBD export served by Debian's qemu-storage-daemon and
+//! qemu-nbd, started by the tests: a qcow2 image (with an internal snapshot
+//! taken while vtpm is stopped and later reverted), a LUKS-encrypted qcow2,
+//! a raw file over TCP; tpm2-tools flows over each; an export holding
+//! something else is refused and left untouched; a storage daemon that dies
+//! makes NV-changing commands fail (never succeed) until it is back, and no
+//! acknowledged increment is lost.
+
+#[macro_use]
+mod common;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{
+    free_port, listening, tpm2_fails, tpm2_ok, try_start_on, vtpm_bin, wait_until, Guard,
+};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::nv;
+use support::nv::{connect, rc, try_read_counter, xfer, Rng, COUNTER_ATTRS};
+
+const COUNTER: &str = "0x1500031";
+
+fn have_qemu() -> bool {
+    [
+        "/usr/bin/qemu-storage-daemon",
+        "/usr/bin/qemu-img",
+        "/usr/bin/qemu-nbd",
+    ]
+    .iter()
+    .all(|p| Path::new(p).exists())
+}
+
+macro_rules! need_qemu {
+    () => {
+        need_tools!();
+        if !have_qemu() {
+            eprintln!("qemu-utils not installed: skipped (scripts/test.sh installs it)");
+            return;
+        }
+    };
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// qemu-storage-daemon exporting `image` (qcow2, or raw) as `tpm` on a Unix
+/// socket in `dir`; `secret` for a LUKS-encrypted qcow2.
+fn storage_daemon(dir: &Path, image: &Path, qcow2: bool, secret: Option<&str>) -> (Guard, PathBuf) {
+    let sock = dir.join("nbd.sock");
+    let _ = std::fs::remove_file(&sock);
+    let mut args = Vec::new();
+    if let Some(s) = secret {
+        args.push("--object".to_string());
+        args.push(format!("secret,id=sec0,data={s}"));
+    }
+    args.push("--blockdev".into());
+    args.push(format!(
+        "driver=file,node-name=file0,filename={}",
+        image.display()
+    ));
+    let node = if qcow2 {
+        args.push("--blockdev".into());
+        args.push(match secret {
+            Some(_) => {
+                "driver=qcow2,node-name=fmt0,file=file0,encrypt.format=luks,encrypt.key-secret=sec0"
+                    .into()
+            }
+            None => "driver=qcow2,node-name=fmt0,file=file0".into(),
+        });
+        "fmt0"
+    } else {
+        "file0"
+    };
+    args.push("--nbd-server".into());
+    args.push(format!("addr.type=unix,addr.path={}", sock.display()));
+    args.push("--export".into());
+    args.push(format!(
+        "type=nbd,id=e0,node-name={node},name=tpm,writable=on"
+    ));
+    let mut g = Guard::spawn("qemu-storage-daemon", &args, dir.join("qsd.err"), &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), || sock.exists()
+            || g.try_status().is_some()),
+        "no socket"
+    );
+    assert!(
+        g.try_status().is_none(),
+        "qemu-storage-daemon: {}",
+        g.stderr()
+    );
+    (g, sock)
+}
+
+fn uri(sock: &Path) -> String {
+    format!("backend-uri=nbd+unix:///tpm?socket={}", sock.display())
+}
+
+/// vtpm on `state`, powered on; its guard and TCTI.
+fn vtpm_on(state: &str, scratch: &Path) -> (Guard, String) {
+    let (g, port) = try_start_on(
+        vtpm_bin(),
+        state,
+        &["--flags", "not-need-init,startup-clear"],
+        scratch,
+    )
+    .unwrap_or_else(|e| panic!("vtpm on {state}: {e}"));
+    (g, format!("swtpm:host=127.0.0.1,port={port}"))
+}
+
+fn counter(tcti: &str, dir: &Path) -> u64 {
+    let f = dir.join("ctr");
+    tpm2_ok(
+        "tpm2_nvread",
+        &[COUNTER, "-C", "o", "-o", f.to_str().unwrap()],
+        tcti,
+    );
+    u64::from_be_bytes(std::fs::read(&f).unwrap().try_into().unwrap())
+}
+
+fn define_counter(tcti: &str) {
+    tpm2_ok(
+        "tpm2_nvdefine",
+        &[
+            COUNTER,
+            "-C",
+            "o",
+            "-s",
+            "8",
+            "-a",
+            "ownerread|ownerwrite|no_da|nt=counter",
+        ],
+        tcti,
+    );
+}
+
+fn increment(tcti: &str, n: usize) {
+    for _ in 0..n {
+        tpm2_ok("tpm2_nvincrement", &[COUNTER, "-C", "o"], tcti);
+    }
+}
+
+/// A persistent key and a counter on a qcow2 image; an internal snapshot
+/// taken while vtpm is stopped brings the older state back when reverted.
+#[test]
+fn qcow2_keeps_state_and_its_snapshot_brings_the_older_one_back() {
+    need_qemu!();
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("tpm.qcow2");
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&img)
+        .arg("4M"));
+    let (mut qsd, sock) = storage_daemon(d.path(), &img, true, None);
+    let (mut v, t) = vtpm_on(&uri(&sock), d.path());
+    let ctx = d.path().join("p.ctx");
+    tpm2_ok(
+        "tpm2_createprimary",
+        &["-C", "o", "-G", "ecc256", "-c", ctx.to_str().unwrap()],
+        &t,
+    );
+    tpm2_ok(
+        "tpm2_evictcontrol",
+        &["-C", "o", "-c", ctx.to_str().unwrap(), "0x81000005"],
+        &t,
+    );
+    define_counter(&t);
+    increment(&t, 3);
+    v.terminate();
+    qsd.terminate();
+    run(Command::new("qemu-img")
+        .args(["snapshot", "-c", "three"])
+        .arg(&img));
+
+    let (mut qsd, sock) = storage_daemon(d.path(), &img, true, None);
+    let (mut v, t) = vtpm_on(&uri(&sock), d.path());
+    assert_eq!(counter(&t, d.path()), 3, "kept across a restart");
+    increment(&t, 4);
+    assert_eq!(counter(&t, d.path()), 7);
+    let persistent = tpm2_ok("tpm2_getcap", &["handles-persistent"], &t);
+    assert!(persistent.contains("0x81000005"), "{persistent}");
+    v.terminate();
+    qsd.terminate();
+
+    run(Command::new("qemu-img")
+        .args(["snapshot", "-a", "three"])
+        .arg(&img));
+    let (_qsd, sock) = storage_daemon(d.path(), &img, true, None);
+    let (_v, t) = vtpm_on(&uri(&sock), d.path());
+    assert_eq!(counter(&t, d.path()), 3, "the snapshot's state");
+}
+
+/// The state in a LUKS-encrypted qcow2: it works, and the image file holds
+/// no plaintext of it.
+#[test]
+fn luks_qcow2_holds_the_state() {
+    need_qemu!();
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("tpm-luks.qcow2");
+    run(Command::new("qemu-img")
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "--object",
+            "secret,id=sec0,data=hunter2",
+        ])
+        .args(["-o", "encrypt.format=luks,encrypt.key-secret=sec0"])
+        .arg(&img)
+        .arg("4M"));
+    let (mut qsd, sock) = storage_daemon(d.path(), &img, true, Some("hunter2"));
+    let (mut v, t) = vtpm_on(&uri(&sock), d.path());
+    define_counter(&t);
+    increment(&t, 2);
+    v.terminate();
+    qsd.terminate();
+    let raw = std::fs::read(&img).unwrap();
+    assert!(
+        !raw.windows(8).any(|w| w == b"VTPMNVR1"),
+        "the NVRAM header is not in the file in the clear"
+    );
+    let (_qsd, sock) = storage_daemon(d.path(), &img, true, Some("hunter2"));
+    let (_v, t) = vtpm_on(&uri(&sock), d.path());
+    assert_eq!(counter(&t, d.path()), 2);
+}
+
+/// A raw file exported by qemu-nbd over TCP (nbd://HOST:PORT/EXPORT); an
+/// export holding something that is not an NVRAM is refused, untouched.
+#[test]
+fn raw_over_tcp_and_foreign_content_refused() {
+    need_qemu!();
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("tpm.raw");
+    std::fs::write(&img, vec![0u8; 4 << 20]).unwrap();
+    let port = free_port();
+    let nbd = |g: &Path| {
+        let args: Vec<String> = [
+            "-f",
+            "raw",
+            "-x",
+            "tpm",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--persistent",
+            g.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut q = Guard::spawn(
+            "qemu-nbd",
+            &args,
+            d.path().join(format!("nbd.{port}.err")),
+            &[],
+        );
+        assert!(
+            wait_until(Duration::from_secs(10), || listening(port)),
+            "{}",
+            q.stderr()
+        );
+        assert!(q.try_status().is_none());
+        q
+    };
+    let state = format!("backend-uri=nbd://127.0.0.1:{port}/tpm");
+    let mut q = nbd(&img);
+    let (mut v, t) = vtpm_on(&state, d.path());
+    define_counter(&t);
+    increment(&t, 5);
+    v.terminate();
+    let (mut v, t) = vtpm_on(&state, d.path());
+    assert_eq!(counter(&t, d.path()), 5);
+    v.terminate();
+    q.terminate();
+
+    let foreign = d.path().join("foreign.raw");
+    let mut junk = vec![0u8; 4 << 20];
+    junk[100..119].copy_from_slice(b"a filesystem, maybe");
+    std::fs::write(&foreign, &junk).unwrap();
+    let _q = nbd(&foreign);
+    let err = try_start_on(
+        vtpm_bin(),
+        &state,
+        &["--flags", "not-need-init,startup-clear"],
+        d.path(),
+    )
+    .err()
+    .expect("refused");
+    assert!(err.contains("nbd://127.0.0.1"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(std::fs::read(&foreign).unwrap() == junk, "left untouched");
+}
+
+/// The storage daemon dies: NV-changing commands fail, never succeed; once
+/// it is back they succeed again, and no acknowledged increment is lost.
+#[test]
+fn a_dead_server_fails_commands_until_it_is_back() {
+    need_qemu!();
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("tpm.qcow2");
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&img)
+        .arg("4M"));
+    let (mut qsd, sock) = storage_daemon(d.path(), &img, true, None);
+    let (_v, t) = vtpm_on(&uri(&sock), d.path());
+    define_counter(&t);
+    increment(&t, 3);
+    qsd.terminate();
+    let err = tpm2_fails("tpm2_nvincrement", &[COUNTER, "-C", "o"], &t);
+    println!(
+        "with the server gone: {}",
+        err.lines().last().unwrap_or_default()
+    );
+    let (_qsd, _sock) = storage_daemon(d.path(), &img, true, None);
+    // Reconnection is retried with back-off: within a few attempts it succeeds.
+    let ok = wait_until(Duration::from_secs(15), || {
+        common::run_tpm2("tpm2_nvincrement", &[COUNTER, "-C", "o"], &t)
+            .status
+            .success()
+    });
+    assert!(ok, "commands succeed again once the server is back");
+    let n = counter(&t, d.path());
+    assert!(n >= 4, "acknowledged increments kept: {n}");
+    println!("counter after the outage: {n}");
+}
+
+/// Kills at random moments during bursts of NV_Increment: vtpm, the storage
+/// daemon, or both (SIGKILL). After each, whatever was killed is restarted
+/// and the counter must be at least the last acknowledged value; while only
+/// the daemon is gone, increments fail and are never acknowledged.
+#[test]
+fn kills_of_vtpm_and_the_storage_daemon_never_lose_an_increment() {
+    need_qemu!();
+    const KILLS: usize = 200;
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("tpm.qcow2");
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&img)
+        .arg("4M"));
+    let (mut qsd, sock) = storage_daemon(d.path(), &img, true, None);
+    let state = uri(&sock);
+    let start_vtpm = || {
+        let (g, port) = try_start_on(
+            vtpm_bin(),
+            &state,
+            &["--flags", "not-need-init,startup-clear"],
+            d.path(),
+        )
+        .unwrap_or_else(|e| panic!("vtpm: {e}"));
+        (g, port)
+    };
+    let (mut v, mut port) = start_vtpm();
+    let mut s = connect(port);
+    assert_eq!(
+        rc(&xfer(&mut s, &nv::define_counter(COUNTER_ATTRS)).unwrap()),
+        0
+    );
+    let mut acked = 0u64;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_nanos() as u64)
+        .unwrap_or(7)
+        | 1;
+    let mut rng = Rng(seed);
+    println!("nbd crash seed {seed:#x}");
+    let (mut total, mut refused, mut victims) = (0u64, 0u64, [0usize; 3]);
+    for k in 0..KILLS {
+        let victim = rng.below(3) as usize;
+        victims[victim] += 1;
+        let pids: Vec<i32> = match victim {
+            0 => vec![v.pid() as i32],
+            1 => vec![qsd.pid() as i32],
+            _ => vec![v.pid() as i32, qsd.pid() as i32],
+        };
+        let delay = Duration::from_micros(1000 + rng.below(20_000));
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            for p in pids {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+        });
+        loop {
+            match xfer(&mut s, &nv::increment()) {
+                Ok(r) if rc(&r) == 0 => {
+                    acked += 1;
+                    total += 1;
+                }
+                Ok(_) => {
+                    // The storage is gone: refused, never acknowledged.
+                    refused += 1;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        killer.join().unwrap();
+        if victim != 0 {
+            qsd.wait_timeout(Duration::from_secs(10));
+            let (q, _) = storage_daemon(d.path(), &img, true, None);
+            qsd = q;
+        }
+        if victim != 1 {
+            v.wait_timeout(Duration::from_secs(10));
+            (v, port) = start_vtpm();
+        }
+        s = connect(port);
+        // A vtpm that outlived its storage reconnects with back-off.
+        let mut now = Err(0);
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                now = try_read_counter(&mut s);
+                if now == Err(0) {
+                    s = connect(port);
+                }
+                now.is_ok()
+            }),
+            "kill {k} (seed {seed:#x}): the counter cannot be read: {now:?}"
+        );
+        let now = now.unwrap();
+        assert!(
+            now >= acked,
+            "kill {k} (seed {seed:#x}): the counter is {now}, below the acknowledged {acked}"
+        );
+        acked = now;
+    }
+    println!(
+        "nbd crash: {KILLS} kills (vtpm {}, storage daemon {}, both {}), {total} acknowledged increments, \
+         {refused} refused while the storage was gone, the counter never went back; final {acked}",
+        victims[0], victims[1], victims[2]
+    );
+}
