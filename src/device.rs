@@ -1,9 +1,13 @@
-//! The TPM thread: the only owner of the [`Tpm`] engine. Transport threads
-//! reach it through [`TpmDevice`], which implements [`transport::Device`] by
-//! posting a job on a crossbeam channel and blocking on the job's reply
-//! channel, so commands and control messages are serialised in arrival order.
-//! `cancel` is the exception: it sets the engine's cancel flag directly, since
-//! queueing it behind the command it should cancel would be useless.
+//! The TPM thread: the only owner of the [`Tpm`] engine. The engine is
+//! created on that thread and never leaves it; the thread runs the
+//! transport's [`TpmLoop`](transport::TpmLoop), which serves the data
+//! channel itself (read, execute, answer: one wake-up per command) and runs
+//! the jobs other threads post with a [`TpmHandle`] (control channel, mssim
+//! platform port, start-up and shutdown here). [`Engine`] is the
+//! [`transport::Device`] the loop drives. Cancelling is the exception: the
+//! control thread sets the engine's cancel flag directly (the device's
+//! canceller), since queueing it behind the command it should cancel would
+//! be useless.
 //!
 //! Auto-shutdown (swtpm's behaviour unless `--flags disable-auto-shutdown`):
 //! before the TPM is powered off or re-initialised by the control channel,
@@ -32,12 +36,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
 use tpm_core::constants as c;
 use tpm_core::engine::error_response;
 use tpm_core::persist::BlobKind;
 use tpm_core::{Tpm, TpmConfig};
-use transport::{Device, DeviceError, StateBlobKind};
+use transport::{Canceller, Device, DeviceError, StateBlobKind, TpmHandle};
 
 use crate::cli::MigrationSpec;
 use crate::error::{Error, Result};
@@ -121,14 +124,13 @@ struct Engine {
     auto_shutdown: bool,
     /// The engine panicked: answer everything with failure.
     failed: bool,
-    /// Mirror of `tpm.is_powered()` readable without a round trip.
-    running: Arc<AtomicBool>,
-    /// Set while a command executes, so `cancel` only touches a running command.
+    /// Powered on (CMD_INIT succeeded, no power-off since).
+    running: bool,
+    /// Set while a command executes, so that cancelling only touches a running command.
     busy: Arc<AtomicBool>,
-    stop: bool,
+    /// The state is encrypted at rest (`--key`), reported by CMD_GET_CONFIG.
+    encrypted: bool,
 }
-
-type Job = Box<dyn FnOnce(&mut Engine) + Send>;
 
 fn engine_error(e: tpm_core::Error) -> DeviceError {
     let code = match &e {
@@ -146,13 +148,6 @@ fn failed() -> DeviceError {
     DeviceError {
         code: ctrl_rc::FAIL,
         msg: "the TPM is in failure mode".into(),
-    }
-}
-
-fn gone() -> DeviceError {
-    DeviceError {
-        code: ctrl_rc::FAIL,
-        msg: "the TPM thread has stopped".into(),
     }
 }
 
@@ -208,7 +203,7 @@ impl Engine {
                         "the TPM state changed while it was handed over: the running TPM is powered off and its state loaded from the image"
                     );
                     self.tpm = None;
-                    self.running.store(false, Ordering::SeqCst);
+                    self.running = false;
                 }
             }
             self.handed_over.clear();
@@ -243,7 +238,7 @@ impl Engine {
     }
 
     /// A TPM command from a client: only on a state this instance holds.
-    fn execute(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
+    fn client_command(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
         if self.failed {
             return error_response(c::RC_FAILURE);
         }
@@ -311,7 +306,7 @@ impl Engine {
         }
     }
 
-    fn power_off(&mut self) -> std::result::Result<(), DeviceError> {
+    fn cut_power(&mut self) -> std::result::Result<(), DeviceError> {
         if self.holder.phase() == Phase::HandedOver {
             // The state belongs to another instance now: an auto-shutdown or
             // the clock write could overwrite what it wrote. Power is cut as
@@ -319,7 +314,7 @@ impl Engine {
             if self.tpm.take().is_some() {
                 log::info!("powered off without saving anything: the TPM state was handed over");
             }
-            self.running.store(false, Ordering::SeqCst);
+            self.running = false;
             return Ok(());
         }
         self.maybe_shutdown();
@@ -327,22 +322,22 @@ impl Engine {
             Some(tpm) if !self.failed => tpm.power_off().map_err(engine_error),
             _ => Ok(()),
         };
-        self.running.store(false, Ordering::SeqCst);
+        self.running = false;
         r
     }
 
-    fn init(&mut self, delete_volatile: bool) -> std::result::Result<(), DeviceError> {
+    fn power_on(&mut self, delete_volatile: bool) -> std::result::Result<(), DeviceError> {
         if self.failed {
             return Err(failed());
         }
         self.ensure("CMD_INIT", None)?;
         if self.tpm.as_ref().is_some_and(Tpm::is_powered) {
-            self.power_off()?;
+            self.cut_power()?;
         }
         let tpm = self.tpm.as_mut().ok_or_else(no_state)?;
         tpm.power_on(delete_volatile).map_err(engine_error)?;
         self.last_command = None;
-        self.running.store(true, Ordering::SeqCst);
+        self.running = true;
         Ok(())
     }
 
@@ -401,57 +396,168 @@ impl Engine {
     }
 
     /// CMD_LOCK_STORAGE: take the lock now, trying `retries` times 10 ms.
-    fn lock_storage(&mut self, retries: u32) -> std::result::Result<(), DeviceError> {
+    fn take_lock(&mut self, retries: u32) -> std::result::Result<(), DeviceError> {
         let wait = RETRY_EVERY.saturating_mul(retries).min(MAX_LOCK_WAIT);
         self.ensure("CMD_LOCK_STORAGE", Some(wait))
     }
-}
 
-/// How long each side of the hand-off spins before it blocks. Most commands take
-/// a few microseconds; a futex sleep and wake on both sides would cost more
-/// than the command, and more than swtpm's single-threaded loop.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
-
-/// Receive from `rx`, spinning up to [`SPIN`] before blocking.
-fn recv_spin<T>(rx: &Receiver<T>) -> Option<T> {
-    let start = std::time::Instant::now();
-    loop {
-        match rx.try_recv() {
-            Ok(v) => return Some(v),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
-            Err(crossbeam_channel::TryRecvError::Empty) if start.elapsed() < SPIN => {
-                std::hint::spin_loop()
+    /// Run `f` on the engine; if the engine panics (a bug: no input may panic
+    /// it), answer with `fallback` and stay in failure mode instead of taking
+    /// the process (and the guest's TPM) down with it.
+    fn guarded<R>(&mut self, fallback: impl FnOnce() -> R, f: impl FnOnce(&mut Self) -> R) -> R {
+        match catch_unwind(AssertUnwindSafe(|| f(self))) {
+            Ok(r) => r,
+            Err(_) => {
+                log::error!("the TPM engine panicked; the TPM is now in failure mode");
+                self.failed = true;
+                self.busy.store(false, Ordering::SeqCst);
+                fallback()
             }
-            Err(crossbeam_channel::TryRecvError::Empty) => return rx.recv().ok(),
         }
     }
 }
 
-fn tpm_thread(mut engine: Engine, jobs: Receiver<Job>) {
-    while let Some(job) = recv_spin(&jobs) {
-        // The engine must never panic; if it does, keep serving failure responses
-        // instead of taking the process (and the guest's TPM) down with it.
-        if catch_unwind(AssertUnwindSafe(|| job(&mut engine))).is_err() {
-            log::error!("the TPM engine panicked; the TPM is now in failure mode");
-            engine.failed = true;
-            engine.busy.store(false, Ordering::SeqCst);
-        }
-        if engine.stop {
-            break;
-        }
+impl Device for Engine {
+    fn execute(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
+        self.guarded(
+            || error_response(c::RC_FAILURE),
+            |e| e.client_command(locality, command),
+        )
     }
-    log::debug!("TPM thread stopped");
+
+    fn init(&mut self, delete_volatile: bool) -> std::result::Result<(), DeviceError> {
+        log::debug!("init (delete volatile state: {delete_volatile})");
+        self.guarded(|| Err(failed()), |e| e.power_on(delete_volatile))
+    }
+
+    fn power_off(&mut self) -> std::result::Result<(), DeviceError> {
+        log::debug!("power off");
+        self.guarded(|| Err(failed()), |e| e.cut_power())
+    }
+
+    fn is_running(&self) -> bool {
+        self.running
+    }
+
+    fn canceller(&self) -> Option<Canceller> {
+        let (busy, cancel) = (Arc::clone(&self.busy), Arc::clone(&self.cancel));
+        Some(Arc::new(move || {
+            // Only a command in progress can be cancelled; a flag left set
+            // would cancel the next long command instead.
+            if busy.load(Ordering::SeqCst) {
+                cancel.store(true, Ordering::SeqCst);
+            }
+        }))
+    }
+
+    fn tpm_established(&mut self) -> std::result::Result<bool, DeviceError> {
+        // Read from RAM: no lock needed.
+        self.guarded(|| Err(failed()), |e| e.checked(|t| Ok(t.tpm_established())))
+    }
+
+    fn reset_established(&mut self, locality: u8) -> std::result::Result<(), DeviceError> {
+        if locality < 3 {
+            return Err(DeviceError {
+                code: ctrl_rc::BAD_LOCALITY,
+                msg: format!("tpmEstablished cannot be reset from locality {locality}"),
+            });
+        }
+        self.guarded(
+            || Err(failed()),
+            |e| {
+                e.locked("CMD_RESET_TPMESTABLISHED", |t| {
+                    t.reset_established(locality)
+                })
+            },
+        )
+    }
+
+    fn hash_start(&mut self) -> std::result::Result<(), DeviceError> {
+        self.guarded(
+            || Err(failed()),
+            |e| e.locked("_TPM_Hash_Start", |t| t.hash_start()),
+        )
+    }
+
+    fn hash_data(&mut self, data: &[u8]) -> std::result::Result<(), DeviceError> {
+        self.guarded(
+            || Err(failed()),
+            |e| e.locked("_TPM_Hash_Data", |t| t.hash_data(data)),
+        )
+    }
+
+    fn hash_end(&mut self) -> std::result::Result<(), DeviceError> {
+        self.guarded(
+            || Err(failed()),
+            |e| e.locked("_TPM_Hash_End", |t| t.hash_end()),
+        )
+    }
+
+    fn store_volatile(&mut self) -> std::result::Result<(), DeviceError> {
+        self.guarded(
+            || Err(failed()),
+            |e| e.locked("CMD_STORE_VOLATILE", |t| t.store_volatile()),
+        )
+    }
+
+    fn get_state_blob(&mut self, kind: StateBlobKind) -> std::result::Result<Vec<u8>, DeviceError> {
+        self.guarded(|| Err(failed()), |e| e.state_blob(kind))
+    }
+
+    fn set_state_blob(
+        &mut self,
+        kind: StateBlobKind,
+        data: Vec<u8>,
+    ) -> std::result::Result<(), DeviceError> {
+        self.guarded(
+            || Err(failed()),
+            |e| {
+                e.locked("CMD_SET_STATEBLOB", |t| {
+                    t.set_state_blob(blob_kind(kind), &data)
+                })
+            },
+        )
+    }
+
+    fn lock_storage(&mut self, retries: u32) -> std::result::Result<(), DeviceError> {
+        self.guarded(|| Err(failed()), |e| e.take_lock(retries))
+    }
+
+    fn set_physical_presence(&mut self, asserted: bool) {
+        self.physical_presence = asserted;
+        self.guarded(
+            || (),
+            |e| {
+                if let Some(t) = e.tpm.as_mut() {
+                    t.set_physical_presence(asserted);
+                }
+            },
+        );
+    }
+
+    fn set_nv_available(&mut self, available: bool) {
+        self.nv_available = available;
+        self.guarded(
+            || (),
+            |e| {
+                if let Some(t) = e.tpm.as_mut() {
+                    t.set_nv_available(available);
+                }
+            },
+        );
+    }
+
+    fn config_flags(&self) -> u32 {
+        // PTM_CONFIG_FLAG_FILE_KEY when the image is encrypted; never
+        // PTM_CONFIG_FLAG_MIGRATION_KEY, since --migration-key is not used.
+        u32::from(self.encrypted)
+    }
 }
 
-/// The TPM device: a handle to the TPM thread.
+/// The TPM device: the TPM thread and a handle on it.
 pub struct TpmDevice {
-    jobs: Sender<Job>,
-    running: Arc<AtomicBool>,
-    busy: Arc<AtomicBool>,
-    cancel: Arc<AtomicBool>,
+    handle: TpmHandle,
     thread: Mutex<Option<JoinHandle<()>>>,
-    /// The state is encrypted at rest (`--key`), reported by CMD_GET_CONFIG.
-    encrypted: bool,
 }
 
 impl TpmDevice {
@@ -459,13 +565,10 @@ impl TpmDevice {
     /// state, the engine is created on the thread at once (it never crosses
     /// threads) and a state that cannot be loaded fails the start; otherwise
     /// (`--migration incoming`) it is created when the state is first needed.
-    pub fn start(holder: StateHolder, opts: DeviceOptions) -> Result<Arc<TpmDevice>> {
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+    pub fn start(holder: StateHolder, opts: DeviceOptions) -> Result<TpmDevice> {
+        let (tpm_loop, handle) = transport::tpm_loop()
+            .map_err(|e| Error::Process(format!("cannot start the TPM thread: {e}")))?;
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
-        let running = Arc::new(AtomicBool::new(false));
-        let busy = Arc::new(AtomicBool::new(false));
-        let cancel = Arc::new(AtomicBool::new(false));
-        let (r, b, k) = (running.clone(), busy.clone(), cancel.clone());
         let thread = std::thread::Builder::new()
             .name("tpm".into())
             .spawn(move || {
@@ -474,7 +577,7 @@ impl TpmDevice {
                     tpm: None,
                     holder,
                     config: opts.config,
-                    cancel: k,
+                    cancel: Arc::new(AtomicBool::new(false)),
                     release_lock_outgoing: opts.migration.release_lock_outgoing,
                     physical_presence: false,
                     nv_available: true,
@@ -484,9 +587,9 @@ impl TpmDevice {
                     last_command: None,
                     auto_shutdown: opts.auto_shutdown,
                     failed: false,
-                    running: r,
-                    busy: b,
-                    stop: false,
+                    running: false,
+                    busy: Arc::new(AtomicBool::new(false)),
+                    encrypted: opts.encrypted,
                 };
                 if load_now {
                     let loaded = match catch_unwind(AssertUnwindSafe(|| engine.create())) {
@@ -500,7 +603,7 @@ impl TpmDevice {
                     }
                 }
                 let _ = ready_tx.send(Ok(()));
-                tpm_thread(engine, jobs_rx);
+                tpm_loop.run(&mut engine);
             })
             .map_err(|e| Error::Process(format!("cannot start the TPM thread: {e}")))?;
         match ready_rx.recv() {
@@ -508,166 +611,39 @@ impl TpmDevice {
             Ok(Err(msg)) => return Err(Error::Engine(msg)),
             Err(_) => return Err(Error::Engine("the TPM thread ended during start-up".into())),
         }
-        Ok(Arc::new(TpmDevice {
-            jobs: jobs_tx,
-            running,
-            busy,
-            cancel,
+        Ok(TpmDevice {
+            handle,
             thread: Mutex::new(Some(thread)),
-            encrypted: opts.encrypted,
-        }))
+        })
     }
 
-    /// Run `f` on the TPM thread and wait for its result (None if the thread is gone
-    /// or the job panicked).
-    fn call<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Engine) -> R + Send + 'static,
-    ) -> Option<R> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let job: Job = Box::new(move |e| {
-            let _ = tx.send(f(e));
-        });
-        self.jobs.send(job).ok()?;
-        recv_spin(&rx)
+    /// The handle the transport serves the TPM with.
+    pub fn handle(&self) -> &TpmHandle {
+        &self.handle
     }
 
-    fn call_dev<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Engine) -> std::result::Result<R, DeviceError> + Send + 'static,
-    ) -> std::result::Result<R, DeviceError> {
-        self.call(f).unwrap_or_else(|| Err(gone()))
+    /// Power on (`--flags not-need-init`), as CMD_INIT would.
+    pub fn init(&self, delete_volatile: bool) -> std::result::Result<(), DeviceError> {
+        self.handle.call_dev(move |d| d.init(delete_volatile))
     }
 
     /// Send TPM2_Startup(`su`) (`--flags startup-clear|startup-state`); returns the response code.
     pub fn startup(&self, su: u16) -> u32 {
-        response_code(&self.execute(0, su_command(CC_STARTUP, su)))
+        self.handle
+            .call(move |d| response_code(&d.execute(0, &su_command(CC_STARTUP, su))))
+            .unwrap_or(c::RC_FAILURE)
     }
 
     /// Final shutdown: auto-shutdown, power off (persisting what must be), stop
     /// the TPM thread and wait for it. Later calls on the device fail cleanly.
     pub fn shutdown(&self) -> std::result::Result<(), DeviceError> {
         // None: the thread is already gone, so there is nothing left to power off.
-        let r = self
-            .call(|e| {
-                e.stop = true;
-                e.power_off()
-            })
-            .unwrap_or(Ok(()));
+        let r = self.handle.finish(|d| d.power_off()).unwrap_or(Ok(()));
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(t) = thread {
             let _ = t.join();
         }
         r
-    }
-}
-
-impl Device for TpmDevice {
-    fn execute(&self, locality: u8, command: Vec<u8>) -> Vec<u8> {
-        self.call(move |e| e.execute(locality, &command))
-            .unwrap_or_else(|| error_response(c::RC_FAILURE))
-    }
-
-    fn init(&self, delete_volatile: bool) -> std::result::Result<(), DeviceError> {
-        log::debug!("init (delete volatile state: {delete_volatile})");
-        self.call_dev(move |e| e.init(delete_volatile))
-    }
-
-    fn power_off(&self) -> std::result::Result<(), DeviceError> {
-        log::debug!("power off");
-        self.call_dev(|e| e.power_off())
-    }
-
-    fn is_running(&self) -> bool {
-        self.running.load(Ordering::SeqCst)
-    }
-
-    fn cancel(&self) {
-        // Only a command in progress can be cancelled; a flag left set would
-        // cancel the next long command instead.
-        if self.busy.load(Ordering::SeqCst) {
-            self.cancel.store(true, Ordering::SeqCst);
-        }
-    }
-
-    fn tpm_established(&self) -> std::result::Result<bool, DeviceError> {
-        // Read from RAM: no lock needed.
-        self.call_dev(|e| e.checked(|t| Ok(t.tpm_established())))
-    }
-
-    fn reset_established(&self, locality: u8) -> std::result::Result<(), DeviceError> {
-        if locality < 3 {
-            return Err(DeviceError {
-                code: ctrl_rc::BAD_LOCALITY,
-                msg: format!("tpmEstablished cannot be reset from locality {locality}"),
-            });
-        }
-        self.call_dev(move |e| {
-            e.locked("CMD_RESET_TPMESTABLISHED", |t| {
-                t.reset_established(locality)
-            })
-        })
-    }
-
-    fn hash_start(&self) -> std::result::Result<(), DeviceError> {
-        self.call_dev(|e| e.locked("_TPM_Hash_Start", |t| t.hash_start()))
-    }
-
-    fn hash_data(&self, data: &[u8]) -> std::result::Result<(), DeviceError> {
-        let data = data.to_vec();
-        self.call_dev(move |e| e.locked("_TPM_Hash_Data", |t| t.hash_data(&data)))
-    }
-
-    fn hash_end(&self) -> std::result::Result<(), DeviceError> {
-        self.call_dev(|e| e.locked("_TPM_Hash_End", |t| t.hash_end()))
-    }
-
-    fn store_volatile(&self) -> std::result::Result<(), DeviceError> {
-        self.call_dev(|e| e.locked("CMD_STORE_VOLATILE", |t| t.store_volatile()))
-    }
-
-    fn get_state_blob(&self, kind: StateBlobKind) -> std::result::Result<Vec<u8>, DeviceError> {
-        self.call_dev(move |e| e.state_blob(kind))
-    }
-
-    fn set_state_blob(
-        &self,
-        kind: StateBlobKind,
-        data: Vec<u8>,
-    ) -> std::result::Result<(), DeviceError> {
-        self.call_dev(move |e| {
-            e.locked("CMD_SET_STATEBLOB", |t| {
-                t.set_state_blob(blob_kind(kind), &data)
-            })
-        })
-    }
-
-    fn lock_storage(&self, retries: u32) -> std::result::Result<(), DeviceError> {
-        self.call_dev(move |e| e.lock_storage(retries))
-    }
-
-    fn set_physical_presence(&self, asserted: bool) {
-        let _ = self.call(move |e| {
-            e.physical_presence = asserted;
-            if let Some(t) = e.tpm.as_mut() {
-                t.set_physical_presence(asserted);
-            }
-        });
-    }
-
-    fn set_nv_available(&self, available: bool) {
-        let _ = self.call(move |e| {
-            e.nv_available = available;
-            if let Some(t) = e.tpm.as_mut() {
-                t.set_nv_available(available);
-            }
-        });
-    }
-
-    fn config_flags(&self) -> u32 {
-        // PTM_CONFIG_FLAG_FILE_KEY when the image is encrypted; never
-        // PTM_CONFIG_FLAG_MIGRATION_KEY, since --migration-key is not used.
-        u32::from(self.encrypted)
     }
 }
 

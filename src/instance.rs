@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::Arc;
 
 use tpm_core::TpmConfig;
 
@@ -79,7 +78,7 @@ pub fn run(plan: Plan) -> Result<()> {
 
 struct Running {
     server: transport::Server,
-    device: Arc<TpmDevice>,
+    device: TpmDevice,
     pid: Option<PidFile>,
     signals: TermSignals,
 }
@@ -143,8 +142,7 @@ fn start(plan: &Plan) -> Result<Running> {
 }
 
 /// Power on as `--flags` says, then bind the transport.
-fn serve_device(plan: &Plan, device: &Arc<TpmDevice>) -> Result<transport::Server> {
-    use transport::Device;
+fn serve_device(plan: &Plan, device: &TpmDevice) -> Result<transport::Server> {
     if plan.startup.power_on {
         device
             .init(false)
@@ -163,7 +161,7 @@ fn serve_device(plan: &Plan, device: &Arc<TpmDevice>) -> Result<transport::Serve
             }
         }
     }
-    let dev: Arc<dyn transport::Device> = device.clone();
+    let tpm = device.handle();
     let server = match &plan.serve {
         Serve::Swtpm(s) => {
             let opts = transport::DataOptions {
@@ -179,7 +177,7 @@ fn serve_device(plan: &Plan, device: &Arc<TpmDevice>) -> Result<transport::Serve
                 buffer_size: transport::swtpm::DEFAULT_BUFFER_SIZE,
                 ctrl_accepts_mssim: s.ctrl_accepts_mssim,
             };
-            transport::serve_swtpm_with(cfg, opts, dev)
+            transport::serve_swtpm_with(cfg, opts, tpm)
                 .map_err(|e| Error::Transport(e.to_string()))?
         }
         Serve::Mssim(m) => {
@@ -187,7 +185,7 @@ fn serve_device(plan: &Plan, device: &Arc<TpmDevice>) -> Result<transport::Serve
                 command: transport::Endpoint::Tcp(m.command),
                 platform: transport::Endpoint::Tcp(m.platform),
             };
-            transport::serve_mssim(cfg, dev).map_err(|e| Error::Transport(e.to_string()))?
+            transport::serve_mssim(cfg, tpm).map_err(|e| Error::Transport(e.to_string()))?
         }
     };
     if let Serve::Swtpm(s) = &plan.serve {

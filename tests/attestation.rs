@@ -7,8 +7,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use common::{have_tpm2_tools, start_swtpm, Vtpm};
 
@@ -23,80 +23,9 @@ macro_rules! need_tools {
     };
 }
 
-/// A TPM under test and a scratch directory the tools run in.
-struct Bench {
-    tpm: Vtpm,
-    work: PathBuf,
-}
+type Bench = common::ToolBench;
 
 impl Bench {
-    fn new(tpm: Vtpm) -> Bench {
-        let work = tpm.tmp.path().join("work");
-        std::fs::create_dir_all(&work).unwrap();
-        Bench { tpm, work }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.work.join(name)
-    }
-
-    fn read(&self, name: &str) -> Vec<u8> {
-        std::fs::read(self.path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
-    }
-
-    fn write(&self, name: &str, data: &[u8]) {
-        std::fs::write(self.path(name), data).unwrap();
-    }
-
-    /// Run `tool` in the scratch directory. Without a resource manager the
-    /// tools leave their objects (and, on failure, sessions) loaded: flush.
-    fn run(&self, tool: &str, args: &[&str]) -> Output {
-        let run = |tool: &str, args: &[&str]| {
-            Command::new("timeout")
-                .arg("60")
-                .arg(tool)
-                .args(args)
-                .current_dir(&self.work)
-                .env("TPM2TOOLS_TCTI", self.tpm.tcti())
-                .stdin(Stdio::null())
-                .output()
-                .unwrap_or_else(|e| panic!("run {tool}: {e}"))
-        };
-        let out = run(tool, args);
-        if tool.starts_with("tpm2_") {
-            for w in ["-t", "-l", "-s"] {
-                let f = run("tpm2_flushcontext", &[w]);
-                assert!(f.status.success(), "flushcontext {w}: {f:?}");
-            }
-        }
-        out
-    }
-
-    fn ok(&self, tool: &str, args: &[&str]) -> String {
-        let out = self.run(tool, args);
-        assert!(
-            out.status.success(),
-            "{tool} {args:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// "ok", or the TPM response code a failing tool reports ("0x000002d2").
-    fn code(&self, tool: &str, args: &[&str]) -> String {
-        let out = self.run(tool, args);
-        if out.status.success() {
-            return "ok".into();
-        }
-        let err = String::from_utf8_lossy(&out.stderr);
-        match err.find("ErrorCode (0x") {
-            Some(at) => err[at + 11..at + 21].to_string(),
-            None => panic!("{tool} {args:?}: no TPM error code in:\n{err}"),
-        }
-    }
-
     /// OpenSSL verifies `sig` (a plain signature) over `file` with `pem`.
     fn openssl_verifies(&self, pem: &str, sig: &str, file: &str, pss: bool) {
         let mut args = vec!["dgst", "-sha256", "-verify", pem, "-signature", sig];

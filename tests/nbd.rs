@@ -101,6 +101,16 @@ fn storage_daemon(dir: &Path, image: &Path, qcow2: bool, secret: Option<&str>) -
     (g, sock)
 }
 
+/// A new, empty 4 MiB qcow2 image in `dir`.
+fn new_qcow2(dir: &Path) -> PathBuf {
+    let img = dir.join("tpm.qcow2");
+    run(Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&img)
+        .arg("4M"));
+    img
+}
+
 fn uri(sock: &Path) -> String {
     format!("backend-uri=nbd+unix:///tpm?socket={}", sock.display())
 }
@@ -155,11 +165,7 @@ fn increment(tcti: &str, n: usize) {
 fn qcow2_keeps_state_and_its_snapshot_brings_the_older_one_back() {
     need_qemu!();
     let d = tempfile::tempdir().unwrap();
-    let img = d.path().join("tpm.qcow2");
-    run(Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&img)
-        .arg("4M"));
+    let img = new_qcow2(d.path());
     let (mut qsd, sock) = storage_daemon(d.path(), &img, true, None);
     let (mut v, t) = vtpm_on(&uri(&sock), d.path());
     let ctx = d.path().join("p.ctx");
@@ -308,11 +314,7 @@ fn raw_over_tcp_and_foreign_content_refused() {
 fn a_dead_server_fails_commands_until_it_is_back() {
     need_qemu!();
     let d = tempfile::tempdir().unwrap();
-    let img = d.path().join("tpm.qcow2");
-    run(Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&img)
-        .arg("4M"));
+    let img = new_qcow2(d.path());
     let (mut qsd, sock) = storage_daemon(d.path(), &img, true, None);
     let (_v, t) = vtpm_on(&uri(&sock), d.path());
     define_counter(&t);
@@ -345,11 +347,7 @@ fn kills_of_vtpm_and_the_storage_daemon_never_lose_an_increment() {
     need_qemu!();
     const KILLS: usize = 200;
     let d = tempfile::tempdir().unwrap();
-    let img = d.path().join("tpm.qcow2");
-    run(Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&img)
-        .arg("4M"));
+    let img = new_qcow2(d.path());
     let (mut qsd, sock) = storage_daemon(d.path(), &img, true, None);
     let state = uri(&sock);
     let start_vtpm = || {

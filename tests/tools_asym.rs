@@ -4,8 +4,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use common::{have_tpm2_tools, start_swtpm, Vtpm};
 
@@ -20,88 +20,11 @@ macro_rules! need_tools {
     };
 }
 
-/// A TPM under test and a scratch directory the tools run in.
-struct Bench {
-    tpm: Vtpm,
-    work: PathBuf,
-}
+type Bench = common::ToolBench;
 
 impl Bench {
-    fn new(tpm: Vtpm) -> Bench {
-        let work = tpm.tmp.path().join("work");
-        std::fs::create_dir_all(&work).unwrap();
-        Bench { tpm, work }
-    }
-
     fn vtpm() -> Bench {
         Bench::new(Vtpm::start_socket())
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.work.join(name)
-    }
-
-    fn read(&self, name: &str) -> Vec<u8> {
-        std::fs::read(self.path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
-    }
-
-    fn write(&self, name: &str, data: &[u8]) {
-        std::fs::write(self.path(name), data).unwrap();
-    }
-
-    /// Run `tool` in the scratch directory; every tool that loads a context
-    /// leaves the object loaded (no resource manager), so flush afterwards.
-    fn run(&self, tool: &str, args: &[&str]) -> Output {
-        let run = |tool: &str, args: &[&str]| {
-            Command::new("timeout")
-                .arg("60")
-                .arg(tool)
-                .args(args)
-                .current_dir(&self.work)
-                .env("TPM2TOOLS_TCTI", self.tpm.tcti())
-                .stdin(Stdio::null())
-                .output()
-                .unwrap_or_else(|e| panic!("run {tool}: {e}"))
-        };
-        let out = run(tool, args);
-        if tool.starts_with("tpm2_") {
-            // A failed command leaves the tool's sessions loaded too.
-            // (Some tools, as tpm2_ecdhzgen, leave a session loaded even on success.)
-            let what: &[&str] = if out.status.success() {
-                &["-t", "-l"]
-            } else {
-                &["-t", "-l", "-s"]
-            };
-            for w in what {
-                let f = run("tpm2_flushcontext", &[w]);
-                assert!(f.status.success(), "flushcontext {w}: {f:?}");
-            }
-        }
-        out
-    }
-
-    fn ok(&self, tool: &str, args: &[&str]) -> String {
-        let out = self.run(tool, args);
-        assert!(
-            out.status.success(),
-            "{tool} {args:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Run a tool that must fail; the TPM response code it reports.
-    fn fails(&self, tool: &str, args: &[&str]) -> u32 {
-        let out = self.run(tool, args);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!out.status.success(), "{tool} {args:?} should have failed");
-        let at = err
-            .find("ErrorCode (0x")
-            .unwrap_or_else(|| panic!("{tool}: no TPM error code in:\n{err}"));
-        let hex = &err[at + 13..at + 21];
-        u32::from_str_radix(hex, 16).unwrap()
     }
 
     /// An owner-hierarchy RSA storage primary as `prim.ctx`.

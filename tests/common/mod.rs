@@ -461,3 +461,94 @@ impl RawConn {
         (u32::from_be_bytes(hdr[6..10].try_into().unwrap()), rest)
     }
 }
+
+/// A TPM under test and a scratch directory tpm2-tools run in.
+pub struct ToolBench {
+    /// The TPM.
+    pub tpm: Vtpm,
+    /// The scratch directory.
+    pub work: PathBuf,
+}
+
+impl ToolBench {
+    /// A bench over `tpm`, its scratch directory inside the TPM's temp dir.
+    pub fn new(tpm: Vtpm) -> ToolBench {
+        let work = tpm.tmp.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        ToolBench { tpm, work }
+    }
+
+    /// A file of the scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.work.join(name)
+    }
+
+    /// Read a file of the scratch directory.
+    pub fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+    }
+
+    /// Write a file of the scratch directory.
+    pub fn write(&self, name: &str, data: &[u8]) {
+        std::fs::write(self.path(name), data).unwrap();
+    }
+
+    /// Run `tool` in the scratch directory. Without a resource manager the
+    /// tools leave their objects (and, some, sessions: on failure, and
+    /// tpm2_ecdhzgen even on success) loaded: flush transient objects and
+    /// loaded and saved sessions afterwards.
+    pub fn run(&self, tool: &str, args: &[&str]) -> Output {
+        let run = |tool: &str, args: &[&str]| {
+            Command::new("timeout")
+                .arg("60")
+                .arg(tool)
+                .args(args)
+                .current_dir(&self.work)
+                .env("TPM2TOOLS_TCTI", self.tpm.tcti())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("run {tool}: {e}"))
+        };
+        let out = run(tool, args);
+        if tool.starts_with("tpm2_") {
+            for w in ["-t", "-l", "-s"] {
+                let f = run("tpm2_flushcontext", &[w]);
+                assert!(f.status.success(), "flushcontext {w}: {f:?}");
+            }
+        }
+        out
+    }
+
+    /// Run a tool that must succeed; its stdout.
+    pub fn ok(&self, tool: &str, args: &[&str]) -> String {
+        let out = self.run(tool, args);
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// "ok", or the TPM response code a failing tool reports ("0x000002d2").
+    pub fn code(&self, tool: &str, args: &[&str]) -> String {
+        let out = self.run(tool, args);
+        if out.status.success() {
+            return "ok".into();
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        match err.find("ErrorCode (0x") {
+            Some(at) => err[at + 11..at + 21].to_string(),
+            None => panic!("{tool} {args:?}: no TPM error code in:\n{err}"),
+        }
+    }
+
+    /// Run a tool that must fail; the TPM response code it reports.
+    pub fn fails(&self, tool: &str, args: &[&str]) -> u32 {
+        let code = self.code(tool, args);
+        assert!(code != "ok", "{tool} {args:?} should have failed");
+        u32::from_str_radix(&code[2..], 16).unwrap()
+    }
+}

@@ -1,7 +1,12 @@
 //! The TPM as the transport sees it. The `vtpm` binary implements this on
-//! top of its TPM thread; tests implement it with mocks.
+//! its engine; tests implement it with mocks. Every method runs on the TPM
+//! thread (see [`tpm_loop`](crate::tpm_loop)): data-channel commands
+//! directly, everything else as a job posted with a
+//! [`TpmHandle`](crate::TpmHandle).
 //!
 //! INTERFACE CONTRACT shared by crates/transport and src/ (the binary).
+
+use std::sync::Arc;
 
 /// Which state blob a control message or a migration moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,43 +30,51 @@ pub struct DeviceError {
     pub msg: String,
 }
 
-/// The TPM device behind the transport. All methods are called from transport
-/// threads; the implementation serialises them onto the TPM thread.
-pub trait Device: Send + Sync {
+/// Cancels the command in progress; called from another thread than the
+/// TPM thread (which is busy with that command).
+pub type Canceller = Arc<dyn Fn() + Send + Sync>;
+
+/// The TPM device behind the transport. It lives on the TPM thread, which
+/// alone calls these methods, one at a time: no locking is needed in it.
+pub trait Device {
     /// Execute one TPM command at `locality`; returns the response bytes
     /// (always a well-formed TPM response, possibly an error response).
-    fn execute(&self, locality: u8, command: Vec<u8>) -> Vec<u8>;
+    fn execute(&mut self, locality: u8, command: &[u8]) -> Vec<u8>;
     /// Power on / _TPM_Init (CMD_INIT), resuming from saved volatile state if any.
     /// `delete_volatile`: PTM_INIT_FLAG_DELETE_VOLATILE, delete that state after loading it.
-    fn init(&self, delete_volatile: bool) -> Result<(), DeviceError>;
+    fn init(&mut self, delete_volatile: bool) -> Result<(), DeviceError>;
     /// Power off (CMD_SHUTDOWN, CMD_STOP, mssim power off): saves what must be saved.
-    fn power_off(&self) -> Result<(), DeviceError>;
+    fn power_off(&mut self) -> Result<(), DeviceError>;
     /// Whether the TPM is powered on (initialised).
     fn is_running(&self) -> bool;
-    /// Ask a running command to stop early (CMD_CANCEL_TPM_CMD, mssim cancel on).
-    fn cancel(&self);
+    /// How another thread asks a running command to stop early
+    /// (CMD_CANCEL_TPM_CMD, mssim cancel on); asked once, when the TPM
+    /// thread's loop starts. Default: commands cannot be cancelled.
+    fn canceller(&self) -> Option<Canceller> {
+        None
+    }
     /// TPM_ACCESS.tpmEstablishment (CMD_GET_TPMESTABLISHED).
-    fn tpm_established(&self) -> Result<bool, DeviceError>;
+    fn tpm_established(&mut self) -> Result<bool, DeviceError>;
     /// Clear tpmEstablishment from `locality` (CMD_RESET_TPMESTABLISHED; localities 3 and 4 only).
-    fn reset_established(&self, locality: u8) -> Result<(), DeviceError>;
+    fn reset_established(&mut self, locality: u8) -> Result<(), DeviceError>;
     /// _TPM_Hash_Start (CMD_HASH_START).
-    fn hash_start(&self) -> Result<(), DeviceError>;
+    fn hash_start(&mut self) -> Result<(), DeviceError>;
     /// _TPM_Hash_Data (CMD_HASH_DATA).
-    fn hash_data(&self, data: &[u8]) -> Result<(), DeviceError>;
+    fn hash_data(&mut self, data: &[u8]) -> Result<(), DeviceError>;
     /// _TPM_Hash_End (CMD_HASH_END).
-    fn hash_end(&self) -> Result<(), DeviceError>;
+    fn hash_end(&mut self) -> Result<(), DeviceError>;
     /// Write the volatile state to storage now (CMD_STORE_VOLATILE).
-    fn store_volatile(&self) -> Result<(), DeviceError>;
+    fn store_volatile(&mut self) -> Result<(), DeviceError>;
     /// Serialised state blob for migration (CMD_GET_STATEBLOB); the transport chunks it.
-    fn get_state_blob(&self, kind: StateBlobKind) -> Result<Vec<u8>, DeviceError>;
+    fn get_state_blob(&mut self, kind: StateBlobKind) -> Result<Vec<u8>, DeviceError>;
     /// Install a state blob received in full (CMD_SET_STATEBLOB); only while powered off.
-    fn set_state_blob(&self, kind: StateBlobKind, data: Vec<u8>) -> Result<(), DeviceError>;
+    fn set_state_blob(&mut self, kind: StateBlobKind, data: Vec<u8>) -> Result<(), DeviceError>;
     /// Take the storage lock if it was not taken at start (CMD_LOCK_STORAGE).
-    fn lock_storage(&self, retries: u32) -> Result<(), DeviceError>;
+    fn lock_storage(&mut self, retries: u32) -> Result<(), DeviceError>;
     /// Physical presence asserted or not (mssim platform port).
-    fn set_physical_presence(&self, asserted: bool);
+    fn set_physical_presence(&mut self, asserted: bool);
     /// NV available or not (mssim NV on/off): commands writing NV fail while off.
-    fn set_nv_available(&self, available: bool);
+    fn set_nv_available(&mut self, available: bool);
     /// PTM_CONFIG_FLAG_* bits for CMD_GET_CONFIG (1 = state encrypted at rest,
     /// 2 = state blobs encrypted with a migration key). Default: none.
     fn config_flags(&self) -> u32 {

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::socket::{
-    getsockname, getsockopt, sockopt, AddressFamily, SockaddrLike, SockaddrStorage,
+    getsockname, getsockopt, recv, send, sockopt, AddressFamily, MsgFlags, SockaddrLike,
+    SockaddrStorage,
 };
 
 use crate::error::Error;
@@ -70,6 +71,35 @@ impl Stream {
     /// Whether this is a socket (so `recvmsg` works on it).
     pub(crate) fn is_socket(&self) -> bool {
         !matches!(self, Stream::File(_))
+    }
+
+    /// Read what has arrived without waiting (`WouldBlock` if nothing has).
+    /// The descriptor itself stays blocking: `MSG_DONTWAIT` works per call,
+    /// where `O_NONBLOCK` would also change an inherited or passed
+    /// descriptor for every other process holding it. A plain file is read
+    /// normally; call this only when epoll reported it readable.
+    pub(crate) fn recv_nowait(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::File(f) => f.read(buf),
+            _ => {
+                recv(self.as_fd().as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)
+            }
+        }
+    }
+
+    /// Send what fits without waiting (`WouldBlock` if nothing does); a
+    /// client that went away is an error, not a SIGPIPE. A plain file is
+    /// written in full (it cannot be polled for room reliably).
+    pub(crate) fn send_nowait(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::File(f) => f.write_all(buf).map(|()| buf.len()),
+            _ => send(
+                self.as_fd().as_raw_fd(),
+                buf,
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            )
+            .map_err(io::Error::from),
+        }
     }
 }
 
@@ -133,6 +163,15 @@ impl Listener {
                 Ok(Stream::Tcp(s))
             }
             Listener::Unix { listener, .. } => Ok(Stream::Unix(listener.accept()?.0)),
+        }
+    }
+
+    /// Make `accept` return `WouldBlock` instead of waiting (the TPM thread
+    /// accepts only what epoll announced, and a client may give up in between).
+    pub(crate) fn set_nonblocking(&self) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.set_nonblocking(true),
+            Listener::Unix { listener, .. } => listener.set_nonblocking(true),
         }
     }
 

@@ -1,10 +1,21 @@
 //! The outside world of vtpm: the swtpm data and control channels (TCP,
 //! UNIX sockets, inherited descriptors, descriptors passed with
 //! CMD_SET_DATAFD), the mssim simulator protocol.
-//! Owns no TPM state: everything goes through a [`Device`].
+//! Owns no TPM state: everything goes through a [`Device`], which lives on
+//! the TPM thread.
 //!
-//! Threads: one listener thread per endpoint and one thread per connection,
-//! all with blocking I/O; the [`Device`] serialises onto the TPM thread.
+//! Threads: the TPM thread runs [`TpmLoop`], which serves the data channels
+//! (swtpm data, mssim command port) itself: one `epoll_wait`, then read, execute
+//! and answer on that thread, so a command costs one thread wake-up. The
+//! control channel and the mssim platform port have a listener thread and
+//! one thread per connection, with blocking I/O, and reach the device
+//! through a [`TpmHandle`] (a job queue whose eventfd the TPM thread watches).
+//!
+//! Module layering (no cycles): `swtpm` and `mssim` wire a server; `ctrl`
+//! and `data_channel` both depend on `swtpm_state` and not on each other;
+//! `swtpm_state` on `server`, which depends on `tpm_loop` (a server is an
+//! [`tpm_loop`] `Owner` of the sources it serves there), which depends only
+//! on `device`, `endpoint`, `error` and `sync`.
 
 pub mod ctrl;
 mod data_channel;
@@ -16,11 +27,15 @@ pub mod frame;
 pub mod mssim;
 pub mod server;
 pub mod swtpm;
+mod swtpm_state;
+mod sync;
+pub mod tpm_loop;
 pub mod wire;
 
-pub use device::{default_info, Device, DeviceError, StateBlobKind};
+pub use device::{default_info, Canceller, Device, DeviceError, StateBlobKind};
 pub use endpoint::Endpoint;
 pub use error::Error;
 pub use mssim::{serve_mssim, MssimConfig};
 pub use server::{ExitReason, Server};
 pub use swtpm::{serve_swtpm, serve_swtpm_with, DataOptions, SwtpmConfig};
+pub use tpm_loop::{spawn_tpm, tpm_loop, TpmHandle, TpmLoop};

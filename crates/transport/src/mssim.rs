@@ -2,11 +2,15 @@
 //! `mssim:host=H,port=P` TCTI speaks it: TPM commands on the command port P,
 //! platform signals (power, NV, cancel, physical presence) on port P+1.
 //! Every u32 on the wire is big-endian.
+//!
+//! The command port is served on the TPM thread (see `tpm_loop`), like the
+//! swtpm data channel; the platform port has a thread per connection and
+//! posts each signal to the TPM thread.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 
-use crate::device::DeviceError;
+use crate::device::{Device, DeviceError};
 use crate::endpoint::{bind, Bound, Endpoint, Stream};
 use crate::error::Error;
 use crate::frame::{
@@ -14,7 +18,7 @@ use crate::frame::{
     TPM_RC_COMMAND_SIZE, TPM_RC_FAILURE,
 };
 use crate::server::{ExitReason, Server, ServerCore};
-use crate::Device;
+use crate::tpm_loop::{Progress, Session, Source, TpmHandle};
 
 /// Simulator command codes (TpmTcpProtocol.h of the reference simulator).
 pub mod codes {
@@ -76,46 +80,55 @@ pub struct MssimConfig {
     pub platform: Endpoint,
 }
 
-/// The connection loop of one port.
-type PortLoop = fn(Stream, &MssimState);
-
 struct MssimState {
-    dev: Arc<dyn Device>,
+    tpm: TpmHandle,
     core: Arc<ServerCore>,
 }
 
-/// Start an mssim-compatible server for `dev`.
-pub fn serve_mssim(cfg: MssimConfig, dev: Arc<dyn Device>) -> Result<Server, Error> {
+/// Start an mssim-compatible server for the TPM behind `tpm`.
+pub fn serve_mssim(cfg: MssimConfig, tpm: &TpmHandle) -> Result<Server, Error> {
     let command = bind(cfg.command)?;
     let platform = bind(cfg.platform)?;
-    let core = ServerCore::new()?;
+    let core = ServerCore::new(tpm)?;
     let st = Arc::new(MssimState {
-        dev,
+        tpm: tpm.clone(),
         core: Arc::clone(&core),
     });
     let server = Server::new(Arc::clone(&core));
-    let ports: [(&'static str, Bound, PortLoop); 2] = [
-        ("mssim-cmd", command, serve_command),
-        ("mssim-platform", platform, serve_platform),
-    ];
-    for (name, bound, f) in ports {
-        match bound {
-            Bound::Listener(l) => {
-                let s = Arc::clone(&st);
-                core.add_listener(name, l, Arc::new(move |c| f(c, &s)))?;
+    match command {
+        Bound::Listener(l) => {
+            let s = Arc::clone(&st);
+            let make = move || -> Box<dyn Session> { Box::new(CommandSession::new(&s)) };
+            core.add_tpm_listener("mssim-cmd", l, tpm, Box::new(make))?;
+        }
+        Bound::Connected(c) => {
+            let session = Box::new(CommandSession::new(&st));
+            if !tpm.add(Source::conn(core.owner(), c, session)) {
+                return Err(crate::server::tpm_gone());
             }
-            Bound::Connected(c) => {
-                let s = Arc::clone(&st);
-                core.spawn_conn(name, c, move |c| f(c, &s));
-            }
+        }
+    }
+    match platform {
+        Bound::Listener(l) => {
+            let s = Arc::clone(&st);
+            core.add_listener(
+                "mssim-platform",
+                l,
+                Arc::new(move |c| platform_loop(c, &s, None)),
+            )?;
+        }
+        Bound::Connected(c) => {
+            let s = Arc::clone(&st);
+            core.spawn_conn("mssim-platform", c, move |c| platform_loop(c, &s, None));
         }
     }
     Ok(server)
 }
 
-fn ack(stream: &mut Stream, r: Result<(), DeviceError>) -> bool {
-    // The simulator always acknowledges with 0; a device failure is reported
-    // as its code instead so that the client does not go on blindly.
+/// The acknowledgement of a signal: the simulator always answers 0; a device
+/// failure is reported as its code instead so that the client does not go
+/// on blindly.
+fn ack_code(r: Result<(), DeviceError>) -> [u8; 4] {
     let code = match r {
         Ok(()) => 0,
         Err(e) => {
@@ -123,115 +136,172 @@ fn ack(stream: &mut Stream, r: Result<(), DeviceError>) -> bool {
             e.code.max(1)
         }
     };
-    stream.write_all(&code.to_be_bytes()).is_ok()
+    code.to_be_bytes()
 }
 
-/// Power off (if on) and stop the whole server: TPM_STOP on either port.
-fn stop(st: &MssimState) {
-    if st.dev.is_running() {
-        if let Err(e) = st.dev.power_off() {
-            log::warn!("mssim: power off at stop: {e}");
+fn ack(stream: &mut Stream, r: Result<(), DeviceError>) -> bool {
+    stream.write_all(&ack_code(r)).is_ok()
+}
+
+/// Power off if on: TPM_STOP, and TPM_SIGNAL_POWER_OFF.
+fn power_off_if_running(d: &mut dyn Device) -> Result<(), DeviceError> {
+    if d.is_running() {
+        d.power_off()
+    } else {
+        Ok(())
+    }
+}
+
+/// The end of TPM_STOP on either port: the server stops (the TPM was powered off).
+fn stopped(core: &ServerCore, r: Result<(), DeviceError>) {
+    if let Err(e) = r {
+        log::warn!("mssim: power off at stop: {e}");
+    }
+    core.finish(ExitReason::Stopped);
+}
+
+/// One command-port connection, served on the TPM thread.
+struct CommandSession {
+    core: Arc<ServerCore>,
+    /// Inside TPM_SIGNAL_HASH_DATA: octets still to hash (never 0), and the
+    /// result so far (after a failure the rest is read but not hashed).
+    hashing: Option<(u64, Result<(), DeviceError>)>,
+}
+
+impl CommandSession {
+    fn new(st: &MssimState) -> CommandSession {
+        CommandSession {
+            core: Arc::clone(&st.core),
+            hashing: None,
         }
     }
-    st.core.finish(ExitReason::Stopped);
 }
 
-/// One command-port connection.
-fn serve_command(mut stream: Stream, st: &MssimState) {
-    while !st.core.is_stopping() {
-        let Ok(Some(code)) = read_u32(&mut stream) else {
-            break;
+/// The u32 at `at`, if it has arrived.
+fn u32_at(input: &[u8], at: usize) -> Option<u32> {
+    input
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_be_bytes)
+}
+
+impl Session for CommandSession {
+    fn on_input(
+        &mut self,
+        input: &[u8],
+        eof: bool,
+        dev: &mut dyn Device,
+        out: &mut Vec<u8>,
+    ) -> Progress {
+        // Nothing complete can come of what is left once the client has ended.
+        let wait = if eof { Progress::Close } else { Progress::Wait };
+        if let Some((remain, res)) = &mut self.hashing {
+            // Hash what has arrived, in chunks as the reference simulator reads them.
+            let n = input
+                .len()
+                .min(4096)
+                .min(usize::try_from(*remain).unwrap_or(usize::MAX));
+            if n == 0 {
+                return wait;
+            }
+            if res.is_ok() {
+                *res = dev.hash_data(&input[..n]);
+            }
+            *remain -= n as u64;
+            if *remain == 0 {
+                let r = std::mem::replace(res, Ok(()));
+                self.hashing = None;
+                out.extend_from_slice(&ack_code(r));
+            }
+            return Progress::Used(n);
+        }
+        let Some(code) = u32_at(input, 0) else {
+            return wait;
         };
-        let ok = match code {
-            TPM_SEND_COMMAND => match read_sim_body(&mut stream, MSSIM_MAX_COMMAND) {
-                Ok((locality, cmd)) => {
-                    let resp = execute(st, locality, cmd);
-                    stream.write_all(&sim_response(&resp)).is_ok()
+        match code {
+            TPM_SEND_COMMAND => {
+                let mut rest = &input[4..];
+                match read_sim_body(&mut rest, MSSIM_MAX_COMMAND) {
+                    Ok((locality, cmd)) => {
+                        out.extend_from_slice(&sim_response(&execute(dev, locality, &cmd)));
+                        Progress::Used(input.len() - rest.len())
+                    }
+                    Err(FrameError::BadSize { .. } | FrameError::Truncated { .. }) => {
+                        out.extend_from_slice(&sim_response(&tpm_error_response(
+                            TPM_RC_COMMAND_SIZE,
+                        )));
+                        Progress::Close
+                    }
+                    // Not all there yet (a slice only ends, it never fails).
+                    Err(FrameError::Io(_)) => wait,
                 }
-                Err(FrameError::BadSize { .. } | FrameError::Truncated { .. }) => {
-                    let _ =
-                        stream.write_all(&sim_response(&tpm_error_response(TPM_RC_COMMAND_SIZE)));
-                    false
+            }
+            TPM_SIGNAL_HASH_START => {
+                out.extend_from_slice(&ack_code(dev.hash_start()));
+                Progress::Used(4)
+            }
+            TPM_SIGNAL_HASH_DATA => match u32_at(input, 4) {
+                Some(0) => {
+                    out.extend_from_slice(&ack_code(Ok(())));
+                    Progress::Used(8)
                 }
-                Err(FrameError::Io(_)) => false,
+                Some(size) => {
+                    self.hashing = Some((u64::from(size), Ok(())));
+                    Progress::Used(8)
+                }
+                None => wait,
             },
-            TPM_SIGNAL_HASH_START => ack(&mut stream, st.dev.hash_start()),
-            TPM_SIGNAL_HASH_DATA => match hash_data(&mut stream, st) {
-                Some(r) => ack(&mut stream, r),
-                None => false,
-            },
-            TPM_SIGNAL_HASH_END => ack(&mut stream, st.dev.hash_end()),
-            TPM_REMOTE_HANDSHAKE => match read_u32(&mut stream) {
-                Ok(Some(v)) if v != 0 => {
-                    let mut out = Vec::with_capacity(12);
+            TPM_SIGNAL_HASH_END => {
+                out.extend_from_slice(&ack_code(dev.hash_end()));
+                Progress::Used(4)
+            }
+            TPM_REMOTE_HANDSHAKE => match u32_at(input, 4) {
+                Some(v) if v != 0 => {
                     for w in [SERVER_VERSION, ENDPOINT_INFO, 0] {
                         out.extend_from_slice(&w.to_be_bytes());
                     }
-                    stream.write_all(&out).is_ok()
+                    Progress::Used(8)
                 }
-                _ => false,
+                Some(_) => Progress::Close,
+                None => wait,
             },
-            TPM_SESSION_END => false,
+            TPM_SESSION_END => Progress::Close,
             TPM_STOP => {
-                stop(st);
-                false
+                stopped(&self.core, power_off_if_running(dev));
+                Progress::Close
             }
             other => {
                 log::warn!("mssim: unknown command-port code {other}; closing");
-                false
+                Progress::Close
             }
-        };
-        if !ok {
-            break;
         }
     }
 }
 
 /// Run one TPM command from the command port.
-fn execute(st: &MssimState, locality: u8, cmd: Vec<u8>) -> Vec<u8> {
-    if !st.dev.is_running() {
+fn execute(dev: &mut dyn Device, locality: u8, cmd: &[u8]) -> Vec<u8> {
+    if !dev.is_running() {
         // The reference simulator answers nothing useful before power-on;
         // a well-formed failure is kinder to clients.
         return tpm_error_response(TPM_RC_FAILURE);
     }
-    if let Err(rc) = check_command(&cmd) {
+    if let Err(rc) = check_command(cmd) {
         return tpm_error_response(rc);
     }
     if locality > 4 {
         return tpm_error_response(crate::frame::TPM_RC_LOCALITY);
     }
-    st.dev.execute(locality, cmd)
-}
-
-/// TPM_SIGNAL_HASH_DATA: u32 size and bytes, hashed in chunks. `None` when the
-/// stream broke.
-fn hash_data(stream: &mut Stream, st: &MssimState) -> Option<Result<(), DeviceError>> {
-    let mut remain = read_u32(stream).ok()?? as usize;
-    let mut chunk = [0u8; 4096];
-    let mut res = Ok(());
-    while remain > 0 {
-        let n = remain.min(chunk.len());
-        stream.read_exact(&mut chunk[..n]).ok()?;
-        remain -= n;
-        if res.is_ok() {
-            res = st.dev.hash_data(&chunk[..n]);
-        }
-    }
-    Some(res)
-}
-
-/// One platform-port connection.
-fn serve_platform(stream: Stream, st: &MssimState) {
-    platform_loop(stream, st, None);
+    dev.execute(locality, cmd)
 }
 
 /// Serve an mssim platform client that connected to a swtpm control port
 /// (see `ctrl::serve`); its first signal, TPM_SIGNAL_POWER_ON, was read there.
-pub(crate) fn serve_platform_handover(stream: Stream, dev: Arc<dyn Device>, core: Arc<ServerCore>) {
-    let st = MssimState { dev, core };
+pub(crate) fn serve_platform_handover(stream: Stream, tpm: TpmHandle, core: Arc<ServerCore>) {
+    let st = MssimState { tpm, core };
     platform_loop(stream, &st, Some(TPM_SIGNAL_POWER_ON));
 }
 
+/// One platform-port connection (on a thread of its own).
 fn platform_loop(mut stream: Stream, st: &MssimState, mut first: Option<u32>) {
     while !st.core.is_stopping() {
         let code = match first.take() {
@@ -254,46 +324,46 @@ fn platform_loop(mut stream: Stream, st: &MssimState, mut first: Option<u32>) {
 
 /// Carry out one platform signal; None closes the connection.
 fn platform_signal(code: u32, st: &MssimState) -> Option<Result<(), DeviceError>> {
-    let dev = &st.dev;
+    let tpm = &st.tpm;
     Some(match code {
-        TPM_SIGNAL_POWER_ON => {
-            if dev.is_running() {
+        TPM_SIGNAL_POWER_ON => tpm.call_dev(|d| {
+            if d.is_running() {
                 Ok(())
             } else {
-                dev.init(false)
+                d.init(false)
             }
-        }
-        TPM_SIGNAL_POWER_OFF => {
-            if dev.is_running() {
-                dev.power_off()
-            } else {
-                Ok(())
-            }
-        }
-        TPM_SIGNAL_RESET | TPM_SIGNAL_RESTART => {
+        }),
+        TPM_SIGNAL_POWER_OFF => tpm.call_dev(power_off_if_running),
+        TPM_SIGNAL_RESET | TPM_SIGNAL_RESTART => tpm.call_dev(|d| {
             // _TPM_Init of a powered TPM; without power there is nothing to reset.
-            if dev.is_running() {
-                dev.init(false)
+            if d.is_running() {
+                d.init(false)
             } else {
                 Ok(())
             }
-        }
+        }),
         TPM_SIGNAL_PHYS_PRES_ON | TPM_SIGNAL_PHYS_PRES_OFF => {
-            dev.set_physical_presence(code == TPM_SIGNAL_PHYS_PRES_ON);
-            Ok(())
+            let on = code == TPM_SIGNAL_PHYS_PRES_ON;
+            tpm.call_dev(move |d| {
+                d.set_physical_presence(on);
+                Ok(())
+            })
         }
         TPM_SIGNAL_CANCEL_ON => {
-            dev.cancel();
+            tpm.cancel();
             Ok(())
         }
         TPM_SIGNAL_CANCEL_OFF | TPM_SIGNAL_KEY_CACHE_ON | TPM_SIGNAL_KEY_CACHE_OFF => Ok(()),
         TPM_SIGNAL_NV_ON | TPM_SIGNAL_NV_OFF => {
-            dev.set_nv_available(code == TPM_SIGNAL_NV_ON);
-            Ok(())
+            let on = code == TPM_SIGNAL_NV_ON;
+            tpm.call_dev(move |d| {
+                d.set_nv_available(on);
+                Ok(())
+            })
         }
         TPM_SESSION_END => return None,
         TPM_STOP => {
-            stop(st);
+            stopped(&st.core, tpm.call_dev(power_off_if_running));
             return None;
         }
         other => {

@@ -1,5 +1,8 @@
-//! The running server: listener threads, one thread per connection, and the
-//! exit bookkeeping shared by the swtpm and mssim protocols.
+//! The running server: listener threads and one thread per connection for
+//! the channels served off the TPM thread (control, mssim platform), the
+//! registration of those served on it (data channel, mssim command port, see
+//! `tpm_loop`), and the exit bookkeeping shared by the swtpm and mssim
+//! protocols.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -8,13 +11,15 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::endpoint::{Listener, Stream};
 use crate::error::Error;
+use crate::sync::lock;
+use crate::tpm_loop::{Owner, SessionFactory, Source, TpmHandle, Waker};
 
 /// Why [`Server::wait`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,12 +79,6 @@ impl Drop for Server {
     }
 }
 
-/// Lock a mutex, ignoring poisoning: every critical section here leaves the
-/// data consistent even if a thread panicked, and a transport must go on.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// The exit reason and whether the clean-up after it is complete.
 #[derive(Debug)]
 struct ExitState {
@@ -100,10 +99,13 @@ pub(crate) struct ServerCore {
     next_conn: AtomicU64,
     unix_paths: Mutex<Vec<PathBuf>>,
     addrs: Mutex<Vec<SocketAddr>>,
+    /// Wakes the TPM thread at the end, so that it drops the listeners and
+    /// connections of this server it serves.
+    tpm: Waker,
 }
 
 impl ServerCore {
-    pub(crate) fn new() -> Result<Arc<ServerCore>, Error> {
+    pub(crate) fn new(tpm: &TpmHandle) -> Result<Arc<ServerCore>, Error> {
         let (tx, rx) = UnixStream::pair().map_err(|source| Error::Io {
             context: "creating wake-up socket pair",
             source,
@@ -121,6 +123,7 @@ impl ServerCore {
             next_conn: AtomicU64::new(0),
             unix_paths: Mutex::new(Vec::new()),
             addrs: Mutex::new(Vec::new()),
+            tpm: tpm.waker(),
         }))
     }
 
@@ -147,11 +150,56 @@ impl ServerCore {
             for p in lock(&self.unix_paths).drain(..) {
                 let _ = std::fs::remove_file(&p);
             }
+            self.tpm.wake();
             lock(&self.exit).done = true;
             self.cv.notify_all();
         }
     }
 
+    /// Serve `listener` on the TPM thread: each connection it accepts is
+    /// served there with a session from `make` (see `tpm_loop`).
+    pub(crate) fn add_tpm_listener(
+        self: &Arc<Self>,
+        name: &'static str,
+        listener: Listener,
+        tpm: &TpmHandle,
+        make: SessionFactory,
+    ) -> Result<(), Error> {
+        if let Some(a) = listener.tcp_addr() {
+            lock(&self.addrs).push(a);
+        }
+        if let Some(p) = listener.unix_path() {
+            lock(&self.unix_paths).push(p);
+        }
+        let src = Source::listener(self.owner(), name, listener, make)?;
+        if tpm.add(src) {
+            Ok(())
+        } else {
+            Err(tpm_gone())
+        }
+    }
+}
+
+impl ServerCore {
+    /// This server as the owner of what it serves on the TPM thread.
+    pub(crate) fn owner(self: &Arc<Self>) -> Arc<dyn Owner> {
+        Arc::clone(self) as Arc<dyn Owner>
+    }
+}
+
+/// The TPM thread drops the listeners and connections of a server that ends.
+impl Owner for ServerCore {
+    fn is_ending(&self) -> bool {
+        self.is_stopping()
+    }
+}
+
+/// The error of starting a server on a TPM thread that has stopped.
+pub(crate) fn tpm_gone() -> Error {
+    Error::Config("the TPM thread has stopped".into())
+}
+
+impl ServerCore {
     /// Serve `listener` on its own thread, handing each accepted connection
     /// to `handler` on a new thread.
     pub(crate) fn add_listener(

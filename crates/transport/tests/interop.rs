@@ -7,7 +7,6 @@ use std::net::TcpListener;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -116,7 +115,7 @@ fn tpm2_getrandom_over_swtpm_tcti() {
         ctrl: Some(Endpoint::Fd(OwnedFd::from(ctrl))),
         ..Default::default()
     };
-    let srv = serve_swtpm(cfg, Arc::clone(&dev) as Arc<dyn transport::Device>).unwrap();
+    let srv = serve_swtpm(cfg, &tpm(&dev)).unwrap();
     keep(&srv);
     let out = getrandom(&format!("swtpm:host=127.0.0.1,port={port}"));
     check(out, &dev);
@@ -135,7 +134,7 @@ fn tpm2_getrandom_over_mssim_tcti() {
         command: Endpoint::Fd(OwnedFd::from(cmd)),
         platform: Endpoint::Fd(OwnedFd::from(plat)),
     };
-    let srv = serve_mssim(cfg, Arc::clone(&dev) as Arc<dyn transport::Device>).unwrap();
+    let srv = serve_mssim(cfg, &tpm(&dev)).unwrap();
     keep(&srv);
     let out = getrandom(&format!("mssim:host=127.0.0.1,port={port}"));
     check(out, &dev);

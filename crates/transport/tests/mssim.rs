@@ -14,7 +14,7 @@ fn start(dev: Arc<MockDevice>) -> (Server, SocketAddr, SocketAddr) {
         command: Endpoint::Tcp("127.0.0.1:0".parse().unwrap()),
         platform: Endpoint::Tcp("127.0.0.1:0".parse().unwrap()),
     };
-    let srv = serve_mssim(cfg, dev).unwrap();
+    let srv = serve_mssim(cfg, &tpm(&dev)).unwrap();
     let a = srv.local_addrs();
     (srv, a[0], a[1])
 }

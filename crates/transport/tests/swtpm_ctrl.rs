@@ -34,7 +34,7 @@ fn start(
         ..Default::default()
     };
     tweak(&mut cfg);
-    let srv = serve_swtpm(cfg, dev).unwrap();
+    let srv = serve_swtpm(cfg, &tpm(&dev)).unwrap();
     let a = srv.local_addrs();
     assert_eq!(a.len(), 2);
     (srv, a[0], a[1])
@@ -524,7 +524,7 @@ fn unix_sockets_replace_stale_files_and_clean_up() {
         ctrl: Some(Endpoint::Unix(ctrl_path.clone())),
         ..Default::default()
     };
-    let srv = serve_swtpm(cfg, dev).unwrap();
+    let srv = serve_swtpm(cfg, &tpm(&dev)).unwrap();
     assert!(srv.local_addrs().is_empty());
     let mut s = UnixStream::connect(&ctrl_path).unwrap();
     assert_eq!(ctrl(&mut s, 1, &[], 8).len(), 8);
@@ -546,7 +546,7 @@ fn refuses_to_delete_a_regular_file() {
         ctrl: Some(Endpoint::Unix(p.clone())),
         ..Default::default()
     };
-    let err = serve_swtpm(cfg, MockDevice::new(true)).unwrap_err();
+    let err = serve_swtpm(cfg, &tpm(&MockDevice::new(true))).unwrap_err();
     assert!(err.to_string().contains("precious"), "{err}");
     assert_eq!(std::fs::read(&p).unwrap(), b"data");
 }
@@ -559,9 +559,9 @@ fn bind_failure_names_the_address() {
         data: Some(Endpoint::Tcp(addr)),
         ..Default::default()
     };
-    let err = serve_swtpm(cfg, MockDevice::new(true)).unwrap_err();
+    let err = serve_swtpm(cfg, &tpm(&MockDevice::new(true))).unwrap_err();
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
-    let none = serve_swtpm(SwtpmConfig::default(), MockDevice::new(true));
+    let none = serve_swtpm(SwtpmConfig::default(), &tpm(&MockDevice::new(true)));
     assert!(none.is_err());
 }
 
@@ -573,7 +573,7 @@ fn start_unix_ctrl(dev: Arc<MockDevice>) -> (Server, tempfile::TempDir, UnixStre
         ctrl: Some(Endpoint::Unix(p.clone())),
         ..Default::default()
     };
-    let srv = serve_swtpm(cfg, dev).unwrap();
+    let srv = serve_swtpm(cfg, &tpm(&dev)).unwrap();
     let s = UnixStream::connect(&p).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     (srv, dir, s)
@@ -665,4 +665,28 @@ fn qemu_startup_sequence() {
             Call::PowerOff,
         ]
     );
+}
+
+#[test]
+fn mssim_platform_client_detected_while_the_tpm_is_busy() {
+    // The TPM thread accepts data connections only between commands: a
+    // tcti-mssim command connection still waiting in the backlog counts as
+    // the idle data connection that tells an mssim platform client.
+    let slow = |loc: u8, cmd: &[u8]| {
+        if u32_at(cmd, 6) == 0x999 {
+            std::thread::sleep(Duration::from_millis(600));
+        }
+        echo_response(loc, cmd)
+    };
+    let dev = MockDevice::with_responder(true, Box::new(slow));
+    let (_srv, d, c) = start(dev.clone(), |cfg| cfg.ctrl_accepts_mssim = true);
+    let mut busy = connect(d);
+    busy.write_all(&tpm_cmd(0x999, &[])).unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let _mssim_command_connection = connect(d);
+    let mut platform = connect(c);
+    assert_eq!(ctrl(&mut platform, 1, &[], 4), [0; 4]);
+    assert_eq!(ctrl(&mut platform, 11, &[], 4), [0; 4]);
+    assert!(dev.calls().contains(&Call::NvAvailable(true)));
+    assert_eq!(read_tpm_response(&mut busy).len(), 15);
 }

@@ -21,7 +21,7 @@ fn start(dev: Arc<MockDevice>, tweak: impl FnOnce(&mut SwtpmConfig)) -> (Server,
         ..Default::default()
     };
     tweak(&mut cfg);
-    let srv = serve_swtpm(cfg, dev).unwrap();
+    let srv = serve_swtpm(cfg, &tpm(&dev)).unwrap();
     let a = srv.local_addrs()[0];
     (srv, a)
 }
@@ -202,7 +202,7 @@ fn inherited_connected_descriptor() {
         data: Some(Endpoint::Fd(OwnedFd::from(theirs))),
         ..Default::default()
     };
-    let _srv = serve_swtpm(cfg, dev.clone()).unwrap();
+    let _srv = serve_swtpm(cfg, &tpm(&dev)).unwrap();
     mine.write_all(&tpm_cmd(0x17b, &[0, 8])).unwrap();
     assert_eq!(read_tpm_response(&mut mine).len(), 15);
 }
@@ -216,7 +216,7 @@ fn inherited_listening_descriptor() {
         data: Some(Endpoint::Fd(OwnedFd::from(l))),
         ..Default::default()
     };
-    let srv = serve_swtpm(cfg, dev).unwrap();
+    let srv = serve_swtpm(cfg, &tpm(&dev)).unwrap();
     assert_eq!(srv.local_addrs(), [addr]);
     let mut s = connect(addr);
     s.write_all(&tpm_cmd(0x17b, &[0, 8])).unwrap();
@@ -255,7 +255,7 @@ fn disconnect_closes_after_each_response() {
         disconnect: true,
         ..Default::default()
     };
-    let srv = serve_swtpm_with(cfg, opts, dev.clone()).unwrap();
+    let srv = serve_swtpm_with(cfg, opts, &tpm(&dev)).unwrap();
     for code in [0x101, 0x102] {
         let mut s = connect(srv.local_addrs()[0]);
         s.write_all(&tpm_cmd(code, &[])).unwrap();
@@ -279,9 +279,78 @@ fn terminate_on_data_close() {
         terminate_on_data_close: true,
         ..Default::default()
     };
-    let srv = serve_swtpm_with(cfg, opts, dev).unwrap();
+    let srv = serve_swtpm_with(cfg, opts, &tpm(&dev)).unwrap();
     mine.write_all(&tpm_cmd(0x17b, &[0, 8])).unwrap();
     assert_eq!(read_tpm_response(&mut mine).len(), 15);
     drop(mine);
     assert_eq!(srv.wait(), ExitReason::DataClosed);
+}
+
+#[test]
+fn a_command_in_segments_is_put_together() {
+    let dev = MockDevice::new(true);
+    let (_srv, d) = start(dev.clone(), |_| {});
+    let mut s = connect(d);
+    s.set_nodelay(true).unwrap();
+    let c = tpm_cmd(0x17b, &[0, 8, 1, 2, 3]);
+    // Cut inside the header and inside the body; each piece is its own segment.
+    for piece in [&c[..3], &c[3..11], &c[11..]] {
+        s.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert_eq!(u32_at(&read_tpm_response(&mut s), 11), 0x17b);
+    assert_eq!(
+        dev.calls(),
+        [Call::Execute {
+            locality: 0,
+            command: c
+        }]
+    );
+}
+
+#[test]
+fn a_stalled_client_does_not_hold_up_the_others() {
+    // The TPM thread serves every data connection: a client that stops in
+    // the middle of a command, or sends without ever reading, must not keep
+    // it from the others or from the control channel.
+    let dev = MockDevice::new(true);
+    let (_srv, d, c) = {
+        let cfg = SwtpmConfig {
+            data: Some(Endpoint::Tcp("127.0.0.1:0".parse().unwrap())),
+            ctrl: Some(Endpoint::Tcp("127.0.0.1:0".parse().unwrap())),
+            ..Default::default()
+        };
+        let srv = serve_swtpm(cfg, &tpm(&dev)).unwrap();
+        let a = srv.local_addrs();
+        (srv, a[0], a[1])
+    };
+    let mut half = connect(d);
+    half.write_all(&tpm_cmd(0x17b, &[0, 8])[..7]).unwrap();
+    // Thousands of commands whose answers are never read: far more than the
+    // socket buffers hold.
+    let flood = connect(d);
+    let mut flood_reader = flood.try_clone().unwrap();
+    const FLOOD: usize = 100_000;
+    let flooder = std::thread::spawn(move || {
+        let mut flood = flood;
+        let many: Vec<u8> = (0..FLOOD).flat_map(|_| tpm_cmd(0x17b, &[0, 8])).collect();
+        flood.write_all(&many).unwrap();
+        flood
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut other = connect(d);
+    for _ in 0..3 {
+        other.write_all(&tpm_cmd(0x17a, &[])).unwrap();
+        assert_eq!(u32_at(&read_tpm_response(&mut other), 11), 0x17a);
+    }
+    let mut ctl = connect(c);
+    assert_eq!(ctrl(&mut ctl, 10, &[], 4), [0; 4]);
+    // The rest of the stalled command completes it.
+    half.write_all(&tpm_cmd(0x17b, &[0, 8])[7..]).unwrap();
+    assert_eq!(u32_at(&read_tpm_response(&mut half), 11), 0x17b);
+    // The flooding client gets every answer, in order, once it reads.
+    for _ in 0..FLOOD {
+        assert_eq!(u32_at(&read_tpm_response(&mut flood_reader), 11), 0x17b);
+    }
+    flooder.join().unwrap();
 }

@@ -1,5 +1,8 @@
 //! What each control command does, mapped onto [`Device`](crate::Device)
-//! calls, with swtpm's checks and error codes.
+//! calls, with swtpm's checks and error codes. The control channel has its
+//! own thread; each device operation is a job on the TPM thread
+//! ([`TpmHandle`](crate::TpmHandle)), except cancelling, which must not
+//! wait for the command it cancels.
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -8,10 +11,10 @@ use std::sync::atomic::Ordering;
 use super::codes::{rc, CtrlCommand, *};
 use super::messages::*;
 use super::CtrlMessage;
-use crate::device::{DeviceError, StateBlobKind};
+use crate::device::{Device, DeviceError, StateBlobKind};
 use crate::endpoint::Stream;
-use crate::server::lock;
-use crate::swtpm::SwtpmState;
+use crate::swtpm_state::SwtpmState;
+use crate::sync::lock;
 use crate::wire::{Pad, Wire};
 
 /// Largest state blob CMD_SET_STATEBLOB accepts; bigger ones are drained and refused.
@@ -114,7 +117,14 @@ pub(crate) fn handle(st: &SwtpmState, msg: CtrlMessage, stream: &mut Stream) -> 
     };
     let body = msg.body;
     if let Some(want) = needs_running(cmd) {
-        if st.dev.is_running() != want {
+        // CANCEL_TPM_CMD must not wait for the TPM thread: it is meant for the
+        // command that keeps it busy.
+        let running = if cmd == CtrlCommand::CancelTpmCmd {
+            st.tpm.is_running()
+        } else {
+            is_running(st)
+        };
+        if running != want {
             // Keep the stream in step: swallow a payload announced by the header.
             if drain_payload(cmd, &body, stream).is_err() {
                 return Outcome::Close;
@@ -125,33 +135,24 @@ pub(crate) fn handle(st: &SwtpmState, msg: CtrlMessage, stream: &mut Stream) -> 
     if !cmd.request_body().accepts(body.len()) {
         return error_reply(cmd, rc::TPM_BAD_PARAMETER);
     }
-    let dev = &st.dev;
+    let tpm = &st.tpm;
     match cmd {
         CtrlCommand::GetCapability => Outcome::Reply(CapabilityResp { caps: VTPM_CAPS }.to_bytes()),
         CtrlCommand::Init => {
             let flags = InitReq::decode(&body).map_or(0, |r| r.init_flags);
             *lock(&st.blob_cache) = None;
-            result(code_of(
-                dev.init(flags & PTM_INIT_FLAG_DELETE_VOLATILE != 0),
-            ))
+            let delete_volatile = flags & PTM_INIT_FLAG_DELETE_VOLATILE != 0;
+            result(code_of(tpm.call_dev(move |d| d.init(delete_volatile))))
         }
         CtrlCommand::Shutdown => {
-            let r = if dev.is_running() {
-                code_of(dev.power_off())
-            } else {
-                rc::TPM_SUCCESS
-            };
+            let r = code_of(tpm.call_dev(power_off_if_running));
             Outcome::ReplyThen(ResultResp { result: r }.to_bytes(), After::Terminate)
         }
         CtrlCommand::Stop => {
             *lock(&st.blob_cache) = None;
-            result(if dev.is_running() {
-                code_of(dev.power_off())
-            } else {
-                rc::TPM_SUCCESS
-            })
+            result(code_of(tpm.call_dev(power_off_if_running)))
         }
-        CtrlCommand::GetTpmEstablished => match dev.tpm_established() {
+        CtrlCommand::GetTpmEstablished => match tpm.call_dev(|d| d.tpm_established()) {
             Ok(bit) => Outcome::Reply(
                 EstablishedResp {
                     result: 0,
@@ -175,25 +176,22 @@ pub(crate) fn handle(st: &SwtpmState, msg: CtrlMessage, stream: &mut Stream) -> 
             if loc > 4 {
                 return result(rc::TPM_BAD_LOCALITY);
             }
-            result(code_of(dev.reset_established(loc)))
+            result(code_of(tpm.call_dev(move |d| d.reset_established(loc))))
         }
-        CtrlCommand::HashStart => result(code_of(dev.hash_start())),
+        CtrlCommand::HashStart => result(code_of(tpm.call_dev(|d| d.hash_start()))),
         CtrlCommand::HashData => hash_data(st, &body, stream),
-        CtrlCommand::HashEnd => result(code_of(dev.hash_end())),
+        CtrlCommand::HashEnd => result(code_of(tpm.call_dev(|d| d.hash_end()))),
         CtrlCommand::CancelTpmCmd => {
-            dev.cancel();
+            tpm.cancel();
             result(rc::TPM_SUCCESS)
         }
-        CtrlCommand::StoreVolatile => result(code_of(dev.store_volatile())),
+        CtrlCommand::StoreVolatile => result(code_of(tpm.call_dev(|d| d.store_volatile()))),
         CtrlCommand::GetStateBlob => get_state_blob(st, &body),
         CtrlCommand::SetStateBlob => set_state_blob(st, &body, stream),
-        CtrlCommand::GetConfig => Outcome::Reply(
-            ConfigResp {
-                result: 0,
-                flags: dev.config_flags(),
-            }
-            .to_bytes(),
-        ),
+        CtrlCommand::GetConfig => match tpm.call(|d| d.config_flags()) {
+            Some(flags) => Outcome::Reply(ConfigResp { result: 0, flags }.to_bytes()),
+            None => result(rc::TPM_FAIL),
+        },
         CtrlCommand::SetDataFd => {
             // swtpm: a live data descriptor first (TPM_IOERROR), then the cmsg check.
             if st.datafd_active.load(Ordering::SeqCst) {
@@ -210,7 +208,7 @@ pub(crate) fn handle(st: &SwtpmState, msg: CtrlMessage, stream: &mut Stream) -> 
         CtrlCommand::SetBufferSize => {
             let wanted = BufferSizeReq::decode(&body).map_or(0, |r| r.buffersize);
             if wanted > 0 {
-                if dev.is_running() {
+                if is_running(st) {
                     return result(rc::TPM_BAD_ORDINAL);
                 }
                 st.buffer_size
@@ -229,9 +227,30 @@ pub(crate) fn handle(st: &SwtpmState, msg: CtrlMessage, stream: &mut Stream) -> 
         CtrlCommand::GetInfo => get_info(st, &body),
         CtrlCommand::LockStorage => {
             let retries = LockStorageReq::decode(&body).map_or(0, |r| r.retries);
-            result(code_of(dev.lock_storage(retries)))
+            result(code_of(tpm.call_dev(move |d| d.lock_storage(retries))))
         }
     }
+}
+
+/// Whether the TPM is powered on, asked on the TPM thread (so the answer
+/// follows every operation queued before it).
+fn is_running(st: &SwtpmState) -> bool {
+    st.tpm.call(|d| d.is_running()).unwrap_or(false)
+}
+
+/// CMD_SHUTDOWN / CMD_STOP: power off if on (one job, so nothing runs in between).
+fn power_off_if_running(d: &mut dyn Device) -> Result<(), DeviceError> {
+    if d.is_running() {
+        d.power_off()
+    } else {
+        Ok(())
+    }
+}
+
+/// Hash one chunk of CMD_HASH_DATA on the TPM thread.
+fn hash_chunk(st: &SwtpmState, chunk: &[u8]) -> Result<(), DeviceError> {
+    let data = chunk.to_vec();
+    st.tpm.call_dev(move |d| d.hash_data(&data))
 }
 
 /// Read and discard `n` bytes in small pieces (no allocation proportional to `n`).
@@ -279,7 +298,7 @@ fn hash_data(st: &SwtpmState, body: &[u8], stream: &mut Stream) -> Outcome {
     let mut res = if first.is_empty() {
         Ok(())
     } else {
-        st.dev.hash_data(first)
+        hash_chunk(st, first)
     };
     let mut remain = u64::from(hdr.length) - first.len() as u64;
     let mut chunk = vec![0u8; PTM_HDATA_SIZE];
@@ -293,7 +312,7 @@ fn hash_data(st: &SwtpmState, body: &[u8], stream: &mut Stream) -> Outcome {
         remain -= want as u64;
         // After a failure keep reading (to stay in step) but stop hashing.
         if res.is_ok() {
-            res = st.dev.hash_data(&chunk[..want]);
+            res = hash_chunk(st, &chunk[..want]);
         }
     }
     result(code_of(res))
@@ -312,7 +331,7 @@ fn get_state_blob(st: &SwtpmState, body: &[u8]) -> Outcome {
     // Offset 0 starts a transfer; later offsets continue the same snapshot.
     let cached = matches!(&*cache, Some((k, _)) if *k == kind);
     if req.offset == 0 || !cached {
-        match st.dev.get_state_blob(kind) {
+        match st.tpm.call_dev(move |d| d.get_state_blob(kind)) {
             Ok(b) => *cache = Some((kind, b)),
             Err(e) => {
                 *cache = None;
@@ -370,7 +389,9 @@ fn set_state_blob(st: &SwtpmState, body: &[u8], stream: &mut Stream) -> Outcome 
     if hdr.state_flags & PTM_STATE_FLAG_ENCRYPTED != 0 {
         return result(TPM_KEYNOTFOUND);
     }
-    result(code_of(st.dev.set_state_blob(kind, blob)))
+    result(code_of(
+        st.tpm.call_dev(move |d| d.set_state_blob(kind, blob)),
+    ))
 }
 
 /// CMD_GET_INFO: a slice of the NUL-terminated JSON string.
@@ -378,7 +399,11 @@ fn get_info(st: &SwtpmState, body: &[u8]) -> Outcome {
     let Some(req) = InfoReq::decode(body) else {
         return result(rc::TPM_BAD_PARAMETER);
     };
-    let mut text = st.dev.info(req.flags).into_bytes();
+    let flags = req.flags;
+    let Some(text) = st.tpm.call(move |d| d.info(flags)) else {
+        return result(rc::TPM_FAIL);
+    };
+    let mut text = text.into_bytes();
     let strlen = text.len();
     if req.offset as usize >= strlen {
         return result(rc::TPM_BAD_PARAMETER);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::endpoint::{bind, Bound, Stream};
 use crate::fdpass::recv_with_fd;
 use crate::server::ExitReason;
-use crate::swtpm::SwtpmState;
+use crate::swtpm_state::{DataFdStarter, SwtpmState};
 use codes::{CtrlCommand, PTM_HDATA_SIZE};
 use handler::{After, Outcome};
 
@@ -45,7 +45,7 @@ const DETECT_WAIT: Duration = Duration::from_millis(100);
 fn is_mssim_client(st: &SwtpmState) -> bool {
     let until = Instant::now() + DETECT_WAIT;
     loop {
-        if st.idle_data.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if st.idle_data_connection() {
             return true;
         }
         if Instant::now() >= until {
@@ -55,8 +55,9 @@ fn is_mssim_client(st: &SwtpmState) -> bool {
     }
 }
 
-/// Serve one control connection until it closes or the server ends.
-pub(crate) fn serve(mut stream: Stream, st: Arc<SwtpmState>) {
+/// Serve one control connection until it closes or the server ends;
+/// `start_data` serves the descriptor of a CMD_SET_DATAFD.
+pub(crate) fn serve(mut stream: Stream, st: Arc<SwtpmState>, start_data: DataFdStarter) {
     let mut first = true;
     while !st.core.is_stopping() {
         let msg = match read_message(&mut stream) {
@@ -84,7 +85,7 @@ pub(crate) fn serve(mut stream: Stream, st: Arc<SwtpmState>) {
                 "ctrl: an mssim platform client; serving the simulator's platform protocol"
             );
             if let Ok(s) = stream.try_clone() {
-                crate::mssim::serve_platform_handover(s, Arc::clone(&st.dev), Arc::clone(&st.core));
+                crate::mssim::serve_platform_handover(s, st.tpm.clone(), Arc::clone(&st.core));
             }
             return;
         }
@@ -102,7 +103,7 @@ pub(crate) fn serve(mut stream: Stream, st: Arc<SwtpmState>) {
                 st.core.finish(ExitReason::CtrlShutdown);
                 return;
             }
-            Some(After::DataFd(fd)) => adopt_data_fd(&st, fd),
+            Some(After::DataFd(fd)) => adopt_data_fd(&st, fd, &start_data),
             None => {}
         }
     }
@@ -112,9 +113,9 @@ pub(crate) fn serve(mut stream: Stream, st: Arc<SwtpmState>) {
 }
 
 /// Turn the descriptor of CMD_SET_DATAFD into a data channel.
-fn adopt_data_fd(st: &Arc<SwtpmState>, fd: OwnedFd) {
+fn adopt_data_fd(st: &SwtpmState, fd: OwnedFd, start_data: &DataFdStarter) {
     match bind(crate::endpoint::Endpoint::Fd(fd)) {
-        Ok(Bound::Connected(s)) => st.start_fd_data_channel(s),
+        Ok(Bound::Connected(s)) => start_data(s),
         Ok(Bound::Listener(_)) => {
             log::warn!("ctrl: SET_DATAFD passed a listening socket; ignored");
             st.datafd_active

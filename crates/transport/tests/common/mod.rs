@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use transport::{Device, DeviceError, StateBlobKind};
+use transport::{Canceller, Device, DeviceError, StateBlobKind, TpmHandle};
 
 /// One recorded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,10 +107,76 @@ impl MockDevice {
     }
 }
 
-impl Device for MockDevice {
-    fn execute(&self, locality: u8, command: Vec<u8>) -> Vec<u8> {
-        let r = (self.responder)(locality, &command);
-        self.rec(Call::Execute { locality, command });
+/// The mock as the TPM thread holds it: the test keeps another `Arc` to
+/// look at the calls and change the answers.
+pub struct Mock(pub Arc<MockDevice>);
+
+/// A TPM thread serving `dev`; the thread ends when the servers using the
+/// handle (and the handle) are dropped.
+pub fn tpm(dev: &Arc<MockDevice>) -> TpmHandle {
+    transport::spawn_tpm(Mock(Arc::clone(dev))).unwrap()
+}
+
+impl Device for Mock {
+    fn execute(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
+        self.0.execute(locality, command)
+    }
+    fn init(&mut self, delete_volatile: bool) -> Result<(), DeviceError> {
+        self.0.init(delete_volatile)
+    }
+    fn power_off(&mut self) -> Result<(), DeviceError> {
+        self.0.power_off()
+    }
+    fn is_running(&self) -> bool {
+        self.0.is_running()
+    }
+    fn canceller(&self) -> Option<Canceller> {
+        let dev = Arc::clone(&self.0);
+        Some(Arc::new(move || dev.cancel()))
+    }
+    fn tpm_established(&mut self) -> Result<bool, DeviceError> {
+        self.0.tpm_established()
+    }
+    fn reset_established(&mut self, locality: u8) -> Result<(), DeviceError> {
+        self.0.reset_established(locality)
+    }
+    fn hash_start(&mut self) -> Result<(), DeviceError> {
+        self.0.hash_start()
+    }
+    fn hash_data(&mut self, data: &[u8]) -> Result<(), DeviceError> {
+        self.0.hash_data(data)
+    }
+    fn hash_end(&mut self) -> Result<(), DeviceError> {
+        self.0.hash_end()
+    }
+    fn store_volatile(&mut self) -> Result<(), DeviceError> {
+        self.0.store_volatile()
+    }
+    fn get_state_blob(&mut self, kind: StateBlobKind) -> Result<Vec<u8>, DeviceError> {
+        self.0.get_state_blob(kind)
+    }
+    fn set_state_blob(&mut self, kind: StateBlobKind, data: Vec<u8>) -> Result<(), DeviceError> {
+        self.0.set_state_blob(kind, data)
+    }
+    fn lock_storage(&mut self, retries: u32) -> Result<(), DeviceError> {
+        self.0.lock_storage(retries)
+    }
+    fn set_physical_presence(&mut self, asserted: bool) {
+        self.0.set_physical_presence(asserted)
+    }
+    fn set_nv_available(&mut self, available: bool) {
+        self.0.set_nv_available(available)
+    }
+}
+
+/// The recording side of the mock: every call is noted, answers are canned.
+impl MockDevice {
+    fn execute(&self, locality: u8, command: &[u8]) -> Vec<u8> {
+        let r = (self.responder)(locality, command);
+        self.rec(Call::Execute {
+            locality,
+            command: command.to_vec(),
+        });
         r
     }
     fn init(&self, delete_volatile: bool) -> Result<(), DeviceError> {
