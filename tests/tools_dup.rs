@@ -802,11 +802,32 @@ fn duplication_and_credential_error_codes_match_swtpm() {
         ("activate tampered secret", "0x101"),
     ];
     let expect: Vec<(&str, String)> = expect.iter().map(|(a, b)| (*a, b.to_string())).collect();
-    assert_eq!(ours, expect);
+    assert_eq!(settle(ours.clone()), settle(expect));
     if let Some(sw) = start_swtpm() {
         let swdir = tempfile::tempdir().unwrap();
-        assert_eq!(ours, error_cases(&sw.tcti(), swdir.path()), "as libtpms");
+        let theirs = error_cases(&sw.tcti(), swdir.path());
+        assert_eq!(settle(ours), settle(theirs), "as libtpms");
     }
+}
+
+/// A wrong inner key decrypts the duplicate into random bytes; libtpms (and
+/// vtpm) first read their leading TPM2B size: TPM_RC_SIZE when it exceeds a
+/// digest (almost always), TPM_RC_INTEGRITY in the ~0.1% of cases where the
+/// random size fits. Either is the right answer for that blob, so the case
+/// is compared as "one of the two".
+fn settle<S: AsRef<str>>(cases: Vec<(&str, S)>) -> Vec<(String, String)> {
+    cases
+        .into_iter()
+        .map(|(name, code)| {
+            let code = code.as_ref();
+            let code = if name == "import wrong inner key" && (code == "0x3d5" || code == "0x3df") {
+                "0x3d5 or 0x3df"
+            } else {
+                code
+            };
+            (name.to_string(), code.to_string())
+        })
+        .collect()
 }
 
 /// Send one command on a fresh connection and read the response.

@@ -109,9 +109,10 @@ fn inner_key_len(sym: SymDef) -> usize {
 /// The code for an inner wrapper that does not open, as libtpms reports it:
 /// the decrypted leading TPM2B_DIGEST is first unmarshalled (TPM_RC_SIZE for
 /// a size beyond a digest, TPM_RC_INSUFFICIENT when cut off), only then compared.
-fn inner_fault(key: &[u8], blob: &[u8]) -> Rc {
+fn inner_fault(cipher: tpm_crypto::BlockCipher, key: &[u8], blob: &[u8]) -> Rc {
     let mut head = Zeroizing::new(blob.iter().take(2).copied().collect::<Vec<u8>>());
-    if head.len() < 2 || !crate::crypto::aes_cfb(key, &[0; 16], &mut head, false) {
+    let iv = vec![0u8; cipher.block_size()];
+    if head.len() < 2 || tpm_crypto::sym::cfb(cipher, key, &iv, &mut head, false).is_err() {
         return Rc(c::RC_INSUFFICIENT);
     }
     let size = u16::from_be_bytes([head[0], head[1]]) as usize;
@@ -267,7 +268,7 @@ pub fn import(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         } else {
             let cipher = sym.sym_key().ok_or(Rc(c::RC_SYMMETRIC))?.cipher;
             inner_unwrap(hash, cipher, &p.encryption_key.0, &name, &blob)
-                .map_err(|_| inner_fault(&p.encryption_key.0, &blob))?
+                .map_err(|_| inner_fault(cipher, &p.encryption_key.0, &blob))?
         };
         sensitive_from_duplicate(&plain)
     })()
