@@ -285,34 +285,7 @@ fn tpm2_getsessionauditdigest_signature_verifies() {
     std::fs::create_dir_all(&w).unwrap();
     let f = |n: &str| w.join(n).to_str().unwrap().to_string();
     let t = v.tcti();
-    tpm2_ok(
-        "tpm2_createek",
-        &["-c", &f("ek.ctx"), "-G", "ecc", "-u", &f("ek.pub")],
-        &t,
-    );
-    tpm2_ok(
-        "tpm2_createak",
-        &[
-            "-C",
-            &f("ek.ctx"),
-            "-c",
-            &f("ak.ctx"),
-            "-G",
-            "ecc",
-            "-g",
-            "sha256",
-            "-s",
-            "ecdsa",
-            "-u",
-            &f("ak.pem"),
-            "-f",
-            "pem",
-            "-n",
-            &f("ak.name"),
-        ],
-        &t,
-    );
-    tpm2_ok("tpm2_flushcontext", &["-t"], &t);
+    ecc_ak(&t, &f);
     tpm2_ok(
         "tpm2_startauthsession",
         &["-S", &f("s.ctx"), "--audit-session"],
@@ -417,34 +390,7 @@ fn command_audit_run(tpm: &Vtpm) -> (Vec<u8>, String) {
             &t,
         );
     }
-    tpm2_ok(
-        "tpm2_createek",
-        &["-c", &f("ek.ctx"), "-G", "ecc", "-u", &f("ek.pub")],
-        &t,
-    );
-    tpm2_ok(
-        "tpm2_createak",
-        &[
-            "-C",
-            &f("ek.ctx"),
-            "-c",
-            &f("ak.ctx"),
-            "-G",
-            "ecc",
-            "-g",
-            "sha256",
-            "-s",
-            "ecdsa",
-            "-u",
-            &f("ak.pem"),
-            "-f",
-            "pem",
-            "-n",
-            &f("ak.name"),
-        ],
-        &t,
-    );
-    tpm2_ok("tpm2_flushcontext", &["-t"], &t);
+    ecc_ak(&t, &f);
     tpm2_ok(
         "tpm2_getcommandauditdigest",
         &[
@@ -604,4 +550,38 @@ fn set_command_code_audit_status_answers_as_swtpm() {
         return;
     };
     assert_eq!(ours, set_audit_cases(sw.port));
+}
+
+/// An ECC endorsement key and an ECDSA/SHA-256 attestation key under it
+/// (ek.ctx, ak.ctx, ak.pem, ak.name in the directory `f` names files of),
+/// transient objects flushed afterwards.
+fn ecc_ak(t: &str, f: &dyn Fn(&str) -> String) {
+    tpm2_ok(
+        "tpm2_createek",
+        &["-c", &f("ek.ctx"), "-G", "ecc", "-u", &f("ek.pub")],
+        t,
+    );
+    tpm2_ok(
+        "tpm2_createak",
+        &[
+            "-C",
+            &f("ek.ctx"),
+            "-c",
+            &f("ak.ctx"),
+            "-G",
+            "ecc",
+            "-g",
+            "sha256",
+            "-s",
+            "ecdsa",
+            "-u",
+            &f("ak.pem"),
+            "-f",
+            "pem",
+            "-n",
+            &f("ak.name"),
+        ],
+        t,
+    );
+    tpm2_ok("tpm2_flushcontext", &["-t"], t);
 }

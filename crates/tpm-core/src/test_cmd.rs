@@ -38,3 +38,45 @@ pub fn command(cc: u32, handles: &[u32], passwords: Option<&[&[u8]]>, params: &[
     v.extend(body);
     v
 }
+
+/// The response code of a response.
+pub fn rc(r: &[u8]) -> u32 {
+    u32::from_be_bytes(r[6..10].try_into().unwrap())
+}
+
+/// CreatePrimary of a P-256 key with `attributes` and signing `scheme`
+/// (SHA-256; TPM_ALG_NULL: none) in `hierarchy`: its handle and the
+/// response parameters.
+pub fn ecc_primary(
+    t: &mut crate::Tpm,
+    hierarchy: u32,
+    attributes: u32,
+    scheme: u16,
+) -> (u32, Vec<u8>) {
+    let mut public = c::ALG_ECC.to_be_bytes().to_vec();
+    public.extend(c::ALG_SHA256.to_be_bytes());
+    public.extend(attributes.to_be_bytes());
+    public.extend(b2(&[]));
+    public.extend(c::ALG_NULL.to_be_bytes());
+    public.extend(scheme.to_be_bytes());
+    if scheme != c::ALG_NULL {
+        public.extend(c::ALG_SHA256.to_be_bytes());
+    }
+    for v in [c::ECC_NIST_P256, c::ALG_NULL] {
+        public.extend(v.to_be_bytes());
+    }
+    public.extend(b2(&[]));
+    public.extend(b2(&[]));
+    let mut p = b2(&[0, 0, 0, 0]);
+    p.extend(b2(&public));
+    p.extend(b2(&[]));
+    p.extend(0u32.to_be_bytes());
+    let r = t.execute(
+        0,
+        &command(c::CC_CreatePrimary, &[hierarchy], Some(&[b""]), &p),
+    );
+    assert_eq!(rc(&r), 0, "{r:02x?}");
+    let h = u32::from_be_bytes(r[10..14].try_into().unwrap());
+    let size = u32::from_be_bytes(r[14..18].try_into().unwrap()) as usize;
+    (h, r[18..18 + size].to_vec())
+}

@@ -538,9 +538,7 @@ mod tests {
         | c::TPMA_OBJECT_RESTRICTED
         | c::TPMA_OBJECT_SIGN_ENCRYPT;
 
-    fn rc(r: &[u8]) -> u32 {
-        u32::from_be_bytes(r[6..10].try_into().unwrap())
-    }
+    use crate::test_cmd::rc;
 
     fn started() -> Tpm {
         let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
@@ -556,33 +554,7 @@ mod tests {
     /// A restricted P-256 ECDSA-SHA256 signing primary in `hierarchy`: its
     /// handle and the CreatePrimary response parameters.
     fn ecc_primary(t: &mut Tpm, hierarchy: u32) -> (u32, Vec<u8>) {
-        let mut public = c::ALG_ECC.to_be_bytes().to_vec();
-        public.extend(c::ALG_SHA256.to_be_bytes());
-        public.extend(SIGN_KEY.to_be_bytes());
-        public.extend(b2(&[]));
-        for v in [
-            c::ALG_NULL,
-            c::ALG_ECDSA,
-            c::ALG_SHA256,
-            c::ECC_NIST_P256,
-            c::ALG_NULL,
-        ] {
-            public.extend(v.to_be_bytes());
-        }
-        public.extend(b2(&[]));
-        public.extend(b2(&[]));
-        let mut p = b2(&[0, 0, 0, 0]);
-        p.extend(b2(&public));
-        p.extend(b2(&[]));
-        p.extend(0u32.to_be_bytes());
-        let r = t.execute(
-            0,
-            &command(c::CC_CreatePrimary, &[hierarchy], Some(&[b""]), &p),
-        );
-        assert_eq!(rc(&r), 0, "{r:02x?}");
-        let h = u32::from_be_bytes(r[10..14].try_into().unwrap());
-        let size = u32::from_be_bytes(r[14..18].try_into().unwrap()) as usize;
-        (h, r[18..18 + size].to_vec())
+        crate::test_cmd::ecc_primary(t, hierarchy, SIGN_KEY, c::ALG_ECDSA)
     }
 
     /// The TPMS_ATTEST and signature of a successful attestation response.

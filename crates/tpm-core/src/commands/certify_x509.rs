@@ -690,36 +690,11 @@ mod tests {
         assert_eq!(subject_public_key_info(&Loaded::default()).unwrap(), None);
     }
 
-    fn rc(r: &[u8]) -> u32 {
-        u32::from_be_bytes(r[6..10].try_into().unwrap())
-    }
+    use crate::test_cmd::rc;
 
     /// A P-256 primary with `attributes` and `scheme` in `hierarchy`.
     fn ecc_primary(t: &mut Tpm, hierarchy: u32, attributes: u32, scheme: u16) -> u32 {
-        let mut public = c::ALG_ECC.to_be_bytes().to_vec();
-        public.extend(c::ALG_SHA256.to_be_bytes());
-        public.extend(attributes.to_be_bytes());
-        public.extend(b2(&[]));
-        public.extend(c::ALG_NULL.to_be_bytes());
-        public.extend(scheme.to_be_bytes());
-        if scheme != c::ALG_NULL {
-            public.extend(c::ALG_SHA256.to_be_bytes());
-        }
-        for v in [c::ECC_NIST_P256, c::ALG_NULL] {
-            public.extend(v.to_be_bytes());
-        }
-        public.extend(b2(&[]));
-        public.extend(b2(&[]));
-        let mut p = b2(&[0, 0, 0, 0]);
-        p.extend(b2(&public));
-        p.extend(b2(&[]));
-        p.extend(0u32.to_be_bytes());
-        let r = t.execute(
-            0,
-            &command(c::CC_CreatePrimary, &[hierarchy], Some(&[b""]), &p),
-        );
-        assert_eq!(rc(&r), 0, "{r:02x?}");
-        u32::from_be_bytes(r[10..14].try_into().unwrap())
+        crate::test_cmd::ecc_primary(t, hierarchy, attributes, scheme).0
     }
 
     #[test]
