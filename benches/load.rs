@@ -112,12 +112,14 @@ fn rc_name(rc: u32) -> &'static str {
 // ---------------------------------------------------------------------------
 // The TPMs
 
-/// A TPM process under load, killed on drop.
+/// A TPM process under load, killed on drop (with its storage daemon, if any).
 struct Target {
     name: &'static str,
     child: Child,
     conn: TcpStream,
     ctrl_port: u16,
+    /// qemu-storage-daemon serving the image over NBD.
+    storage: Option<Child>,
     _dir: tempfile::TempDir,
 }
 
@@ -125,6 +127,10 @@ impl Drop for Target {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(s) = self.storage.as_mut() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
     }
 }
 
@@ -143,14 +149,68 @@ fn free_port_pair() -> u16 {
 /// measured on), powered on and started, and connect one data client.
 fn start(name: &'static str, program: &str, relaxed: bool) -> Option<Target> {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).ok()?;
-    let port = free_port_pair();
     let state = if relaxed {
         format!("dir={},sync=off", dir.path().display())
     } else {
         format!("dir={}", dir.path().display())
     };
+    start_on(name, program, &state, dir, None)
+}
+
+/// vtpm with its image on a 4 MiB qcow2 in the bench's temporary directory,
+/// exported by qemu-storage-daemon on a Unix socket (durable: every commit
+/// ends with NBD_CMD_FLUSH, which the daemon turns into an fsync).
+fn start_nbd(program: &str) -> Option<Target> {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).ok()?;
+    let img = dir.path().join("tpm.qcow2");
+    let ok = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&img)
+        .arg("4M")
+        .status()
+        .ok()?
+        .success();
+    if !ok {
+        return None;
+    }
+    let sock = dir.path().join("nbd.sock");
+    let storage = Command::new("qemu-storage-daemon")
+        .arg("--blockdev")
+        .arg(format!(
+            "driver=file,node-name=f0,filename={}",
+            img.display()
+        ))
+        .args(["--blockdev", "driver=qcow2,node-name=q0,file=f0"])
+        .arg("--nbd-server")
+        .arg(format!("addr.type=unix,addr.path={}", sock.display()))
+        .args([
+            "--export",
+            "type=nbd,id=e0,node-name=q0,name=tpm,writable=on",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let state = format!("backend-uri=nbd+unix:///tpm?socket={}", sock.display());
+    start_on("vtpm", program, &state, dir, Some(storage))
+}
+
+/// Start `program` on `state`, powered on and started, and connect one data client.
+fn start_on(
+    name: &'static str,
+    program: &str,
+    state: &str,
+    dir: tempfile::TempDir,
+    mut storage: Option<Child>,
+) -> Option<Target> {
+    let port = free_port_pair();
     let child = Command::new(program)
-        .args(["socket", "--tpm2", "--tpmstate", &state])
+        .args(["socket", "--tpm2", "--tpmstate", state])
         .args(["--server", &format!("type=tcp,port={port}")])
         .args(["--ctrl", &format!("type=tcp,port={}", port + 1)])
         .args(["--flags", "not-need-init,startup-clear"])
@@ -165,6 +225,10 @@ fn start(name: &'static str, program: &str, relaxed: bool) -> Option<Target> {
             break c;
         }
         if Instant::now() > deadline {
+            if let Some(s) = storage.as_mut() {
+                let _ = s.kill();
+                let _ = s.wait();
+            }
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -175,6 +239,7 @@ fn start(name: &'static str, program: &str, relaxed: bool) -> Option<Target> {
         child,
         conn,
         ctrl_port: port + 1,
+        storage,
         _dir: dir,
     })
 }
@@ -648,6 +713,49 @@ fn main() {
                 );
                 note_failures(&mut notes, w.name, &ours, None);
                 res.relaxed.push((w.name, ours));
+            }
+        }
+    }
+
+    println!(
+        "\n-- NBD: the NV-writing workloads on a durable vtpm whose image is a qcow2 exported by qemu-storage-daemon --"
+    );
+    match start_nbd(&vtpm_bin) {
+        None => {
+            println!("qemu-storage-daemon or vtpm on NBD did not start (qemu-utils installed?)")
+        }
+        Some(mut nbd) => {
+            println!(
+                "{:<28} {:>10} {:>8} {:>8} {:>8} | {:>13} {:>13} | {:>9}",
+                "workload",
+                "vtpm ops/s",
+                "p50 us",
+                "p99 us",
+                "CPU/1k",
+                "local p50 us",
+                "swtpm p50 us",
+                "NBD-local"
+            );
+            for w in all.iter().filter(|w| w.nv_writes > 0) {
+                let ours = run(&mut nbd, w, secs, hz);
+                let local = res.back_to_back.iter().find(|(n, _, _)| *n == w.name);
+                let p50 = |f: Option<&Res<Figures>>| match f {
+                    Some(Ok(f)) => format!("{:.1}", f.p50_us),
+                    _ => "-".into(),
+                };
+                let diff = match (&ours, local.map(|(_, o, _)| o)) {
+                    (Ok(n), Some(Ok(l))) => format!("{:+.1}", n.p50_us - l.p50_us),
+                    _ => "-".into(),
+                };
+                println!(
+                    "{:<28} {} | {:>13} {:>13} | {:>9}",
+                    w.name,
+                    cells(&ours),
+                    p50(local.map(|(_, o, _)| o)),
+                    p50(local.and_then(|(_, _, t)| t.as_ref())),
+                    diff
+                );
+                note_failures(&mut notes, w.name, &ours, None);
             }
         }
     }

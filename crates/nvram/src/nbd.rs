@@ -275,6 +275,10 @@ pub struct NbdBackend {
     stream: Option<Box<dyn Stream>>,
     export: Export,
     cookie: u64,
+    /// Cookies of writes and flushes sent whose replies are still due.
+    pending: Vec<u64>,
+    /// The connection was lost with replies due: the next drain says so.
+    lost: bool,
     timeout: Duration,
     /// When a reconnection may next be tried, and the interval after that.
     retry_at: Instant,
@@ -310,6 +314,8 @@ impl NbdBackend {
             stream: Some(stream),
             export,
             cookie: 0,
+            pending: Vec::new(),
+            lost: false,
             timeout,
             retry_at: Instant::now(),
             backoff: BACKOFF_MIN,
@@ -352,20 +358,10 @@ impl NbdBackend {
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
     }
 
-    /// Send one request and read its simple reply (into `read` for READ).
-    fn request(
-        &mut self,
-        cmd: u16,
-        offset: u64,
-        payload: &[u8],
-        read: Option<&mut [u8]>,
-    ) -> std::io::Result<()> {
+    /// Send one request; its cookie. Replies are read by [`NbdBackend::drain`].
+    fn send(&mut self, cmd: u16, offset: u64, payload: &[u8], length: u32) -> std::io::Result<u64> {
         self.cookie = self.cookie.wrapping_add(1);
         let cookie = self.cookie;
-        let length = match &read {
-            Some(b) => b.len(),
-            None => payload.len(),
-        } as u32;
         let mut req = Vec::with_capacity(28 + payload.len());
         req.extend_from_slice(&REQUEST_MAGIC.to_be_bytes());
         req.extend_from_slice(&0u16.to_be_bytes());
@@ -374,34 +370,85 @@ impl NbdBackend {
         req.extend_from_slice(&offset.to_be_bytes());
         req.extend_from_slice(&length.to_be_bytes());
         req.extend_from_slice(payload);
-        let r = (|| {
-            let s = self.stream()?;
-            s.write_all(&req)?;
-            if read_u32(s.as_mut())? != SIMPLE_REPLY_MAGIC {
-                return Err(bad("bad reply magic"));
+        let r = self.stream().and_then(|s| s.write_all(&req));
+        match r {
+            Ok(()) => Ok(cookie),
+            Err(e) => {
+                self.drop_connection();
+                Err(e)
             }
-            let error = read_u32(s.as_mut())?;
-            if read_u64(s.as_mut())? != cookie {
-                return Err(bad("a reply to another request"));
+        }
+    }
+
+    /// Forget the connection (it may be mid-message); requests whose replies
+    /// were still due are lost, which the next drain reports.
+    fn drop_connection(&mut self) {
+        if self.stream.take().is_some() && !self.pending.is_empty() {
+            self.pending.clear();
+            self.lost = true;
+        }
+    }
+
+    /// Read the replies of every request in flight (writes and flushes are
+    /// pipelined: sent at once, their replies read here), and of `read`'s
+    /// request into its buffer. The first error is returned after every reply
+    /// was read, so the connection stays in step.
+    fn drain(&mut self, mut read: Option<(u64, &mut [u8])>) -> std::io::Result<()> {
+        if std::mem::take(&mut self.lost) {
+            return Err(std::io::Error::other(
+                "the connection to the NBD server was lost with writes in flight",
+            ));
+        }
+        let mut first_error = None;
+        while !self.pending.is_empty() || read.is_some() {
+            let r = (|| -> std::io::Result<(u64, u32)> {
+                let s = self
+                    .stream
+                    .as_mut()
+                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))?;
+                if read_u32(s.as_mut())? != SIMPLE_REPLY_MAGIC {
+                    return Err(bad("bad reply magic"));
+                }
+                let error = read_u32(s.as_mut())?;
+                let cookie = read_u64(s.as_mut())?;
+                Ok((cookie, error))
+            })();
+            let (cookie, error) = match r {
+                Ok(v) => v,
+                Err(e) => {
+                    self.pending.clear();
+                    self.stream = None;
+                    return Err(e);
+                }
+            };
+            if let Some(i) = self.pending.iter().position(|&c| c == cookie) {
+                self.pending.swap_remove(i);
+            } else if read.as_ref().is_some_and(|(c, _)| *c == cookie) {
+                if let Some((_, buf)) = read.take() {
+                    if error == 0 {
+                        let got = match self.stream.as_mut() {
+                            Some(s) => s.read_exact(buf),
+                            None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
+                        };
+                        if let Err(e) = got {
+                            self.pending.clear();
+                            self.stream = None;
+                            return Err(e);
+                        }
+                    }
+                }
+            } else {
+                self.pending.clear();
+                self.stream = None;
+                return Err(bad("a reply to no request in flight"));
             }
-            if error != 0 {
-                return Err(std::io::Error::other(format!(
+            if error != 0 && first_error.is_none() {
+                first_error = Some(std::io::Error::other(format!(
                     "the server answered error {error}"
                 )));
             }
-            if let Some(buf) = read {
-                s.read_exact(buf)?;
-            }
-            Ok(())
-        })();
-        if let Err(e) = &r {
-            // A server error leaves the connection usable; anything else may
-            // have left it mid-message: drop it, reconnect later.
-            if e.kind() != std::io::ErrorKind::Other {
-                self.stream = None;
-            }
         }
-        r
+        first_error.map_or(Ok(()), Err)
     }
 
     fn check_range(&self, off: u64, len: usize) -> std::io::Result<()> {
@@ -422,12 +469,14 @@ impl NbdBackend {
             .map(move |i| (off + i as u64, max.min(len - i)))
     }
 
-    /// Read aligned to the minimum block size.
+    /// Read aligned to the minimum block size (writes in flight are settled first).
     fn read_aligned(&mut self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.drain(None)?;
         let chunks: Vec<_> = self.chunks(off, buf.len()).collect();
         for (o, n) in chunks {
             let start = (o - off) as usize;
-            self.request(NBD_CMD_READ, o, &[], Some(&mut buf[start..start + n]))?;
+            let cookie = self.send(NBD_CMD_READ, o, &[], n as u32)?;
+            self.drain(Some((cookie, &mut buf[start..start + n])))?;
         }
         Ok(())
     }
@@ -468,16 +517,26 @@ impl Backend for NbdBackend {
             w[at..at + data.len()].copy_from_slice(data);
             w
         };
+        // Writes are pipelined: their replies are read at the flush (or the
+        // next read), so a commit costs one round trip for its writes and
+        // flush together. A failed write fails that flush.
         let chunks: Vec<_> = self.chunks(start, whole.len()).collect();
         for (o, n) in chunks {
             let i = (o - start) as usize;
-            self.request(NBD_CMD_WRITE, o, &whole[i..i + n], None)?;
+            let cookie = self.send(NBD_CMD_WRITE, o, &whole[i..i + n], n as u32)?;
+            self.pending.push(cookie);
+        }
+        // Bounded: a relaxed NVRAM flushes rarely.
+        if self.pending.len() >= 64 {
+            self.drain(None)?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.request(NBD_CMD_FLUSH, 0, &[], None)
+        let cookie = self.send(NBD_CMD_FLUSH, 0, &[], 0)?;
+        self.pending.push(cookie);
+        self.drain(None)
     }
 
     fn size(&self) -> u64 {
