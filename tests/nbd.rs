@@ -56,6 +56,17 @@ fn run(cmd: &mut Command) {
 /// qemu-storage-daemon exporting `image` (qcow2, or raw) as `tpm` on a Unix
 /// socket in `dir`; `secret` for a LUKS-encrypted qcow2.
 fn storage_daemon(dir: &Path, image: &Path, qcow2: bool, secret: Option<&str>) -> (Guard, PathBuf) {
+    storage_daemon_with(dir, image, qcow2, secret, "")
+}
+
+/// As [`storage_daemon`], with `server_opts` appended to `--nbd-server`.
+fn storage_daemon_with(
+    dir: &Path,
+    image: &Path,
+    qcow2: bool,
+    secret: Option<&str>,
+    server_opts: &str,
+) -> (Guard, PathBuf) {
     let sock = dir.join("nbd.sock");
     let _ = std::fs::remove_file(&sock);
     let mut args = Vec::new();
@@ -82,7 +93,10 @@ fn storage_daemon(dir: &Path, image: &Path, qcow2: bool, secret: Option<&str>) -
         "file0"
     };
     args.push("--nbd-server".into());
-    args.push(format!("addr.type=unix,addr.path={}", sock.display()));
+    args.push(format!(
+        "addr.type=unix,addr.path={}{server_opts}",
+        sock.display()
+    ));
     args.push("--export".into());
     args.push(format!(
         "type=nbd,id=e0,node-name={node},name=tpm,writable=on"
@@ -110,6 +124,9 @@ fn new_qcow2(dir: &Path) -> PathBuf {
         .arg("4M"));
     img
 }
+
+/// qemu-storage-daemon options for a server that takes one client at a time.
+const ONE_CLIENT: &str = ",max-connections=1";
 
 fn uri(sock: &Path) -> String {
     format!("backend-uri=nbd+unix:///tpm?socket={}", sock.display())
@@ -439,4 +456,56 @@ fn kills_of_vtpm_and_the_storage_daemon_never_lose_an_increment() {
          {refused} refused while the storage was gone, the counter never went back; final {acked}",
         victims[0], victims[1], victims[2]
     );
+}
+
+/// Shared storage, one writer: with a server that takes one client, a second
+/// vtpm on the export is refused with one clear line; once the first hands
+/// the state over (`--migration release-lock-outgoing`, its blobs read out as
+/// QEMU does) it disconnects, and the second starts with the state.
+#[test]
+fn one_client_at_a_time_and_the_hand_over_disconnects() {
+    need_qemu!();
+    if !Path::new("/usr/bin/swtpm_ioctl").exists() {
+        eprintln!("swtpm_ioctl not installed: skipped (scripts/test.sh installs it)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let img = new_qcow2(d.path());
+    let (_qsd, sock) = storage_daemon_with(d.path(), &img, true, None, ONE_CLIENT);
+    let (a, port) = try_start_on(
+        vtpm_bin(),
+        &uri(&sock),
+        &[
+            "--flags",
+            "not-need-init,startup-clear",
+            "--migration",
+            "release-lock-outgoing",
+        ],
+        d.path(),
+    )
+    .unwrap();
+    let t = format!("swtpm:host=127.0.0.1,port={port}");
+    define_counter(&t);
+    increment(&t, 2);
+    let err = try_start_on(
+        vtpm_bin(),
+        &uri(&sock),
+        &["--flags", "not-need-init,startup-clear"],
+        d.path(),
+    )
+    .err()
+    .expect("a second writer is refused");
+    assert!(err.contains("another vtpm"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for kind in ["permanent", "volatile", "savestate"] {
+        let f = d.path().join(kind);
+        run(Command::new("swtpm_ioctl")
+            .arg("--tcp")
+            .arg(format!("127.0.0.1:{}", port + 1))
+            .args(["--save", kind])
+            .arg(&f));
+    }
+    let (_b, t) = vtpm_on(&uri(&sock), d.path());
+    assert_eq!(counter(&t, d.path()), 2, "the state handed over");
+    drop(a);
 }

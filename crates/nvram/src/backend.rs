@@ -20,6 +20,11 @@ pub trait Backend: Send {
     fn size(&self) -> u64;
     /// A name for messages.
     fn path(&self) -> PathBuf;
+    /// Give the image up after a hand-over (`--migration
+    /// release-lock-outgoing`): nothing is written any more. A file needs
+    /// nothing here (its lock is released apart); an NBD client disconnects,
+    /// so that a server allowing one client lets the next instance in.
+    fn release(&mut self) {}
     /// The lock this backend holds on its image, if it takes one (a file
     /// opened for writing); the NVRAM keeps it to hand the image over.
     fn image_lock(&self) -> Option<Arc<ImageLock>> {

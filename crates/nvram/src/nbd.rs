@@ -279,6 +279,8 @@ pub struct NbdBackend {
     pending: Vec<u64>,
     /// The connection was lost with replies due: the next drain says so.
     lost: bool,
+    /// Given up after a hand-over: never reconnect.
+    released: bool,
     timeout: Duration,
     /// When a reconnection may next be tried, and the interval after that.
     retry_at: Instant,
@@ -293,7 +295,16 @@ impl NbdBackend {
         timeout: Duration,
         read_only: bool,
     ) -> std::io::Result<NbdBackend> {
-        let (stream, export) = connect(uri, timeout)?;
+        let (stream, export) = connect(uri, timeout).map_err(|e| match e.kind() {
+            // A server that takes one client at a time (qemu-nbd, or
+            // qemu-storage-daemon with max-connections=1) leaves a second
+            // one waiting without a greeting.
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => std::io::Error::new(
+                e.kind(),
+                "the server sent no handshake: is another client (another vtpm) connected to a server that takes one?",
+            ),
+            _ => e,
+        })?;
         if !read_only && export.flags & NBD_FLAG_READ_ONLY != 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
@@ -316,6 +327,7 @@ impl NbdBackend {
             cookie: 0,
             pending: Vec::new(),
             lost: false,
+            released: false,
             timeout,
             retry_at: Instant::now(),
             backoff: BACKOFF_MIN,
@@ -325,6 +337,12 @@ impl NbdBackend {
     /// The connection, re-established if it was lost (at most once per
     /// back-off interval; the export must still be the same size).
     fn stream(&mut self) -> std::io::Result<&mut Box<dyn Stream>> {
+        if self.stream.is_none() && self.released {
+            return Err(std::io::Error::other(format!(
+                "{}: the export was handed over: this instance does not use it any more",
+                self.uri
+            )));
+        }
         if self.stream.is_none() {
             let now = Instant::now();
             if now < self.retry_at {
@@ -546,18 +564,31 @@ impl Backend for NbdBackend {
     fn path(&self) -> PathBuf {
         PathBuf::from(self.uri.to_string())
     }
+
+    fn release(&mut self) {
+        let _ = self.drain(None);
+        self.disconnect();
+        self.released = true;
+    }
 }
 
-impl Drop for NbdBackend {
-    fn drop(&mut self) {
-        // NBD_CMD_DISC: no reply is sent.
-        if let Some(s) = self.stream.as_mut() {
+impl NbdBackend {
+    /// NBD_CMD_DISC (no reply is sent) and close the connection.
+    fn disconnect(&mut self) {
+        if let Some(mut s) = self.stream.take() {
             let mut req = REQUEST_MAGIC.to_be_bytes().to_vec();
             req.extend_from_slice(&0u16.to_be_bytes());
             req.extend_from_slice(&NBD_CMD_DISC.to_be_bytes());
             req.extend_from_slice(&[0u8; 20]);
             let _ = s.write_all(&req);
         }
+    }
+}
+
+impl Drop for NbdBackend {
+    fn drop(&mut self) {
+        let _ = self.drain(None);
+        self.disconnect();
     }
 }
 

@@ -599,6 +599,11 @@ impl Store {
         Ok(())
     }
 
+    /// Give the backend up after a hand-over (see [`Backend::release`]).
+    pub fn release_backend(&mut self) {
+        self.be.release();
+    }
+
     /// Make relaxed-mode batches durable (at a clean shutdown).
     pub fn sync_all(&mut self) -> Result<()> {
         if self.read_only {

@@ -155,6 +155,7 @@ impl Worker {
         let path = store.path().to_path_buf();
         let result = store.sync_all().and_then(|()| {
             core.released.store(true, Ordering::SeqCst);
+            store.release_backend();
             match lock {
                 Some(l) => l.release().map_err(io(&path, "releasing the lock")),
                 None => Ok(()),
