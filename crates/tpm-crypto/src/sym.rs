@@ -28,9 +28,6 @@ use crate::error::{Error, Result};
 /// The AES (and Camellia) block size in octets.
 pub const AES_BLOCK_SIZE: usize = 16;
 
-/// TPM_ALG_AES.
-pub const TPM_ALG_AES: u16 = 0x0006;
-
 /// A symmetric block cipher (TPMI_ALG_SYM_OBJECT without NULL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BlockCipher {
@@ -158,11 +155,6 @@ impl SymMode {
     pub fn needs_whole_blocks(self) -> bool {
         matches!(self, SymMode::Cbc | SymMode::Ecb)
     }
-}
-
-/// Whether `bits` is an AES key size this crate implements (128, 192, 256).
-pub fn aes_key_bits_supported(bits: u16) -> bool {
-    BlockCipher::Aes.key_bits_supported(bits)
 }
 
 /// Run `$run!(Type)` with the cipher type `$cipher` and the key length select;
@@ -586,7 +578,9 @@ mod tests {
             assert_eq!(SymMode::from_tpm_alg(mode.to_tpm_alg()), Some(mode));
         }
         assert_eq!(SymMode::from_tpm_alg(0x0006), None);
-        assert!(aes_key_bits_supported(192) && !aes_key_bits_supported(64));
+        assert!(
+            BlockCipher::Aes.key_bits_supported(192) && !BlockCipher::Aes.key_bits_supported(64)
+        );
     }
 
     /// Known answers (checked with OpenSSL): single DES through TDES with

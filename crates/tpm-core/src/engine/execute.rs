@@ -353,10 +353,14 @@ impl Tpm {
             }
             let s = self.session(a.handle)?;
             let key = self.session_value(a.handle, entity)?;
-            let audit_cp =
-                (a.attrs & AUDIT != 0).then(|| area::cp_hash(s.auth_hash, cc, &names, params));
+            // One cpHash serves the authorization and the session's audit.
+            let cp = if entity.is_some() || a.attrs & AUDIT != 0 {
+                area::cp_hash(s.auth_hash, cc, &names, params)
+            } else {
+                Vec::new()
+            };
+            let audit_cp = (a.attrs & AUDIT != 0).then(|| cp.clone());
             if let Some(h) = entity {
-                let cp = area::cp_hash(s.auth_hash, cc, &names, params);
                 if s.is_policy() {
                     let pu = PolicyUse {
                         entity: h,
