@@ -151,7 +151,7 @@ impl StateHolder {
             create_size: None,
         };
         // A failure drops `lock`, releasing it again.
-        let handle = storage::open(&self.spec.location, opts)?;
+        let handle = storage::open(&self.spec, opts)?;
         self.spec.apply_mode()?;
         // A handle released at a hand-over is replaced: its storage thread
         // ends and its file is closed.

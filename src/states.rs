@@ -38,8 +38,7 @@ pub fn json(state: &StateSpec, key: Option<&KeySpec>) -> Result<String> {
     let nbd = matches!(state.location, crate::state_dir::StateLocation::Nbd(_));
     if nbd || image.exists() {
         let _lock = state.prepare()?;
-        let handle =
-            crate::storage::open(&state.location, crate::instance::nvram_options(state, key)?)?;
+        let handle = crate::storage::open(state, crate::instance::nvram_options(state, key)?)?;
         for kind in BlobKind::ALL {
             let blob = handle.read(kind.name()).map_err(|source| Error::Nvram {
                 path: image.clone(),

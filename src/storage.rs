@@ -11,22 +11,18 @@ use tpm_core::persist::{BlobKind, PersistError, Persistence};
 
 use crate::error::{Error, Result};
 use crate::holder::Slot;
-use crate::state_dir::StateLocation;
+use crate::state_dir::{StateLocation, StateSpec};
 
 /// Open the state's image (a file, a block device or an NBD export),
 /// register the TPM's blobs and start the storage thread.
-pub fn open(location: &StateLocation, opts: OpenOptions) -> Result<NvramHandle> {
-    let path = match location {
-        StateLocation::Dir(d) => d.join(crate::state_dir::IMAGE_NAME),
-        StateLocation::Image(p) => p.clone(),
-        StateLocation::Nbd(u) => std::path::PathBuf::from(u.to_string()),
-    };
+pub fn open(spec: &StateSpec, opts: OpenOptions) -> Result<NvramHandle> {
+    let path = spec.image();
     let path = path.as_path();
     let err = |source| Error::Nvram {
         path: path.to_path_buf(),
         source,
     };
-    let mut nv = match location {
+    let mut nv = match &spec.location {
         StateLocation::Nbd(uri) => Nvram::open_nbd(uri, opts),
         _ => Nvram::open(path, opts),
     }
