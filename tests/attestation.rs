@@ -5,23 +5,12 @@
 //! digests, structure layouts, the plain and obfuscated counters, the
 //! response codes of refusals — compared with swtpm + libtpms.
 
+#[macro_use]
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-use common::{have_tpm2_tools, start_swtpm, Vtpm};
-
-macro_rules! need_tools {
-    () => {
-        if !have_tpm2_tools() || !Path::new("/usr/bin/openssl").exists() {
-            eprintln!(
-                "tpm2-tools or openssl not installed: skipped (scripts/test.sh installs them)"
-            );
-            return;
-        }
-    };
-}
+use common::{start_swtpm, Vtpm};
 
 type Bench = common::ToolBench;
 
@@ -171,7 +160,7 @@ fn parse_attest(bytes: &[u8]) -> Attest {
 /// sees in the clear.
 #[test]
 fn quotes_verify_with_checkquote_and_equal_swtpm_quotes() {
-    need_tools!();
+    need_tools_and_openssl!();
     let facts = compare(|b: &Bench| {
         b.ok(
             "tpm2_pcrextend",
@@ -244,7 +233,7 @@ fn quotes_verify_with_checkquote_and_equal_swtpm_quotes() {
 /// attestation names the certified object.
 #[test]
 fn certify_signatures_verify_with_openssl() {
-    need_tools!();
+    need_tools_and_openssl!();
     compare(|b: &Bench| {
         b.owner_primary("obj", false);
         b.owner_primary("owner", true);
@@ -308,7 +297,7 @@ fn certify_signatures_verify_with_openssl() {
 /// TPM_RC_TICKET on the ticket.
 #[test]
 fn certify_creation_vouches_for_the_creation_hash() {
-    need_tools!();
+    need_tools_and_openssl!();
     let facts = compare(|b: &Bench| {
         b.ak("ak", "rsa", "rsassa");
         b.ok(
@@ -418,7 +407,7 @@ fn certify_creation_vouches_for_the_creation_hash() {
 /// they are obfuscated, the plain ones unchanged. OpenSSL verifies both.
 #[test]
 fn get_time_reports_plain_and_obfuscated_counters() {
-    need_tools!();
+    need_tools_and_openssl!();
     compare(|b: &Bench| {
         b.ak("ak", "rsa", "rsassa");
         b.owner_primary("owner", true);
@@ -467,7 +456,7 @@ fn get_time_reports_plain_and_obfuscated_counters() {
 /// the SHA-256 of the whole index, the same on both TPMs).
 #[test]
 fn nv_certify_signatures_verify_with_openssl() {
-    need_tools!();
+    need_tools_and_openssl!();
     let facts = compare(|b: &Bench| {
         b.ak("ak", "rsa", "rsassa");
         b.owner_primary("owner", true);
@@ -548,7 +537,7 @@ fn nv_certify_signatures_verify_with_openssl() {
 /// keeps a forged TPMS_ATTEST from being signed), a changed creation ticket.
 #[test]
 fn tool_refusals_answer_as_swtpm() {
-    need_tools!();
+    need_tools_and_openssl!();
     let codes = compare(|b: &Bench| {
         b.ak("ak", "rsa", "rsassa");
         b.owner_primary("stor", false);
@@ -905,7 +894,7 @@ fn raw_codes(b: &Bench) -> Vec<String> {
 
 #[test]
 fn raw_refusals_answer_as_swtpm() {
-    need_tools!();
+    need_tools_and_openssl!();
     let codes = compare(raw_codes);
     let expect = [
         "quote without a key: 0x2d2",
@@ -980,7 +969,7 @@ fn attest_and_signature(body: &[u8], sessions: usize) -> (Vec<u8>, Vec<u8>) {
 /// signer and carry the NULL signature on both.
 #[test]
 fn schnorr_quotes_verify_across_implementations() {
-    need_tools!();
+    need_tools_and_openssl!();
     let Some(sw) = start_swtpm() else {
         eprintln!("swtpm not installed: skipped (scripts/test.sh installs it)");
         return;
@@ -1359,7 +1348,7 @@ fn x509_facts(b: &Bench, partial: &[u8]) -> Vec<String> {
 
 #[test]
 fn certify_x509_certificates_verify_with_openssl() {
-    need_tools!();
+    need_tools_and_openssl!();
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new("tpm2_certifyX509certutil")
         .args([

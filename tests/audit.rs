@@ -7,13 +7,13 @@
 //! refused attribute combinations and list changes compared with swtpm's,
 //! and the signatures of the attestations verified by OpenSSL.
 
+#[macro_use]
 mod common;
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 
-use common::{have_tpm2_tools, start_swtpm, tpm2_ok, RawConn, Vtpm};
+use common::{start_swtpm, tpm2_ok, RawConn, Vtpm};
 use support::corpus::{command, NO_SESSIONS, RS_PW, SESSIONS};
 use tpm_core::constants as c;
 
@@ -276,10 +276,7 @@ fn audit_attributes_answer_as_swtpm() {
 
 #[test]
 fn tpm2_getsessionauditdigest_signature_verifies() {
-    if !have_tpm2_tools() || !Path::new("/usr/bin/openssl").exists() {
-        eprintln!("tpm2-tools or openssl not installed: skipped (scripts/test.sh installs them)");
-        return;
-    }
+    need_tools_and_openssl!();
     let v = Vtpm::start_socket();
     let w = v.tmp.path().join("work");
     std::fs::create_dir_all(&w).unwrap();
@@ -314,23 +311,7 @@ fn tpm2_getsessionauditdigest_signature_verifies() {
     );
     let att = std::fs::read(f("att.bin")).unwrap();
     assert_eq!(&att[4..6], &c::ST_ATTEST_SESSION_AUDIT.to_be_bytes());
-    let out = Command::new("openssl")
-        .args([
-            "dgst",
-            "-sha256",
-            "-verify",
-            &f("ak.pem"),
-            "-signature",
-            &f("sig.bin"),
-        ])
-        .arg(f("att.bin"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    openssl_verifies(&f);
 }
 
 fn hex(b: &[u8]) -> String {
@@ -407,23 +388,7 @@ fn command_audit_run(tpm: &Vtpm) -> (Vec<u8>, String) {
         ],
         &t,
     );
-    let out = Command::new("openssl")
-        .args([
-            "dgst",
-            "-sha256",
-            "-verify",
-            &f("ak.pem"),
-            "-signature",
-            &f("sig.bin"),
-        ])
-        .arg(f("att.bin"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    openssl_verifies(&f);
     let att = std::fs::read(f("att.bin")).unwrap();
     assert_eq!(&att[4..6], &c::ST_ATTEST_COMMAND_AUDIT.to_be_bytes());
     // auditCounter (8) || digestAlg (2) || auditDigest (2 + 32) || commandDigest (2 + 32).
@@ -439,10 +404,7 @@ fn command_audit_run(tpm: &Vtpm) -> (Vec<u8>, String) {
 
 #[test]
 fn command_audit_digest_equals_swtpm() {
-    if !have_tpm2_tools() || !Path::new("/usr/bin/openssl").exists() {
-        eprintln!("tpm2-tools or openssl not installed: skipped (scripts/test.sh installs them)");
-        return;
-    }
+    need_tools_and_openssl!();
     let v = Vtpm::start_socket();
     let (info, counters) = command_audit_run(&v);
     println!("vtpm TPMS_COMMAND_AUDIT_INFO {}\n{counters}", hex(&info));
@@ -584,4 +546,26 @@ fn ecc_ak(t: &str, f: &dyn Fn(&str) -> String) {
         t,
     );
     tpm2_ok("tpm2_flushcontext", &["-t"], t);
+}
+
+/// OpenSSL verifies sig.bin (a plain ECDSA signature) over att.bin with
+/// ak.pem, files `f` names.
+fn openssl_verifies(f: &dyn Fn(&str) -> String) {
+    let out = Command::new("openssl")
+        .args([
+            "dgst",
+            "-sha256",
+            "-verify",
+            &f("ak.pem"),
+            "-signature",
+            &f("sig.bin"),
+        ])
+        .arg(f("att.bin"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

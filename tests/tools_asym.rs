@@ -2,23 +2,12 @@
 //! tpm2-tools against the real `vtpm` binary, with the results checked by
 //! OpenSSL and, where deterministic, compared with swtpm + libtpms.
 
+#[macro_use]
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-use common::{have_tpm2_tools, start_swtpm, Vtpm};
-
-macro_rules! need_tools {
-    () => {
-        if !have_tpm2_tools() || !Path::new("/usr/bin/openssl").exists() {
-            eprintln!(
-                "tpm2-tools or openssl not installed: skipped (scripts/test.sh installs them)"
-            );
-            return;
-        }
-    };
-}
+use common::{start_swtpm, Vtpm};
 
 type Bench = common::ToolBench;
 
@@ -79,7 +68,7 @@ const SIGN: &str = "sign|fixedtpm|fixedparent|sensitivedataorigin|userwithauth";
 
 #[test]
 fn rsa_signatures_verify_in_the_tpm_and_in_openssl() {
-    need_tools!();
+    need_tools_and_openssl!();
     let b = Bench::vtpm();
     b.write("msg", MSG);
     b.primary();
@@ -142,7 +131,7 @@ fn rsa_signatures_verify_in_the_tpm_and_in_openssl() {
 
 #[test]
 fn ecc_signatures_verify_in_the_tpm_and_in_openssl() {
-    need_tools!();
+    need_tools_and_openssl!();
     let b = Bench::vtpm();
     b.write("msg", MSG);
     b.primary();
@@ -182,7 +171,7 @@ fn ecc_signatures_verify_in_the_tpm_and_in_openssl() {
 
 #[test]
 fn hmac_key_signs_and_verifies() {
-    need_tools!();
+    need_tools_and_openssl!();
     let b = Bench::vtpm();
     b.write("msg", MSG);
     b.primary();
@@ -203,7 +192,7 @@ fn hmac_key_signs_and_verifies() {
 
 #[test]
 fn restricted_key_signs_only_with_a_hash_ticket() {
-    need_tools!();
+    need_tools_and_openssl!();
     let b = Bench::vtpm();
     b.write("msg", MSG);
     b.primary();
@@ -262,7 +251,7 @@ fn restricted_key_signs_only_with_a_hash_ticket() {
 
 #[test]
 fn rsa_encryption_round_trips_and_matches_openssl() {
-    need_tools!();
+    need_tools_and_openssl!();
     let b = Bench::vtpm();
     b.write("msg", b"a secret of some thirty-two octets");
     b.primary();
@@ -397,7 +386,7 @@ fn rsa_encryption_round_trips_and_matches_openssl() {
 
 #[test]
 fn verifysignature_takes_openssl_keys_from_loadexternal() {
-    need_tools!();
+    need_tools_and_openssl!();
     let b = Bench::vtpm();
     b.write("msg", MSG);
     b.openssl_ok(&[
@@ -502,7 +491,7 @@ fn verifysignature_takes_openssl_keys_from_loadexternal() {
 
 #[test]
 fn ecdh_keygen_and_zgen_agree() {
-    need_tools!();
+    need_tools_and_openssl!();
     let b = Bench::vtpm();
     b.primary();
     for curve in ["ecc256", "ecc384", "ecc521"] {
@@ -549,7 +538,7 @@ fn ecc_parameters(b: &Bench) -> Vec<Vec<u8>> {
 
 #[test]
 fn ecc_parameters_are_the_nist_curves() {
-    need_tools!();
+    need_tools_and_openssl!();
     let b = Bench::vtpm();
     let params = ecc_parameters(&b);
     // P-256: curveID, keySize, kdf, sign, then p.
@@ -577,7 +566,7 @@ fn ecc_parameters_are_the_nist_curves() {
 /// The same bad requests to vtpm and to swtpm give the same response codes.
 #[test]
 fn error_codes_match_swtpm() {
-    need_tools!();
+    need_tools_and_openssl!();
     let Some(sw) = start_swtpm() else {
         eprintln!("swtpm not installed: skipped");
         return;

@@ -391,6 +391,19 @@ pub fn tpm2_fails(tool: &str, args: &[&str], tcti: &str) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Return from the test (with a note) when tpm2-tools or openssl are not installed.
+#[macro_export]
+macro_rules! need_tools_and_openssl {
+    () => {
+        if !common::have_tpm2_tools() || !std::path::Path::new("/usr/bin/openssl").exists() {
+            eprintln!(
+                "tpm2-tools or openssl not installed: skipped (scripts/test.sh installs them)"
+            );
+            return;
+        }
+    };
+}
+
 /// Return from the test (with a note) when tpm2-tools are not installed.
 #[macro_export]
 macro_rules! need_tools {
