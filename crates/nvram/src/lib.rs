@@ -65,21 +65,19 @@ const NBD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Whether the part of `be` an image would take is all zeros.
 fn export_blank(be: &mut dyn Backend) -> Result<bool> {
+    // The header slots first: an image's are never blank, so opening an
+    // existing one reads 8 KiB over the network, not the whole layout.
+    if !store::headers_blank(be)? {
+        return Ok(false);
+    }
     let path = be.path();
     let end = be
         .size()
         .min(format::REGIONS_START + 2 * format::MAX_REGION);
     let mut buf = vec![0u8; 1 << 20];
-    let mut off = 0;
+    let mut off = format::REGIONS_START;
     while off < end {
-        // The header slots first: an image's are never blank, so opening an
-        // existing one reads 8 KiB, not a megabyte, over the network.
-        let step = if off == 0 {
-            format::REGIONS_START
-        } else {
-            buf.len() as u64
-        };
-        let n = (end - off).min(step) as usize;
+        let n = (end - off).min(buf.len() as u64) as usize;
         be.read_at(off, &mut buf[..n])
             .map_err(io(&path, "reading the export"))?;
         if buf[..n].iter().any(|&b| b != 0) {
