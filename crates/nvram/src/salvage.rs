@@ -340,10 +340,12 @@ fn examine(path: &Path, key: Option<&KeySource>) -> Result<Examined> {
             fresh: false,
         },
     );
-    if let Err(e @ (Error::KeyRequired(_) | Error::WrongKey(_) | Error::NotEncrypted(_))) = &opened
-    {
-        return Err(clone_key_error(e));
-    }
+    let opened = match opened {
+        Err(e @ (Error::KeyRequired(_) | Error::WrongKey(_) | Error::NotEncrypted(_))) => {
+            return Err(e)
+        }
+        other => other,
+    };
     let live = valid.iter().max_by_key(|h| h.generation);
     if live.is_none() && key.is_some() {
         return Err(Error::Damaged {
@@ -399,15 +401,6 @@ pub fn check(path: &Path, key: Option<&KeySource>) -> Result<Check> {
 fn default_region(size: u64) -> u64 {
     ((size.saturating_sub(format::REGIONS_START) / 2) & !(2 * SLOT_SIZE - 1))
         .min(format::MAX_REGION)
-}
-
-fn clone_key_error(e: &Error) -> Error {
-    match e {
-        Error::KeyRequired(p) => Error::KeyRequired(p.clone()),
-        Error::WrongKey(p) => Error::WrongKey(p.clone()),
-        Error::NotEncrypted(p) => Error::NotEncrypted(p.clone()),
-        _ => Error::Usage("unexpected error"),
-    }
 }
 
 /// Write a new image at `to` (which must not exist) holding the newest intact
