@@ -79,6 +79,14 @@ pub enum Kdf {
     },
 }
 
+/// The region size format 2 gives an image of `size` bytes: half of what
+/// follows the header slots, a whole number of 8 KiB (so the log and its copy
+/// are whole 4 KiB blocks), capped (a large block device gets a bounded log:
+/// recovery reads it all).
+pub fn region_size_for(size: u64) -> u64 {
+    ((size.saturating_sub(REGIONS_START) / 2) & !(2 * SLOT_SIZE - 1)).min(MAX_REGION)
+}
+
 /// Where the log of a region lies: from the region start up to `capacity`,
 /// and (format 2) a byte-identical copy `mirror` bytes further on. The copy
 /// starts at least one 4 KiB block after the end of the log, so no sector

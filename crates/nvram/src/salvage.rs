@@ -355,7 +355,9 @@ fn examine(path: &Path, key: Option<&KeySource>) -> Result<Examined> {
         });
     }
     let keyed = open_key(live, key, path)?;
-    let region_size = live.map(|h| h.region_size).unwrap_or(default_region(size));
+    let region_size = live
+        .map(|h| h.region_size)
+        .unwrap_or(format::region_size_for(size));
     let recs = scan(&mut be, path, region_size, keyed.as_ref())?;
     let epochs: BTreeSet<u64> = valid.iter().map(|h| h.epoch).collect();
     Ok(Examined {
@@ -394,13 +396,6 @@ pub fn check(path: &Path, key: Option<&KeySource>) -> Result<Check> {
         damaged_batches: e.scan.damaged(),
         in_use: crate::backend::in_use(path),
     })
-}
-
-/// The region size a format-2 image of `size` bytes would have (used only
-/// when no header slot is readable).
-fn default_region(size: u64) -> u64 {
-    ((size.saturating_sub(format::REGIONS_START) / 2) & !(2 * SLOT_SIZE - 1))
-        .min(format::MAX_REGION)
 }
 
 /// Write a new image at `to` (which must not exist) holding the newest intact

@@ -366,10 +366,7 @@ impl Store {
                 needed: format::MIN_IMAGE,
             });
         }
-        // Capped: a large block device gets a bounded log (recovery reads it all).
-        // A whole number of 8 KiB, so each half (the log, its copy) is whole 4 KiB blocks.
-        let region_size =
-            (((size - format::REGIONS_START) / 2) & !(2 * SLOT_SIZE - 1)).min(format::MAX_REGION);
+        let region_size = format::region_size_for(size);
         let mut salt = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let (kdf, key) = match opts.key {
