@@ -339,6 +339,17 @@ impl RecHeader {
     }
 }
 
+/// Every record header in `buf` that checks out, with its offset: what a
+/// scan of a region for records (recovery's look past the tail, salvage)
+/// walks over.
+pub fn headers_in(buf: &[u8]) -> impl Iterator<Item = (usize, RecHeader)> + '_ {
+    let magic = REC_MAGIC.to_be_bytes();
+    buf.windows(REC_HDR)
+        .enumerate()
+        .filter(move |(_, w)| w[..2] == magic)
+        .filter_map(|(i, w)| RecHeader::decode(w).map(|h| (i, h)))
+}
+
 /// A whole record: header, payload, payload crc.
 pub fn encode_record(h: &RecHeader, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&h.encode());

@@ -293,20 +293,13 @@ impl Reader<'_> {
         rest: &mut Rest,
     ) -> Result<()> {
         const CHUNK: u64 = 1 << 20;
-        let magic = format::REC_MAGIC.to_be_bytes();
         let mut at = from;
         // Chunks overlap by a record header so no header is missed at a seam.
         while at.saturating_add(REC_HDR as u64) <= end {
             let len = (end - at).min(CHUNK);
             let mut buf = vec![0u8; len as usize];
             self.read(at, &mut buf)?;
-            for (i, w) in buf.windows(REC_HDR).enumerate() {
-                if w[..2] != magic {
-                    continue;
-                }
-                let Some(h) = RecHeader::decode(w) else {
-                    continue;
-                };
+            for (i, h) in format::headers_in(&buf) {
                 if h.epoch != epoch {
                     continue;
                 }

@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use crate::backend::{Backend, FileBackend};
 use crate::cipher::ImageKey;
 use crate::error::{Error, Result};
-use crate::format::{self, Header, Kind, RecHeader, REC_HDR, REC_TRAILER, SLOT_SIZE};
+use crate::format::{self, Header, Kind, REC_HDR, REC_TRAILER, SLOT_SIZE};
 use crate::recovery::aad;
 use crate::store::{io, Store, StoreOptions};
 use crate::{KeySource, Nvram, OpenOptions, SyncMode};
@@ -136,14 +136,7 @@ fn scan(
         let mut buf = vec![0u8; (end - base) as usize];
         be.read_at(base, &mut buf)
             .map_err(io(path, "reading the log"))?;
-        let magic = format::REC_MAGIC.to_be_bytes();
-        for at in 0..buf.len().saturating_sub(REC_HDR - 1) {
-            if buf[at..at + 2] != magic {
-                continue;
-            }
-            let Some(h) = RecHeader::decode(&buf[at..at + REC_HDR]) else {
-                continue;
-            };
+        for (at, h) in format::headers_in(&buf) {
             let body = at + REC_HDR;
             let Some(payload) = buf.get(body..body + h.len as usize) else {
                 continue;
