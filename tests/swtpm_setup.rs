@@ -16,8 +16,8 @@ use common::provisioned::{ca_config, run_ok, Provisioned};
 use common::{vtpm_bin, Vtpm};
 
 fn have_swtpm_tools() -> bool {
-    let ok = Path::new("/usr/bin/swtpm_setup").exists()
-        && Path::new("/usr/bin/swtpm_localca").exists();
+    let ok =
+        Path::new("/usr/bin/swtpm_setup").exists() && Path::new("/usr/bin/swtpm_localca").exists();
     if !ok {
         eprintln!("swtpm-tools not installed: skipped (scripts/test.sh installs them)");
     }
@@ -239,7 +239,13 @@ fn installed_as_swtpm_swtpm_setup_finds_vtpm_on_the_path() {
         std::env::var("PATH").unwrap_or_default()
     );
     let out = Command::new("timeout")
-        .args(["120", "/usr/bin/swtpm_setup", "--tpm2", "--createek", "--tpmstate"])
+        .args([
+            "120",
+            "/usr/bin/swtpm_setup",
+            "--tpm2",
+            "--createek",
+            "--tpmstate",
+        ])
         .arg(&state)
         .arg("--logfile")
         .arg(&log)

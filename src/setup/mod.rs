@@ -101,6 +101,10 @@ pub fn run(args: &[String]) -> i32 {
         println!("{}", capabilities_json());
         return 0;
     }
+    if let Err(e) = o.validate() {
+        eprintln!("vtpm setup: {e}");
+        return 1;
+    }
     if let Some(user) = &o.runas {
         if let Err(e) = crate::privileges::drop_to(user) {
             eprintln!("vtpm setup: {e}");

@@ -187,6 +187,26 @@ pub fn parse(args: &[String]) -> Result<SetupOptions> {
 }
 
 impl SetupOptions {
+    /// The checks that need nothing but the command line.
+    pub fn validate(&self) -> Result<()> {
+        if !self.tpm2 {
+            return Err(SetupError::Usage(
+                "vtpm emulates a TPM 2.0 only: pass --tpm2".into(),
+            ));
+        }
+        if self.tpm_state.is_none() {
+            return Err(SetupError::Usage("--tpm-state is required".into()));
+        }
+        if self.overwrite && self.not_overwrite {
+            return Err(SetupError::Usage(
+                "--overwrite and --not-overwrite exclude each other".into(),
+            ));
+        }
+        self.rsa_bits()?;
+        self.key_option()?;
+        Ok(())
+    }
+
     /// The RSA EK's size.
     pub fn rsa_bits(&self) -> Result<u16> {
         match self.rsa_keysize.as_deref() {

@@ -236,16 +236,7 @@ fn allocate_banks(tpm: &SetupTpm, wanted: &str, log: &mut Log) -> Result<()> {
 
 /// Manufacture the TPM `o` describes.
 pub fn run(o: &SetupOptions, log: &mut Log) -> Result<()> {
-    if !o.tpm2 {
-        return Err(SetupError::Usage(
-            "vtpm emulates a TPM 2.0 only: pass --tpm2".into(),
-        ));
-    }
-    if o.overwrite && o.not_overwrite {
-        return Err(SetupError::Usage(
-            "--overwrite and --not-overwrite exclude each other".into(),
-        ));
-    }
+    o.validate()?;
     let Some(state_text) = o.tpm_state.as_deref() else {
         return Err(SetupError::Usage("--tpm-state is required".into()));
     };

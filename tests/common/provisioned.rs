@@ -79,14 +79,19 @@ impl Provisioned<'_> {
     /// `openssl verify` of the certificate at `index` against the CA: its output.
     pub fn verify(&self, index: &str) -> String {
         let pem = self.read_cert(index);
-        let out = run_ok(Command::new("openssl").args([
-            "verify",
-            "-CAfile",
-            self.ca.join("swtpm-localca-rootca-cert.pem").to_str().unwrap(),
-            "-untrusted",
-            self.ca.join("issuercert.pem").to_str().unwrap(),
-            &pem,
-        ]));
+        let out = run_ok(
+            Command::new("openssl").args([
+                "verify",
+                "-CAfile",
+                self.ca
+                    .join("swtpm-localca-rootca-cert.pem")
+                    .to_str()
+                    .unwrap(),
+                "-untrusted",
+                self.ca.join("issuercert.pem").to_str().unwrap(),
+                &pem,
+            ]),
+        );
         assert!(out.trim().ends_with(": OK"), "{index}: {out}");
         println!("openssl verify ({index}): {}", out.trim());
         out
@@ -146,7 +151,10 @@ impl Provisioned<'_> {
         let out = run_tpm2("tpm2_nvwrite", &[index, "-C", "p", "-i", &data], self.tcti);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{index} took a write");
-        assert!(err.contains("0x148") || err.contains("NV access locked"), "{err}");
+        assert!(
+            err.contains("0x148") || err.contains("NV access locked"),
+            "{err}"
+        );
     }
 
     /// The PCR banks with PCRs selected (tpm2_getcap pcrs).
