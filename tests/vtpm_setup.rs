@@ -269,6 +269,40 @@ fn vtpm_setup_rsa_3072_signing_eks_and_pcr_banks() {
     assert!(files.join("ek-secp384r1.crt").exists());
 }
 
+/// `--ecc-curve p256`: the ECC EK from template L-2, certified at 0x01c0000a.
+#[test]
+fn vtpm_setup_p256_ek_at_the_low_range_index() {
+    need_tools_and_openssl!();
+    let (mut v, dir, tmp) = empty_state();
+    ca_config(&tmp, "sha256");
+    let text = setup(
+        &dir,
+        &tmp,
+        &["--create-ek-cert", "--lock-nvram", "--ecc-curve", "p256"],
+    );
+    assert!(
+        text.contains("Successfully created ECC EK with handle 0x81010002."),
+        "{text}"
+    );
+    assert!(
+        text.contains("Successfully created NVRAM area 0x1c0000a for ECC EK certificate."),
+        "{text}"
+    );
+    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
+    let t = v.tcti();
+    let ca = tmp.join("ca");
+    let p = Provisioned {
+        tcti: &t,
+        scratch: &tmp,
+        ca: &ca,
+    };
+    p.verify("0x01c0000a");
+    p.holds_key_of("0x01c0000a", "0x81010002");
+    p.locked("0x01c0000a");
+    assert!(p.text("0x01c0000a").contains("NIST CURVE: P-256"));
+    same_as_createek(&t, &tmp, "ecc", "0x81010002");
+}
+
 /// vtpm installed as swtpm_setup: the overwrite options, and serial numbers
 /// that keep rising across runs.
 #[test]

@@ -57,6 +57,7 @@ const KP_PLATFORM_CERTIFICATE: ObjectIdentifier = ObjectIdentifier::new_unwrap("
 /// id-ecPublicKey, secp384r1.
 const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const PRIME256V1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 /// subjectDirectoryAttributes.
 const SUBJECT_DIRECTORY_ATTRIBUTES: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.9");
 
@@ -96,8 +97,10 @@ pub struct PlatformIdentity {
 pub enum EkPublic {
     /// RSA modulus (the exponent is 65537: the templates give 0).
     Rsa(Vec<u8>),
-    /// NIST P-384 point.
-    P384 {
+    /// A NIST P-256 or P-384 point.
+    Ecc {
+        /// TPM_ECC_NIST_P256 or TPM_ECC_NIST_P384.
+        curve: u16,
         /// x.
         x: Vec<u8>,
         /// y.
@@ -116,9 +119,14 @@ impl EkPublic {
                 let der = key.to_public_key_der().map_err(|e| bad(&e))?;
                 SubjectPublicKeyInfoOwned::try_from(der.as_bytes()).map_err(|e| bad(&e))
             }
-            EkPublic::P384 { x, y } => {
-                if x.len() != 48 || y.len() != 48 {
-                    return Err(bad(&"a P-384 coordinate is not 48 octets"));
+            EkPublic::Ecc { curve, x, y } => {
+                let (oid, size) = match *curve {
+                    tpm_core::constants::ECC_NIST_P256 => (PRIME256V1, 32),
+                    tpm_core::constants::ECC_NIST_P384 => (SECP384R1, 48),
+                    _ => return Err(bad(&"an EK curve other than P-256 or P-384")),
+                };
+                if x.len() != size || y.len() != size {
+                    return Err(bad(&"a coordinate of the wrong size"));
                 }
                 let mut point = vec![4u8];
                 point.extend_from_slice(x);
@@ -126,7 +134,7 @@ impl EkPublic {
                 Ok(SubjectPublicKeyInfoOwned {
                     algorithm: AlgorithmIdentifierOwned {
                         oid: EC_PUBLIC_KEY,
-                        parameters: Some(Any::from(&SECP384R1)),
+                        parameters: Some(Any::from(&oid)),
                     },
                     subject_public_key: BitString::from_bytes(&point).map_err(|e| bad(&e))?,
                 })

@@ -61,6 +61,8 @@ pub struct SetupOptions {
     pub write_ek_cert_files: Option<PathBuf>,
     /// `--vmid`.
     pub vmid: Option<String>,
+    /// `--ecc-curve` (vtpm's own: p384, swtpm_setup's, or p256).
+    pub ecc_curve: Option<String>,
     /// `--runas`.
     pub runas: Option<String>,
     /// `--print-capabilities`.
@@ -89,6 +91,8 @@ process and certificates from a local CA kept like swtpm-localca's.
   --ecc                   make the storage primary key ECC
   --lock-nvram            write-lock the NV indices written
   --rsa-keysize 2048|3072 the RSA EK's size (default 2048)
+  --ecc-curve p384|p256   the ECC EK: P-384 (H-3, 0x81010016, cert 0x01c00016; the
+                          default, as swtpm_setup) or P-256 (L-2, 0x81010002, cert 0x01c0000a)
   --pcr-banks LIST        PCR banks to activate (e.g. sha256,sha384; '-' keeps all)
   --overwrite             replace an existing state
   --not-overwrite         keep an existing state and succeed
@@ -163,6 +167,7 @@ pub fn parse(args: &[String]) -> Result<SetupOptions> {
             "--rsa-keysize" => o.rsa_keysize = Some(value(name)?),
             "--write-ek-cert-files" => o.write_ek_cert_files = Some(PathBuf::from(value(name)?)),
             "--vmid" => o.vmid = Some(value(name)?),
+            "--ecc-curve" => o.ecc_curve = Some(value(name)?),
             "--runas" => o.runas = Some(value(name)?),
             "--print-capabilities" => o.print_capabilities = flag(name)?,
             "--help" | "-h" => o.help = true,
@@ -203,6 +208,7 @@ impl SetupOptions {
             ));
         }
         self.rsa_bits()?;
+        self.ecc_p256()?;
         self.key_option()?;
         Ok(())
     }
@@ -215,6 +221,17 @@ impl SetupOptions {
             Some("max") => Ok(3072),
             Some(other) => Err(SetupError::Usage(format!(
                 "--rsa-keysize {other}: vtpm makes RSA EKs of 2048 or 3072 bits"
+            ))),
+        }
+    }
+
+    /// Whether the ECC EK is P-256 (`--ecc-curve p256`) rather than P-384.
+    pub fn ecc_p256(&self) -> Result<bool> {
+        match self.ecc_curve.as_deref() {
+            None | Some("p384") | Some("secp384r1") => Ok(false),
+            Some("p256") | Some("secp256r1") => Ok(true),
+            Some(other) => Err(SetupError::Usage(format!(
+                "--ecc-curve {other}: expected p384 or p256"
             ))),
         }
     }

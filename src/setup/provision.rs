@@ -57,10 +57,14 @@ fn tpm_identity() -> Result<TpmIdentity> {
 fn ek_public(p: &PublicArea) -> Result<EkPublic> {
     match &p.unique {
         Unique::Rsa(n) => Ok(EkPublic::Rsa(n.0.clone())),
-        Unique::Ecc(pt) => Ok(EkPublic::P384 {
-            x: pt.x.0.clone(),
-            y: pt.y.0.clone(),
-        }),
+        Unique::Ecc(pt) => match &p.parms {
+            tpm_core::types::Parms::Ecc { curve, .. } => Ok(EkPublic::Ecc {
+                curve: *curve,
+                x: pt.x.0.clone(),
+                y: pt.y.0.clone(),
+            }),
+            _ => Err(SetupError::Response("TPM2_CreatePrimary")),
+        },
         Unique::Digest(_) => Err(SetupError::Response("TPM2_CreatePrimary")),
     }
 }
@@ -287,7 +291,12 @@ pub fn run(o: &SetupOptions, log: &mut Log) -> Result<()> {
                 EkKind::Rsa2048
             };
             make_ek(&tpm, rsa, o, &mut certifier, log)?;
-            make_ek(&tpm, EkKind::EccP384, o, &mut certifier, log)?;
+            let ecc = if o.ecc_p256()? {
+                EkKind::EccP256
+            } else {
+                EkKind::EccP384
+            };
+            make_ek(&tpm, ecc, o, &mut certifier, log)?;
         }
         if o.create_spk {
             let (h, _) =

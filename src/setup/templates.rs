@@ -2,7 +2,10 @@
 //! TCG EK Credential Profile (2.x) default templates — RSA 2048 from the
 //! low range (template L-1), RSA 3072 and ECC NIST P-384 from the high
 //! range (H-6, H-3) — with the persistent handles and NV indices
-//! swtpm_setup uses. `--allow-signing` turns an EK into a non-standard
+//! swtpm_setup uses. `--ecc-curve p256` (vtpm's own option) makes the
+//! ECC EK from template L-2 instead, with its certificate at 0x01c0000a
+//! (where Windows and tpm2_getekcertificate look for an ECC EK certificate)
+//! and the key at 0x81010002 (the TCG provisioning guidance's ECC EK handle). `--allow-signing` turns an EK into a non-standard
 //! signing key (and `--decryption` keeps it a decryption key too); its
 //! template is then written to NV beside the certificate, since a verifier
 //! cannot derive it from the profile.
@@ -41,6 +44,8 @@ pub enum EkKind {
     Rsa3072,
     /// ECC NIST P-384, template H-3.
     EccP384,
+    /// ECC NIST P-256, template L-2.
+    EccP256,
 }
 
 /// How the EK may be used (`--allow-signing`, `--decryption`).
@@ -74,6 +79,7 @@ impl EkKind {
             EkKind::Rsa2048 => 0x8101_0001,
             EkKind::Rsa3072 => 0x8101_001c,
             EkKind::EccP384 => 0x8101_0016,
+            EkKind::EccP256 => 0x8101_0002,
         }
     }
 
@@ -83,6 +89,7 @@ impl EkKind {
             EkKind::Rsa2048 => 0x01c0_0002,
             EkKind::Rsa3072 => 0x01c0_001c,
             EkKind::EccP384 => 0x01c0_0016,
+            EkKind::EccP256 => 0x01c0_000a,
         }
     }
 
@@ -92,6 +99,7 @@ impl EkKind {
             EkKind::Rsa2048 => 0x01c0_0004,
             EkKind::Rsa3072 => 0x01c0_001d,
             EkKind::EccP384 => 0x01c0_0017,
+            EkKind::EccP256 => 0x01c0_000c,
         }
     }
 
@@ -100,7 +108,7 @@ impl EkKind {
         match self {
             EkKind::Rsa2048 => "RSA 2048",
             EkKind::Rsa3072 => "RSA 3072",
-            EkKind::EccP384 => "ECC",
+            EkKind::EccP384 | EkKind::EccP256 => "ECC",
         }
     }
 
@@ -110,6 +118,7 @@ impl EkKind {
             EkKind::Rsa2048 => "rsa2048",
             EkKind::Rsa3072 => "rsa3072",
             EkKind::EccP384 => "secp384r1",
+            EkKind::EccP256 => "secp256r1",
         }
     }
 
@@ -177,6 +186,22 @@ impl EkKind {
                 unique: Unique::Ecc(tpm_core::types::EccPoint {
                     x: Buffer(Vec::new()),
                     y: Buffer(Vec::new()),
+                }),
+            },
+            EkKind::EccP256 => PublicArea {
+                name_alg: c::ALG_SHA256,
+                attributes: EK_BASE | usage,
+                auth_policy: Buffer(POLICY_A_SHA256.to_vec()),
+                parms: Parms::Ecc {
+                    symmetric: aes(128),
+                    scheme: Scheme::NULL,
+                    curve: c::ECC_NIST_P256,
+                    kdf: Scheme::NULL,
+                },
+                // The low-range templates fill unique with zeros of the key's size.
+                unique: Unique::Ecc(tpm_core::types::EccPoint {
+                    x: Buffer(vec![0; 32]),
+                    y: Buffer(vec![0; 32]),
                 }),
             },
         }
