@@ -343,8 +343,7 @@ fn swtpm_setup_name_keeps_refuses_or_replaces_an_existing_state() {
     let serial = |p: &Provisioned| {
         let text = p.text("0x01c00002");
         text.lines()
-            .skip_while(|l| !l.contains("Serial Number"))
-            .next()
+            .find(|l| l.contains("Serial Number"))
             .unwrap()
             .to_string()
     };

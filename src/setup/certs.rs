@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use const_oid::{AssociatedOid, ObjectIdentifier};
 use der::asn1::{Any, BitString, GeneralizedTime, OctetString, SetOfVec, UtcTime, Utf8StringRef};
-use der::{Encode, Sequence};
+use der::{Decode, Encode, Sequence};
 use rsa::pkcs1v15::SigningKey;
 use rsa::{BigUint, RsaPrivateKey, RsaPublicKey};
 use sha2::{Digest, Sha256};
@@ -251,8 +251,8 @@ fn key_identifier(cert: &Certificate) -> Result<OctetString> {
     if let Some(exts) = &cert.tbs_certificate.extensions {
         for e in exts {
             if e.extn_id == SubjectKeyIdentifier::OID {
-                let ski: SubjectKeyIdentifier =
-                    der::Decode::from_der(e.extn_value.as_bytes()).map_err(cert_err)?;
+                let ski =
+                    SubjectKeyIdentifier::from_der(e.extn_value.as_bytes()).map_err(cert_err)?;
                 return Ok(ski.0);
             }
         }
@@ -471,8 +471,6 @@ pub fn platform_certificate(
     .map_err(cert_err)?;
     der_of(b.build::<rsa::pkcs1v15::Signature>().map_err(cert_err)?)
 }
-
-use der::Decode;
 
 #[cfg(test)]
 mod tests {
