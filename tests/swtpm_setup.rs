@@ -209,6 +209,49 @@ fn swtpm_setup_makes_a_3072_bit_ek() {
     assert_eq!(p.active_banks(), ["sha256"]);
 }
 
+/// libvirt's command line for a TPM with `<encryption secret=...>`: the
+/// passphrase on a descriptor (`--pwdfile-fd 9 --cipher aes-256-cbc`), which
+/// swtpm_setup hands to vtpm as `--key pwdfd=...`; vtpm then serves the
+/// encrypted state with the same passphrase.
+#[test]
+fn swtpm_setup_manufactures_an_encrypted_vtpm() {
+    need_tools_and_openssl!();
+    if !have_swtpm_tools() {
+        return;
+    }
+    let (mut v, dir, tmp) = empty_state();
+    let config = ca_config(&tmp, "sha256");
+    let pw = tmp.join("passphrase");
+    std::fs::write(&pw, "libvirt secret value").unwrap();
+    let log = tmp.join("setup.log");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("exec timeout 120 swtpm_setup --tpm2 --tpm-state \"$1\" --vmid enc:1 --logfile \"$2\" --createek --create-ek-cert --create-platform-cert --lock-nvram --not-overwrite --config \"$3\" --pwdfile-fd 9 --cipher aes-256-cbc --tpm \"$0 socket\" 9<\"$4\"")
+        .arg(vtpm_bin())
+        .arg(&dir)
+        .arg(&log)
+        .arg(&config)
+        .arg(&pw)
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(out.status.success(), "swtpm_setup failed:\n{text}");
+    assert!(text.contains("Successfully authored TPM state."), "{text}");
+    no_vtpm_left_on(&dir);
+    let key = format!("pwdfile={},mode=aes-256-cbc", pw.display());
+    v.restart_socket(&["--flags", "not-need-init,startup-clear", "--key", &key]);
+    let t = v.tcti();
+    let ca = tmp.join("ca");
+    let p = Provisioned {
+        tcti: &t,
+        scratch: &tmp,
+        ca: &ca,
+    };
+    p.verify("0x01c00002");
+    p.verify("0x01c08000");
+    p.holds_key_of("0x01c00002", "0x81010001");
+}
+
 /// `vtpm install --prefix DIR` puts vtpm on a PATH as swtpm and swtpm_setup:
 /// Debian's swtpm_setup (called by its path), which looks swtpm up on its
 /// PATH, then manufactures a vtpm state.

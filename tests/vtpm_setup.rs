@@ -571,3 +571,47 @@ fn vtpm_setup_refuses_bad_options() {
     }
     assert!(!state.exists());
 }
+
+/// An encrypted state, as libvirt asks for one (`--pwdfile-fd N --cipher
+/// aes-256-cbc`, then `--key pwdfd=N,mode=aes-256-cbc` for the TPM): the
+/// image holds no certificate in clear, and vtpm with the passphrase serves it.
+#[test]
+fn vtpm_setup_encrypts_the_state_with_a_passphrase_from_a_descriptor() {
+    need_tools_and_openssl!();
+    let (mut v, dir, tmp) = empty_state();
+    ca_config(&tmp, "sha256");
+    let pw = tmp.join("passphrase");
+    std::fs::write(&pw, "correct horse battery staple").unwrap();
+    let config = tmp.join("swtpm_setup.conf");
+    // The shell opens the passphrase as descriptor 9, as libvirt passes it.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" setup --tpm2 --tpmstate \"$1\" --create-ek-cert --lock-nvram --config \"$2\" --pwdfile-fd 9 --cipher aes-256-cbc 9<\"$3\"")
+        .arg(vtpm_bin())
+        .arg(&dir)
+        .arg(&config)
+        .arg(&pw)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = std::fs::read(dir.join("vtpm-nvram.img")).unwrap();
+    assert!(
+        !image.windows(13).any(|w| w == b"swtpm-localca"),
+        "a certificate is in clear in the image"
+    );
+    let key = format!("pwdfile={},mode=aes-256-cbc", pw.display());
+    v.restart_socket(&["--flags", "not-need-init,startup-clear", "--key", &key]);
+    let t = v.tcti();
+    let ca = tmp.join("ca");
+    let p = Provisioned {
+        tcti: &t,
+        scratch: &tmp,
+        ca: &ca,
+    };
+    p.verify("0x01c00002");
+    p.holds_key_of("0x01c00002", "0x81010001");
+}
