@@ -615,3 +615,41 @@ fn vtpm_setup_encrypts_the_state_with_a_passphrase_from_a_descriptor() {
     p.verify("0x01c00002");
     p.holds_key_of("0x01c00002", "0x81010001");
 }
+
+/// A setup that fails part-way (here: the CA's key is unreadable) removes
+/// the state it created, so no half-made TPM is kept by a later
+/// `--not-overwrite`.
+#[test]
+fn a_failed_setup_leaves_no_state_behind() {
+    let d = tempfile::tempdir().unwrap();
+    ca_config(d.path(), "sha256");
+    let ca = d.path().join("ca");
+    std::fs::create_dir(&ca).unwrap();
+    std::fs::write(ca.join("signkey.pem"), "not a key").unwrap();
+    std::fs::write(ca.join("issuercert.pem"), "not a certificate").unwrap();
+    let state = d.path().join("state");
+    let log = d.path().join("setup.log");
+    let out = run(
+        vtpm_bin(),
+        &[
+            "setup",
+            "--tpm2",
+            "--tpmstate",
+            state.to_str().unwrap(),
+            "--create-ek-cert",
+            "--config",
+            d.path().join("swtpm_setup.conf").to_str().unwrap(),
+            "--logfile",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("signkey.pem"), "{err}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("Removed the partly manufactured state"),
+        "{text}"
+    );
+    assert!(!state.join("vtpm-nvram.img").exists());
+}

@@ -273,6 +273,13 @@ pub fn run(o: &SetupOptions, log: &mut Log) -> Result<()> {
         (_, true) => Existing::Keep,
         _ => Existing::Refuse,
     };
+    // A state this run creates is removed again if manufacturing fails, as
+    // swtpm_setup removes its state files: a half-made TPM (an EK without
+    // its certificate) would otherwise be kept by a later --not-overwrite.
+    let new_image = matches!(
+        spec.location,
+        crate::state_dir::StateLocation::Dir(_) | crate::state_dir::StateLocation::Image(_)
+    ) && !spec.image().exists();
     let Some(tpm) = SetupTpm::start(&spec, key.as_ref(), existing)? else {
         log.line("Not overwriting existing state file.");
         return Ok(());
@@ -312,8 +319,19 @@ pub fn run(o: &SetupOptions, log: &mut Log) -> Result<()> {
     })();
     // Shut down and write the state even after a failed step: the lock is released either way.
     let finished = tpm.finish();
-    steps?;
-    finished?;
+    if let Err(e) = steps.and(finished) {
+        if new_image {
+            let image = spec.image();
+            match std::fs::remove_file(&image) {
+                Ok(()) => log.line(&format!(
+                    "Removed the partly manufactured state {}.",
+                    image.display()
+                )),
+                Err(r) => log.line(&format!("Could not remove {}: {r}", image.display())),
+            }
+        }
+        return Err(e);
+    }
     spec.apply_mode()?;
     log.line("Successfully authored TPM state.");
     Ok(())
