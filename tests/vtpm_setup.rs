@@ -653,3 +653,89 @@ fn a_failed_setup_leaves_no_state_behind() {
     );
     assert!(!state.join("vtpm-nvram.img").exists());
 }
+
+/// `--reconfigure --pcr-banks` (libvirt, when a domain's active PCR banks
+/// change): the banks of an existing TPM change, its EK stays.
+#[test]
+fn reconfigure_changes_the_pcr_banks_of_an_existing_tpm() {
+    need_tools!();
+    let (mut v, dir, tmp) = empty_state();
+    ca_config(&tmp, "sha256");
+    let state = dir.to_str().unwrap();
+    let config = tmp.join("swtpm_setup.conf");
+    let config = config.to_str().unwrap();
+    // Nothing to reconfigure yet.
+    let out = run(
+        vtpm_bin(),
+        &[
+            "setup",
+            "--tpm2",
+            "--tpmstate",
+            state,
+            "--reconfigure",
+            "--pcr-banks",
+            "sha384",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no TPM state"));
+    setup(&dir, &tmp, &["--createek"]);
+    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
+    let t = v.tcti();
+    let before = tpm2_ok("tpm2_readpublic", &["-c", "0x81010001"], &t);
+    let ca = tmp.join("ca");
+    let p = Provisioned {
+        tcti: &t,
+        scratch: &tmp,
+        ca: &ca,
+    };
+    assert_eq!(p.active_banks(), ["sha256"]);
+    assert!(v.guard.terminate().is_some());
+
+    let out = run(
+        vtpm_bin(),
+        &[
+            "setup",
+            "--tpm2",
+            "--tpmstate",
+            state,
+            "--reconfigure",
+            "--createek",
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "--reconfigure with --createek is refused"
+    );
+    let out = run(
+        vtpm_bin(),
+        &[
+            "setup",
+            "--tpm2",
+            "--tpmstate",
+            state,
+            "--config",
+            config,
+            "--reconfigure",
+            "--pcr-banks",
+            "sha1,sha384",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
+    let t = v.tcti();
+    let p = Provisioned {
+        tcti: &t,
+        scratch: &tmp,
+        ca: &ca,
+    };
+    assert_eq!(p.active_banks(), ["sha1", "sha384"]);
+    assert_eq!(
+        tpm2_ok("tpm2_readpublic", &["-c", "0x81010001"], &t),
+        before
+    );
+}

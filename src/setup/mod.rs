@@ -62,6 +62,8 @@ pub const FEATURES: &[&str] = &[
     "cmdarg-pwdfile-fd",
     // --write-ek-cert-files DIR.
     "cmdarg-write-ek-cert-files",
+    // --reconfigure --pcr-banks on an existing state.
+    "cmdarg-reconfigure-pcr-banks",
     // --rsa-keysize 2048 and 3072.
     "tpm2-rsa-keysize-2048",
     "tpm2-rsa-keysize-3072",

@@ -1,7 +1,7 @@
 //! swtpm_setup's command line, as `vtpm setup` (and vtpm invoked as
 //! `swtpm_setup`) accepts it: `--opt value` or `--opt=value`, long options
-//! only. The TPM 1.2 options, `--display`, `--reconfigure` and
-//! `--create-config-files` are refused with a clear message; the deprecated
+//! only. The TPM 1.2 options, `--display` and `--create-config-files` are
+//! refused with a clear message; the deprecated
 //! `--tcsd-system-ps-file` and `--swtpm_ioctl` have no effect, as in
 //! swtpm_setup; `--tpm` names the TPM swtpm_setup would start, while
 //! `vtpm setup` runs its own engine in-process, so it is accepted and noted.
@@ -65,6 +65,8 @@ pub struct SetupOptions {
     pub ecc_curve: Option<String>,
     /// `--runas`.
     pub runas: Option<String>,
+    /// `--reconfigure` (change the PCR banks of an existing state).
+    pub reconfigure: bool,
     /// `--print-capabilities`.
     pub print_capabilities: bool,
     /// `--help`.
@@ -96,6 +98,7 @@ process and certificates from a local CA kept like swtpm-localca's.
   --pcr-banks LIST        PCR banks to activate (e.g. sha256,sha384; '-' keeps all)
   --overwrite             replace an existing state
   --not-overwrite         keep an existing state and succeed
+  --reconfigure           on an existing state, only activate --pcr-banks
   --vmid ID               the certificates' subject (CN=ID)
   --config FILE           swtpm_setup.conf (default $XDG_CONFIG_HOME or /etc)
   --logfile FILE          log here instead of stderr
@@ -172,8 +175,10 @@ pub fn parse(args: &[String]) -> Result<SetupOptions> {
             "--print-capabilities" => o.print_capabilities = flag(name)?,
             "--help" | "-h" => o.help = true,
             "--version" | "-v" => o.version = true,
-            "--take-ownership" | "--owner-well-known" | "--srk-well-known" | "--display"
-            | "--reconfigure" => return Err(refused(name)),
+            "--reconfigure" => o.reconfigure = flag(name)?,
+            "--take-ownership" | "--owner-well-known" | "--srk-well-known" | "--display" => {
+                return Err(refused(name))
+            }
             "--ownerpass" | "--srkpass" | "--create-config-files" => return Err(refused(name)),
             other => {
                 return Err(SetupError::Usage(format!(
@@ -205,6 +210,13 @@ impl SetupOptions {
         if self.overwrite && self.not_overwrite {
             return Err(SetupError::Usage(
                 "--overwrite and --not-overwrite exclude each other".into(),
+            ));
+        }
+        if self.reconfigure
+            && (self.create_ek || self.create_spk || self.overwrite || self.not_overwrite)
+        {
+            return Err(SetupError::Usage(
+                "--reconfigure changes the PCR banks of an existing state only: no keys, certificates or overwrite options with it".into(),
             ));
         }
         self.rsa_bits()?;

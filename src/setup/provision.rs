@@ -268,18 +268,21 @@ pub fn run(o: &SetupOptions, log: &mut Log) -> Result<()> {
             "--tpm {tpm}: not started; vtpm setup runs its own TPM engine."
         ));
     }
-    let existing = match (o.overwrite, o.not_overwrite) {
-        (true, _) => Existing::Overwrite,
-        (_, true) => Existing::Keep,
+    let existing = match (o.reconfigure, o.overwrite, o.not_overwrite) {
+        (true, _, _) => Existing::Reuse,
+        (_, true, _) => Existing::Overwrite,
+        (_, _, true) => Existing::Keep,
         _ => Existing::Refuse,
     };
     // A state this run creates is removed again if manufacturing fails, as
     // swtpm_setup removes its state files: a half-made TPM (an EK without
     // its certificate) would otherwise be kept by a later --not-overwrite.
-    let new_image = matches!(
-        spec.location,
-        crate::state_dir::StateLocation::Dir(_) | crate::state_dir::StateLocation::Image(_)
-    ) && !spec.image().exists();
+    let new_image = !o.reconfigure
+        && matches!(
+            spec.location,
+            crate::state_dir::StateLocation::Dir(_) | crate::state_dir::StateLocation::Image(_)
+        )
+        && !spec.image().exists();
     let Some(tpm) = SetupTpm::start(&spec, key.as_ref(), existing)? else {
         log.line("Not overwriting existing state file.");
         return Ok(());

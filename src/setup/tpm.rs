@@ -29,6 +29,8 @@ pub enum Existing {
     Keep,
     /// Erase it and manufacture a new TPM (`--overwrite`).
     Overwrite,
+    /// Work on it; there must be one (`--reconfigure`).
+    Reuse,
 }
 
 /// Delete every blob of the held state (durably), so the engine starts as a new TPM.
@@ -137,7 +139,13 @@ impl SetupTpm {
                     )))
                 }
                 Existing::Overwrite => erase(&holder)?,
+                Existing::Reuse => {}
             }
+        } else if existing == Existing::Reuse {
+            return Err(SetupError::Usage(format!(
+                "--reconfigure: there is no TPM state in {} to reconfigure",
+                spec.display().display()
+            )));
         }
         let device = TpmDevice::start(
             holder,
