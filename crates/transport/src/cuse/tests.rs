@@ -686,12 +686,12 @@ fn garbage_requests_do_not_stop_the_loop() {
         let len = (rng.next() % 200) as usize;
         let mut body: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         let opcode = opcodes[(rng.next() % opcodes.len() as u64) as usize];
-        if opcode == op::IOCTL && body.len() >= 32 && rng.next() % 2 == 0 {
+        if opcode == op::IOCTL && body.len() >= 32 && rng.next().is_multiple_of(2) {
             let n = numbers[(rng.next() % numbers.len() as u64) as usize];
             body[12..16].copy_from_slice(&n.to_ne_bytes());
         }
         let mut msg = request(opcode, 1_000_000 + i, &body);
-        if rng.next() % 4 == 0 {
+        if rng.next().is_multiple_of(4) {
             // Raw bytes, header included.
             for b in msg.iter_mut().skip(4) {
                 *b = rng.next() as u8;
