@@ -23,7 +23,13 @@ check_out() {
 start_vtpm() {
   # vtpm cuse detaches (as swtpm does) once /dev/vtpm0 exists.
   vtpm cuse -n vtpm0 --tpmstate dir="$st" --tpm2 --pid file=/tmp/cuse.pid \
-    --log file="$log",level=2 && test -c "$dev"
+    --log file="$log",level=2 "$@" && test -c "$dev"
+}
+
+# second_instance: a second vtpm for the same name is refused in one line.
+second_instance() {
+  ! vtpm cuse -n vtpm0 --tpmstate dir=/tmp/other-state --tpm2 2>/tmp/second.err &&
+    grep -q 'already exists' /tmp/second.err && [ "$(wc -l < /tmp/second.err)" -eq 1 ]
 }
 
 shutdown_vtpm() {
@@ -58,6 +64,7 @@ if [ ! -c "$dev" ]; then
   exit 0
 fi
 check_out cuse-ioctl-c 'ptm capability is 0x16fff' swtpm_ioctl -c "$dev"
+check cuse-second-instance-refused second_instance
 # Before PTM_INIT the TPM answers every command with a failure.
 check cuse-before-init sh -c '! tpm2_getrandom 8 >/dev/null 2>&1'
 check cuse-ioctl-i swtpm_ioctl -i "$dev"
@@ -102,7 +109,8 @@ check cuse-resumed-key tpm2_readpublic -c 0x81000001
 check cuse-resumed-nv sh -c 'tpm2_nvread 0x1500016 -C o -s 17 -o /tmp/nv.out && cmp /tmp/nv.in /tmp/nv.out'
 check cuse-ioctl-s shutdown_vtpm
 # A new vtpm on the same state finds the persistent key and the NV index.
-check cuse-restart start_vtpm
+check cuse-restart start_vtpm --locality reject-locality-4
+check cuse-reject-locality-4 sh -c "! swtpm_ioctl -l 4 $dev && swtpm_ioctl -l 3 $dev && swtpm_ioctl -l 0 $dev"
 check cuse-restart-init swtpm_ioctl -i "$dev"
 check cuse-restart-startup tpm2_startup -c
 check cuse-restart-key tpm2_readpublic -c 0x81000001

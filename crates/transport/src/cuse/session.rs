@@ -158,7 +158,8 @@ impl Session {
             PollFd::new(core.wake_fd(), PollFlags::POLLIN),
         ];
         match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(Errno::EINTR) => {}
+            Ok(_) => {}
+            Err(Errno::EINTR) => return Flow::Continue,
             Err(e) => {
                 log::error!("cuse: poll failed: {e}");
                 return Flow::End;
