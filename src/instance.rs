@@ -45,9 +45,9 @@ pub fn run(plan: Plan) -> Result<()> {
             NoteLevel::Warn => log::warn!("{}", note.text),
         }
     }
-    if let Serve::Cuse(_) = &plan.serve {
+    if let Serve::Cuse(c) = &plan.serve {
         // Said before anything else happens (the state is not touched).
-        transport::cuse::open_cuse().map_err(|e| Error::Transport(e.to_string()))?;
+        transport::cuse::preflight(&c.name).map_err(|e| Error::Transport(e.to_string()))?;
     }
     let notifier = if plan.daemon {
         Some(daemon::daemonize()?)

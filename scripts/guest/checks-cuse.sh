@@ -29,23 +29,26 @@ start_vtpm() {
 # second_instance: a second vtpm for the same name is refused in one line.
 second_instance() {
   ! vtpm cuse -n vtpm0 --tpmstate dir=/tmp/other-state --tpm2 2>/tmp/second.err &&
-    grep -q 'already exists' /tmp/second.err && [ "$(wc -l < /tmp/second.err)" -eq 1 ]
+    grep -q 'already exists' /tmp/second.err && [ "$(wc -l < /tmp/second.err)" -eq 1 ] &&
+    [ ! -e /tmp/other-state ]
 }
 
 shutdown_vtpm() {
+  # The pid first: vtpm removes its pid file as it exits.
+  pid=$(cat /tmp/cuse.pid)
   swtpm_ioctl -s "$dev" && stopped
 }
 
 # alive PID: the process exists and is not a zombie (a detached vtpm is
 # reparented to this guest's init, which does not reap it).
 alive() {
+  [ -n "$1" ] || return 1
   s=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)
   [ -n "$s" ] && [ "$s" != Z ]
 }
 
 stopped() {
-  # After PTM_SHUTDOWN the process exits and the device disappears.
-  pid=$(cat /tmp/cuse.pid 2>/dev/null)
+  # After PTM_SHUTDOWN the process ($pid) exits and the device disappears.
   n=0
   while [ -e "$dev" ] || alive "$pid"; do
     n=$((n + 1))

@@ -60,23 +60,30 @@ pub fn open_cuse() -> Result<File, Error> {
         })
 }
 
-/// Create /dev/NAME through /dev/cuse and serve it for the TPM behind
-/// `tpm`. Returns once the kernel has created the device.
-pub fn serve_cuse(cfg: CuseConfig, tpm: &TpmHandle) -> Result<Server, Error> {
-    if !valid_name(&cfg.name) {
+/// Check, without starting anything, that /dev/NAME can be created:
+/// a valid name not yet in use, and /dev/cuse there; returns the open
+/// control device.
+pub fn preflight(name: &str) -> Result<File, Error> {
+    if !valid_name(name) {
         return Err(Error::Config(format!(
-            "'{}' cannot name a device under /dev",
-            cfg.name
+            "'{name}' cannot name a device under /dev"
         )));
     }
-    let node = std::path::Path::new("/dev").join(&cfg.name);
+    let node = std::path::Path::new("/dev").join(name);
     if node.exists() {
         return Err(Error::Config(format!(
             "a device {} already exists",
             node.display()
         )));
     }
-    serve_cuse_on(open_cuse()?, cfg, tpm)
+    open_cuse()
+}
+
+/// Create /dev/NAME through /dev/cuse and serve it for the TPM behind
+/// `tpm`. Returns once the kernel has created the device.
+pub fn serve_cuse(cfg: CuseConfig, tpm: &TpmHandle) -> Result<Server, Error> {
+    let dev = preflight(&cfg.name)?;
+    serve_cuse_on(dev, cfg, tpm)
 }
 
 /// [`serve_cuse`] on an open control device (or, in tests, one end of a
