@@ -45,6 +45,10 @@ pub fn run(plan: Plan) -> Result<()> {
             NoteLevel::Warn => log::warn!("{}", note.text),
         }
     }
+    if let Serve::Cuse(c) = &plan.serve {
+        // Said before anything else happens (the state is not touched).
+        transport::cuse::preflight(&c.name).map_err(|e| Error::Transport(e.to_string()))?;
+    }
     let notifier = if plan.daemon {
         Some(daemon::daemonize()?)
     } else {
@@ -187,6 +191,17 @@ fn serve_device(plan: &Plan, device: &TpmDevice) -> Result<transport::Server> {
             };
             transport::serve_mssim(cfg, tpm).map_err(|e| Error::Transport(e.to_string()))?
         }
+        Serve::Cuse(c) => {
+            let cfg = transport::CuseConfig {
+                name: c.name.clone(),
+                major: c.major,
+                minor: c.minor,
+                allow_set_locality: c.allow_set_locality,
+                reject_locality_4: plan.reject_locality_4,
+                buffer_size: transport::swtpm::DEFAULT_BUFFER_SIZE,
+            };
+            transport::serve_cuse(cfg, tpm).map_err(|e| Error::Transport(e.to_string()))?
+        }
     };
     if let Serve::Swtpm(s) = &plan.serve {
         for p in &s.unix_perms {
@@ -233,6 +248,7 @@ fn announce(plan: &Plan, addrs: &[SocketAddr]) {
             "mssim protocol, commands {}, platform {}",
             m.command, m.platform
         ),
+        Serve::Cuse(c) => format!("CUSE device /dev/{}, control by ioctl", c.name),
     };
     let listening: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
     let msg = format!(

@@ -402,3 +402,22 @@ fn mssim_mode_listens_on_two_ports() {
         v.guard.stderr()
     );
 }
+
+#[test]
+fn cuse_without_dev_cuse_says_so_in_one_line() {
+    if std::path::Path::new("/dev/cuse").exists() {
+        eprintln!("/dev/cuse exists here; the missing-module message is not testable");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let spec = format!("dir={}", state.display());
+    let err = assert_one_line_error(&["cuse", "-n", "vtpm-test0", "--tpmstate", &spec, "--tpm2"]);
+    assert!(err.contains("/dev/cuse"), "{err}");
+    assert!(err.contains("cuse kernel module"), "{err}");
+    // Nothing was touched: the state directory was not created.
+    assert!(!state.exists());
+    // The foreground variant too, and the name is still required.
+    assert_one_line_error(&["cuse", "-n", "vtpm-test0", "--tpmstate", &spec, "-f"]);
+    assert!(assert_one_line_error(&["cuse", "--tpmstate", &spec]).contains("--name"));
+}

@@ -1,15 +1,16 @@
-//! The command line: `vtpm socket` (swtpm's `swtpm socket`), `vtpm mssim`
-//! (the Microsoft/IBM simulator protocol), `vtpm nvram` (image inspection);
-//! `vtpm setup` and `vtpm install` have their own parsers (crate::setup,
-//! crate::install).
+//! The command line: `vtpm socket` (swtpm's `swtpm socket`), `vtpm cuse`
+//! (swtpm's `swtpm cuse`), `vtpm mssim` (the Microsoft/IBM simulator
+//! protocol), `vtpm nvram` (image inspection); `vtpm setup` and `vtpm
+//! install` have their own parsers (crate::setup, crate::install).
 //! Parsing produces a [`Plan`]; nothing is opened or bound here, so every
 //! mistake is reported before anything happens.
 //!
 //! Top level: `vtpm` alone prints the usage and exits 1 (swtpm too requires a
 //! mode); `vtpm --help`, `--version` and `--print-capabilities` work without
-//! a mode. `chardev` and `cuse` are swtpm modes vtpm does not offer.
+//! a mode. `chardev` is a swtpm mode vtpm does not offer.
 
 pub mod common;
+pub mod cuse_mode;
 pub mod mssim_mode;
 pub mod options;
 pub mod socket_mode;
@@ -151,6 +152,19 @@ pub struct MssimPlan {
     pub platform: SocketAddr,
 }
 
+/// `vtpm cuse`: a CUSE character device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CusePlan {
+    /// /dev/NAME.
+    pub name: String,
+    /// Major number; 0: chosen by the kernel.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+    /// `--locality allow-set-locality`.
+    pub allow_set_locality: bool,
+}
+
 /// Which protocol to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Serve {
@@ -158,6 +172,8 @@ pub enum Serve {
     Swtpm(SwtpmPlan),
     /// mssim's.
     Mssim(MssimPlan),
+    /// swtpm's CUSE device.
+    Cuse(CusePlan),
 }
 
 /// Everything the command line asked for.
@@ -216,6 +232,7 @@ pub fn usage() -> String {
         "\
 {}
 Usage: vtpm socket [OPTIONS]    serve a TPM 2.0 like `swtpm socket` (see vtpm socket --help)
+       vtpm cuse -n NAME [OPTIONS]  serve a TPM 2.0 as /dev/NAME like `swtpm cuse` (needs the cuse module)
        vtpm mssim [OPTIONS]     serve a TPM 2.0 over the Microsoft/IBM simulator protocol
        vtpm nvram COMMAND ...   inspect, check, salvage or format an NVRAM image
        vtpm setup --tpm2 --tpmstate DIR [OPTIONS]  manufacture a TPM like swtpm_setup (EKs, certificates)
@@ -224,7 +241,7 @@ Usage: vtpm socket [OPTIONS]    serve a TPM 2.0 like `swtpm socket` (see vtpm so
 
 `vtpm socket` without options serves on 127.0.0.1:2321 (data) and 127.0.0.1:2322
 (control), powered on, with its state in $XDG_STATE_HOME/vtpm (or
-~/.local/state/vtpm). swtpm's `chardev` and `cuse` modes are not offered.
+~/.local/state/vtpm). swtpm's `chardev` mode is not offered.
 ",
         version().trim_end()
     )
@@ -279,23 +296,24 @@ pub(crate) fn clap_error(mode: &str, e: clap::Error) -> Error {
 pub fn parse(args: &[String]) -> Result<Action> {
     let Some(first) = args.first() else {
         return Err(Error::Usage(
-            "a mode is required (socket, mssim, nvram, setup or install); see `vtpm --help`".into(),
+            "a mode is required (socket, cuse, mssim, nvram, setup or install); see `vtpm --help`".into(),
         ));
     };
     let rest = &args[1..];
     match first.as_str() {
         "socket" => socket_mode::parse(rest),
         "mssim" => mssim_mode::parse(rest),
-        "chardev" | "cuse" => Err(Error::Usage(format!(
-            "swtpm's {first} mode (character device, --vtpm-proxy, CUSE) is not supported by vtpm; use `vtpm socket`"
-        ))),
+        "cuse" => cuse_mode::parse(rest),
+        "chardev" => Err(Error::Usage(
+            "swtpm's chardev mode (character device, --vtpm-proxy) is not supported by vtpm; use `vtpm socket` or `vtpm cuse`".into()
+        )),
         "-h" | "--help" | "help" => Ok(Action::Print(usage())),
         "-v" | "-V" | "--version" => Ok(Action::Print(version())),
         "--print-capabilities" => Ok(Action::PrintCapabilities),
         other if other.starts_with('-') => {
             Err(Error::Usage(format!("{other}: options come after the mode, e.g. `vtpm socket {other}`")))
         }
-        other => Err(Error::Usage(format!("unknown mode '{other}' (expected socket, mssim, nvram, setup or install)"))),
+        other => Err(Error::Usage(format!("unknown mode '{other}' (expected socket, cuse, mssim, nvram, setup or install)"))),
     }
 }
 

@@ -31,6 +31,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The CUSE control device cannot be opened (missing module, no permission).
+    #[error("cannot open {path}: {source}; the CUSE front end needs the cuse kernel module (modprobe cuse) and root")]
+    Cuse {
+        /// The control device, /dev/cuse.
+        path: String,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
     /// The configuration cannot work (for example no endpoint at all).
     #[error("invalid transport configuration: {0}")]
     Config(String),

@@ -1,6 +1,7 @@
 //! The outside world of vtpm: the swtpm data and control channels (TCP,
 //! UNIX sockets, inherited descriptors, descriptors passed with
-//! CMD_SET_DATAFD), the mssim simulator protocol.
+//! CMD_SET_DATAFD), the mssim simulator protocol, the CUSE character device
+//! (commands by read/write, the control channel as ioctls).
 //! Owns no TPM state: everything goes through a [`Device`], which lives on
 //! the TPM thread.
 //!
@@ -15,9 +16,12 @@
 //! and `data_channel` both depend on `swtpm_state` and not on each other;
 //! `swtpm_state` on `server`, which depends on `tpm_loop` (a server is an
 //! [`tpm_loop`] `Owner` of the sources it serves there), which depends only
-//! on `device`, `endpoint`, `error` and `sync`.
+//! on `device`, `endpoint`, `error` and `sync`. `cuse` carries the control
+//! commands of `ctrl`'s handler and the TPM commands of `data_channel` over
+//! the device; nothing depends on it.
 
 pub mod ctrl;
+pub mod cuse;
 mod data_channel;
 pub mod device;
 pub mod endpoint;
@@ -32,6 +36,7 @@ mod sync;
 pub mod tpm_loop;
 pub mod wire;
 
+pub use cuse::{serve_cuse, CuseConfig};
 pub use device::{default_info, Canceller, Device, DeviceError, StateBlobKind};
 pub use endpoint::Endpoint;
 pub use error::Error;

@@ -22,6 +22,13 @@ pub const DEFAULT_BUFFER_SIZE: u32 = 4096;
 /// Smallest buffer CMD_SET_BUFFERSIZE grants: a context blob and a header must fit.
 pub const MIN_BUFFER_SIZE: u32 = 2048;
 
+/// The initial, smallest and largest buffer size for a configured size.
+pub(crate) fn buffer_limits(configured: u32) -> (u32, u32, u32) {
+    let max = configured.max(DEFAULT_BUFFER_SIZE);
+    let min = MIN_BUFFER_SIZE.min(max);
+    (configured.clamp(min, max), min, max)
+}
+
 /// Configuration of [`serve_swtpm`].
 #[derive(Debug)]
 pub struct SwtpmConfig {
@@ -80,13 +87,12 @@ pub fn serve_swtpm_with(
     let data = cfg.data.map(bind).transpose()?;
     let ctrl_ep = cfg.ctrl.map(bind).transpose()?;
     let core = ServerCore::new(tpm)?;
-    let max_buffer = cfg.buffer_size.max(DEFAULT_BUFFER_SIZE);
-    let min_buffer = MIN_BUFFER_SIZE.min(max_buffer);
+    let (buffer, min_buffer, max_buffer) = buffer_limits(cfg.buffer_size);
     let st = Arc::new(SwtpmState {
         tpm: tpm.clone(),
         core: Arc::clone(&core),
         locality: AtomicU8::new(0),
-        buffer_size: AtomicU32::new(cfg.buffer_size.clamp(min_buffer, max_buffer)),
+        buffer_size: AtomicU32::new(buffer),
         min_buffer,
         max_buffer,
         allow_set_locality: cfg.allow_set_locality,

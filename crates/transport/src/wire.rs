@@ -1,25 +1,36 @@
-//! Fixed-layout big-endian wire records, declared once with [`wire!`](crate::wire!).
+//! Fixed-layout wire records, declared once with [`wire!`](crate::wire!).
 //!
 //! Every control message and simulator header is a short run of u8/u32/u64
 //! fields (plus C padding that swtpm puts on the wire). Declaring them with
 //! one macro keeps the byte offsets in one place instead of in each handler.
+//! The sockets carry them big-endian; the CUSE device (FUSE requests and
+//! ioctl structures) in the host's own order: [`Endian`] says which.
+
+/// The byte order of a record's integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endian {
+    /// Network order: the swtpm and mssim sockets.
+    Big,
+    /// The host's order: FUSE/CUSE messages and ioctl structures.
+    Native,
+}
 
 /// One field type of a wire record.
 pub trait Field: Sized {
     /// Bytes on the wire.
     const SIZE: usize;
     /// Decode from the start of `b`; the caller guarantees `b.len() >= SIZE`.
-    fn get(b: &[u8]) -> Self;
-    /// Append the big-endian encoding.
-    fn put(&self, out: &mut Vec<u8>);
+    fn get(b: &[u8], e: Endian) -> Self;
+    /// Append the encoding in byte order `e`.
+    fn put(&self, out: &mut Vec<u8>, e: Endian);
 }
 
 impl Field for u8 {
     const SIZE: usize = 1;
-    fn get(b: &[u8]) -> Self {
+    fn get(b: &[u8], _: Endian) -> Self {
         b.first().copied().unwrap_or(0)
     }
-    fn put(&self, out: &mut Vec<u8>) {
+    fn put(&self, out: &mut Vec<u8>, _: Endian) {
         out.push(*self);
     }
 }
@@ -28,15 +39,21 @@ macro_rules! int_field {
     ($t:ty) => {
         impl Field for $t {
             const SIZE: usize = std::mem::size_of::<$t>();
-            fn get(b: &[u8]) -> Self {
+            fn get(b: &[u8], e: Endian) -> Self {
                 let mut a = [0u8; std::mem::size_of::<$t>()];
                 if let Some(src) = b.get(..a.len()) {
                     a.copy_from_slice(src);
                 }
-                <$t>::from_be_bytes(a)
+                match e {
+                    Endian::Big => <$t>::from_be_bytes(a),
+                    Endian::Native => <$t>::from_ne_bytes(a),
+                }
             }
-            fn put(&self, out: &mut Vec<u8>) {
-                out.extend_from_slice(&self.to_be_bytes());
+            fn put(&self, out: &mut Vec<u8>, e: Endian) {
+                match e {
+                    Endian::Big => out.extend_from_slice(&self.to_be_bytes()),
+                    Endian::Native => out.extend_from_slice(&self.to_ne_bytes()),
+                }
             }
         }
     };
@@ -44,6 +61,7 @@ macro_rules! int_field {
 int_field!(u16);
 int_field!(u32);
 int_field!(u64);
+int_field!(i32);
 
 /// `N` bytes of C structure padding: written as zeros, ignored when read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,10 +69,10 @@ pub struct Pad<const N: usize>;
 
 impl<const N: usize> Field for Pad<N> {
     const SIZE: usize = N;
-    fn get(_: &[u8]) -> Self {
+    fn get(_: &[u8], _: Endian) -> Self {
         Pad
     }
-    fn put(&self, out: &mut Vec<u8>) {
+    fn put(&self, out: &mut Vec<u8>, _: Endian) {
         out.extend_from_slice(&[0u8; N]);
     }
 }
@@ -63,16 +81,29 @@ impl<const N: usize> Field for Pad<N> {
 pub trait Wire: Sized {
     /// Bytes on the wire.
     const SIZE: usize;
-    /// Decode from the start of `buf`; `None` when `buf` is shorter than [`Wire::SIZE`].
-    /// Bytes after the record are ignored (the caller decides whether they are allowed).
-    fn decode(buf: &[u8]) -> Option<Self>;
-    /// Append the encoding to `out`.
-    fn encode(&self, out: &mut Vec<u8>);
-    /// The encoding as a new vector.
-    fn to_bytes(&self) -> Vec<u8> {
+    /// Decode from the start of `buf` in byte order `e`; `None` when `buf` is
+    /// shorter than [`Wire::SIZE`]. Bytes after the record are ignored (the
+    /// caller decides whether they are allowed).
+    fn decode_in(buf: &[u8], e: Endian) -> Option<Self>;
+    /// Append the encoding in byte order `e` to `out`.
+    fn encode_in(&self, out: &mut Vec<u8>, e: Endian);
+    /// [`Wire::decode_in`] big-endian.
+    fn decode(buf: &[u8]) -> Option<Self> {
+        Self::decode_in(buf, Endian::Big)
+    }
+    /// [`Wire::encode_in`] big-endian.
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_in(out, Endian::Big)
+    }
+    /// The encoding in byte order `e` as a new vector.
+    fn to_bytes_in(&self, e: Endian) -> Vec<u8> {
         let mut v = Vec::with_capacity(Self::SIZE);
-        self.encode(&mut v);
+        self.encode_in(&mut v, e);
         v
+    }
+    /// The big-endian encoding as a new vector.
+    fn to_bytes(&self) -> Vec<u8> {
+        self.to_bytes_in(Endian::Big)
     }
 }
 
@@ -87,20 +118,20 @@ macro_rules! wire {
         impl $crate::wire::Wire for $name {
             const SIZE: usize = 0 $( + <$t as $crate::wire::Field>::SIZE )*;
             #[allow(unused_assignments)]
-            fn decode(buf: &[u8]) -> Option<Self> {
+            fn decode_in(buf: &[u8], e: $crate::wire::Endian) -> Option<Self> {
                 if buf.len() < <Self as $crate::wire::Wire>::SIZE {
                     return None;
                 }
                 #[allow(unused_mut, unused_variables, unused_assignments)]
                 let mut at = 0usize;
                 $(
-                    let $f = <$t as $crate::wire::Field>::get(buf.get(at..)?);
+                    let $f = <$t as $crate::wire::Field>::get(buf.get(at..)?, e);
                     at += <$t as $crate::wire::Field>::SIZE;
                 )*
                 Some(Self { $($f),* })
             }
-            fn encode(&self, out: &mut Vec<u8>) {
-                $( $crate::wire::Field::put(&self.$f, out); )*
+            fn encode_in(&self, out: &mut Vec<u8>, e: $crate::wire::Endian) {
+                $( $crate::wire::Field::put(&self.$f, out, e); )*
             }
         }
     };
@@ -131,5 +162,8 @@ mod tests {
         );
         assert_eq!(Mixed::decode(&bytes), Some(m));
         assert_eq!(Mixed::decode(&bytes[..15]), None);
+        let native = m.to_bytes_in(Endian::Native);
+        assert_eq!(native[..4], 0x01020304u32.to_ne_bytes());
+        assert_eq!(Mixed::decode_in(&native, Endian::Native), Some(m));
     }
 }
