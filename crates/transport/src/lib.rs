@@ -35,6 +35,8 @@ mod swtpm_state;
 mod sync;
 pub mod tpm_loop;
 pub mod wire;
+/// Declare a wire record (see [`wire_record`]); `crate::wire!` in this crate.
+pub use wire_record::wire;
 
 pub use cuse::{serve_cuse, CuseConfig};
 pub use device::{default_info, Canceller, Device, DeviceError, StateBlobKind};
