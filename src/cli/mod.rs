@@ -296,7 +296,8 @@ pub(crate) fn clap_error(mode: &str, e: clap::Error) -> Error {
 pub fn parse(args: &[String]) -> Result<Action> {
     let Some(first) = args.first() else {
         return Err(Error::Usage(
-            "a mode is required (socket, cuse, mssim, nvram, setup or install); see `vtpm --help`".into(),
+            "a mode is required (socket, cuse, mssim, nvram, setup or install); see `vtpm --help`"
+                .into(),
         ));
     };
     let rest = &args[1..];
