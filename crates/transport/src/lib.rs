@@ -1,6 +1,7 @@
 //! The outside world of vtpm: the swtpm data and control channels (TCP,
 //! UNIX sockets, inherited descriptors, descriptors passed with
-//! CMD_SET_DATAFD), the mssim simulator protocol.
+//! CMD_SET_DATAFD), swtpm's chardev mode (a character device, a passed
+//! descriptor, a Linux vTPM proxy device), the mssim simulator protocol.
 //! Owns no TPM state: everything goes through a [`Device`], which lives on
 //! the TPM thread.
 //!
@@ -11,12 +12,15 @@
 //! one thread per connection, with blocking I/O, and reach the device
 //! through a [`TpmHandle`] (a job queue whose eventfd the TPM thread watches).
 //!
-//! Module layering (no cycles): `swtpm` and `mssim` wire a server; `ctrl`
+//! Module layering (no cycles): `chardev` wires a server through `swtpm`
+//! (`vtpm_proxy` only creates the device it serves); `swtpm` and `mssim`
+//! wire a server; `ctrl`
 //! and `data_channel` both depend on `swtpm_state` and not on each other;
 //! `swtpm_state` on `server`, which depends on `tpm_loop` (a server is an
 //! [`tpm_loop`] `Owner` of the sources it serves there), which depends only
 //! on `device`, `endpoint`, `error` and `sync`.
 
+pub mod chardev;
 pub mod ctrl;
 mod data_channel;
 pub mod device;
@@ -30,8 +34,10 @@ pub mod swtpm;
 mod swtpm_state;
 mod sync;
 pub mod tpm_loop;
+pub mod vtpm_proxy;
 pub mod wire;
 
+pub use chardev::{serve_chardev, CharDevice, ChardevConfig};
 pub use device::{default_info, Canceller, Device, DeviceError, StateBlobKind};
 pub use endpoint::Endpoint;
 pub use error::Error;
