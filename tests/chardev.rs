@@ -241,6 +241,56 @@ fn the_control_channel_powers_on_and_shuts_down() {
 }
 
 #[test]
+fn a_terminal_device_by_path() {
+    use nix::fcntl::OFlag;
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+    // Close-on-exec from the start: a copy of the master inherited by a
+    // process another test spawns would keep the terminal from hanging up.
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let path = ptsname_r(&master).unwrap();
+    let slave = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    // Raw: the line discipline must pass every octet through unchanged.
+    let mut t = tcgetattr(&slave).unwrap();
+    cfmakeraw(&mut t);
+    tcsetattr(&slave, SetArg::TCSANOW, &t).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = vec![
+        "chardev".into(),
+        "--chardev".into(),
+        path.clone(),
+        "--tpmstate".into(),
+        format!("dir={}", dir.path().join("state").display()),
+        "--flags".into(),
+        "not-need-init,startup-clear".into(),
+    ];
+    let mut guard = Guard::spawn(vtpm_bin(), &args, dir.path().join("stderr"), &[]);
+    let mut master = master;
+    master.write_all(&get_random(16)).unwrap();
+    let mut r = vec![0u8; 28];
+    master.read_exact(&mut r).unwrap();
+    assert_eq!(
+        (rc(&r), u32::from_be_bytes([r[2], r[3], r[4], r[5]])),
+        (0, 28)
+    );
+    master.write_all(&pcr_read(0)).unwrap();
+    let mut r = vec![0u8; 10];
+    master.read_exact(&mut r).unwrap();
+    assert_eq!(rc(&r), 0, "{}", guard.stderr());
+    // Hanging up the terminal ends vtpm.
+    drop(master);
+    drop(slave);
+    let status = guard.wait_timeout(Duration::from_secs(30));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", guard.stderr());
+}
+
+#[test]
 fn vtpm_proxy_without_the_driver_is_a_one_line_error() {
     if Path::new("/dev/vtpmx").exists() {
         eprintln!("/dev/vtpmx exists here; the guest checks cover --vtpm-proxy");
