@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::server::Server;
 use crate::swtpm::{self, DataOptions, SwtpmConfig, DEFAULT_BUFFER_SIZE};
 use crate::tpm_loop::TpmHandle;
+use crate::vtpm_proxy;
 
 /// What chardev mode serves TPM commands on.
 #[derive(Debug)]
@@ -24,7 +25,8 @@ pub enum CharDevice {
     /// A device to open read-write (`--chardev PATH`).
     Path(PathBuf),
     /// A descriptor a parent passed (`--fd N`): a character device, a tty
-    /// or a connected socket.
+    /// or a connected socket; the server side of a vTPM proxy device the
+    /// parent created is recognised and served as [`CharDevice::VtpmProxy`].
     Fd(OwnedFd),
     /// The server side of a vTPM proxy device (`--vtpm-proxy`): the kernel's
     /// TPM2_CC_SET_LOCALITY is always honoured, as swtpm does there.
@@ -69,6 +71,16 @@ impl ChardevConfig {
 pub fn serve_chardev(cfg: ChardevConfig, tpm: &TpmHandle) -> Result<Server, Error> {
     let (stream, proxy) = match cfg.device {
         CharDevice::Path(path) => (adopt(open(&path)?, &path.display().to_string())?, false),
+        CharDevice::Fd(fd) if vtpm_proxy::is_proxy_fd(&fd) => {
+            // A parent created the device and passed its server side: it
+            // needs what `--vtpm-proxy` gives (swtpm would refuse the
+            // kernel's locality command without allow-set-locality).
+            log::info!(
+                "descriptor {} is a vTPM proxy device: its locality command is honoured",
+                fd.as_raw_fd()
+            );
+            (Stream::VtpmProxy(File::from(fd)), true)
+        }
         CharDevice::Fd(fd) => {
             let what = format!("descriptor {}", fd.as_raw_fd());
             (adopt(fd, &what)?, false)

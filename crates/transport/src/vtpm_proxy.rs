@@ -114,6 +114,14 @@ impl Vtpmx {
     }
 }
 
+/// Whether `fd` is the server side of a vTPM proxy device (created by a
+/// parent and passed down): the driver makes it an anonymous inode named
+/// `[vtpms]`.
+pub fn is_proxy_fd(fd: &OwnedFd) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .is_ok_and(|target| target.as_os_str() == "anon_inode:[vtpms]")
+}
+
 /// The one-line error of a proxy that cannot be used, with what to do about it.
 fn proxy_error(path: &Path, source: io::Error) -> Error {
     let hint = match source.kind() {
@@ -159,6 +167,14 @@ mod tests {
         let x = Vtpmx::open(Path::new("/dev/null")).unwrap();
         let e = x.new_device().unwrap_err().to_string();
         assert!(e.starts_with("vTPM proxy /dev/null: "), "{e}");
+    }
+
+    #[test]
+    fn other_descriptors_are_not_proxies() {
+        let f: OwnedFd = File::open("/dev/null").unwrap().into();
+        assert!(!is_proxy_fd(&f));
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(!is_proxy_fd(&OwnedFd::from(a)));
     }
 
     #[test]
