@@ -9,21 +9,23 @@ mkdir -p "$state"
 # H(0^32 || 0x5a^32): PCR 16 after one extend with 32 octets 0x5a.
 want_pcr=d342b8b5fddabfc1d94e5c8c53388211df379791089b772ec02a15d94adcc7f5
 
-# start_vtpm N: start vtpm on $state (run N), set $pid, $tpm and $tpmrm.
+# start_vtpm N [OPTION...]: start vtpm on $state (run N), set $pid, $tpm and $tpmrm.
 start_vtpm() {
+  run=$1
+  shift
   vtpm chardev --vtpm-proxy --tpm2 --tpmstate dir="$state" \
-    --flags not-need-init,startup-clear --log file=/tmp/proxy-vtpm$1.log,level=20 \
-    >/tmp/proxy-out$1 2>/tmp/proxy-err$1 &
+    --flags not-need-init,startup-clear --log file=/tmp/proxy-vtpm$run.log,level=20 "$@" \
+    >/tmp/proxy-out$run 2>/tmp/proxy-err$run &
   pid=$!
   n=0
-  until grep -q '^New TPM device: /dev/tpm[0-9]' /tmp/proxy-out$1; do
+  until grep -q '^New TPM device: /dev/tpm[0-9]' /tmp/proxy-out$run; do
     n=$((n + 1))
     if [ "$n" -gt 200 ] || ! kill -0 "$pid" 2>/dev/null; then
       return 1
     fi
     usleep 100000
   done
-  num=$(sed -n 's|^New TPM device: /dev/tpm\([0-9]*\) .*|\1|p' /tmp/proxy-out$1)
+  num=$(sed -n 's|^New TPM device: /dev/tpm\([0-9]*\) .*|\1|p' /tmp/proxy-out$run)
   tpm=/dev/tpm$num
   tpmrm=/dev/tpmrm$num
   wait_for "$tpm" 60 && wait_for "$tpmrm" 60
@@ -99,7 +101,9 @@ else
   fail proxy-stop-removes-device "$tpm still exists after vtpm ended"
 fi
 
-if start_vtpm 2; then
+# The second run also has a control channel, driven by swtpm_ioctl.
+ctrl=/tmp/proxy-ctrl.sock
+if start_vtpm 2 --ctrl type=unixio,path=$ctrl; then
   pass proxy-restart
 else
   fail_with proxy-restart "no device after the restart" /tmp/proxy-out2 /tmp/proxy-err2 /tmp/proxy-vtpm2.log
@@ -131,6 +135,26 @@ else
 fi
 
 check proxy-getrandom-after-restart tpm2_getrandom -T device:"$tpm" 8 --hex
+
+check proxy-ctrl-get-established swtpm_ioctl --unix "$ctrl" -e
+check proxy-ctrl-cancel swtpm_ioctl --unix "$ctrl" -C
+check proxy-ctrl-get-capabilities swtpm_ioctl --unix "$ctrl" -c
+check proxy-ctrl-get-config swtpm_ioctl --unix "$ctrl" -g
+# CMD_SHUTDOWN ends vtpm, which removes the device.
+if swtpm_ioctl --unix "$ctrl" -s >/tmp/sd.out 2>&1; then
+  n=0
+  while { kill -0 "$pid" 2>/dev/null || [ -e "$tpm" ]; } && [ "$n" -lt 100 ]; do
+    n=$((n + 1))
+    usleep 100000
+  done
+  if [ -e "$tpm" ] || kill -0 "$pid" 2>/dev/null; then
+    fail_with proxy-ctrl-shutdown "vtpm or $tpm still there after CMD_SHUTDOWN" /tmp/proxy-vtpm2.log
+  else
+    pass proxy-ctrl-shutdown
+  fi
+else
+  fail_with proxy-ctrl-shutdown "swtpm_ioctl -s failed" /tmp/sd.out
+fi
 stop_pid "$pid"
 
 # Nothing the kernel sent went unanswered or failed (timeouts, TPM errors).
