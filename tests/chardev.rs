@@ -291,6 +291,31 @@ fn a_terminal_device_by_path() {
 }
 
 #[test]
+fn help_lists_every_option_of_swtpm_chardev() {
+    let out = vtpm_output(&["chardev", "--help"]);
+    assert!(out.status.success());
+    let ours = String::from_utf8_lossy(&out.stdout).to_string();
+    let Ok(theirs) = Command::new("swtpm").args(["chardev", "--help"]).output() else {
+        eprintln!("swtpm is not installed; comparison skipped");
+        return;
+    };
+    let theirs = String::from_utf8_lossy(&theirs.stdout).to_string();
+    let options: Vec<&str> = theirs
+        .split(|c: char| c.is_whitespace() || c == '|')
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        // swtpm 0.7's help misspells --print-capabilities (its parser does not).
+        .map(|w| match w {
+            "--print-capabilites" => "--print-capabilities",
+            w => w,
+        })
+        .collect();
+    assert!(options.len() > 15, "{theirs}");
+    for o in options {
+        assert!(ours.contains(o), "{o} missing from vtpm chardev --help");
+    }
+}
+
+#[test]
 fn vtpm_proxy_without_the_driver_is_a_one_line_error() {
     if Path::new("/dev/vtpmx").exists() {
         eprintln!("/dev/vtpmx exists here; the guest checks cover --vtpm-proxy");

@@ -221,6 +221,46 @@ mod tests {
     }
 
     #[test]
+    fn every_option_of_swtpm_chardev_is_accepted() {
+        let p = run(&[
+            "-c",
+            "/dev/vtpm0",
+            "-d",
+            "--ctrl",
+            "type=tcp,port=4001,bindaddr=127.0.0.1",
+            "--migration-key",
+            "file=/tmp/mk,mode=aes-cbc,format=hex,remove=false",
+            "--log",
+            "file=/tmp/log,level=5,prefix=x,truncate",
+            "--key",
+            "pwdfile=/tmp/pw,kdf=pbkdf2",
+            "--pid",
+            "file=/tmp/pid",
+            "--tpmstate",
+            "dir=/tmp/x,mode=0600",
+            "-r",
+            "0",
+            "--locality",
+            "reject-locality-4,allow-set-locality",
+            "--flags",
+            "not-need-init,startup-clear,disable-auto-shutdown",
+            "--tpm2",
+            "--seccomp",
+            "action=none",
+            "--chroot",
+            "/",
+            "--migration",
+            "incoming",
+        ])
+        .unwrap();
+        assert!(p.daemon && chardev(&p).allow_set_locality && p.reject_locality_4);
+        assert!(!p.startup.auto_shutdown);
+        // What vtpm does not use is said, not refused.
+        assert!(p.notes.iter().any(|n| n.text.contains("--migration-key")));
+        assert!(p.notes.iter().any(|n| n.text.contains("--seccomp")));
+    }
+
+    #[test]
     fn bad_combinations_are_one_line_errors() {
         for bad in [
             &["--tpmstate", "dir=/x"][..],
