@@ -157,6 +157,35 @@ else
 fi
 stop_pid "$pid"
 
+# --daemon: the parent prints the device and returns once it is served.
+if vtpm chardev --vtpm-proxy --tpm2 --tpmstate dir="$state" -d --pid file=/tmp/proxy.pid \
+  --log file=/tmp/proxy-vtpm3.log >/tmp/proxy-out3 2>&1 &&
+  num=$(sed -n 's|^New TPM device: /dev/tpm\([0-9]*\) .*|\1|p' /tmp/proxy-out3) &&
+  [ -n "$num" ] && wait_for /dev/tpmrm$num 60 &&
+  tpm2_getrandom -T device:/dev/tpmrm$num 8 --hex >/tmp/d.out 2>&1 &&
+  tpm2_nvread 0x1500016 -C o -s "$size" -o /tmp/nv.read3 -T device:/dev/tpmrm$num >>/tmp/d.out 2>&1 &&
+  cmp -s /tmp/nv.in /tmp/nv.read3; then
+  pass proxy-daemon
+else
+  fail_with proxy-daemon "daemonized vtpm did not serve its device" /tmp/proxy-out3 /tmp/d.out /tmp/proxy-vtpm3.log
+fi
+if [ -s /tmp/proxy.pid ]; then
+  dpid=$(cat /tmp/proxy.pid)
+  kill "$dpid"
+  n=0
+  while { kill -0 "$dpid" 2>/dev/null || [ -e "/dev/tpm$num" ]; } && [ "$n" -lt 100 ]; do
+    n=$((n + 1))
+    usleep 100000
+  done
+  if kill -0 "$dpid" 2>/dev/null || [ -e "/dev/tpm$num" ]; then
+    fail proxy-daemon-stop "the daemon or /dev/tpm$num outlived SIGTERM"
+  else
+    pass proxy-daemon-stop
+  fi
+else
+  fail proxy-daemon-stop "no pid file"
+fi
+
 # Nothing the kernel sent went unanswered or failed (timeouts, TPM errors).
 dmesg | grep -i tpm >/tmp/dmesg.tpm
 if grep -qiE 'timed out|error|fail' /tmp/dmesg.tpm; then
