@@ -13,8 +13,8 @@
 //! through a [`TpmHandle`] (a job queue whose eventfd the TPM thread watches).
 //!
 //! Module layering (no cycles): `chardev` wires a server through `swtpm`
-//! (`vtpm_proxy` only creates the device it serves); `swtpm` and `mssim`
-//! wire a server; `ctrl`
+//! and asks `vtpm_proxy` (which depends only on `error`) whether a
+//! descriptor is a proxy device; `swtpm` and `mssim` wire a server; `ctrl`
 //! and `data_channel` both depend on `swtpm_state` and not on each other;
 //! `swtpm_state` on `server`, which depends on `tpm_loop` (a server is an
 //! [`tpm_loop`] `Owner` of the sources it serves there), which depends only
