@@ -25,6 +25,12 @@ pub const FEATURES: &[&str] = &[
     // --tpmstate backend-uri=dir://... and backend-uri=file://...
     "nvram-backend-dir",
     "nvram-backend-file",
+    // RSA key sizes the engine creates (TPMS_RSA_PARMS keyBits). swtpm lists
+    // them when started with --tpm2; vtpm is always a TPM 2.0. swtpm_setup
+    // refuses --rsa-keysize N unless "rsa-keysize-N" is listed.
+    "rsa-keysize-1024",
+    "rsa-keysize-2048",
+    "rsa-keysize-3072",
 ];
 
 #[derive(Serialize)]

@@ -1,6 +1,8 @@
 //! The command line: `vtpm socket` (swtpm's `swtpm socket`), `vtpm chardev`
 //! (swtpm's `swtpm chardev`, with `--vtpm-proxy`), `vtpm mssim` (the
-//! Microsoft/IBM simulator protocol), `vtpm nvram` (image inspection).
+//! Microsoft/IBM simulator protocol), `vtpm nvram` (image inspection);
+//! `vtpm setup` and `vtpm install` have their own parsers (crate::setup,
+//! crate::install).
 //! Parsing produces a [`Plan`]; nothing is opened or bound here, so every
 //! mistake is reported before anything happens.
 //!
@@ -258,7 +260,8 @@ Usage: vtpm socket [OPTIONS]    serve a TPM 2.0 like `swtpm socket` (see vtpm so
        vtpm chardev [OPTIONS]   serve a TPM 2.0 like `swtpm chardev`: --chardev DEVICE, --fd N or --vtpm-proxy
        vtpm mssim [OPTIONS]     serve a TPM 2.0 over the Microsoft/IBM simulator protocol
        vtpm nvram COMMAND ...   inspect, check, salvage or format an NVRAM image
-       vtpm install --prefix DIR  install DIR/bin/vtpm and DIR/bin/swtpm (a link) for libvirt
+       vtpm setup --tpm2 --tpmstate DIR [OPTIONS]  manufacture a TPM like swtpm_setup (EKs, certificates)
+       vtpm install --prefix DIR  install DIR/bin/vtpm, swtpm and swtpm_setup (links) for libvirt
        vtpm --print-capabilities | --version | --help
 
 `vtpm socket` without options serves on 127.0.0.1:2321 (data) and 127.0.0.1:2322
@@ -318,7 +321,7 @@ pub(crate) fn clap_error(mode: &str, e: clap::Error) -> Error {
 pub fn parse(args: &[String]) -> Result<Action> {
     let Some(first) = args.first() else {
         return Err(Error::Usage(
-            "a mode is required (socket, mssim or nvram); see `vtpm --help`".into(),
+            "a mode is required (socket, chardev, mssim, nvram, setup or install); see `vtpm --help`".into(),
         ));
     };
     let rest = &args[1..];
@@ -335,7 +338,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
         other if other.starts_with('-') => {
             Err(Error::Usage(format!("{other}: options come after the mode, e.g. `vtpm socket {other}`")))
         }
-        other => Err(Error::Usage(format!("unknown mode '{other}' (expected socket, mssim or nvram)"))),
+        other => Err(Error::Usage(format!("unknown mode '{other}' (expected socket, chardev, mssim, nvram, setup or install)"))),
     }
 }
 

@@ -311,7 +311,7 @@ impl LeasedBackend {
                 let who = other
                     .map(|r| r.describe())
                     .unwrap_or_else(|| "someone who wiped the lease".into());
-                eprintln!(
+                log::error!(
                     "{}: the image's lease was taken over by {who}: this instance stops writing it",
                     self.inner.path().display()
                 );

@@ -501,9 +501,8 @@ impl NbdBackend {
 }
 
 fn log_reconnect(uri: &NbdUri) {
-    // The nvram crate has no logger: stderr is where the binary's log goes
-    // without --log, and a reconnection is worth knowing about.
-    eprintln!("{uri}: reconnected to the NBD server");
+    // Worth a warning: writes failed while the server was away.
+    log::warn!("{uri}: reconnected to the NBD server");
 }
 
 impl Backend for NbdBackend {
