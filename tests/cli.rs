@@ -140,7 +140,7 @@ fn malformed_options_fail_with_one_line() {
             "type=unixio,clientfd=7",
         ],
         &["socket", "--vtpm-proxy"],
-        &["chardev", "--vtpm-proxy", "--tpm2"],
+        &["chardev", "--vtpm-proxy", "--fd", "5"],
         &["cuse", "-n", "vtpm0"],
         &["mssim", "--port", "0"],
         &["mssim", "--bindaddr", "localhost:9"],

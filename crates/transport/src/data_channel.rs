@@ -172,8 +172,10 @@ fn set_locality_in_band(st: &SwtpmState, cmd: &[u8]) -> Vec<u8> {
         return tpm_error_response(TPM_RC_INSUFFICIENT);
     };
     if !st.locality_ok(loc) {
+        log::trace!("in-band TPM2_SetLocality({loc}): refused");
         return tpm_error_response(TPM_RC_LOCALITY);
     }
+    log::trace!("in-band TPM2_SetLocality({loc})");
     st.locality.store(loc, Ordering::SeqCst);
     tpm_error_response(TPM_RC_SUCCESS)
 }

@@ -74,7 +74,7 @@ pub fn serve_swtpm(cfg: SwtpmConfig, tpm: &TpmHandle) -> Result<Server, Error> {
 
 /// [`serve_swtpm`] with the data-channel options of swtpm's `-t` and `disconnect`.
 pub fn serve_swtpm_with(
-    cfg: SwtpmConfig,
+    mut cfg: SwtpmConfig,
     opts: DataOptions,
     tpm: &TpmHandle,
 ) -> Result<Server, Error> {
@@ -84,8 +84,20 @@ pub fn serve_swtpm_with(
         ));
     }
     // Bind everything before starting threads so a failure leaves nothing running.
-    let data = cfg.data.map(bind).transpose()?;
-    let ctrl_ep = cfg.ctrl.map(bind).transpose()?;
+    let data = cfg.data.take().map(bind).transpose()?;
+    let ctrl = cfg.ctrl.take().map(bind).transpose()?;
+    start(data, ctrl, &cfg, opts, tpm)
+}
+
+/// Serve channels already bound (or adopted) as `cfg` says (its endpoints
+/// are not looked at): what [`serve_swtpm_with`] and chardev mode share.
+pub(crate) fn start(
+    data: Option<Bound>,
+    ctrl_ep: Option<Bound>,
+    cfg: &SwtpmConfig,
+    opts: DataOptions,
+    tpm: &TpmHandle,
+) -> Result<Server, Error> {
     let core = ServerCore::new(tpm)?;
     let (buffer, min_buffer, max_buffer) = buffer_limits(cfg.buffer_size);
     let st = Arc::new(SwtpmState {
