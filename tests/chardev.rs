@@ -10,10 +10,35 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
+
+/// swtpm, when it is installed (the comparisons with it skip otherwise).
+fn installed_swtpm() -> Option<&'static str> {
+    let swtpm = "/usr/bin/swtpm";
+    if Path::new(swtpm).exists() {
+        Some(swtpm)
+    } else {
+        eprintln!("swtpm is not installed; comparison skipped");
+        None
+    }
+}
+
+/// The process ends, with exit code 0, within 30 s.
+fn exits_cleanly(guard: &mut Guard) {
+    let status = guard.wait_timeout(Duration::from_secs(30));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", guard.stderr());
+}
+
+/// The run failed with exit code 1 and a one-line message: the message.
+fn one_line_error(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    err
+}
 
 /// Start `program args...` with `fd` as its descriptor 3 (through a shell:
 /// std hands the descriptor over as stdin, the shell moves it to 3).
@@ -167,25 +192,17 @@ fn tpm_commands_over_a_passed_descriptor() {
     );
     // Closing our end ends vtpm, cleanly.
     drop(t.sock);
-    let status = t.guard.wait_timeout(Duration::from_secs(30));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{}",
-        t.guard.stderr()
-    );
+    exits_cleanly(&mut t.guard);
 }
 
 #[test]
 fn answers_match_swtpm_chardev() {
-    let swtpm = Path::new("/usr/bin/swtpm");
-    if !swtpm.exists() {
-        eprintln!("swtpm is not installed; comparison skipped");
+    let Some(swtpm) = installed_swtpm() else {
         return;
-    }
+    };
     let flags = ["--flags", "not-need-init"];
     let ours = session(&mut Chardev::start(vtpm_bin(), &flags));
-    let theirs = session(&mut Chardev::start(swtpm.to_str().unwrap(), &flags));
+    let theirs = session(&mut Chardev::start(swtpm, &flags));
     // GetRandom is random: its shape only.
     assert_eq!(ours[1][..10], theirs[1][..10]);
     assert_eq!(ours[0], theirs[0], "Startup");
@@ -200,7 +217,7 @@ fn answers_match_swtpm_chardev() {
     }
     // Before Startup both answer TPM_RC_INITIALIZE alike.
     let mut a = Chardev::start(vtpm_bin(), &flags);
-    let mut b = Chardev::start(swtpm.to_str().unwrap(), &flags);
+    let mut b = Chardev::start(swtpm, &flags);
     assert_eq!(a.send(&get_random(8)), b.send(&get_random(8)));
 }
 
@@ -219,11 +236,9 @@ fn pcr_reset(pcr: u32) -> Vec<u8> {
 
 #[test]
 fn the_locality_command_matches_swtpm_chardev() {
-    let swtpm = Path::new("/usr/bin/swtpm");
-    if !swtpm.exists() {
-        eprintln!("swtpm is not installed; comparison skipped");
+    let Some(swtpm) = installed_swtpm() else {
         return;
-    }
+    };
     let flags = [
         "--flags",
         "not-need-init,startup-clear",
@@ -231,7 +246,7 @@ fn the_locality_command_matches_swtpm_chardev() {
         "allow-set-locality",
     ];
     let mut ours = Chardev::start(vtpm_bin(), &flags);
-    let mut theirs = Chardev::start(swtpm.to_str().unwrap(), &flags);
+    let mut theirs = Chardev::start(swtpm, &flags);
     // Which PCRs each locality may reset and extend, through the locality
     // the in-band command set. (Locality 4 is left out: the engines differ
     // on PCR_Reset of PCRs 17-22 there, an engine matter.)
@@ -279,8 +294,7 @@ fn the_control_channel_powers_on_and_shuts_down() {
     assert_eq!(rc(&t.send(&startup_clear())), 0);
     assert_eq!(rc(&t.send(&get_random(8))), 0);
     run(&["-s"]);
-    let status = t.guard.wait_timeout(Duration::from_secs(30));
-    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    exits_cleanly(&mut t.guard);
     assert!(!ctrl.exists(), "the control socket is removed");
 }
 
@@ -330,8 +344,7 @@ fn a_terminal_device_by_path() {
     // Hanging up the terminal ends vtpm.
     drop(master);
     drop(slave);
-    let status = guard.wait_timeout(Duration::from_secs(30));
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", guard.stderr());
+    exits_cleanly(&mut guard);
 }
 
 #[test]
@@ -374,9 +387,7 @@ fn vtpm_proxy_without_the_driver_is_a_one_line_error() {
         "--tpmstate",
         &format!("dir={}", state.display()),
     ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let err = one_line_error(&out);
     assert!(
         err.starts_with("vtpm: ") && err.contains("/dev/vtpmx") && err.contains("tpm_vtpm_proxy"),
         "{err}"
@@ -406,9 +417,7 @@ fn unusable_devices_are_one_line_errors() {
             "--flags",
             "not-need-init",
         ]);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        let err = one_line_error(&out);
         assert!(err.contains(why), "{err}");
     }
 }

@@ -12,17 +12,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::provisioned::{ca_config, run_ok, Provisioned};
+use common::provisioned::{
+    assert_logged, have_swtpm_tools, install, run_ok, stopped_without_state, Provisioned,
+};
 use common::{vtpm_bin, Vtpm};
-
-fn have_swtpm_tools() -> bool {
-    let ok =
-        Path::new("/usr/bin/swtpm_setup").exists() && Path::new("/usr/bin/swtpm_localca").exists();
-    if !ok {
-        eprintln!("swtpm-tools not installed: skipped (scripts/test.sh installs them)");
-    }
-    ok
-}
 
 /// Run Debian's swtpm_setup on `state` with vtpm as its TPM; its log.
 fn swtpm_setup(state: &Path, log: &Path, args: &[&str]) -> String {
@@ -49,12 +42,8 @@ fn swtpm_setup(state: &Path, log: &Path, args: &[&str]) -> String {
 
 /// A stopped vtpm whose state directory is empty, ready for swtpm_setup.
 fn empty_state() -> (Vtpm, PathBuf, PathBuf) {
-    let mut v = Vtpm::start_socket();
-    assert!(v.guard.terminate().is_some());
-    let dir = v.dir();
-    std::fs::remove_dir_all(&dir).unwrap();
+    let (v, dir, tmp) = stopped_without_state();
     std::fs::create_dir(&dir).unwrap();
-    let tmp = v.tmp.path().to_path_buf();
     (v, dir, tmp)
 }
 
@@ -75,7 +64,7 @@ fn swtpm_setup_with_libvirts_options_manufactures_a_vtpm() {
         return;
     }
     let (mut v, dir, tmp) = empty_state();
-    let config = ca_config(&tmp, "sha256");
+    let config = tmp.join("swtpm_setup.conf");
     let log = tmp.join("setup.log");
     let args = [
         "--tpm2",
@@ -98,28 +87,22 @@ fn swtpm_setup_with_libvirts_options_manufactures_a_vtpm() {
     ];
     let text = swtpm_setup(&dir, &log, &args);
     println!("{text}");
-    for line in [
-        "Successfully created RSA 2048 EK with handle 0x81010001.",
-        "Successfully created NVRAM area 0x1c00004 for RSA 2048 EK template.",
-        "Successfully created NVRAM area 0x1c00002 for RSA 2048 EK certificate.",
-        "Successfully created NVRAM area 0x1c08000 for platform certificate.",
-        "Successfully created ECC EK with handle 0x81010016.",
-        "Successfully created NVRAM area 0x1c00016 for ECC EK certificate.",
-        "Successfully activated PCR banks sha256,sha384",
-        "Successfully authored TPM state.",
-    ] {
-        assert!(text.contains(line), "missing {line:?} in:\n{text}");
-    }
+    assert_logged(
+        &text,
+        &[
+            "Successfully created RSA 2048 EK with handle 0x81010001.",
+            "Successfully created NVRAM area 0x1c00004 for RSA 2048 EK template.",
+            "Successfully created NVRAM area 0x1c00002 for RSA 2048 EK certificate.",
+            "Successfully created NVRAM area 0x1c08000 for platform certificate.",
+            "Successfully created ECC EK with handle 0x81010016.",
+            "Successfully created NVRAM area 0x1c00016 for ECC EK certificate.",
+            "Successfully activated PCR banks sha256,sha384",
+            "Successfully authored TPM state.",
+        ],
+    );
     no_vtpm_left_on(&dir);
 
-    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
-    let t = v.tcti();
-    let ca = tmp.join("ca");
-    let p = Provisioned {
-        tcti: &t,
-        scratch: &tmp,
-        ca: &ca,
-    };
+    let p = Provisioned::serve(&mut v, &[]);
     for index in ["0x01c00002", "0x01c00016", "0x01c08000"] {
         p.verify(index);
     }
@@ -154,13 +137,7 @@ fn swtpm_setup_with_libvirts_options_manufactures_a_vtpm() {
         text.contains("Not overwriting existing state file."),
         "{text}"
     );
-    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
-    let t = v.tcti();
-    let p = Provisioned {
-        tcti: &t,
-        scratch: &tmp,
-        ca: &ca,
-    };
+    let p = Provisioned::serve(&mut v, &[]);
     assert_eq!(p.modulus("0x81010001"), modulus);
 }
 
@@ -173,7 +150,7 @@ fn swtpm_setup_makes_a_3072_bit_ek() {
         return;
     }
     let (mut v, dir, tmp) = empty_state();
-    let config = ca_config(&tmp, "sha256");
+    let config = tmp.join("swtpm_setup.conf");
     let log = tmp.join("setup.log");
     let text = swtpm_setup(
         &dir,
@@ -194,14 +171,7 @@ fn swtpm_setup_makes_a_3072_bit_ek() {
         "{text}"
     );
     no_vtpm_left_on(&dir);
-    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
-    let t = v.tcti();
-    let ca = tmp.join("ca");
-    let p = Provisioned {
-        tcti: &t,
-        scratch: &tmp,
-        ca: &ca,
-    };
+    let p = Provisioned::serve(&mut v, &[]);
     p.verify("0x01c0001c");
     p.holds_key_of("0x01c0001c", "0x8101001c");
     assert_eq!(p.cert_modulus("0x01c0001c").len(), 768);
@@ -220,7 +190,7 @@ fn swtpm_setup_manufactures_an_encrypted_vtpm() {
         return;
     }
     let (mut v, dir, tmp) = empty_state();
-    let config = ca_config(&tmp, "sha256");
+    let config = tmp.join("swtpm_setup.conf");
     let pw = tmp.join("passphrase");
     std::fs::write(&pw, "libvirt secret value").unwrap();
     let log = tmp.join("setup.log");
@@ -239,14 +209,7 @@ fn swtpm_setup_manufactures_an_encrypted_vtpm() {
     assert!(text.contains("Successfully authored TPM state."), "{text}");
     no_vtpm_left_on(&dir);
     let key = format!("pwdfile={},mode=aes-256-cbc", pw.display());
-    v.restart_socket(&["--flags", "not-need-init,startup-clear", "--key", &key]);
-    let t = v.tcti();
-    let ca = tmp.join("ca");
-    let p = Provisioned {
-        tcti: &t,
-        scratch: &tmp,
-        ca: &ca,
-    };
+    let p = Provisioned::serve(&mut v, &["--key", &key]);
     p.verify("0x01c00002");
     p.verify("0x01c08000");
     p.holds_key_of("0x01c00002", "0x81010001");
@@ -263,11 +226,7 @@ fn installed_as_swtpm_swtpm_setup_finds_vtpm_on_the_path() {
     }
     let d = tempfile::tempdir().unwrap();
     let prefix = d.path().join("prefix");
-    run_ok(
-        Command::new(vtpm_bin())
-            .args(["install", "--prefix"])
-            .arg(&prefix),
-    );
+    install(&prefix);
     let bin = prefix.join("bin");
     assert_eq!(
         std::fs::read_link(bin.join("swtpm")).unwrap(),

@@ -12,21 +12,14 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use common::provisioned::{ca_config, run_ok, Provisioned};
+use common::provisioned::{
+    assert_logged, assert_success, ca_config, have_swtpm_tools, install, run_ok,
+    stopped_without_state, Provisioned,
+};
 use common::{run_tpm2, tpm2_ok, vtpm_bin, Vtpm};
-
-/// A stopped vtpm whose (empty) state directory `vtpm setup` fills.
-fn empty_state() -> (Vtpm, PathBuf, PathBuf) {
-    let mut v = Vtpm::start_socket();
-    assert!(v.guard.terminate().is_some());
-    let dir = v.dir();
-    std::fs::remove_dir_all(&dir).unwrap();
-    let tmp = v.tmp.path().to_path_buf();
-    (v, dir, tmp)
-}
 
 /// Run `program args...` (vtpm setup or an installed swtpm_setup).
 fn run(program: &str, args: &[&str]) -> Output {
@@ -38,6 +31,13 @@ fn run(program: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `vtpm setup --tpm2 --tpmstate STATE ARGS...`.
+fn vtpm_setup(state: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["setup", "--tpm2", "--tpmstate", state.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run(vtpm_bin(), &all)
+}
+
 /// `vtpm setup --tpm2 --tpmstate STATE --config CONFIG --logfile LOG ARGS...`,
 /// which must succeed; the log.
 fn setup(state: &Path, tmp: &Path, args: &[&str]) -> String {
@@ -45,17 +45,13 @@ fn setup(state: &Path, tmp: &Path, args: &[&str]) -> String {
     let _ = std::fs::remove_file(&log);
     let config = tmp.join("swtpm_setup.conf");
     let mut all = vec![
-        "setup",
-        "--tpm2",
-        "--tpmstate",
-        state.to_str().unwrap(),
         "--config",
         config.to_str().unwrap(),
         "--logfile",
         log.to_str().unwrap(),
     ];
     all.extend_from_slice(args);
-    let out = run(vtpm_bin(), &all);
+    let out = vtpm_setup(state, &all);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         out.status.success(),
@@ -63,6 +59,15 @@ fn setup(state: &Path, tmp: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     text
+}
+
+/// The local CA's serial counter: the serial number its next certificate gets.
+fn cert_serial(ca: &Path) -> u64 {
+    std::fs::read_to_string(ca.join("certserial"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// tpm2_createek from the same template gives the key persisted at `handle`.
@@ -89,8 +94,7 @@ fn same_as_createek(t: &str, tmp: &Path, alg: &str, handle: &str) {
 #[test]
 fn vtpm_setup_writes_verified_ek_and_platform_certificates() {
     need_tools_and_openssl!();
-    let (mut v, dir, tmp) = empty_state();
-    ca_config(&tmp, "sha256");
+    let (mut v, dir, tmp) = stopped_without_state();
     let text = setup(
         &dir,
         &tmp,
@@ -103,18 +107,19 @@ fn vtpm_setup_writes_verified_ek_and_platform_certificates() {
         ],
     );
     println!("{text}");
-    for line in [
-        "Creating root CA and a local CA's signing key and issuer cert.",
-        "Successfully created RSA 2048 EK with handle 0x81010001.",
-        "Successfully created NVRAM area 0x1c00002 for RSA 2048 EK certificate.",
-        "Successfully created NVRAM area 0x1c08000 for platform certificate.",
-        "Successfully created ECC EK with handle 0x81010016.",
-        "Successfully created NVRAM area 0x1c00016 for ECC EK certificate.",
-        "Successfully activated PCR banks sha256 among sha1,sha256,sha384,sha512.",
-        "Successfully authored TPM state.",
-    ] {
-        assert!(text.contains(line), "missing {line:?} in:\n{text}");
-    }
+    assert_logged(
+        &text,
+        &[
+            "Creating root CA and a local CA's signing key and issuer cert.",
+            "Successfully created RSA 2048 EK with handle 0x81010001.",
+            "Successfully created NVRAM area 0x1c00002 for RSA 2048 EK certificate.",
+            "Successfully created NVRAM area 0x1c08000 for platform certificate.",
+            "Successfully created ECC EK with handle 0x81010016.",
+            "Successfully created NVRAM area 0x1c00016 for ECC EK certificate.",
+            "Successfully activated PCR banks sha256 among sha1,sha256,sha384,sha512.",
+            "Successfully authored TPM state.",
+        ],
+    );
     let ca = tmp.join("ca");
     for (name, mode) in [
         ("signkey.pem", 0o600),
@@ -130,20 +135,9 @@ fn vtpm_setup_writes_verified_ek_and_platform_certificates() {
         assert_eq!(m, mode, "{name}");
     }
     // Serial numbers 2, 3 and 4 went to the three certificates.
-    assert_eq!(
-        std::fs::read_to_string(ca.join("certserial"))
-            .unwrap()
-            .trim(),
-        "4"
-    );
+    assert_eq!(cert_serial(&ca), 4);
 
-    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
-    let t = v.tcti();
-    let p = Provisioned {
-        tcti: &t,
-        scratch: &tmp,
-        ca: &ca,
-    };
+    let p = Provisioned::serve(&mut v, &[]);
     for index in ["0x01c00002", "0x01c00016", "0x01c08000"] {
         p.verify(index);
         p.locked(index);
@@ -184,15 +178,14 @@ fn vtpm_setup_writes_verified_ek_and_platform_certificates() {
     assert!(platform.contains("2.23.133.8.2"), "{platform}");
 
     // The EKs are the profile's: tpm2_createek derives the same keys.
-    same_as_createek(&t, &tmp, "rsa", "0x81010001");
-    same_as_createek(&t, &tmp, "ecc384", "0x81010016");
+    same_as_createek(&p.tcti, &tmp, "rsa", "0x81010001");
+    same_as_createek(&p.tcti, &tmp, "ecc384", "0x81010016");
 }
 
 #[test]
 fn vtpm_setup_rsa_3072_signing_eks_and_pcr_banks() {
     need_tools_and_openssl!();
-    let (mut v, dir, tmp) = empty_state();
-    ca_config(&tmp, "sha256");
+    let (mut v, dir, tmp) = stopped_without_state();
     let files = tmp.join("certs");
     std::fs::create_dir(&files).unwrap();
     let text = setup(
@@ -211,23 +204,17 @@ fn vtpm_setup_rsa_3072_signing_eks_and_pcr_banks() {
             files.to_str().unwrap(),
         ],
     );
-    for line in [
-        "Successfully created RSA 3072 EK with handle 0x8101001c.",
-        "Successfully created NVRAM area 0x1c0001d for RSA 3072 EK template.",
-        "Successfully created NVRAM area 0x1c0001c for RSA 3072 EK certificate.",
-        "Successfully created NVRAM area 0x1c00017 for ECC EK template.",
-        "Successfully activated PCR banks sha256,sha384",
-    ] {
-        assert!(text.contains(line), "missing {line:?} in:\n{text}");
-    }
-    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
-    let t = v.tcti();
-    let ca = tmp.join("ca");
-    let p = Provisioned {
-        tcti: &t,
-        scratch: &tmp,
-        ca: &ca,
-    };
+    assert_logged(
+        &text,
+        &[
+            "Successfully created RSA 3072 EK with handle 0x8101001c.",
+            "Successfully created NVRAM area 0x1c0001d for RSA 3072 EK template.",
+            "Successfully created NVRAM area 0x1c0001c for RSA 3072 EK certificate.",
+            "Successfully created NVRAM area 0x1c00017 for ECC EK template.",
+            "Successfully activated PCR banks sha256,sha384",
+        ],
+    );
+    let p = Provisioned::serve(&mut v, &[]);
     p.verify("0x01c0001c");
     p.verify("0x01c00016");
     assert_eq!(p.cert_modulus("0x01c0001c"), p.modulus("0x8101001c"));
@@ -255,7 +242,7 @@ fn vtpm_setup_rsa_3072_signing_eks_and_pcr_banks() {
             sig.to_str().unwrap(),
             digest.to_str().unwrap(),
         ],
-        &t,
+        &p.tcti,
     );
     // The EK's authPolicy guards it (adminWithPolicy), userWithAuth lets its empty auth sign.
     assert!(
@@ -273,34 +260,25 @@ fn vtpm_setup_rsa_3072_signing_eks_and_pcr_banks() {
 #[test]
 fn vtpm_setup_p256_ek_at_the_low_range_index() {
     need_tools_and_openssl!();
-    let (mut v, dir, tmp) = empty_state();
-    ca_config(&tmp, "sha256");
+    let (mut v, dir, tmp) = stopped_without_state();
     let text = setup(
         &dir,
         &tmp,
         &["--create-ek-cert", "--lock-nvram", "--ecc-curve", "p256"],
     );
-    assert!(
-        text.contains("Successfully created ECC EK with handle 0x81010002."),
-        "{text}"
+    assert_logged(
+        &text,
+        &[
+            "Successfully created ECC EK with handle 0x81010002.",
+            "Successfully created NVRAM area 0x1c0000a for ECC EK certificate.",
+        ],
     );
-    assert!(
-        text.contains("Successfully created NVRAM area 0x1c0000a for ECC EK certificate."),
-        "{text}"
-    );
-    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
-    let t = v.tcti();
-    let ca = tmp.join("ca");
-    let p = Provisioned {
-        tcti: &t,
-        scratch: &tmp,
-        ca: &ca,
-    };
+    let p = Provisioned::serve(&mut v, &[]);
     p.verify("0x01c0000a");
     p.holds_key_of("0x01c0000a", "0x81010002");
     p.locked("0x01c0000a");
     assert!(p.text("0x01c0000a").contains("NIST CURVE: P-256"));
-    same_as_createek(&t, &tmp, "ecc", "0x81010002");
+    same_as_createek(&p.tcti, &tmp, "ecc", "0x81010002");
 }
 
 /// vtpm installed as swtpm_setup: the overwrite options, and serial numbers
@@ -308,14 +286,9 @@ fn vtpm_setup_p256_ek_at_the_low_range_index() {
 #[test]
 fn swtpm_setup_name_keeps_refuses_or_replaces_an_existing_state() {
     need_tools_and_openssl!();
-    let (mut v, dir, tmp) = empty_state();
-    ca_config(&tmp, "sha256");
+    let (mut v, dir, tmp) = stopped_without_state();
     let prefix = tmp.join("prefix");
-    run_ok(
-        Command::new(vtpm_bin())
-            .args(["install", "--prefix"])
-            .arg(&prefix),
-    );
+    install(&prefix);
     let swtpm_setup = prefix.join("bin/swtpm_setup");
     assert_eq!(std::fs::read_link(&swtpm_setup).unwrap(), Path::new("vtpm"));
     let swtpm_setup = swtpm_setup.to_str().unwrap();
@@ -335,11 +308,7 @@ fn swtpm_setup_name_keeps_refuses_or_replaces_an_existing_state() {
         run(swtpm_setup, &a)
     };
     let out = with(&[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let serial = |p: &Provisioned| {
         let text = p.text("0x01c00002");
         text.lines()
@@ -347,15 +316,8 @@ fn swtpm_setup_name_keeps_refuses_or_replaces_an_existing_state() {
             .unwrap()
             .to_string()
     };
-    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
-    let t = v.tcti();
-    let ca = tmp.join("ca");
     let first = {
-        let p = Provisioned {
-            tcti: &t,
-            scratch: &tmp,
-            ca: &ca,
-        };
+        let p = Provisioned::serve(&mut v, &[]);
         (p.modulus("0x81010001"), serial(&p))
     };
     assert!(v.guard.terminate().is_some());
@@ -377,43 +339,20 @@ fn swtpm_setup_name_keeps_refuses_or_replaces_an_existing_state() {
         log.contains("Not overwriting existing state file."),
         "{log}"
     );
-    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
-    let t = v.tcti();
-    {
-        let p = Provisioned {
-            tcti: &t,
-            scratch: &tmp,
-            ca: &ca,
-        };
-        assert_eq!(p.modulus("0x81010001"), first.0);
-    }
+    let p = Provisioned::serve(&mut v, &[]);
+    assert_eq!(p.modulus("0x81010001"), first.0);
     assert!(v.guard.terminate().is_some());
 
     // --overwrite: a new TPM (new endorsement seed, new EK) with a new serial number.
     let out = with(&["--overwrite"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
-    let t = v.tcti();
-    let p = Provisioned {
-        tcti: &t,
-        scratch: &tmp,
-        ca: &ca,
-    };
+    assert_success(&out);
+    let p = Provisioned::serve(&mut v, &[]);
     p.verify("0x01c00002");
     assert_ne!(p.modulus("0x81010001"), first.0);
     assert_eq!(p.cert_modulus("0x01c00002"), p.modulus("0x81010001"));
     let second = serial(&p);
     assert_ne!(second, first.1, "a serial number was reused");
-    assert_eq!(
-        std::fs::read_to_string(ca.join("certserial"))
-            .unwrap()
-            .trim(),
-        "5"
-    );
+    assert_eq!(cert_serial(&p.ca), 5);
 }
 
 /// The installed names: swtpm_setup and swtpm answer their capabilities as
@@ -423,11 +362,7 @@ fn installed_names_dispatch_on_argv0() {
     need_tools!();
     let d = tempfile::tempdir().unwrap();
     let prefix = d.path().join("prefix");
-    let out = run_ok(
-        Command::new(vtpm_bin())
-            .args(["install", "--prefix"])
-            .arg(&prefix),
-    );
+    let out = install(&prefix);
     assert!(out.contains("swtpm_setup"), "{out}");
     let bin = prefix.join("bin");
     assert!(!bin.join("swtpm_ioctl").exists());
@@ -486,13 +421,11 @@ fn installed_names_dispatch_on_argv0() {
 #[test]
 fn vtpm_setup_uses_a_ca_swtpm_localca_created() {
     need_tools_and_openssl!();
-    if !Path::new("/usr/bin/swtpm_setup").exists() || !Path::new("/usr/bin/swtpm_localca").exists()
-    {
-        eprintln!("swtpm-tools not installed: skipped (scripts/test.sh installs them)");
+    if !have_swtpm_tools() {
         return;
     }
-    let (mut v, dir, tmp) = empty_state();
-    let config = ca_config(&tmp, "sha256");
+    let (mut v, dir, tmp) = stopped_without_state();
+    let config = tmp.join("swtpm_setup.conf");
     // swtpm_setup with the real swtpm makes the CA (and a state we discard).
     let other = tmp.join("swtpm-state");
     std::fs::create_dir(&other).unwrap();
@@ -509,32 +442,13 @@ fn vtpm_setup_uses_a_ca_swtpm_localca_created() {
             tmp.join("swtpm.log").to_str().unwrap(),
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let ca = tmp.join("ca");
-    let before: u64 = std::fs::read_to_string(ca.join("certserial"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let before = cert_serial(&ca);
     let text = setup(&dir, &tmp, &["--create-ek-cert", "--lock-nvram"]);
     assert!(!text.contains("Creating root CA"), "{text}");
-    let after: u64 = std::fs::read_to_string(ca.join("certserial"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    assert_eq!(after, before + 2);
-    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
-    let t = v.tcti();
-    let p = Provisioned {
-        tcti: &t,
-        scratch: &tmp,
-        ca: &ca,
-    };
+    assert_eq!(cert_serial(&ca), before + 2);
+    let p = Provisioned::serve(&mut v, &[]);
     p.verify("0x01c00002");
     p.verify("0x01c00016");
     p.holds_key_of("0x01c00002", "0x81010001");
@@ -578,8 +492,7 @@ fn vtpm_setup_refuses_bad_options() {
 #[test]
 fn vtpm_setup_encrypts_the_state_with_a_passphrase_from_a_descriptor() {
     need_tools_and_openssl!();
-    let (mut v, dir, tmp) = empty_state();
-    ca_config(&tmp, "sha256");
+    let (mut v, dir, tmp) = stopped_without_state();
     let pw = tmp.join("passphrase");
     std::fs::write(&pw, "correct horse battery staple").unwrap();
     let config = tmp.join("swtpm_setup.conf");
@@ -593,25 +506,14 @@ fn vtpm_setup_encrypts_the_state_with_a_passphrase_from_a_descriptor() {
         .arg(&pw)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let image = std::fs::read(dir.join("vtpm-nvram.img")).unwrap();
     assert!(
         !image.windows(13).any(|w| w == b"swtpm-localca"),
         "a certificate is in clear in the image"
     );
     let key = format!("pwdfile={},mode=aes-256-cbc", pw.display());
-    v.restart_socket(&["--flags", "not-need-init,startup-clear", "--key", &key]);
-    let t = v.tcti();
-    let ca = tmp.join("ca");
-    let p = Provisioned {
-        tcti: &t,
-        scratch: &tmp,
-        ca: &ca,
-    };
+    let p = Provisioned::serve(&mut v, &["--key", &key]);
     p.verify("0x01c00002");
     p.holds_key_of("0x01c00002", "0x81010001");
 }
@@ -629,13 +531,9 @@ fn a_failed_setup_leaves_no_state_behind() {
     std::fs::write(ca.join("issuercert.pem"), "not a certificate").unwrap();
     let state = d.path().join("state");
     let log = d.path().join("setup.log");
-    let out = run(
-        vtpm_bin(),
+    let out = vtpm_setup(
+        &state,
         &[
-            "setup",
-            "--tpm2",
-            "--tpmstate",
-            state.to_str().unwrap(),
             "--create-ek-cert",
             "--config",
             d.path().join("swtpm_setup.conf").to_str().unwrap(),
@@ -659,61 +557,27 @@ fn a_failed_setup_leaves_no_state_behind() {
 #[test]
 fn reconfigure_changes_the_pcr_banks_of_an_existing_tpm() {
     need_tools!();
-    let (mut v, dir, tmp) = empty_state();
-    ca_config(&tmp, "sha256");
-    let state = dir.to_str().unwrap();
+    let (mut v, dir, tmp) = stopped_without_state();
     let config = tmp.join("swtpm_setup.conf");
     let config = config.to_str().unwrap();
     // Nothing to reconfigure yet.
-    let out = run(
-        vtpm_bin(),
-        &[
-            "setup",
-            "--tpm2",
-            "--tpmstate",
-            state,
-            "--reconfigure",
-            "--pcr-banks",
-            "sha384",
-        ],
-    );
+    let out = vtpm_setup(&dir, &["--reconfigure", "--pcr-banks", "sha384"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no TPM state"));
     setup(&dir, &tmp, &["--createek"]);
-    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
-    let t = v.tcti();
-    let before = tpm2_ok("tpm2_readpublic", &["-c", "0x81010001"], &t);
-    let ca = tmp.join("ca");
-    let p = Provisioned {
-        tcti: &t,
-        scratch: &tmp,
-        ca: &ca,
-    };
+    let p = Provisioned::serve(&mut v, &[]);
+    let before = tpm2_ok("tpm2_readpublic", &["-c", "0x81010001"], &p.tcti);
     assert_eq!(p.active_banks(), ["sha256"]);
     assert!(v.guard.terminate().is_some());
 
-    let out = run(
-        vtpm_bin(),
-        &[
-            "setup",
-            "--tpm2",
-            "--tpmstate",
-            state,
-            "--reconfigure",
-            "--createek",
-        ],
-    );
+    let out = vtpm_setup(&dir, &["--reconfigure", "--createek"]);
     assert!(
         !out.status.success(),
         "--reconfigure with --createek is refused"
     );
-    let out = run(
-        vtpm_bin(),
+    let out = vtpm_setup(
+        &dir,
         &[
-            "setup",
-            "--tpm2",
-            "--tpmstate",
-            state,
             "--config",
             config,
             "--reconfigure",
@@ -721,21 +585,11 @@ fn reconfigure_changes_the_pcr_banks_of_an_existing_tpm() {
             "sha1,sha384",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
-    let t = v.tcti();
-    let p = Provisioned {
-        tcti: &t,
-        scratch: &tmp,
-        ca: &ca,
-    };
+    assert_success(&out);
+    let p = Provisioned::serve(&mut v, &[]);
     assert_eq!(p.active_banks(), ["sha1", "sha384"]);
     assert_eq!(
-        tpm2_ok("tpm2_readpublic", &["-c", "0x81010001"], &t),
+        tpm2_ok("tpm2_readpublic", &["-c", "0x81010001"], &p.tcti),
         before
     );
 }

@@ -392,10 +392,6 @@ fn leaf_builder<'s>(
     Ok(b)
 }
 
-fn der_of(cert: Certificate) -> Result<Vec<u8>> {
-    cert.to_der().map_err(cert_err)
-}
-
 /// The EK certificate (DER).
 pub fn ek_certificate(
     s: &Subject<'_>,
@@ -403,18 +399,6 @@ pub fn ek_certificate(
     issuer: &Issuer<'_>,
     serial_number: u64,
 ) -> Result<Vec<u8>> {
-    let signer = SigningKey::<Sha256>::new(issuer.key.clone());
-    let mut b = leaf_builder(s, issuer, serial_number, &signer)?;
-    let san = directory_name(&[
-        (TPM_MANUFACTURER, &tpm.manufacturer),
-        (TPM_MODEL, &tpm.model),
-        (TPM_VERSION, &tpm.version),
-    ])?;
-    b.add_extension(&Marked(
-        SubjectAltName(vec![GeneralName::DirectoryName(san)]),
-        true,
-    ))
-    .map_err(cert_err)?;
     let mut usage = KeyUsages::KeyEncipherment.into();
     if !s.ek.is_rsa() {
         usage = KeyUsages::KeyAgreement.into();
@@ -426,21 +410,29 @@ pub fn ek_certificate(
             KeyUsages::DigitalSignature.into()
         };
     }
-    b.add_extension(&KeyUsage(usage)).map_err(cert_err)?;
-    b.add_extension(&Marked(ExtendedKeyUsage(vec![KP_EK_CERTIFICATE]), false))
-        .map_err(cert_err)?;
     let spec = TpmSpecification {
         family: Utf8StringRef::new(&tpm.family).map_err(cert_err)?,
         level: tpm.level,
         revision: tpm.revision,
     };
     let value = Any::from_der(&spec.to_der().map_err(cert_err)?).map_err(cert_err)?;
-    b.add_extension(&DirectoryAttributes(vec![Attribute {
+    let attributes = vec![Attribute {
         oid: TPM_SPECIFICATION,
         values: SetOfVec::try_from(vec![value]).map_err(cert_err)?,
-    }]))
-    .map_err(cert_err)?;
-    der_of(b.build::<rsa::pkcs1v15::Signature>().map_err(cert_err)?)
+    }];
+    tpm_certificate(
+        s,
+        issuer,
+        serial_number,
+        &[
+            (TPM_MANUFACTURER, &tpm.manufacturer),
+            (TPM_MODEL, &tpm.model),
+            (TPM_VERSION, &tpm.version),
+        ],
+        KeyUsage(usage),
+        KP_EK_CERTIFICATE,
+        attributes,
+    )
 }
 
 /// The platform certificate (DER), over the EK's key.
@@ -450,26 +442,53 @@ pub fn platform_certificate(
     issuer: &Issuer<'_>,
     serial_number: u64,
 ) -> Result<Vec<u8>> {
+    tpm_certificate(
+        s,
+        issuer,
+        serial_number,
+        &[
+            (PLATFORM_MANUFACTURER, &platform.manufacturer),
+            (PLATFORM_MODEL, &platform.model),
+            (PLATFORM_VERSION, &platform.version),
+        ],
+        KeyUsage(KeyUsages::KeyEncipherment.into()),
+        KP_PLATFORM_CERTIFICATE,
+        Vec::new(),
+    )
+}
+
+/// A certificate over the EK's key (DER), what the EK and platform
+/// certificates have in common: the leaf's fields, then a critical
+/// subjectAltName directoryName of `san`, `usage`, the extended key usage
+/// `purpose` and, unless empty, the subject directory `attributes` (in the
+/// order swtpm-localca writes them).
+fn tpm_certificate(
+    s: &Subject<'_>,
+    issuer: &Issuer<'_>,
+    serial_number: u64,
+    san: &[(ObjectIdentifier, &str)],
+    usage: KeyUsage,
+    purpose: ObjectIdentifier,
+    attributes: Vec<Attribute>,
+) -> Result<Vec<u8>> {
     let signer = SigningKey::<Sha256>::new(issuer.key.clone());
     let mut b = leaf_builder(s, issuer, serial_number, &signer)?;
-    let san = directory_name(&[
-        (PLATFORM_MANUFACTURER, &platform.manufacturer),
-        (PLATFORM_MODEL, &platform.model),
-        (PLATFORM_VERSION, &platform.version),
-    ])?;
     b.add_extension(&Marked(
-        SubjectAltName(vec![GeneralName::DirectoryName(san)]),
+        SubjectAltName(vec![GeneralName::DirectoryName(directory_name(san)?)]),
         true,
     ))
     .map_err(cert_err)?;
-    b.add_extension(&KeyUsage(KeyUsages::KeyEncipherment.into()))
+    b.add_extension(&usage).map_err(cert_err)?;
+    b.add_extension(&Marked(ExtendedKeyUsage(vec![purpose]), false))
         .map_err(cert_err)?;
-    b.add_extension(&Marked(
-        ExtendedKeyUsage(vec![KP_PLATFORM_CERTIFICATE]),
-        false,
-    ))
-    .map_err(cert_err)?;
-    der_of(b.build::<rsa::pkcs1v15::Signature>().map_err(cert_err)?)
+    if !attributes.is_empty() {
+        b.add_extension(&DirectoryAttributes(attributes))
+            .map_err(cert_err)?;
+    }
+    b.build::<rsa::pkcs1v15::Signature>()
+        .map_err(cert_err)?
+        .to_der()
+        .map_err(cert_err)
 }
 
 #[cfg(test)]

@@ -21,8 +21,6 @@ pub mod tpm;
 use std::io::Write;
 use std::path::PathBuf;
 
-use serde::Serialize;
-
 /// swtpm_setup's log: lines to `--logfile` (appended) or to stderr.
 pub struct Log {
     file: Option<PathBuf>,
@@ -45,14 +43,6 @@ impl Log {
     }
 }
 
-#[derive(Serialize)]
-struct Capabilities {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    features: &'static [&'static str],
-    version: &'static str,
-}
-
 /// What `vtpm setup` does, in swtpm_setup's vocabulary (libvirt reads it).
 pub const FEATURES: &[&str] = &[
     // --tpm2 (TPM 1.2 is not offered).
@@ -71,12 +61,7 @@ pub const FEATURES: &[&str] = &[
 
 /// The JSON `--print-capabilities` prints.
 pub fn capabilities_json() -> String {
-    serde_json::to_string(&Capabilities {
-        kind: "swtpm_setup",
-        features: FEATURES,
-        version: env!("CARGO_PKG_VERSION"),
-    })
-    .unwrap_or_else(|_| String::from("{}"))
+    crate::capabilities::document("swtpm_setup", FEATURES)
 }
 
 /// Run `vtpm setup ARGS`; returns the exit code.
@@ -148,12 +133,11 @@ pub fn run(args: &[String]) -> i32 {
 mod tests {
     #[test]
     fn capabilities_are_swtpm_setup_shaped() {
-        let v: serde_json::Value = serde_json::from_str(&super::capabilities_json()).unwrap();
-        assert_eq!(v["type"], "swtpm_setup");
-        assert!(v["features"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f == "tpm2-rsa-keysize-3072"));
+        let (_, listed) = crate::capabilities::parse_checked(
+            &super::capabilities_json(),
+            "swtpm_setup",
+            "tpm2-rsa-keysize-3072",
+        );
+        assert!(listed);
     }
 }

@@ -134,77 +134,93 @@ impl EkKind {
             (true, false) => c::TPMA_OBJECT_SIGN_ENCRYPT,
             _ => c::TPMA_OBJECT_RESTRICTED | c::TPMA_OBJECT_DECRYPT,
         };
+        // The high-range templates (H-3, H-6) take SHA-384, PolicyB,
+        // userWithAuth and AES-256; the low-range ones (L-1, L-2) SHA-256,
+        // PolicyA and AES-128.
+        let high = matches!(self, EkKind::Rsa3072 | EkKind::EccP384);
+        let (name_alg, attributes, policy, aes_bits): (u16, u32, &[u8], u16) = if high {
+            (
+                c::ALG_SHA384,
+                EK_BASE | c::TPMA_OBJECT_USERWITHAUTH | usage,
+                &POLICY_B_SHA384,
+                256,
+            )
+        } else {
+            (c::ALG_SHA256, EK_BASE | usage, &POLICY_A_SHA256, 128)
+        };
         // A restricted decryption key is a storage key and carries the
         // profile's AES-CFB; a signing EK carries none.
-        let aes = |bits| {
-            if u.standard() {
-                SymDef::Cipher {
-                    alg: c::ALG_AES,
-                    bits,
-                    mode: c::ALG_CFB,
-                }
-            } else {
-                SymDef::Null
-            }
+        let symmetric = if u.standard() {
+            aes_cfb(aes_bits)
+        } else {
+            SymDef::Null
         };
-        match self {
-            EkKind::Rsa2048 => PublicArea {
-                name_alg: c::ALG_SHA256,
-                attributes: EK_BASE | usage,
-                auth_policy: Buffer(POLICY_A_SHA256.to_vec()),
-                parms: Parms::Rsa {
-                    symmetric: aes(128),
-                    scheme: Scheme::NULL,
-                    key_bits: 2048,
-                    exponent: 0,
-                },
-                // The low-range templates fill unique with zeros of the key's size.
-                unique: Unique::Rsa(Buffer(vec![0; 256])),
+        // The low-range templates fill unique with zeros of the key's size.
+        let (key, unique_len) = match self {
+            EkKind::Rsa2048 => (Key::Rsa(2048), 256),
+            EkKind::Rsa3072 => (Key::Rsa(3072), 0),
+            EkKind::EccP384 => (Key::Ecc(c::ECC_NIST_P384), 0),
+            EkKind::EccP256 => (Key::Ecc(c::ECC_NIST_P256), 32),
+        };
+        key_area(name_alg, attributes, policy, symmetric, key, unique_len)
+    }
+}
+
+/// AES in CFB mode, the symmetric algorithm of a storage key.
+fn aes_cfb(bits: u16) -> SymDef {
+    SymDef::Cipher {
+        alg: c::ALG_AES,
+        bits,
+        mode: c::ALG_CFB,
+    }
+}
+
+/// What kind of key: RSA of a size in bits, or ECC on a curve.
+#[derive(Clone, Copy)]
+enum Key {
+    Rsa(u16),
+    Ecc(u16),
+}
+
+/// A key's public area, with no scheme (and no KDF) and the default RSA
+/// exponent; `unique` is `unique_len` zero bytes (each coordinate for ECC).
+fn key_area(
+    name_alg: u16,
+    attributes: u32,
+    auth_policy: &[u8],
+    symmetric: SymDef,
+    key: Key,
+    unique_len: usize,
+) -> PublicArea {
+    let (parms, unique) = match key {
+        Key::Rsa(key_bits) => (
+            Parms::Rsa {
+                symmetric,
+                scheme: Scheme::NULL,
+                key_bits,
+                exponent: 0,
             },
-            EkKind::Rsa3072 => PublicArea {
-                name_alg: c::ALG_SHA384,
-                attributes: EK_BASE | c::TPMA_OBJECT_USERWITHAUTH | usage,
-                auth_policy: Buffer(POLICY_B_SHA384.to_vec()),
-                parms: Parms::Rsa {
-                    symmetric: aes(256),
-                    scheme: Scheme::NULL,
-                    key_bits: 3072,
-                    exponent: 0,
-                },
-                unique: Unique::Rsa(Buffer(Vec::new())),
+            Unique::Rsa(Buffer(vec![0; unique_len])),
+        ),
+        Key::Ecc(curve) => (
+            Parms::Ecc {
+                symmetric,
+                scheme: Scheme::NULL,
+                curve,
+                kdf: Scheme::NULL,
             },
-            EkKind::EccP384 => PublicArea {
-                name_alg: c::ALG_SHA384,
-                attributes: EK_BASE | c::TPMA_OBJECT_USERWITHAUTH | usage,
-                auth_policy: Buffer(POLICY_B_SHA384.to_vec()),
-                parms: Parms::Ecc {
-                    symmetric: aes(256),
-                    scheme: Scheme::NULL,
-                    curve: c::ECC_NIST_P384,
-                    kdf: Scheme::NULL,
-                },
-                unique: Unique::Ecc(tpm_core::types::EccPoint {
-                    x: Buffer(Vec::new()),
-                    y: Buffer(Vec::new()),
-                }),
-            },
-            EkKind::EccP256 => PublicArea {
-                name_alg: c::ALG_SHA256,
-                attributes: EK_BASE | usage,
-                auth_policy: Buffer(POLICY_A_SHA256.to_vec()),
-                parms: Parms::Ecc {
-                    symmetric: aes(128),
-                    scheme: Scheme::NULL,
-                    curve: c::ECC_NIST_P256,
-                    kdf: Scheme::NULL,
-                },
-                // The low-range templates fill unique with zeros of the key's size.
-                unique: Unique::Ecc(tpm_core::types::EccPoint {
-                    x: Buffer(vec![0; 32]),
-                    y: Buffer(vec![0; 32]),
-                }),
-            },
-        }
+            Unique::Ecc(tpm_core::types::EccPoint {
+                x: Buffer(vec![0; unique_len]),
+                y: Buffer(vec![0; unique_len]),
+            }),
+        ),
+    };
+    PublicArea {
+        name_alg,
+        attributes,
+        auth_policy: Buffer(auth_policy.to_vec()),
+        parms,
+        unique,
     }
 }
 
@@ -235,45 +251,18 @@ pub fn spk_template(ecc: bool, rsa_bits: u16) -> PublicArea {
         | c::TPMA_OBJECT_NODA
         | c::TPMA_OBJECT_RESTRICTED
         | c::TPMA_OBJECT_DECRYPT;
-    let aes = |bits| SymDef::Cipher {
-        alg: c::ALG_AES,
-        bits,
-        mode: c::ALG_CFB,
-    };
-    if ecc {
-        PublicArea {
-            name_alg: c::ALG_SHA384,
-            attributes,
-            auth_policy: Buffer(Vec::new()),
-            parms: Parms::Ecc {
-                symmetric: aes(256),
-                scheme: Scheme::NULL,
-                curve: c::ECC_NIST_P384,
-                kdf: Scheme::NULL,
-            },
-            unique: Unique::Ecc(tpm_core::types::EccPoint {
-                x: Buffer(Vec::new()),
-                y: Buffer(Vec::new()),
-            }),
-        }
+    // P-384 and RSA 3072 go with SHA-384 and AES-256, RSA 2048 with SHA-256 and AES-128.
+    let (name_alg, aes_bits) = if ecc || rsa_bits == 3072 {
+        (c::ALG_SHA384, 256)
     } else {
-        PublicArea {
-            name_alg: if rsa_bits == 3072 {
-                c::ALG_SHA384
-            } else {
-                c::ALG_SHA256
-            },
-            attributes,
-            auth_policy: Buffer(Vec::new()),
-            parms: Parms::Rsa {
-                symmetric: aes(if rsa_bits == 3072 { 256 } else { 128 }),
-                scheme: Scheme::NULL,
-                key_bits: rsa_bits,
-                exponent: 0,
-            },
-            unique: Unique::Rsa(Buffer(Vec::new())),
-        }
-    }
+        (c::ALG_SHA256, 128)
+    };
+    let key = if ecc {
+        Key::Ecc(c::ECC_NIST_P384)
+    } else {
+        Key::Rsa(rsa_bits)
+    };
+    key_area(name_alg, attributes, &[], aes_cfb(aes_bits), key, 0)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! two (`data_channel`, served on the TPM thread, and `ctrl`, on threads of
 //! its own) over their shared state (`swtpm_state`).
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -23,7 +23,7 @@ pub const DEFAULT_BUFFER_SIZE: u32 = 4096;
 pub const MIN_BUFFER_SIZE: u32 = 2048;
 
 /// The initial, smallest and largest buffer size for a configured size.
-pub(crate) fn buffer_limits(configured: u32) -> (u32, u32, u32) {
+fn buffer_limits(configured: u32) -> (u32, u32, u32) {
     let max = configured.max(DEFAULT_BUFFER_SIZE);
     let min = MIN_BUFFER_SIZE.min(max);
     (configured.clamp(min, max), min, max)
@@ -89,6 +89,36 @@ pub fn serve_swtpm_with(
     start(data, ctrl, &cfg, opts, tpm)
 }
 
+/// The state the data and control channels of a server for `tpm` share,
+/// fresh (locality 0, no data connection), as `cfg` configures it (its
+/// endpoints are not looked at): what [`start`] and the CUSE front end share.
+pub(crate) fn shared_state(
+    core: &Arc<ServerCore>,
+    tpm: &TpmHandle,
+    cfg: &SwtpmConfig,
+    opts: DataOptions,
+    data_listener: Option<OwnedFd>,
+) -> Arc<SwtpmState> {
+    let (buffer, min_buffer, max_buffer) = buffer_limits(cfg.buffer_size);
+    Arc::new(SwtpmState {
+        tpm: tpm.clone(),
+        core: Arc::clone(core),
+        locality: AtomicU8::new(0),
+        buffer_size: AtomicU32::new(buffer),
+        min_buffer,
+        max_buffer,
+        allow_set_locality: cfg.allow_set_locality,
+        reject_locality_4: cfg.reject_locality_4,
+        terminate_on_ctrl_close: cfg.terminate_on_ctrl_close,
+        ctrl_accepts_mssim: cfg.ctrl_accepts_mssim,
+        idle_data: AtomicUsize::new(0),
+        data_listener,
+        data: opts,
+        datafd_active: AtomicBool::new(false),
+        blob_cache: Mutex::new(None),
+    })
+}
+
 /// Serve channels already bound (or adopted) as `cfg` says (its endpoints
 /// are not looked at): what [`serve_swtpm_with`] and chardev mode share.
 pub(crate) fn start(
@@ -99,27 +129,11 @@ pub(crate) fn start(
     tpm: &TpmHandle,
 ) -> Result<Server, Error> {
     let core = ServerCore::new(tpm)?;
-    let (buffer, min_buffer, max_buffer) = buffer_limits(cfg.buffer_size);
-    let st = Arc::new(SwtpmState {
-        tpm: tpm.clone(),
-        core: Arc::clone(&core),
-        locality: AtomicU8::new(0),
-        buffer_size: AtomicU32::new(buffer),
-        min_buffer,
-        max_buffer,
-        allow_set_locality: cfg.allow_set_locality,
-        reject_locality_4: cfg.reject_locality_4,
-        terminate_on_ctrl_close: cfg.terminate_on_ctrl_close,
-        ctrl_accepts_mssim: cfg.ctrl_accepts_mssim,
-        idle_data: AtomicUsize::new(0),
-        data_listener: match &data {
-            Some(Bound::Listener(l)) => l.as_fd().try_clone_to_owned().ok(),
-            _ => None,
-        },
-        data: opts,
-        datafd_active: AtomicBool::new(false),
-        blob_cache: Mutex::new(None),
-    });
+    let data_listener = match &data {
+        Some(Bound::Listener(l)) => l.as_fd().try_clone_to_owned().ok(),
+        _ => None,
+    };
+    let st = shared_state(&core, tpm, cfg, opts, data_listener);
     let server = Server::new(Arc::clone(&core));
     match data {
         Some(Bound::Listener(l)) => {

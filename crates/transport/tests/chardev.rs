@@ -49,6 +49,16 @@ fn exchange(s: &mut UnixStream, cmd: &[u8]) -> Vec<u8> {
     read_tpm_response(s)
 }
 
+/// The response code to the in-band locality command for `loc`.
+fn set_locality_rc(s: &mut UnixStream, loc: u8) -> u32 {
+    rc(&exchange(s, &set_locality(loc)))
+}
+
+/// The locality the device ran a command sent now at (the mock echoes it).
+fn locality_of_next_command(s: &mut UnixStream) -> u8 {
+    exchange(s, &tpm_cmd(0x17b, &[0, 8]))[10]
+}
+
 #[test]
 fn the_proxy_locality_command_sets_the_locality_of_later_commands() {
     let dev = MockDevice::new(true);
@@ -61,10 +71,10 @@ fn the_proxy_locality_command_sets_the_locality_of_later_commands() {
     let r = exchange(&mut s, &tpm_cmd(0x17b, &[0, 8]));
     assert_eq!((r[10], u32_at(&r, 11)), (3, 0x17b), "locality 3 used");
     // A locality that does not exist is refused and changes nothing.
-    assert_eq!(rc(&exchange(&mut s, &set_locality(5))), 0x907);
-    assert_eq!(exchange(&mut s, &tpm_cmd(0x17b, &[0, 8]))[10], 3);
-    assert_eq!(rc(&exchange(&mut s, &set_locality(0))), 0);
-    assert_eq!(exchange(&mut s, &tpm_cmd(0x17b, &[0, 8]))[10], 0);
+    assert_eq!(set_locality_rc(&mut s, 5), 0x907);
+    assert_eq!(locality_of_next_command(&mut s), 3);
+    assert_eq!(set_locality_rc(&mut s, 0), 0);
+    assert_eq!(locality_of_next_command(&mut s), 0);
     // The device saw only the real commands.
     assert_eq!(dev.calls().len(), 3);
     assert!(dev
@@ -77,22 +87,22 @@ fn the_proxy_locality_command_sets_the_locality_of_later_commands() {
 fn reject_locality_4_applies_to_the_proxy_locality_command() {
     let dev = MockDevice::new(true);
     let (_srv, mut s) = serve(&dev, CharDevice::VtpmProxy, |c| c.reject_locality_4 = true);
-    assert_eq!(rc(&exchange(&mut s, &set_locality(4))), 0x907);
-    assert_eq!(rc(&exchange(&mut s, &set_locality(2))), 0);
-    assert_eq!(exchange(&mut s, &tpm_cmd(0x17b, &[0, 8]))[10], 2);
+    assert_eq!(set_locality_rc(&mut s, 4), 0x907);
+    assert_eq!(set_locality_rc(&mut s, 2), 0);
+    assert_eq!(locality_of_next_command(&mut s), 2);
 }
 
 #[test]
 fn a_plain_device_takes_the_locality_command_only_when_allowed() {
     let dev = MockDevice::new(true);
     let (_srv, mut s) = serve(&dev, CharDevice::Fd, |_| {});
-    assert_eq!(rc(&exchange(&mut s, &set_locality(3))), 0x101);
-    assert_eq!(exchange(&mut s, &tpm_cmd(0x17b, &[0, 8]))[10], 0);
+    assert_eq!(set_locality_rc(&mut s, 3), 0x101);
+    assert_eq!(locality_of_next_command(&mut s), 0);
 
     let dev = MockDevice::new(true);
     let (_srv, mut s) = serve(&dev, CharDevice::Fd, |c| c.allow_set_locality = true);
-    assert_eq!(rc(&exchange(&mut s, &set_locality(3))), 0);
-    assert_eq!(exchange(&mut s, &tpm_cmd(0x17b, &[0, 8]))[10], 3);
+    assert_eq!(set_locality_rc(&mut s, 3), 0);
+    assert_eq!(locality_of_next_command(&mut s), 3);
 }
 
 #[test]

@@ -9,13 +9,11 @@ pub(crate) mod proto;
 pub(crate) mod session;
 
 use std::fs::{File, OpenOptions};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize};
-use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
 use crate::server::{Server, ServerCore};
-use crate::swtpm::buffer_limits;
-use crate::swtpm_state::{DataOptions, SwtpmState};
+use crate::swtpm::{shared_state, SwtpmConfig};
+use crate::swtpm_state::DataOptions;
 use crate::tpm_loop::TpmHandle;
 use session::{DeviceInfo, Flow, Session};
 
@@ -91,24 +89,15 @@ pub fn serve_cuse(cfg: CuseConfig, tpm: &TpmHandle) -> Result<Server, Error> {
 /// requests on a thread of its own.
 pub(crate) fn serve_cuse_on(dev: File, cfg: CuseConfig, tpm: &TpmHandle) -> Result<Server, Error> {
     let core = ServerCore::new(tpm)?;
-    let (buffer, min_buffer, max_buffer) = buffer_limits(cfg.buffer_size);
-    let st = Arc::new(SwtpmState {
-        tpm: tpm.clone(),
-        core: Arc::clone(&core),
-        locality: AtomicU8::new(0),
-        buffer_size: AtomicU32::new(buffer),
-        min_buffer,
-        max_buffer,
+    // The device is both channels: no control connection to close, no
+    // mssim clients, no data listener, swtpm's default data options.
+    let channels = SwtpmConfig {
         allow_set_locality: cfg.allow_set_locality,
         reject_locality_4: cfg.reject_locality_4,
-        terminate_on_ctrl_close: false,
-        ctrl_accepts_mssim: false,
-        idle_data: AtomicUsize::new(0),
-        data_listener: None,
-        data: DataOptions::default(),
-        datafd_active: AtomicBool::new(false),
-        blob_cache: Mutex::new(None),
-    });
+        buffer_size: cfg.buffer_size,
+        ..SwtpmConfig::default()
+    };
+    let st = shared_state(&core, tpm, &channels, DataOptions::default(), None);
     let mut session = Session::new(
         dev,
         st,

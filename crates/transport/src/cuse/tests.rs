@@ -281,6 +281,25 @@ impl Kernel {
         let out = self.ioctl(cmd, input);
         ResultResp::decode_in(&out, ORDER).unwrap().result
     }
+
+    /// PTM_INIT with `init_flags`: its result.
+    fn init(&mut self, init_flags: u32) -> u32 {
+        self.result(CtrlCommand::Init, &native(InitReq { init_flags }))
+    }
+
+    /// PTM_SET_BUFFERSIZE of `buffersize` (0: only ask): the raw reply.
+    fn set_buffer_size(&mut self, buffersize: u32) -> Vec<u8> {
+        self.ioctl(
+            CtrlCommand::SetBufferSize,
+            &native(BufferSizeReq { buffersize }),
+        )
+    }
+
+    /// The volatile state blob the mock TPM was last given.
+    fn volatile_blob(&self) -> Option<Vec<u8>> {
+        let log = self.log.lock().unwrap();
+        log.blobs.get(&(StateBlobKind::Volatile as u8)).cloned()
+    }
 }
 
 fn native<T: Wire>(t: T) -> Vec<u8> {
@@ -310,10 +329,7 @@ fn a_written_command_is_answered_on_the_next_read() {
     let (_, r) = k.read(4096);
     assert_eq!(r.len(), 10);
     assert_eq!(&r[6..10], &0x101u32.to_be_bytes());
-    assert_eq!(
-        k.result(CtrlCommand::Init, &native(InitReq { init_flags: 1 })),
-        0
-    );
+    assert_eq!(k.init(1), 0);
     assert_eq!(k.result(CtrlCommand::SetLocality, &[2]), 0);
     k.write(&GET_RANDOM);
     // Partial reads continue where the last one stopped.
@@ -341,10 +357,7 @@ fn a_read_waits_for_the_command_and_can_be_interrupted() {
     let (tx, rx) = crossbeam_channel::unbounded();
     let (mut k, _) = Kernel::start(Some(rx));
     k.open();
-    assert_eq!(
-        k.result(CtrlCommand::Init, &native(InitReq { init_flags: 0 })),
-        0
-    );
+    assert_eq!(k.init(0), 0);
     k.write(&GET_RANDOM);
     let parked = k.send(op::READ, &Kernel::read_body(4096));
     // Cancelling does not wait for the command; the read stays parked.
@@ -386,10 +399,7 @@ fn every_ptm_ioctl() {
         rc::TPM_BAD_ORDINAL
     );
     assert_eq!(k.result(CtrlCommand::HashStart, &[]), rc::TPM_BAD_ORDINAL);
-    assert_eq!(
-        k.result(CtrlCommand::Init, &native(InitReq { init_flags: 0 })),
-        0
-    );
+    assert_eq!(k.init(0), 0);
     let est = k.ioctl(CtrlCommand::GetTpmEstablished, &[]);
     assert_eq!(
         EstablishedResp::decode_in(&est, ORDER).unwrap(),
@@ -399,24 +409,18 @@ fn every_ptm_ioctl() {
             pad: Pad
         }
     );
-    assert_eq!(
-        k.result(CtrlCommand::SetLocality, &[4]),
-        rc::TPM_BAD_LOCALITY
-    );
-    assert_eq!(
-        k.result(CtrlCommand::SetLocality, &[5]),
-        rc::TPM_BAD_LOCALITY
-    );
-    assert_eq!(k.result(CtrlCommand::SetLocality, &[3]), 0);
-    assert_eq!(k.result(CtrlCommand::ResetTpmEstablished, &[3]), 0);
-    assert_eq!(
-        k.result(CtrlCommand::ResetTpmEstablished, &[1]),
-        rc::TPM_FAIL
-    );
-    assert_eq!(
-        k.result(CtrlCommand::ResetTpmEstablished, &[7]),
-        rc::TPM_BAD_LOCALITY
-    );
+    // Locality 4 is refused (reject-locality-4), 5 and above never exist;
+    // the mock resets the established bit from locality 3 only.
+    for (cmd, locality, want) in [
+        (CtrlCommand::SetLocality, 4, rc::TPM_BAD_LOCALITY),
+        (CtrlCommand::SetLocality, 5, rc::TPM_BAD_LOCALITY),
+        (CtrlCommand::SetLocality, 3, 0),
+        (CtrlCommand::ResetTpmEstablished, 3, 0),
+        (CtrlCommand::ResetTpmEstablished, 1, rc::TPM_FAIL),
+        (CtrlCommand::ResetTpmEstablished, 7, rc::TPM_BAD_LOCALITY),
+    ] {
+        assert_eq!(k.result(cmd, &[locality]), want, "{cmd:?} {locality}");
+    }
     assert_eq!(k.result(CtrlCommand::HashStart, &[]), 0);
     let mut hd = native(HashDataReq { length: 5 });
     hd.extend_from_slice(b"hello");
@@ -437,17 +441,11 @@ fn every_ptm_ioctl() {
             flags: 0
         }
     );
-    let bs = k.ioctl(
-        CtrlCommand::SetBufferSize,
-        &native(BufferSizeReq { buffersize: 0 }),
-    );
+    let bs = k.set_buffer_size(0);
     let bs = BufferSizeResp::decode_in(&bs, ORDER).unwrap();
     assert_eq!((bs.result, bs.buffersize), (0, 4096));
     // Setting a size needs a stopped TPM.
-    let r = k.ioctl(
-        CtrlCommand::SetBufferSize,
-        &native(BufferSizeReq { buffersize: 3000 }),
-    );
+    let r = k.set_buffer_size(3000);
     assert_eq!(
         ResultResp::decode_in(&r, ORDER).unwrap().result,
         rc::TPM_BAD_ORDINAL
@@ -476,10 +474,7 @@ fn every_ptm_ioctl() {
     assert_eq!(k.result(CtrlCommand::SetDataFd, &[]), rc::TPM_BAD_PARAMETER);
     assert_eq!(k.result(CtrlCommand::Stop, &[]), 0);
     assert_eq!(k.result(CtrlCommand::HashEnd, &[]), rc::TPM_BAD_ORDINAL);
-    let bs = k.ioctl(
-        CtrlCommand::SetBufferSize,
-        &native(BufferSizeReq { buffersize: 3000 }),
-    );
+    let bs = k.set_buffer_size(3000);
     assert_eq!(
         BufferSizeResp::decode_in(&bs, ORDER).unwrap().buffersize,
         3000
@@ -503,7 +498,7 @@ fn state_blobs_in_pieces_by_ioctl_read_and_write() {
     k.open();
     let whole: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     assert_eq!(k.ioctl(CtrlCommand::GetStateBlob, &get_state(0)).len(), 16);
-    k.ioctl(CtrlCommand::Init, &native(InitReq { init_flags: 0 }));
+    k.init(0);
     // The first piece by ioctl, the rest by read().
     let r = k.ioctl(CtrlCommand::GetStateBlob, &get_state(0));
     let h = GetStateResp::decode_in(&r, ORDER).unwrap();
@@ -551,14 +546,7 @@ fn state_blobs_in_pieces_by_ioctl_read_and_write() {
             0
         );
     }
-    assert_eq!(
-        k.log
-            .lock()
-            .unwrap()
-            .blobs
-            .get(&(StateBlobKind::Volatile as u8)),
-        Some(&blob)
-    );
+    assert_eq!(k.volatile_blob(), Some(blob));
     // By write(): an empty first piece, the data, an empty closing piece.
     assert_eq!(k.result(CtrlCommand::SetStateBlob, &set(0, &[])), 0);
     let other: Vec<u8> = (0..5000u32).map(|i| (i * 3) as u8).collect();
@@ -569,14 +557,7 @@ fn state_blobs_in_pieces_by_ioctl_read_and_write() {
     );
     k.write(&other[4000..]);
     assert_eq!(k.result(CtrlCommand::SetStateBlob, &set(0, &[])), 0);
-    assert_eq!(
-        k.log
-            .lock()
-            .unwrap()
-            .blobs
-            .get(&(StateBlobKind::Volatile as u8)),
-        Some(&other)
-    );
+    assert_eq!(k.volatile_blob(), Some(other));
     // Malformed: a piece longer than the buffer, an unknown type, encrypted.
     assert_eq!(
         k.result(CtrlCommand::SetStateBlob, &set(4000, &[])),
