@@ -161,7 +161,7 @@ impl Curve {
         }
     }
 
-    fn order(self) -> BigUint {
+    pub(crate) fn order(self) -> BigUint {
         BigUint::from_bytes_be(&self.params().n)
     }
 }
@@ -213,10 +213,11 @@ macro_rules! per_curve {
         }
     };
 }
+pub(crate) use per_curve;
 
 /// `v` as exactly `len` octets: leading zeros added or dropped; None if the
 /// value itself needs more than `len` octets.
-fn fit(v: &[u8], len: usize) -> Option<Vec<u8>> {
+pub(crate) fn fit(v: &[u8], len: usize) -> Option<Vec<u8>> {
     let first = v.iter().position(|&b| b != 0).unwrap_or(v.len());
     let v = &v[first..];
     if v.len() > len {
@@ -227,7 +228,7 @@ fn fit(v: &[u8], len: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn left_pad(v: &[u8], len: usize) -> Vec<u8> {
+pub(crate) fn left_pad(v: &[u8], len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len.saturating_sub(v.len())];
     out.extend_from_slice(v);
     out
@@ -235,7 +236,7 @@ fn left_pad(v: &[u8], len: usize) -> Vec<u8> {
 
 /// SEC1 uncompressed encoding of `p` after checking it lies on the curve
 /// (and is not the point at infinity).
-fn public_point(curve: Curve, p: &Point) -> Result<Vec<u8>> {
+pub(crate) fn public_point(curve: Curve, p: &Point) -> Result<Vec<u8>> {
     let n = curve.size();
     let (Some(x), Some(y)) = (fit(&p.x, n), fit(&p.y, n)) else {
         return Err(Error::InvalidKey("coordinate too long"));
@@ -264,7 +265,7 @@ pub fn normalize_point(curve: Curve, p: &Point) -> Result<Point> {
 }
 
 /// The affine coordinates of an encoded point; an error for the point at infinity.
-fn coords(ep: &[u8], n: usize) -> Result<Point> {
+pub(crate) fn coords(ep: &[u8], n: usize) -> Result<Point> {
     if ep.len() != 1 + 2 * n || ep[0] != 4 {
         return Err(Error::Failed("the result is the point at infinity"));
     }

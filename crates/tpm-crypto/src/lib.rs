@@ -14,6 +14,9 @@
 
 pub mod drbg;
 pub mod ecc;
+pub mod ecc_math;
+pub mod ecdaa;
+pub mod ecmqv;
 mod error;
 pub mod hash;
 pub mod kdf;
