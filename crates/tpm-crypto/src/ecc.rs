@@ -164,6 +164,11 @@ impl Curve {
     pub(crate) fn order(self) -> BigUint {
         BigUint::from_bytes_be(&self.params().n)
     }
+
+    /// Bits of the group order n (256, 384, 521).
+    pub fn order_bits(self) -> usize {
+        self.order().bits()
+    }
 }
 
 /// A point (x, y), coordinates big-endian.

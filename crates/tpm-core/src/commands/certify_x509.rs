@@ -483,7 +483,8 @@ pub fn certify_x509(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         added_algorithm.as_deref().unwrap_or_default(),
         &spki,
     ])?;
-    let signature = sign_digest(key, signer.scheme, &tbs_digest)?;
+    let signature = sign_digest(tpm, key, signer.scheme, &tbs_digest)?;
+    tpm.end_ecdaa(signer.scheme);
     Ok(Response::of(&CertifyX509Out {
         added_to_certificate: Buffer(added),
         tbs_digest: Buffer(tbs_digest),
@@ -641,6 +642,7 @@ mod tests {
             alg,
             hash,
             kdf: c::ALG_NULL,
+            count: 0,
         };
         let alg = |sc| signature_algorithm(&key, sc).unwrap().unwrap();
         // Each as swtpm 0.7.1 answered it in addedToCertificate.

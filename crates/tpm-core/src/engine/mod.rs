@@ -84,6 +84,8 @@ pub struct Powered {
     /// The command audit digest (empty: none started since it was last
     /// cleared); its algorithm and counter are permanent.
     pub command_audit_digest: Vec<u8>,
+    /// Commit counter, nonce and pending commits (TPM2_Commit, EC_Ephemeral).
+    pub commit: crate::state::CommitState,
 }
 
 /// The TPM engine.
@@ -239,6 +241,7 @@ impl Tpm {
                     epoch: self.rng.next_u32(),
                     exclusive_audit: 0,
                     command_audit_digest: v.command_audit_digest.0 .0.clone(),
+                    commit: self.commit_or_fresh(v.commit.0),
                 }
             }
             None => Powered {
@@ -261,6 +264,7 @@ impl Tpm {
                 epoch: self.rng.next_u32(),
                 exclusive_audit: 0,
                 command_audit_digest: Vec::new(),
+                commit: crate::state::CommitState::fresh(&mut self.rng),
             },
         };
         self.pw = Some(powered);
@@ -314,7 +318,20 @@ impl Tpm {
             clock_safe: pw.clock.safe,
             objects: pw.objects.to_state(),
             command_audit_digest: crate::marshal::Trailing(Buffer(pw.command_audit_digest.clone())),
+            commit: crate::marshal::Trailing(pw.commit.clone()),
         })
+    }
+
+    /// `saved` commit state, or a fresh one if it comes from an older format.
+    pub(crate) fn commit_or_fresh(
+        &mut self,
+        saved: crate::state::CommitState,
+    ) -> crate::state::CommitState {
+        if saved.is_unset() {
+            crate::state::CommitState::fresh(&mut self.rng)
+        } else {
+            saved
+        }
     }
 
     /// _TPM_Hash_Start: begin an H-CRTM measurement (one hash per allocated bank).

@@ -111,8 +111,16 @@ pub const ALGORITHMS: &[AlgEntry] = &[
         attributes: ASYM | METHOD,
     },
     AlgEntry {
+        alg: c::ALG_ECDAA,
+        attributes: ASYM | SIGNING,
+    },
+    AlgEntry {
         alg: c::ALG_ECSCHNORR,
         attributes: ASYM | SIGNING,
+    },
+    AlgEntry {
+        alg: c::ALG_ECMQV,
+        attributes: ASYM | METHOD,
     },
     AlgEntry {
         alg: c::ALG_KDF1_SP800_56A,

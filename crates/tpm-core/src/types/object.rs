@@ -56,7 +56,13 @@ pub const RSA_DECRYPT_SCHEMES: SchemeSet = SchemeSet {
 };
 /// TPMT_ECC_SCHEME.
 pub const ECC_SCHEMES: SchemeSet = SchemeSet {
-    allowed: &[c::ALG_ECDSA, c::ALG_ECDH, c::ALG_ECSCHNORR],
+    allowed: &[
+        c::ALG_ECDSA,
+        c::ALG_ECDH,
+        c::ALG_ECDAA,
+        c::ALG_ECSCHNORR,
+        c::ALG_ECMQV,
+    ],
     error: c::RC_SCHEME,
 };
 /// TPMT_KEYEDHASH_SCHEME.
@@ -71,6 +77,7 @@ pub const SIG_SCHEMES: SchemeSet = SchemeSet {
         c::ALG_RSASSA,
         c::ALG_RSAPSS,
         c::ALG_ECDSA,
+        c::ALG_ECDAA,
         c::ALG_ECSCHNORR,
     ],
     error: c::RC_SCHEME,
@@ -92,7 +99,8 @@ pub fn is_sig_scheme(alg: u16) -> bool {
 }
 
 /// A scheme of any of the scheme unions: algorithm, its hash (when it has
-/// one) and, for XOR, its KDF. TPM_ALG_NULL carries neither.
+/// one), for XOR its KDF and for ECDAA its commit count. TPM_ALG_NULL
+/// carries none of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Scheme {
     /// The scheme algorithm (TPM_ALG_NULL: none).
@@ -101,6 +109,8 @@ pub struct Scheme {
     pub hash: u16,
     /// The KDF of an XOR scheme.
     pub kdf: u16,
+    /// The commit count of an ECDAA scheme (TPMS_SCHEME_ECDAA.count).
+    pub count: u16,
 }
 
 impl Scheme {
@@ -109,6 +119,7 @@ impl Scheme {
         alg: c::ALG_NULL,
         hash: c::ALG_NULL,
         kdf: c::ALG_NULL,
+        count: 0,
     };
 
     fn has_hash(alg: u16) -> bool {
@@ -137,6 +148,9 @@ impl Scheme {
                 return err(c::RC_KDF);
             }
         }
+        if alg == c::ALG_ECDAA {
+            s.count = u16::unmarshal(r)?;
+        }
         Ok(s)
     }
 
@@ -154,6 +168,9 @@ impl Marshal for Scheme {
         }
         if self.alg == c::ALG_XOR {
             self.kdf.marshal(w);
+        }
+        if self.alg == c::ALG_ECDAA {
+            self.count.marshal(w);
         }
     }
 }
@@ -196,6 +213,7 @@ scheme_type!(
     EccScheme,
     ECC_SCHEMES
 );
+
 
 tpm_struct! {
     /// TPMS_ECC_POINT.
