@@ -68,6 +68,18 @@ pub fn add(curve: Curve, a: &Point, b: &Point) -> Result<Point> {
     })
 }
 
+/// The point of the curve with x coordinate `x` and a y of parity `odd`
+/// (SEC1 point decompression); None if no point has that x.
+pub fn decompress(curve: Curve, x: &[u8], odd: bool) -> Option<Point> {
+    let mut sec1 = vec![if odd { 3u8 } else { 2 }];
+    sec1.extend_from_slice(&fit(x, curve.size())?);
+    per_curve!(curve, c => {
+        let ep = c::EncodedPoint::from_bytes(&sec1).ok()?;
+        let p = Option::<c::AffinePoint>::from(c::AffinePoint::from_encoded_point(&ep))?;
+        coords(p.to_encoded_point(false).as_bytes(), curve.size()).ok()
+    })
+}
+
 /// `v` mod p (the field prime), at the curve's size.
 pub fn mod_p(curve: Curve, v: &[u8]) -> Vec<u8> {
     let p = BigUint::from_bytes_be(&curve.params().p);
@@ -131,6 +143,10 @@ mod tests {
             assert!(add(curve, &off, &g).is_err());
             assert!(is_private_scalar(curve, &a.d));
             assert!(!is_private_scalar(curve, &[]));
+            // Decompression finds the public point again from x and y's parity.
+            let odd = a.public.y.last().is_some_and(|b| b & 1 == 1);
+            assert_eq!(decompress(curve, &a.public.x, odd).unwrap(), a.public);
+            assert_ne!(decompress(curve, &a.public.x, !odd).unwrap(), a.public);
         }
     }
 
@@ -149,5 +165,10 @@ mod tests {
         .unwrap();
         assert_eq!(mod_p(curve, &two256), expect);
         assert_eq!(mod_n(curve, &curve.params().n), vec![0; 32]);
+        // About half of all x coordinates have a point.
+        let none: Vec<u8> = (0u8..=255)
+            .filter(|&x| decompress(curve, &[x], false).is_none())
+            .collect();
+        assert!(!none.is_empty() && none.len() < 256, "about half the x have no point");
     }
 }
