@@ -127,10 +127,7 @@ mod tests {
                 mul(curve, &sum, None).unwrap()
             );
             // P + (-P) is the point at infinity.
-            let n_minus_1 = mod_n(
-                curve,
-                &(curve.order() - BigUint::from(1u32)).to_bytes_be(),
-            );
+            let n_minus_1 = mod_n(curve, &(curve.order() - BigUint::from(1u32)).to_bytes_be());
             let neg_g = mul(curve, &n_minus_1, None).unwrap();
             assert!(add(curve, &g, &neg_g).is_err());
             // Scalars outside [1, n) and points off the curve are refused.
@@ -159,16 +156,18 @@ mod tests {
         // 2^256 mod p = 2^224 - 2^192 - 2^96 + 1 for P-256.
         let mut two256 = vec![1u8];
         two256.extend_from_slice(&[0; 32]);
-        let expect = ::hex::decode(
-            "00000000fffffffeffffffffffffffffffffffff000000000000000000000001",
-        )
-        .unwrap();
+        let expect =
+            ::hex::decode("00000000fffffffeffffffffffffffffffffffff000000000000000000000001")
+                .unwrap();
         assert_eq!(mod_p(curve, &two256), expect);
         assert_eq!(mod_n(curve, &curve.params().n), vec![0; 32]);
         // About half of all x coordinates have a point.
         let none: Vec<u8> = (0u8..=255)
             .filter(|&x| decompress(curve, &[x], false).is_none())
             .collect();
-        assert!(!none.is_empty() && none.len() < 256, "about half the x have no point");
+        assert!(
+            !none.is_empty() && none.len() < 256,
+            "about half the x have no point"
+        );
     }
 }

@@ -121,11 +121,21 @@ mod tests {
                 assert!(!verify_ecdaa(curve, &key.public, &e2, hash, &d, &k, &s));
                 assert!(!verify_ecdaa(curve, &e, &e, hash, &d, &k, &s));
                 assert!(!verify_ecdaa(curve, &key.public, &e, hash, &d, &[1], &s));
-                assert!(!verify_ecdaa(curve, &key.public, &e, hash, &d, &k, &[0; 90]));
+                assert!(!verify_ecdaa(
+                    curve,
+                    &key.public,
+                    &e,
+                    hash,
+                    &d,
+                    &k,
+                    &[0; 90]
+                ));
             }
             // r must be a valid scalar.
             let d = digest(HashAlg::Sha256, &[b"m"]);
-            assert!(key.sign_ecdaa(HashAlg::Sha256, &d, &[0], &mut SystemRng).is_err());
+            assert!(key
+                .sign_ecdaa(HashAlg::Sha256, &d, &[0], &mut SystemRng)
+                .is_err());
             assert!(key
                 .sign_ecdaa(HashAlg::Sha256, &d, &curve.params().n, &mut SystemRng)
                 .is_err());

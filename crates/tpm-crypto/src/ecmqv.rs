@@ -32,7 +32,10 @@ pub fn ecmqv(curve: Curve, ds: &[u8], de: &[u8], qs_b: &Point, qe_b: &Point) -> 
     public_point(curve, qe_b)?;
     let qe_a = mul(curve, de, None)?;
     let avf_a = avf(curve, &qe_a.x);
-    let avf_b = avf(curve, &fit(&qe_b.x, curve.size()).ok_or(Error::InvalidKey("coordinate"))?);
+    let avf_b = avf(
+        curve,
+        &fit(&qe_b.x, curve.size()).ok_or(Error::InvalidKey("coordinate"))?,
+    );
     per_curve!(curve, c => {
         let bad = || Error::Failed("scalar");
         let ds = scalar!(c, curve, ds).ok_or_else(bad)?;
@@ -71,7 +74,10 @@ mod tests {
             assert_ne!(za, sa.ecdh(&sb.public).unwrap());
             assert_ne!(za, ea.ecdh(&eb.public).unwrap());
             // Swapping B's static and ephemeral keys changes Z.
-            assert_ne!(za, ecmqv(curve, &sa.d, &ea.d, &eb.public, &sb.public).unwrap());
+            assert_ne!(
+                za,
+                ecmqv(curve, &sa.d, &ea.d, &eb.public, &sb.public).unwrap()
+            );
             let mut off = sb.public.clone();
             off.x[2] ^= 4;
             assert!(ecmqv(curve, &sa.d, &ea.d, &off, &eb.public).is_err());

@@ -233,16 +233,13 @@ pub fn zgen_2phase(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     if !tpm_crypto::ecc::is_on_curve(curve, &qe_b) {
         return Err(Rc(c::RC_ECC_POINT).param(2));
     }
-    let de = super::commit::committed_r(tpm, curve, &[], p.counter)
-        .ok_or(Rc(c::RC_VALUE).param(4))?;
+    let de =
+        super::commit::committed_r(tpm, curve, &[], p.counter).ok_or(Rc(c::RC_VALUE).param(4))?;
     let ds = key.ecc_key()?;
     // A Z at infinity is answered as an Empty Point.
-    let z = |r: tpm_crypto::Result<Point>| {
-        Sized2b(r.map(|z| ecc_point(&z)).unwrap_or_default())
-    };
+    let z = |r: tpm_crypto::Result<Point>| Sized2b(r.map(|z| ecc_point(&z)).unwrap_or_default());
     let (z1, z2) = if p.in_scheme.0 == c::ALG_ECDH {
-        let ze = tpm_crypto::EccKey::from_scalar(curve, &de)
-            .and_then(|e| e.ecdh(&qe_b));
+        let ze = tpm_crypto::EccKey::from_scalar(curve, &de).and_then(|e| e.ecdh(&qe_b));
         (z(ds.ecdh(&qs_b)), z(ze))
     } else {
         let mqv = tpm_crypto::ecmqv::ecmqv(curve, &ds.d, &de, &qs_b, &qe_b);

@@ -79,7 +79,10 @@ pub fn commit(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         if key.public.name_alg == c::ALG_NULL {
             return Err(Rc(c::RC_HASH).handle(1));
         }
-        let x2 = mod_p(curve, &crate::crypto::digest(key.public.name_alg, &[&p.s2.0]));
+        let x2 = mod_p(
+            curve,
+            &crate::crypto::digest(key.public.name_alg, &[&p.s2.0]),
+        );
         let p2 = Point::new(&x2, &p.y2.0);
         if !tpm_crypto::ecc::is_on_curve(curve, &p2) {
             return Err(Rc(c::RC_ECC_POINT).param(2));

@@ -214,7 +214,6 @@ scheme_type!(
     ECC_SCHEMES
 );
 
-
 tpm_struct! {
     /// TPMS_ECC_POINT.
     pub struct EccPoint { pub x: EccParam, pub y: EccParam }
