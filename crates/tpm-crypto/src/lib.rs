@@ -25,6 +25,7 @@ pub mod resumable;
 pub mod rsa;
 pub mod session;
 pub mod sym;
+pub mod weierstrass;
 
 pub use drbg::{random_bytes, KdfaRng, SystemRng};
 pub use ecc::{Curve, EccKey, Point};
