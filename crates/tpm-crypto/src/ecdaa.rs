@@ -7,7 +7,7 @@
 use elliptic_curve::ff::PrimeField;
 use rand_core::CryptoRngCore;
 
-use crate::ecc::{fit, per_curve, Curve, EccKey, Point};
+use crate::ecc::{any_curve, fit, Curve, EccKey, Point};
 use crate::ecc_math::{add, is_private_scalar, mod_n, mul, scalar};
 use crate::error::{Error, Result};
 use crate::hash::{HashAlg, Hasher};
@@ -42,7 +42,7 @@ impl EccKey {
         if !is_private_scalar(curve, r) {
             return Err(Error::InvalidInput("commit value out of range"));
         }
-        per_curve!(curve, c => {
+        any_curve!(curve, c => {
             let d = scalar!(c, curve, &self.d).ok_or(Error::InvalidKey("ECC scalar"))?;
             let r = scalar!(c, curve, r).ok_or(Error::InvalidInput("commit value"))?;
             for _ in 0..64 {
@@ -54,6 +54,17 @@ impl EccKey {
                     continue;
                 }
                 return Ok((k, s.to_repr().to_vec()));
+            }
+            Err(Error::Failed("ECDAA signing found no nonce"))
+        }, dom => {
+            for _ in 0..64 {
+                let k = minimal(&crate::ecc_generic::random_scalar(dom, rng));
+                let t = challenge(curve, hash, &k, digest);
+                let s = dom.mul_add_n(r, &t, &self.d).ok_or(Error::Failed("ECDAA"))?;
+                if s.iter().all(|&b| b == 0) {
+                    continue;
+                }
+                return Ok((k, s));
             }
             Err(Error::Failed("ECDAA signing found no nonce"))
         })

@@ -7,7 +7,7 @@ use elliptic_curve::ff::PrimeField;
 use elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
 use rsa::BigUint;
 
-use crate::ecc::{coords, fit, per_curve, public_point, Curve, Point};
+use crate::ecc::{any_curve, coords, fit, public_point, Curve, Point};
 use crate::ecc_math::{affine, is_private_scalar, mul, scalar};
 use crate::error::{Error, Result};
 
@@ -36,7 +36,7 @@ pub fn ecmqv(curve: Curve, ds: &[u8], de: &[u8], qs_b: &Point, qe_b: &Point) -> 
         curve,
         &fit(&qe_b.x, curve.size()).ok_or(Error::InvalidKey("coordinate"))?,
     );
-    per_curve!(curve, c => {
+    any_curve!(curve, c => {
         let bad = || Error::Failed("scalar");
         let ds = scalar!(c, curve, ds).ok_or_else(bad)?;
         let de = scalar!(c, curve, de).ok_or_else(bad)?;
@@ -47,6 +47,12 @@ pub fn ecmqv(curve: Curve, ds: &[u8], de: &[u8], qs_b: &Point, qe_b: &Point) -> 
         let qe_b = c::ProjectivePoint::from(affine!(c, curve, qe_b));
         let z = ((qe_b + qs_b * avf_b) * implicit).to_affine();
         coords(z.to_encoded_point(false).as_bytes(), curve.size())
+    }, dom => {
+        let implicit = dom.mul_add_n(de, &avf_a, ds).ok_or(Error::Failed("scalar"))?;
+        let t = dom.mul(&avf_b, Some((&qs_b.x, &qs_b.y)))?;
+        let sum = dom.add((&qe_b.x, &qe_b.y), (&t.0, &t.1))?;
+        let (x, y) = dom.mul(&implicit, Some((&sum.0, &sum.1)))?;
+        Ok(Point { x, y })
     })
 }
 

@@ -14,6 +14,7 @@
 
 pub mod drbg;
 pub mod ecc;
+mod ecc_generic;
 pub mod ecc_math;
 pub mod ecdaa;
 pub mod ecmqv;
