@@ -141,7 +141,7 @@ mod tests {
             // Scalars outside [1, n) and points off the curve are refused.
             assert!(mul(curve, &[0], None).is_err());
             assert!(mul(curve, &curve.params().n, None).is_err());
-            assert!(mul(curve, &[1; 80], None).is_err());
+            assert!(mul(curve, &[1; 81], None).is_err());
             let mut off = a.public.clone();
             off.y[3] ^= 0x10;
             assert!(mul(curve, &[5], Some(&off)).is_err());
