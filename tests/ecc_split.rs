@@ -10,71 +10,10 @@ mod support;
 
 use common::{start_swtpm, RawConn, ToolBench, Vtpm};
 use support::corpus::{command, pw_area, NO_SESSIONS, SESSIONS};
+use support::ecc::*;
 use tpm_crypto::{ecc_math, ecdaa, Curve, HashAlg, Point};
 
 const P256: Curve = Curve::P256;
-const ALG_NULL: u16 = 0x0010;
-const ALG_SHA256: u16 = 0x000B;
-const ALG_ECDSA: u16 = 0x0018;
-const ALG_ECDH: u16 = 0x0019;
-const ALG_ECDAA: u16 = 0x001A;
-const ALG_ECMQV: u16 = 0x001D;
-/// TPMA_OBJECT userWithAuth | sign.
-const SIGN_KEY: u32 = 0x0004_0040;
-/// TPMA_OBJECT userWithAuth | decrypt.
-const DECRYPT_KEY: u32 = 0x0002_0040;
-
-fn tpm2b(b: &[u8]) -> Vec<u8> {
-    [&(b.len() as u16).to_be_bytes()[..], b].concat()
-}
-
-/// TPM2B_ECC_POINT of `p`.
-fn point2b(p: &Point) -> Vec<u8> {
-    tpm2b(&[tpm2b(&p.x), tpm2b(&p.y)].concat())
-}
-
-/// TPM2B_ECC_POINT holding the Empty Point.
-const EMPTY_POINT: [u8; 6] = [0, 4, 0, 0, 0, 0];
-
-/// Send a command; TPM_RC_RETRY is sent again (libtpms answers it to the
-/// first use of an algorithm while it tests it).
-fn send(c: &mut RawConn, cmd: &[u8]) -> (u32, Vec<u8>) {
-    for _ in 0..10 {
-        let r = c.send(cmd);
-        if r.0 != 0x922 {
-            return r;
-        }
-    }
-    panic!("TPM_RC_RETRY ten times")
-}
-
-/// Reads a response's fields in order.
-struct Rd<'a>(&'a [u8]);
-
-impl Rd<'_> {
-    fn take(&mut self, n: usize) -> &[u8] {
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        a
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_be_bytes(self.take(2).try_into().unwrap())
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_be_bytes(self.take(4).try_into().unwrap())
-    }
-    fn b2(&mut self) -> Vec<u8> {
-        let n = self.u16() as usize;
-        self.take(n).to_vec()
-    }
-    fn point(&mut self) -> Point {
-        let _size = self.u16();
-        let x = self.b2();
-        let y = self.b2();
-        Point::new(&x, &y)
-    }
-}
-
 /// The generator of P-256.
 fn g() -> Point {
     let p = P256.params();
@@ -93,39 +32,9 @@ fn off_curve(p: &Point) -> Point {
     q
 }
 
-/// LoadExternal of the P-256 key with private scalar `d` into the null
-/// hierarchy, with `attrs` and the TPMT_ECC_SCHEME `scheme`; its handle.
+/// LoadExternal of the P-256 key with private scalar `d`.
 fn load_external(c: &mut RawConn, d: &[u8], attrs: u32, scheme: &[u8]) -> u32 {
-    let q = mul_g(d);
-    let sensitive = [
-        &0x0023u16.to_be_bytes()[..],
-        &tpm2b(&[]),
-        &tpm2b(&[]),
-        &tpm2b(d),
-    ]
-    .concat();
-    let public = [
-        &0x0023u16.to_be_bytes()[..],
-        &ALG_SHA256.to_be_bytes(),
-        &attrs.to_be_bytes(),
-        &tpm2b(&[]),
-        &ALG_NULL.to_be_bytes(),
-        scheme,
-        &0x0003u16.to_be_bytes(),
-        &ALG_NULL.to_be_bytes(),
-        &tpm2b(&q.x),
-        &tpm2b(&q.y),
-    ]
-    .concat();
-    let body = [
-        tpm2b(&sensitive),
-        tpm2b(&public),
-        0x4000_0007u32.to_be_bytes().to_vec(),
-    ]
-    .concat();
-    let (rc, r) = send(c, &command(NO_SESSIONS, 0x167, &body));
-    assert_eq!(rc, 0, "LoadExternal");
-    Rd(&r).u32()
+    load_external_on(P256, c, d, attrs, scheme)
 }
 
 fn ecdaa_scheme() -> Vec<u8> {
@@ -133,17 +42,6 @@ fn ecdaa_scheme() -> Vec<u8> {
         .iter()
         .flat_map(|v| v.to_be_bytes())
         .collect()
-}
-
-fn scheme(alg: u16) -> Vec<u8> {
-    if alg == ALG_NULL {
-        alg.to_be_bytes().to_vec()
-    } else {
-        [alg, ALG_SHA256]
-            .iter()
-            .flat_map(|v| v.to_be_bytes())
-            .collect()
-    }
 }
 
 /// The answer to TPM2_Commit: K, L, E, counter.

@@ -205,7 +205,10 @@ pub(crate) fn ecdsa_verify(d: &Domain, q: &Point, digest: &[u8], r: &[u8], s: &[
     };
     // u1 = 0 (e ≡ 0) leaves [u2]Q alone.
     let x = if d.is_scalar(&u1) {
-        match d.mul(&u1, None).and_then(|a| d.add((&a.0, &a.1), (&b.0, &b.1))) {
+        match d
+            .mul(&u1, None)
+            .and_then(|a| d.add((&a.0, &a.1), (&b.0, &b.1)))
+        {
             Ok((x, _)) => x,
             Err(_) => return false,
         }

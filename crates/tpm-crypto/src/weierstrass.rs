@@ -79,7 +79,15 @@ impl ConditionallySelectable for Projective {
 impl Domain {
     /// The domain of (p, a, b, Gx, Gy, n), big-endian; None if a value does
     /// not fit, a modulus is even, or G is not on the curve.
-    pub fn new(p: &[u8], a: &[u8], b: &[u8], gx: &[u8], gy: &[u8], n: &[u8], size: usize) -> Option<Domain> {
+    pub fn new(
+        p: &[u8],
+        a: &[u8],
+        b: &[u8],
+        gx: &[u8],
+        gy: &[u8],
+        n: &[u8],
+        size: usize,
+    ) -> Option<Domain> {
         let (p_int, n_int) = (uint(p)?, uint(n)?);
         if !bool::from(p_int.bit(0)) || !bool::from(n_int.bit(0)) {
             return None;
@@ -120,8 +128,11 @@ impl Domain {
     /// A field element from coordinate octets: None if not below p.
     fn coordinate(&self, v: &[u8]) -> Option<Fe> {
         let u = uint(v)?;
-        bool::from(crypto_bigint::subtle::ConstantTimeLess::ct_lt(&u, &self.p_int))
-            .then(|| Fe::new(&u, self.p))
+        bool::from(crypto_bigint::subtle::ConstantTimeLess::ct_lt(
+            &u,
+            &self.p_int,
+        ))
+        .then(|| Fe::new(&u, self.p))
     }
 
     /// The point (x, y) if both coordinates are below p and it is on the curve.

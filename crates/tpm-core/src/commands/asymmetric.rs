@@ -262,16 +262,22 @@ pub fn ecc_parameters(_tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> 
             curve_id: p.curve_id.0,
             key_size: curve.bits(),
             // As libtpms: the SP 800-56A KDF with the curve's matching
-            // hash, and no signing scheme of the curve's own.
-            kdf: KdfScheme(Scheme {
-                alg: c::ALG_KDF1_SP800_56A,
-                hash: match curve {
-                    Curve::P256 => c::ALG_SHA256,
-                    Curve::P384 => c::ALG_SHA384,
-                    Curve::P521 => c::ALG_SHA512,
+            // hash (SM3 for SM2's curve, although SM3 is not implemented:
+            // this only reports the curve's definition), none for the BN
+            // curves, and no signing scheme of the curve's own.
+            kdf: KdfScheme(match curve {
+                Curve::BnP256 | Curve::BnP638 => Scheme::NULL,
+                _ => Scheme {
+                    alg: c::ALG_KDF1_SP800_56A,
+                    hash: match curve {
+                        Curve::P384 => c::ALG_SHA384,
+                        Curve::P521 => c::ALG_SHA512,
+                        Curve::Sm2P256 => c::ALG_SM3_256,
+                        _ => c::ALG_SHA256,
+                    },
+                    kdf: c::ALG_NULL,
+                    count: 0,
                 },
-                kdf: c::ALG_NULL,
-                count: 0,
             }),
             sign: EccScheme(Scheme::NULL),
             p: Buffer(d.p),

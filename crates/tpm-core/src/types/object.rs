@@ -16,8 +16,8 @@ pub const MAX_RSA_BYTES: usize = 384;
 /// Largest TPM2B_ECC_PARAMETER accepted (TPM2_MAX_ECC_KEY_BYTES, as libtpms
 /// parses it; coordinates longer than the curve's size fail the point checks).
 pub const MAX_ECC_BYTES: usize = 128;
-/// Largest ECC private scalar (P-521).
-pub const MAX_ECC_SCALAR: usize = 66;
+/// Largest ECC private scalar (BN P-638).
+pub const MAX_ECC_SCALAR: usize = 80;
 /// Largest private part of a key (an RSA prime, a sealed secret, a key).
 pub const MAX_SENSITIVE: usize = 192;
 /// TPM2B_NAME: a hash algorithm and a digest, or a handle.
