@@ -25,6 +25,7 @@ pub mod protect;
 pub mod resumable;
 pub mod rsa;
 pub mod session;
+pub mod sm2;
 pub mod sym;
 pub mod weierstrass;
 
