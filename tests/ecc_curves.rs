@@ -1,7 +1,7 @@
 //! The curves beyond P-256/384/521 (P-192, P-224, BN P-256, BN P-638,
 //! SM2 P-256): TPM2_ECC_Parameters and GetCapability(ECC_CURVES) byte for
 //! byte as swtpm answers them, TestParms, and keys on each curve signing on
-//! one TPM and verifying on the other (ECDSA and EC-Schnorr, LoadExternal
+//! one TPM and verifying on the other (ECDSA, EC-Schnorr and SM2, LoadExternal
 //! of the same key on vtpm and swtpm).
 
 mod common;
@@ -13,6 +13,7 @@ use support::ecc::*;
 use tpm_crypto::{Curve, HashAlg, Point};
 
 const ALG_ECSCHNORR: u16 = 0x001C;
+const ALG_SM2: u16 = 0x001B;
 
 /// Every curve swtpm 0.7.1 lists, and one it does not.
 const CURVES: [u16; 9] = [0x01, 0x02, 0x03, 0x04, 0x05, 0x10, 0x11, 0x20, 0x06];
@@ -100,7 +101,7 @@ fn verify(c: &mut RawConn, h: u32, alg: u16, digest: &[u8], r: &[u8], s: &[u8]) 
     send(c, &command(NO_SESSIONS, 0x177, &body)).0
 }
 
-/// A key of `curve` signs on `a` and verifies on `b` with both ECC schemes,
+/// A key of `curve` signs on `a` and verifies on `b` with every ECC scheme,
 /// and the signatures check with tpm-crypto; a wrong digest fails.
 fn cross(curve: Curve, a: &mut RawConn, b: &mut RawConn) {
     let d = vec![0x17u8; curve.size().min(20)];
@@ -109,13 +110,15 @@ fn cross(curve: Curve, a: &mut RawConn, b: &mut RawConn) {
     let q: Point = tpm_crypto::ecc_math::mul(curve, &d, None).unwrap();
     let digest = tpm_crypto::digest(HashAlg::Sha256, &[b"curve test"]);
     let other = tpm_crypto::digest(HashAlg::Sha256, &[b"other"]);
-    for alg in [ALG_ECDSA, ALG_ECSCHNORR] {
+    for alg in [ALG_ECDSA, ALG_ECSCHNORR, ALG_SM2] {
         let (r, s) = sign(a, ha, alg, &digest);
         assert_eq!(verify(b, hb, alg, &digest, &r, &s), 0, "{curve:?} {alg:#x}");
         assert_eq!(verify(a, ha, alg, &digest, &r, &s), 0, "{curve:?} {alg:#x}");
         assert_ne!(verify(b, hb, alg, &other, &r, &s), 0, "{curve:?} {alg:#x}");
         let good = if alg == ALG_ECDSA {
             tpm_crypto::ecc::verify_ecdsa(curve, &q, &digest, &r, &s)
+        } else if alg == ALG_SM2 {
+            tpm_crypto::sm2::verify_sm2(curve, &q, &digest, &r, &s)
         } else {
             tpm_crypto::ecc::verify_schnorr(curve, &q, HashAlg::Sha256, &digest, &r, &s)
         };
@@ -133,6 +136,7 @@ fn keys_on_every_new_curve_sign_here_and_verify_there() {
     let other = start_swtpm().unwrap_or_else(Vtpm::start_socket);
     let (mut a, mut b) = (RawConn::open(v.port), RawConn::open(other.port));
     for curve in [
+        Curve::P256,
         Curve::P192,
         Curve::P224,
         Curve::BnP256,

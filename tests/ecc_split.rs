@@ -14,6 +14,7 @@ use support::ecc::*;
 use tpm_crypto::{ecc_math, ecdaa, Curve, HashAlg, Point};
 
 const P256: Curve = Curve::P256;
+const ALG_SM2: u16 = 0x001B;
 /// The generator of P-256.
 fn g() -> Point {
     let p = P256.params();
@@ -342,6 +343,19 @@ fn two_phase_ecmqv_between_two_vtpms() {
         (empty_a, empty_b),
         (Point::new(&[], &[]), Point::new(&[], &[]))
     );
+}
+
+/// The SM2 key exchange between two vtpm instances, on the SM2 curve's
+/// stand-in P-256 (the exchange is defined on any curve).
+#[test]
+fn two_phase_sm2_between_two_vtpms() {
+    let (v, w) = (Vtpm::start_socket(), Vtpm::start_socket());
+    let (mut a, mut b) = (RawConn::open(v.port), RawConn::open(w.port));
+    let (ha, hb, qs_a, qs_b) = static_keys(&mut a, &mut b);
+    let ((u_a, empty), (u_b, _)) = exchange(&mut a, &mut b, ha, hb, &qs_a, &qs_b, ALG_SM2);
+    assert_eq!(u_a, u_b, "both parties compute the same U");
+    assert!(tpm_crypto::ecc::is_on_curve(P256, &u_a));
+    assert_eq!(empty, Point::new(&[], &[]));
 }
 
 /// ZGen_2Phase and EC_Ephemeral refusals on one TPM.

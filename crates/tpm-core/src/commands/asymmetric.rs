@@ -53,10 +53,10 @@ tpm_interface! {
 }
 
 tpm_interface! {
-    /// TPMI_ECC_KEY_EXCHANGE: a two-phase key exchange scheme implemented
-    /// (ECDH, ECMQV; SM2 needs the SM2 curve, which vtpm does not have).
+    /// TPMI_ECC_KEY_EXCHANGE: a two-phase key exchange scheme (ECDH,
+    /// ECMQV, SM2).
     pub struct KeyExchange(u16), error = c::RC_SCHEME,
-    accept = |a| matches!(a, c::ALG_ECDH | c::ALG_ECMQV)
+    accept = |a| matches!(a, c::ALG_ECDH | c::ALG_ECMQV | c::ALG_SM2)
 }
 
 tpm_params! {
@@ -212,7 +212,8 @@ pub fn ecdh_zgen(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
 
 /// TPM2_ZGen_2Phase: the second half of a two-phase key exchange, with the
 /// ephemeral private key of a count from TPM2_EC_Ephemeral. ECDH answers
-/// Zs = [ds]QsB and Ze = [de]QeB; ECMQV answers its Z and an Empty Point.
+/// Zs = [ds]QsB and Ze = [de]QeB; ECMQV and SM2 answer their one point and
+/// an Empty Point.
 /// The checks and their order are libtpms's.
 pub fn zgen_2phase(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = ZGen2PhaseIn::parse(&mut ctx.params)?;
@@ -242,8 +243,12 @@ pub fn zgen_2phase(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         let ze = tpm_crypto::EccKey::from_scalar(curve, &de).and_then(|e| e.ecdh(&qe_b));
         (z(ds.ecdh(&qs_b)), z(ze))
     } else {
-        let mqv = tpm_crypto::ecmqv::ecmqv(curve, &ds.d, &de, &qs_b, &qe_b);
-        (z(mqv), Sized2b(Default::default()))
+        let u = if p.in_scheme.0 == c::ALG_ECMQV {
+            tpm_crypto::ecmqv::ecmqv(curve, &ds.d, &de, &qs_b, &qe_b)
+        } else {
+            tpm_crypto::sm2::sm2_key_exchange(curve, &ds.d, &de, &qs_b, &qe_b)
+        };
+        (z(u), Sized2b(Default::default()))
     };
     tpm.end_commit(p.counter);
     Ok(Response::of(&ZGen2PhaseOut {

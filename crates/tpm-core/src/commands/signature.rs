@@ -56,13 +56,15 @@ pub(crate) fn is_signing_key(key: &Loaded) -> bool {
     key.public.has(c::TPMA_OBJECT_SIGN_ENCRYPT) && key.public.type_alg() != c::ALG_SYMCIPHER
 }
 
-/// Whether a key of type `ty` makes signatures of algorithm `alg`. SM2 has
-/// no implementation, so no key makes it.
+/// Whether a key of type `ty` makes signatures of algorithm `alg`.
 fn fits_key(ty: u16, alg: u16) -> bool {
     matches!(
         (ty, alg),
         (c::ALG_RSA, c::ALG_RSASSA | c::ALG_RSAPSS)
-            | (c::ALG_ECC, c::ALG_ECDSA | c::ALG_ECDAA | c::ALG_ECSCHNORR)
+            | (
+                c::ALG_ECC,
+                c::ALG_ECDSA | c::ALG_ECDAA | c::ALG_SM2 | c::ALG_ECSCHNORR
+            )
             | (c::ALG_KEYEDHASH, c::ALG_HMAC)
     )
 }
@@ -111,7 +113,7 @@ pub(crate) fn sign_digest(
                 sig: Buffer(sig),
             }
         }
-        (c::ALG_ECC, c::ALG_ECDSA | c::ALG_ECDAA | c::ALG_ECSCHNORR) => {
+        (c::ALG_ECC, c::ALG_ECDSA | c::ALG_ECDAA | c::ALG_SM2 | c::ALG_ECSCHNORR) => {
             let k = key.ecc_key()?;
             let rng = &mut tpm_crypto::SystemRng;
             let (r, s) = match scheme.alg {
@@ -120,6 +122,7 @@ pub(crate) fn sign_digest(
                     let r = super::commit::ecdaa_r(tpm, key, scheme)?.ok_or(Rc(c::RC_SCHEME))?;
                     k.sign_ecdaa(hash_alg(scheme.hash)?, digest, &r, rng)
                 }
+                c::ALG_SM2 => k.sign_sm2(digest, rng),
                 _ => k.sign_schnorr(hash_alg(scheme.hash)?, digest, rng),
             }
             .map_err(value)?;
@@ -195,6 +198,8 @@ pub(crate) fn check_signature(key: &Loaded, digest: &[u8], sig: &Signature) -> T
             }
             let good = if *alg == c::ALG_ECDSA {
                 tpm_crypto::ecc::verify_ecdsa(curve, &q, digest, r.as_slice(), s.as_slice())
+            } else if *alg == c::ALG_SM2 {
+                tpm_crypto::sm2::verify_sm2(curve, &q, digest, r.as_slice(), s.as_slice())
             } else {
                 tpm_crypto::ecc::verify_schnorr(
                     curve,

@@ -115,6 +115,10 @@ pub const ALGORITHMS: &[AlgEntry] = &[
         attributes: ASYM | SIGNING,
     },
     AlgEntry {
+        alg: c::ALG_SM2,
+        attributes: ASYM | SIGNING | METHOD,
+    },
+    AlgEntry {
         alg: c::ALG_ECSCHNORR,
         attributes: ASYM | SIGNING,
     },
