@@ -527,13 +527,20 @@ fn ecdh_keygen_and_zgen_agree() {
 
 /// TPMS_ALGORITHM_DETAIL_ECC from tpm2_geteccparameters for each curve.
 fn ecc_parameters(b: &Bench) -> Vec<Vec<u8>> {
-    ["ecc256", "ecc384", "ecc521", "ecc192", "ecc224", "ecc_sm2_p256"]
-        .iter()
-        .map(|c| {
-            b.ok("tpm2_geteccparameters", &[c, "-o", "params.bin"]);
-            b.read("params.bin")
-        })
-        .collect()
+    [
+        "ecc256",
+        "ecc384",
+        "ecc521",
+        "ecc192",
+        "ecc224",
+        "ecc_sm2_p256",
+    ]
+    .iter()
+    .map(|c| {
+        b.ok("tpm2_geteccparameters", &[c, "-o", "params.bin"]);
+        b.read("params.bin")
+    })
+    .collect()
 }
 
 #[test]

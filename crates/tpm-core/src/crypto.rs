@@ -6,6 +6,16 @@ use tpm_crypto::HashAlg;
 
 pub use tpm_crypto::ct_eq;
 
+/// The ECC of the split operations, key exchange and the extra signature
+/// schemes, as the engine uses it (point checks and arithmetic, EC-MQV, SM2).
+pub mod ecc {
+    pub use tpm_crypto::ecc::is_on_curve;
+    pub use tpm_crypto::ecc_math::{is_private_scalar, mod_p, mul};
+    pub use tpm_crypto::ecmqv::ecmqv;
+    pub use tpm_crypto::sm2::{sm2_key_exchange, verify_sm2};
+    pub use tpm_crypto::{Curve, EccKey, Point};
+}
+
 /// An incremental hash of one of the implemented algorithms (Clone: hash
 /// sequences fork it) whose running state can be exported into a context.
 #[derive(Clone)]

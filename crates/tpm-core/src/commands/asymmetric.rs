@@ -4,6 +4,7 @@
 
 use super::signature::{hash_alg, select_scheme};
 use crate::constants as c;
+use crate::crypto::ecc;
 use crate::dispatch::Ctx;
 use crate::engine::{Response, Tpm};
 use crate::marshal::{Buffer, Sized2b};
@@ -228,25 +229,26 @@ pub fn zgen_2phase(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let curve = key.curve().map_err(|e| e.handle(1))?;
     let qs_b = Point::new(&p.in_qs_b.0.x.0, &p.in_qs_b.0.y.0);
     let qe_b = Point::new(&p.in_qe_b.0.x.0, &p.in_qe_b.0.y.0);
-    if !tpm_crypto::ecc::is_on_curve(curve, &qs_b) {
+    if !ecc::is_on_curve(curve, &qs_b) {
         return Err(Rc(c::RC_ECC_POINT).param(1));
     }
-    if !tpm_crypto::ecc::is_on_curve(curve, &qe_b) {
+    if !ecc::is_on_curve(curve, &qe_b) {
         return Err(Rc(c::RC_ECC_POINT).param(2));
     }
     let de =
         super::commit::committed_r(tpm, curve, &[], p.counter).ok_or(Rc(c::RC_VALUE).param(4))?;
     let ds = key.ecc_key()?;
     // A Z at infinity is answered as an Empty Point.
-    let z = |r: tpm_crypto::Result<Point>| Sized2b(r.map(|z| ecc_point(&z)).unwrap_or_default());
+    let z =
+        |r: Result<Point, tpm_crypto::Error>| Sized2b(r.map(|z| ecc_point(&z)).unwrap_or_default());
     let (z1, z2) = if p.in_scheme.0 == c::ALG_ECDH {
-        let ze = tpm_crypto::EccKey::from_scalar(curve, &de).and_then(|e| e.ecdh(&qe_b));
+        let ze = ecc::EccKey::from_scalar(curve, &de).and_then(|e| e.ecdh(&qe_b));
         (z(ds.ecdh(&qs_b)), z(ze))
     } else {
         let u = if p.in_scheme.0 == c::ALG_ECMQV {
-            tpm_crypto::ecmqv::ecmqv(curve, &ds.d, &de, &qs_b, &qe_b)
+            ecc::ecmqv(curve, &ds.d, &de, &qs_b, &qe_b)
         } else {
-            tpm_crypto::sm2::sm2_key_exchange(curve, &ds.d, &de, &qs_b, &qe_b)
+            ecc::sm2_key_exchange(curve, &ds.d, &de, &qs_b, &qe_b)
         };
         (z(u), Sized2b(Default::default()))
     };

@@ -5,6 +5,7 @@
 
 use super::asymmetric::EccCurve;
 use crate::constants as c;
+use crate::crypto::ecc::{is_on_curve, mod_p, mul, Curve, Point};
 use crate::dispatch::Ctx;
 use crate::engine::{Response, Tpm};
 use crate::marshal::Sized2b;
@@ -12,8 +13,6 @@ use crate::object::{ecc_point, Loaded};
 use crate::rc::{Rc, TpmResult};
 use crate::types::{EccParam, EccPoint, EccPoint2b, Scheme, SensitiveData};
 use crate::{tpm_params, tpm_response};
-use tpm_crypto::ecc_math::{mod_p, mul};
-use tpm_crypto::{Curve, Point};
 
 tpm_params! {
     /// TPM2_Commit parameters.
@@ -84,7 +83,7 @@ pub fn commit(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             &crate::crypto::digest(key.public.name_alg, &[&p.s2.0]),
         );
         let p2 = Point::new(&x2, &p.y2.0);
-        if !tpm_crypto::ecc::is_on_curve(curve, &p2) {
+        if !is_on_curve(curve, &p2) {
             return Err(Rc(c::RC_ECC_POINT).param(2));
         }
         if key.sensitive.is_none() {
@@ -96,7 +95,7 @@ pub fn commit(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p1 = point_of(&p.p1.0);
     let p1 = (!p1.x.is_empty() || !p1.y.is_empty()).then_some(p1);
     if let Some(p1) = &p1 {
-        if !tpm_crypto::ecc::is_on_curve(curve, p1) {
+        if !is_on_curve(curve, p1) {
             return Err(Rc(c::RC_ECC_POINT).param(1));
         }
     }

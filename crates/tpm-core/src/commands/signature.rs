@@ -199,7 +199,7 @@ pub(crate) fn check_signature(key: &Loaded, digest: &[u8], sig: &Signature) -> T
             let good = if *alg == c::ALG_ECDSA {
                 tpm_crypto::ecc::verify_ecdsa(curve, &q, digest, r.as_slice(), s.as_slice())
             } else if *alg == c::ALG_SM2 {
-                tpm_crypto::sm2::verify_sm2(curve, &q, digest, r.as_slice(), s.as_slice())
+                crate::crypto::ecc::verify_sm2(curve, &q, digest, r.as_slice(), s.as_slice())
             } else {
                 tpm_crypto::ecc::verify_schnorr(
                     curve,

@@ -9,9 +9,9 @@
 //! the save state and in the volatile snapshot).
 
 use crate::constants as c;
+use crate::crypto::ecc::{is_private_scalar, Curve};
 use crate::marshal::Buffer;
 use crate::tpm_struct;
-use tpm_crypto::Curve;
 
 /// Counts that can be pending at once: the last `WINDOW` handed out.
 pub const WINDOW: u64 = 128;
@@ -105,7 +105,7 @@ impl CommitState {
                     *first &= (1u8 << top_bits) - 1;
                 }
             }
-            if tpm_crypto::ecc_math::is_private_scalar(curve, &r) {
+            if is_private_scalar(curve, &r) {
                 return Some(r);
             }
         }
@@ -161,7 +161,7 @@ mod tests {
             assert_eq!(s.r(curve, b"name", 5).unwrap(), r);
             assert_ne!(s.r(curve, b"name", 6).unwrap(), r);
             assert_ne!(s.r(curve, b"other", 5).unwrap(), r);
-            assert!(tpm_crypto::ecc_math::is_private_scalar(curve, &r));
+            assert!(is_private_scalar(curve, &r));
         }
         let other = CommitState::fresh(&mut rand::rngs::OsRng);
         assert_ne!(
