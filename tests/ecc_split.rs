@@ -15,9 +15,9 @@ use tpm_crypto::{ecc_math, ecdaa, Curve, HashAlg, Point};
 
 const P256: Curve = Curve::P256;
 const ALG_SM2: u16 = 0x001B;
-/// The generator of P-256.
-fn g() -> Point {
-    let p = P256.params();
+/// The generator of `curve`.
+fn g_of(curve: Curve) -> Point {
+    let p = curve.params();
     Point::new(&p.gx, &p.gy)
 }
 
@@ -29,7 +29,9 @@ fn mul_g(k: &[u8]) -> Point {
 /// `p` moved off the curve.
 fn off_curve(p: &Point) -> Point {
     let mut q = p.clone();
-    q.y[31] ^= 1;
+    if let Some(last) = q.y.last_mut() {
+        *last ^= 1;
+    }
     q
 }
 
@@ -142,12 +144,12 @@ fn sign_ecdaa(
 }
 
 /// An s2 whose x2 = SHA-256(s2) mod p is on P-256, with its y2.
-fn s2_on_curve() -> (Vec<u8>, Point) {
+fn s2_on_curve(curve: Curve) -> (Vec<u8>, Point) {
     (0u8..=255)
         .find_map(|i| {
             let s2 = vec![b's', i];
-            let x2 = ecc_math::mod_p(P256, &tpm_crypto::digest(HashAlg::Sha256, &[&s2]));
-            ecc_math::decompress(P256, &x2, false).map(|p| (s2, p))
+            let x2 = ecc_math::mod_p(curve, &tpm_crypto::digest(HashAlg::Sha256, &[&s2]));
+            ecc_math::decompress(curve, &x2, false).map(|p| (s2, p))
         })
         .unwrap()
 }
@@ -157,20 +159,20 @@ fn hex(p: &Point) -> String {
 }
 
 /// Commit's answers and refusals on one TPM, as comparable lines.
-fn commit_cases(port: u16) -> Vec<String> {
+fn commit_cases(port: u16, curve: Curve) -> Vec<String> {
     let mut c = RawConn::open(port);
     let d = [0x11u8; 32];
-    let key = load_external(&mut c, &d, SIGN_KEY, &ecdaa_scheme());
-    let ecdsa_key = load_external(&mut c, &d, SIGN_KEY, &scheme(ALG_ECDSA));
-    let decrypt_key = load_external(&mut c, &[0x12; 32], DECRYPT_KEY, &scheme(ALG_NULL));
-    let (s2, p2) = s2_on_curve();
+    let key = load_external_on(curve, &mut c, &d, SIGN_KEY, &ecdaa_scheme());
+    let ecdsa_key = load_external_on(curve, &mut c, &d, SIGN_KEY, &scheme(ALG_ECDSA));
+    let decrypt_key = load_external_on(curve, &mut c, &[0x12; 32], DECRYPT_KEY, &scheme(ALG_NULL));
+    let (s2, p2) = s2_on_curve(curve);
     let mut out = Vec::new();
     // P1 = G and P2 from s2: K = [d]P2 is the same on every TPM; L = [r]P2
     // and E = [r]G hold the secret r (E is checked through a signature below).
-    let full = commit(&mut c, key, &point2b(&g()), &s2, &p2.y).unwrap();
-    assert_eq!(full.k, ecc_math::mul(P256, &d, Some(&p2)).unwrap());
-    assert!(tpm_crypto::ecc::is_on_curve(P256, &full.l));
-    assert!(tpm_crypto::ecc::is_on_curve(P256, &full.e));
+    let full = commit(&mut c, key, &point2b(&g_of(curve)), &s2, &p2.y).unwrap();
+    assert_eq!(full.k, ecc_math::mul(curve, &d, Some(&p2)).unwrap());
+    assert!(tpm_crypto::ecc::is_on_curve(curve, &full.l));
+    assert!(tpm_crypto::ecc::is_on_curve(curve, &full.e));
     out.push(format!("K {}", hex(&full.k)));
     // Neither P1 nor s2: E = [r]G only.
     let bare = commit(&mut c, key, &EMPTY_POINT, &[], &[]).unwrap();
@@ -178,7 +180,7 @@ fn commit_cases(port: u16) -> Vec<String> {
         "bare: K {:?} L {:?} E on curve {}, counter step {}",
         bare.k,
         bare.l,
-        tpm_crypto::ecc::is_on_curve(P256, &bare.e),
+        tpm_crypto::ecc::is_on_curve(curve, &bare.e),
         bare.counter.wrapping_sub(full.counter)
     ));
     // s2 and y2 without P1: K and L, no E.
@@ -192,7 +194,7 @@ fn commit_cases(port: u16) -> Vec<String> {
         ),
         (
             "P1 off the curve",
-            commit(&mut c, key, &point2b(&off_curve(&g())), &[], &[]),
+            commit(&mut c, key, &point2b(&off_curve(&g_of(curve))), &[], &[]),
         ),
         (
             "P2 off the curve",
@@ -217,10 +219,10 @@ fn commit_cases(port: u16) -> Vec<String> {
     // ECDAA signing: the count of the bare commit signs once, then is spent;
     // a count never handed out is refused the same way.
     let digest = tpm_crypto::digest(HashAlg::Sha256, &[b"message"]);
-    let q = mul_g(&d);
+    let q = ecc_math::mul(curve, &d, None).unwrap();
     let (k, s) = sign_ecdaa(&mut c, key, &digest, full.counter).unwrap();
     assert!(ecdaa::verify_ecdaa(
-        P256,
+        curve,
         &q,
         &full.e,
         HashAlg::Sha256,
@@ -230,7 +232,7 @@ fn commit_cases(port: u16) -> Vec<String> {
     ));
     let (k, s) = sign_ecdaa(&mut c, key, &digest, bare.counter).unwrap();
     assert!(ecdaa::verify_ecdaa(
-        P256,
+        curve,
         &q,
         &bare.e,
         HashAlg::Sha256,
@@ -260,17 +262,27 @@ fn commit_cases(port: u16) -> Vec<String> {
         "verify ECDAA: {:#x}",
         send(&mut c, &command(NO_SESSIONS, 0x177, &body)).0
     ));
+    for h in [key, ecdsa_key, decrypt_key] {
+        assert_eq!(
+            send(&mut c, &command(NO_SESSIONS, 0x165, &h.to_be_bytes())).0,
+            0
+        );
+    }
     out
 }
 
+/// On P-256 and on BN P-256, the curve DAA schemes use.
 #[test]
 fn commit_and_ecdaa_signing_answer_as_swtpm() {
     let v = Vtpm::start_socket();
-    let ours = commit_cases(v.port);
-    println!("vtpm: {ours:#?}");
-    assert_eq!(ours[3], "s2 without y2: 0x3d5", "TPM_RC_SIZE on y2");
-    if let Some(sw) = start_swtpm() {
-        assert_eq!(ours, commit_cases(sw.port), "swtpm");
+    let sw = start_swtpm();
+    for curve in [P256, Curve::BnP256] {
+        let ours = commit_cases(v.port, curve);
+        println!("vtpm {curve:?}: {ours:#?}");
+        assert_eq!(ours[3], "s2 without y2: 0x3d5", "TPM_RC_SIZE on y2");
+        if let Some(sw) = &sw {
+            assert_eq!(ours, commit_cases(sw.port, curve), "swtpm, {curve:?}");
+        }
     }
 }
 
