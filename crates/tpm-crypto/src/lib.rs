@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cmac;
 pub mod drbg;
 pub mod ecc;
 mod ecc_generic;

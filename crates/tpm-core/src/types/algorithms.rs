@@ -151,6 +151,10 @@ pub const ALGORITHMS: &[AlgEntry] = &[
         attributes: SYMM,
     },
     AlgEntry {
+        alg: c::ALG_CMAC,
+        attributes: SYMM | SIGNING,
+    },
+    AlgEntry {
         alg: c::ALG_CTR,
         attributes: SYMM | ENCRYPTING,
     },
