@@ -549,6 +549,29 @@ mod tests {
         assert!(decode_snapshot(&snapshot_of(STATE_VERSION, 1)).is_ok());
     }
 
+    /// A format-5 snapshot (no commit state) loads; the engine then makes a
+    /// fresh commit state, as a TPM Reset would. A format-6 one keeps it.
+    #[test]
+    fn snapshots_without_a_commit_state_load_with_a_fresh_one() {
+        let strip = |b: Vec<u8>| {
+            // The commit state is the last field: cut it (and the seal) off.
+            let body = &b[..b.len() - 32];
+            let commit = crate::state::CommitState::fresh(&mut rand::rngs::OsRng).to_bytes();
+            let mut body = body[..body.len() - commit.len()].to_vec();
+            body[..2].copy_from_slice(&5u16.to_be_bytes());
+            let d = crate::crypto::digest(c::ALG_SHA256, &[&body]);
+            body.extend_from_slice(&d);
+            body
+        };
+        let (v, _) = decode_snapshot(&snapshot_of(STATE_VERSION, 0)).unwrap();
+        assert!(!v.commit.0.is_unset(), "format 6 carries it");
+        let (old, _) = decode_snapshot(&strip(snapshot_of(STATE_VERSION, 0))).unwrap();
+        assert!(old.commit.0.is_unset(), "format 5 has none");
+        let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
+        assert!(!t.commit_or_fresh(old.commit.0.clone()).is_unset());
+        assert_eq!(t.commit_or_fresh(v.commit.0.clone()), v.commit.0);
+    }
+
     /// The command audit digest survives Shutdown(STATE) (TPM Resume and
     /// Restart) and is gone after a TPM Reset; the audited list and the
     /// counter are permanent.
