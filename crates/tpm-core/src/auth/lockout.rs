@@ -12,15 +12,6 @@ use crate::engine::Tpm;
 use crate::rc::{err, TpmResult};
 use crate::state::permanent::{DA_LOCKOUT_RECOVERY, DA_MAX_TRIES, DA_RECOVERY_TIME};
 
-/// Volatile timers of the DA logic (Time, in milliseconds since _TPM_Init).
-#[derive(Debug, Clone, Default)]
-pub struct DaTimers {
-    /// Self-healing counts from here (the last failure or healing step).
-    pub heal_from: u64,
-    /// The last lockoutAuth failure (lockoutRecovery counts from here).
-    pub lockout_from: u64,
-}
-
 impl Tpm {
     /// Time: milliseconds since _TPM_Init (0 while powered off).
     fn da_time(&self) -> u64 {

@@ -73,7 +73,7 @@ pub struct Powered {
     /// Context key and counter (ContextSave/ContextLoad).
     pub contexts: ContextState,
     /// Dictionary-attack timers.
-    pub da: crate::auth::lockout::DaTimers,
+    pub da: crate::state::clock::DaTimers,
     /// Random at each _TPM_Init: Time restarts at power-on, so a policy
     /// timeout or an authorization ticket of another power cycle is void.
     pub epoch: u32,

@@ -70,3 +70,15 @@ impl Clock {
         };
     }
 }
+
+/// Volatile timers of the dictionary-attack logic (auth/lockout.rs), in Time
+/// (milliseconds since _TPM_Init). Kept with the clock, not with the DA
+/// logic, so that the engine's state does not depend on the code that uses
+/// it (auth/lockout.rs works on the engine; the engine holds only this).
+#[derive(Debug, Clone, Default)]
+pub struct DaTimers {
+    /// Self-healing counts from here (the last failure or healing step).
+    pub heal_from: u64,
+    /// The last lockoutAuth failure (lockoutRecovery counts from here).
+    pub lockout_from: u64,
+}
