@@ -13,7 +13,8 @@ use std::path::Path;
 
 use common::{tpm2_ok, vtpm_output, Vtpm};
 use nvram::fault::{FaultBackend, FaultPlan};
-use nvram::store::{Op, Store, StoreOptions};
+use nvram::ops::Op;
+use nvram::store::{Store, StoreOptions};
 use nvram::{MemBackend, SyncMode};
 
 const FIXTURE: &str = concat!(

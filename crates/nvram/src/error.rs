@@ -144,3 +144,24 @@ impl Error {
 
 /// Result alias of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// An I/O error on the image at `path` while doing `op`.
+pub(crate) fn io<'a>(
+    path: &'a std::path::Path,
+    op: &'static str,
+) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
+}
+
+/// A damaged structure of the image at `path`.
+pub(crate) fn damaged(path: &std::path::Path, structure: &str, problem: String) -> Error {
+    Error::Damaged {
+        path: path.to_path_buf(),
+        structure: structure.to_string(),
+        problem,
+    }
+}

@@ -24,6 +24,7 @@ pub mod format;
 pub mod inspect;
 pub mod lease;
 pub mod nbd;
+pub mod ops;
 mod recovery;
 pub mod salvage;
 pub mod store;
@@ -34,9 +35,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use backend::{Backend, FileBackend, ImageLock, MemBackend};
+use error::io;
 pub use error::{Error, Result};
 use format::Layout;
-use store::{io, Op, Store, StoreOptions};
+use ops::Op;
+use store::{Store, StoreOptions};
 use thread::{Done, Msg, Shared, Worker};
 
 /// The temporary name a new image is formatted under before it is renamed to `path`.

@@ -10,8 +10,9 @@ use zeroize::Zeroizing;
 use crate::backend::Backend;
 use crate::cipher::ImageKey;
 use crate::error::Result;
+use crate::error::{damaged, io};
 use crate::format::{self, Kind, Layout, RecHeader, REC_HDR, REC_TRAILER};
-use crate::store::{apply, damaged, io, Blobs, Op};
+use crate::ops::{apply, Blobs, Op};
 
 /// A copy of a committed record that does not check out while the other
 /// copy does: rewrite `len` bytes at `bad` from `good` (region-relative).

@@ -10,10 +10,11 @@ use zeroize::Zeroizing;
 
 use crate::backend::{Backend, FileBackend};
 use crate::cipher::ImageKey;
+use crate::error::io;
 use crate::error::{Error, Result};
 use crate::format::{self, Header, Kind, REC_HDR, REC_TRAILER, SLOT_SIZE};
 use crate::recovery::aad;
-use crate::store::{io, Store, StoreOptions};
+use crate::store::{Store, StoreOptions};
 use crate::{KeySource, Nvram, OpenOptions, SyncMode};
 
 /// One version of a blob found intact on the image.
@@ -425,7 +426,7 @@ pub fn salvage(path: &Path, key: Option<KeySource>, to: &Path) -> Result<Vec<Sal
             batch,
             latest,
         });
-        ops.push(crate::store::Op::Put(name, data.to_vec()));
+        ops.push(crate::ops::Op::Put(name, data.to_vec()));
     }
     nv.commit_all(&ops)?;
     Ok(out)

@@ -2,41 +2,19 @@
 //! a batch with one flush, and compaction into the other region.
 //! Synchronous and single-owner; the storage thread drives it.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use rand::RngCore;
-use zeroize::Zeroizing;
 
 use crate::backend::Backend;
 use crate::cipher::{self, ImageKey};
-use crate::error::{Error, Result};
+use crate::error::{damaged, io, Error, Result};
 use crate::format::{
     self, Header, Kdf, Kind, Layout, RecHeader, REC_HDR, REC_TRAILER, SLOT_SIZE, VERSION, VERSION_1,
 };
+use crate::ops::{apply, Blobs, Op};
 use crate::recovery::{self, Log, Reader, Repair};
 use crate::{KeySource, SyncMode};
-
-/// One change in a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// Set a blob's contents.
-    Put(String, Vec<u8>),
-    /// Remove a blob.
-    Delete(String),
-}
-
-impl Op {
-    /// The blob the op changes.
-    pub fn name(&self) -> &str {
-        match self {
-            Op::Put(n, _) | Op::Delete(n) => n,
-        }
-    }
-}
-
-/// The committed blobs.
-pub type Blobs = BTreeMap<String, Zeroizing<Vec<u8>>>;
 
 /// How to open.
 pub struct StoreOptions<'a> {
@@ -77,18 +55,6 @@ pub struct Store {
     bad_slots: [bool; 2],
     /// What was found damaged and repairable at open, one line each.
     findings: Vec<String>,
-}
-
-/// An I/O error on the image at `path` while doing `op`.
-pub(crate) fn io<'a>(
-    path: &'a std::path::Path,
-    op: &'static str,
-) -> impl FnOnce(std::io::Error) -> Error + 'a {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        op,
-        source,
-    }
 }
 
 /// The two header slots as stored.
@@ -711,17 +677,6 @@ impl Store {
     }
 }
 
-pub(crate) fn apply(blobs: &mut Blobs, op: Op) {
-    match op {
-        Op::Put(n, d) => {
-            blobs.insert(n, Zeroizing::new(d));
-        }
-        Op::Delete(n) => {
-            blobs.remove(&n);
-        }
-    }
-}
-
 /// A random epoch other than `old` (63 bits, so it prints the same signed or not).
 fn fresh_epoch(old: u64) -> u64 {
     loop {
@@ -729,13 +684,5 @@ fn fresh_epoch(old: u64) -> u64 {
         if e != old && e != 0 {
             return e;
         }
-    }
-}
-
-pub(crate) fn damaged(path: &std::path::Path, structure: &str, problem: String) -> Error {
-    Error::Damaged {
-        path: path.to_path_buf(),
-        structure: structure.to_string(),
-        problem,
     }
 }

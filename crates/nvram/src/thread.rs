@@ -27,8 +27,10 @@ use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use parking_lot::{Mutex, RwLock};
 
 use crate::backend::ImageLock;
+use crate::error::io;
 use crate::error::{Error, Result};
-use crate::store::{io, Op, Store};
+use crate::ops::Op;
+use crate::store::Store;
 
 /// How a writer learns the outcome.
 pub enum Done {

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use nvram::backend::MemBackend;
 use nvram::fault::{FaultBackend, FaultPlan};
-use nvram::store::{Op, Store, StoreOptions};
+use nvram::ops::Op;
+use nvram::store::{Store, StoreOptions};
 use nvram::{KeySource, SyncMode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

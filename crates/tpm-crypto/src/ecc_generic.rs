@@ -9,102 +9,17 @@ use rand_core::CryptoRngCore;
 use rsa::BigUint;
 use zeroize::Zeroizing;
 
-use crate::ecc::{fit, Curve, CurveParams, Point};
+use crate::curve::{fit, Curve, Point};
 use crate::error::{Error, Result};
 use crate::hash::HashAlg;
 use crate::weierstrass::Domain;
-
-/// (p, a, b, Gx, Gy, n) in hex. P-192 and P-224 are FIPS 186-4 D.1.2's;
-/// the BN curves ISO/IEC 15946-5's as the TCG registry names them (a = 0);
-/// SM2 P-256 is GM/T 0003.5's.
-fn consts(curve: Curve) -> [&'static str; 6] {
-    match curve {
-        Curve::P192 => [
-            "fffffffffffffffffffffffffffffffeffffffffffffffff",
-            "fffffffffffffffffffffffffffffffefffffffffffffffc",
-            "64210519e59c80e70fa7e9ab72243049feb8deecc146b9b1",
-            "188da80eb03090f67cbf20eb43a18800f4ff0afd82ff1012",
-            "07192b95ffc8da78631011ed6b24cdd573f977a11e794811",
-            "ffffffffffffffffffffffff99def836146bc9b1b4d22831",
-        ],
-        Curve::P224 => [
-            "ffffffffffffffffffffffffffffffff000000000000000000000001",
-            "fffffffffffffffffffffffffffffffefffffffffffffffffffffffe",
-            "b4050a850c04b3abf54132565044b0b7d7bfd8ba270b39432355ffb4",
-            "b70e0cbd6bb4bf7f321390b94a03c1d356c21122343280d6115c1d21",
-            "bd376388b5f723fb4c22dfe6cd4375a05a07476444d5819985007e34",
-            "ffffffffffffffffffffffffffff16a2e0b8f03e13dd29455c5c2a3d",
-        ],
-        Curve::BnP256 => [
-            "fffffffffffcf0cd46e5f25eee71a49f0cdc65fb12980a82d3292ddbaed33013",
-            "00",
-            "03",
-            "01",
-            "02",
-            "fffffffffffcf0cd46e5f25eee71a49e0cdc65fb1299921af62d536cd10b500d",
-        ],
-        Curve::BnP638 => [
-            "23fffffdc000000d7fffffb8000001d3fffff942d000165e3fff94870000d52f\
-             fffdd0e00008de55c00086520021e55bfffff51ffff4eb800000004c80015acd\
-             ffffffffffffece00000000000000067",
-            "00",
-            "0101",
-            "23fffffdc000000d7fffffb8000001d3fffff942d000165e3fff94870000d52f\
-             fffdd0e00008de55c00086520021e55bfffff51ffff4eb800000004c80015acd\
-             ffffffffffffece00000000000000066",
-            "10",
-            "23fffffdc000000d7fffffb8000001d3fffff942d000165e3fff94870000d52f\
-             fffdd0e00008de55600086550021e555fffff54ffff4eac000000049800154d9\
-             ffffffffffffeda00000000000000061",
-        ],
-        // SM2 P-256 (and, unreachable, the crate curves: callers ask for
-        // these only for generic curves).
-        _ => [
-            "fffffffeffffffffffffffffffffffffffffffff00000000ffffffffffffffff",
-            "fffffffeffffffffffffffffffffffffffffffff00000000fffffffffffffffc",
-            "28e9fa9e9d9f5e344d5a9e4bcf6509a7f39789f515ab8f92ddbcbd414d940e93",
-            "32c4ae2c1f1981195f9904466a39c9948fe30bbff2660be1715a4589334c74c7",
-            "bc3736a2f4f6779c59bdcee36b692153d0a9877cc62a474002df32e52139f0a0",
-            "fffffffeffffffffffffffffffffffff7203df6b21c6052b53bbf40939d54123",
-        ],
-    }
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    let digits: Vec<u8> = s
-        .bytes()
-        .filter_map(|c| (c as char).to_digit(16).map(|d| d as u8))
-        .collect();
-    digits
-        .chunks(2)
-        .map(|p| (p[0] << 4) | p.get(1).copied().unwrap_or(0))
-        .collect()
-}
-
-/// The domain parameters of a generic curve, each at the curve's size except
-/// a = 0 of the BN curves (one octet, as libtpms answers it) and h.
-pub(crate) fn params(curve: Curve) -> CurveParams {
-    let [p, a, b, gx, gy, n] = consts(curve).map(unhex);
-    let size = curve.size();
-    let pad = |v: Vec<u8>| fit(&v, size).unwrap_or(v);
-    let bn = matches!(curve, Curve::BnP256 | Curve::BnP638);
-    CurveParams {
-        p: pad(p),
-        a: if bn { vec![0] } else { pad(a) },
-        b: pad(b),
-        gx: pad(gx),
-        gy: pad(gy),
-        n: pad(n),
-        h: vec![1],
-    }
-}
 
 /// The arithmetic domain of a generic curve, built once.
 pub(crate) fn domain(curve: Curve) -> &'static Domain {
     static DOMAINS: [OnceLock<Domain>; 8] = [const { OnceLock::new() }; 8];
     let i = Curve::ALL.iter().position(|c| *c == curve).unwrap_or(0);
     DOMAINS[i].get_or_init(|| {
-        let p = params(curve);
+        let p = curve.params();
         // The constants above are checked by the tests (G on the curve,
         // [n]G the identity), so this cannot fail at run time.
         Domain::new(&p.p, &p.a, &p.b, &p.gx, &p.gy, &p.n, curve.size())
@@ -235,7 +150,7 @@ mod tests {
     fn generators_have_the_stated_order() {
         for curve in GENERIC {
             let d = domain(curve);
-            let p = params(curve);
+            let p = curve.params();
             assert_eq!(d.order(), p.n);
             assert_eq!(p.p.len(), curve.size(), "{curve:?}");
             assert_eq!(d.n_bits, curve.order_bits());

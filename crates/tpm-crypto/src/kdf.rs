@@ -6,7 +6,6 @@
 //! zero and add one only when it is missing (`b"ATH"` and `b"ATH\0"` are the
 //! same label). An empty label therefore becomes the single octet 0.
 
-pub use crate::drbg::KdfaRng;
 use crate::hash::{digest, HashAlg, Hasher, HmacState};
 
 /// The label as used in the KDFs: with its terminating zero octet (added unless present).

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod cmac;
+mod curve;
 pub mod drbg;
 pub mod ecc;
 mod ecc_generic;

@@ -11,8 +11,8 @@ use crate::marshal::{Buffer, Sized2b};
 use crate::object::{ecc_point, Loaded};
 use crate::rc::{Rc, TpmResult};
 use crate::types::{
-    AlgorithmDetailEcc, Data, EccPoint2b, EccScheme, KdfScheme, RsaDecryptScheme, RsaModulus,
-    Scheme,
+    AlgorithmDetailEcc, Data, EccCurve, EccPoint2b, EccScheme, KdfScheme, RsaDecryptScheme,
+    RsaModulus, Scheme,
 };
 use crate::{tpm_interface, tpm_params, tpm_response};
 use tpm_crypto::{Curve, Point};
@@ -45,12 +45,6 @@ tpm_params! {
 tpm_response! {
     /// TPM2_ECDH_ZGen response.
     pub struct EcdhZGenOut { pub out_point: EccPoint2b }
-}
-
-tpm_interface! {
-    /// TPMI_ECC_CURVE: an implemented curve.
-    pub struct EccCurve(u16), error = c::RC_CURVE,
-    accept = |id| Curve::from_tpm(id).is_some()
 }
 
 tpm_interface! {

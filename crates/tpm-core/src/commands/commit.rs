@@ -3,7 +3,6 @@
 //! exchange. Both hand out a count from the commit state; the second half
 //! (TPM2_Sign with ECDAA, TPM2_ZGen_2Phase) gives it back to recover r.
 
-use super::asymmetric::EccCurve;
 use crate::constants as c;
 use crate::crypto::ecc::{is_on_curve, mod_p, mul, Curve, Point};
 use crate::dispatch::Ctx;
@@ -11,7 +10,7 @@ use crate::engine::{Response, Tpm};
 use crate::marshal::Sized2b;
 use crate::object::{ecc_point, Loaded};
 use crate::rc::{Rc, TpmResult};
-use crate::types::{EccParam, EccPoint, EccPoint2b, Scheme, SensitiveData};
+use crate::types::{EccCurve, EccParam, EccPoint, EccPoint2b, Scheme, SensitiveData};
 use crate::{tpm_params, tpm_response};
 
 tpm_params! {

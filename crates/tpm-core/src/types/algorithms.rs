@@ -187,6 +187,12 @@ tpm_interface! {
 }
 
 tpm_interface! {
+    /// TPMI_ECC_CURVE: an implemented curve.
+    pub struct EccCurve(u16), error = c::RC_CURVE,
+    accept = |id| tpm_crypto::Curve::from_tpm(id).is_some()
+}
+
+tpm_interface! {
     /// TPMI_ST_COMMAND_TAG.
     pub struct CommandTag(u16), error = c::RC_BAD_TAG,
     accept = |t| t == c::ST_SESSIONS || t == c::ST_NO_SESSIONS
