@@ -39,10 +39,7 @@ pub const RETRY_EVERY: Duration = Duration::from_millis(10);
 /// retry count it asks for: a control message must not freeze the TPM.
 pub const MAX_LOCK_WAIT: Duration = Duration::from_secs(30);
 
-/// The open NVRAM the engine writes through, shared between the engine's
-/// persistence port and the holder, which replaces it when the state is
-/// taken back after a hand-over.
-pub type Slot = Arc<Mutex<Option<NvramHandle>>>;
+pub use crate::storage::Slot;
 
 /// Where the state stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

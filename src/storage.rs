@@ -6,12 +6,18 @@
 //! anew; a handed-over NVRAM refuses writes, which the engine answers with
 //! TPM_RC_NV_UNAVAILABLE.
 
+use std::sync::{Arc, Mutex};
+
 use nvram::{Nvram, NvramHandle, OpenOptions};
 use tpm_core::persist::{BlobKind, PersistError, Persistence};
 
 use crate::error::{Error, Result};
-use crate::holder::Slot;
 use crate::state_dir::{StateLocation, StateSpec};
+
+/// The open NVRAM the engine writes through, shared between the engine's
+/// persistence port and the holder, which replaces it when the state is
+/// taken back after a hand-over.
+pub type Slot = Arc<Mutex<Option<NvramHandle>>>;
 
 /// Open the state's image (a file, a block device or an NBD export),
 /// register the TPM's blobs and start the storage thread.
