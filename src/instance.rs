@@ -56,6 +56,13 @@ pub fn run(plan: Plan) -> Result<()> {
             if let Some(n) = notifier {
                 n.ready();
             }
+            // The syscall filter comes last: every thread runs, the daemon
+            // has detached, and only serving is left.
+            if let Err(e) = crate::seccomp::install(plan.seccomp) {
+                log::error!("{e}");
+                running.stop();
+                return Err(e);
+            }
             let r = running.serve();
             if let Err(e) = &r {
                 log::error!("{e}");
@@ -86,6 +93,17 @@ struct Running {
 fn start(plan: &Plan) -> Result<Running> {
     // Installed first, so a SIGTERM during start-up is handled once serving.
     let signals = TermSignals::install()?;
+    let runas = plan
+        .runas
+        .as_deref()
+        .map(crate::privileges::resolve)
+        .transpose()?;
+    // Everything from here on (state, keys, pid file, UNIX sockets) is
+    // inside the new root, as with swtpm; the log is already open.
+    if let Some(dir) = &plan.chroot {
+        crate::privileges::enter_chroot(dir)?;
+    }
+    let migration_key = plan.migration_key.as_ref().map(|k| k.load()).transpose()?;
     let mut holder = StateHolder::new(
         plan.state.clone(),
         plan.key.as_ref(),
@@ -105,6 +123,7 @@ fn start(plan: &Plan) -> Result<Running> {
         DeviceOptions {
             auto_shutdown: plan.startup.auto_shutdown,
             encrypted: plan.key.is_some(),
+            migration_key,
             migration: plan.migration,
             config: TpmConfig {
                 reject_locality_4: plan.reject_locality_4,
@@ -115,8 +134,8 @@ fn start(plan: &Plan) -> Result<Running> {
         Ok(server) => {
             let pid = plan.pid.as_ref().map(PidFile::write).transpose();
             // Privileges go once sockets, state and pid file are open.
-            let dropped = match (&pid, &plan.runas) {
-                (Ok(_), Some(user)) => crate::privileges::drop_to(user),
+            let dropped = match (&pid, &runas) {
+                (Ok(_), Some(user)) => user.apply(),
                 _ => Ok(()),
             };
             let pid = match pid.and_then(|p| dropped.map(|()| p)) {
@@ -253,6 +272,15 @@ fn announce(plan: &Plan, addrs: &[SocketAddr]) {
 }
 
 impl Running {
+    /// End without serving (start-up failed after everything was opened).
+    fn stop(self) {
+        self.server.shutdown();
+        let _ = self.device.shutdown();
+        if let Some(p) = self.pid {
+            p.remove();
+        }
+    }
+
     fn serve(self) -> Result<()> {
         let Running {
             server,

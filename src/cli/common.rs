@@ -8,7 +8,9 @@ use super::{MigrationSpec, Note, StartupFlags, StartupType};
 use crate::error::{Error, Result};
 use crate::keys::{KeyFormat, KeyInput, KeySpec};
 use crate::logging::{LogSpec, LogTarget};
+use crate::migration_key::{Kdf, MigrationKeySpec};
 use crate::pidfile::PidSpec;
+use crate::seccomp::SeccompAction;
 use crate::state_dir::{StateLocation, StateSpec};
 
 /// Options common to every serving mode (flattened into each mode's parser).
@@ -32,21 +34,21 @@ pub struct CommonArgs {
     /// Encrypt the state: file=F|fd=N[,format=hex|binary][,mode=..][,remove] or pwdfile=F|pwdfd=N[,kdf=..][,remove]
     #[arg(long, value_name = "SPEC")]
     pub key: Option<String>,
-    /// Accepted for compatibility; vtpm does not encrypt migrated state blobs with it.
+    /// Encrypt the state blobs read out for migration, and decrypt those written in: file=F|fd=N[,format=hex|binary][,mode=aes-cbc|aes-256-cbc][,remove] or pwdfile=F|pwdfd=N[,mode=..][,kdf=pbkdf2|sha512][,remove]
     #[arg(long = "migration-key", value_name = "SPEC")]
     pub migration_key: Option<String>,
     /// Detach from the terminal once the sockets are bound.
     #[arg(short = 'd', long)]
     pub daemon: bool,
-    /// Accepted for compatibility (vtpm installs no seccomp profile): action=none|log|kill
+    /// The syscall filter installed before serving: action=kill (the default: a syscall vtpm does not use ends it), log (allowed and logged by the kernel) or none
     #[arg(long, value_name = "SPEC")]
     pub seccomp: Option<String>,
     /// Switch to this user (a name or a uid) and its group once the sockets
     /// are bound, the state is open and the pid file is written.
     #[arg(short = 'r', long, value_name = "USER")]
     pub runas: Option<String>,
-    /// Accepted for compatibility and ignored (vtpm does not chroot).
-    #[arg(long, value_name = "DIR")]
+    /// Change the root directory to DIR at start (root only); --tpmstate, --pid, --key, --migration-key and UNIX socket paths are then inside DIR (--log is opened before)
+    #[arg(short = 'R', long, value_name = "DIR")]
     pub chroot: Option<String>,
     /// Accepted for compatibility and ignored (vtpm has one fixed profile).
     #[arg(long, value_name = "SPEC")]
@@ -304,7 +306,13 @@ fn key_spec(spec: &Spec, text: &str) -> Result<(KeySpec, SubOptions)> {
             "with a key (file=, fd=); it is for passphrases",
         )?;
     }
-    o.choice("mode", &["aes-cbc", "aes-128-cbc", "aes-256-cbc"])?;
+    // aes-256-gcm: libvirt passes it for --key when swtpm offers it.
+    let modes: &[&'static str] = if option == "--key" {
+        &["aes-cbc", "aes-128-cbc", "aes-256-cbc", "aes-256-gcm"]
+    } else {
+        &["aes-cbc", "aes-128-cbc", "aes-256-cbc"]
+    };
+    o.choice("mode", modes)?;
     o.choice("kdf", &["sha512", "pbkdf2"])?;
     o.choice("pdf", &["sha512", "pbkdf2"])?;
     let format = match o.choice("format", &["hex", "binary"])? {
@@ -334,26 +342,46 @@ pub fn key(arg: Option<&str>, notes: &mut Vec<Note>) -> Result<Option<KeySpec>> 
     Ok(Some(k))
 }
 
+/// `--migration-key`.
+pub fn migration_key(arg: Option<&str>) -> Result<Option<MigrationKeySpec>> {
+    let Some(text) = arg else { return Ok(None) };
+    let (source, o) = key_spec(&MIGRATION_KEY, text)?;
+    let bits = match o.str("mode") {
+        Some("aes-256-cbc") => Some(256),
+        Some(_) => Some(128),
+        None => None,
+    };
+    let kdf = match o.str("kdf").or(o.str("pdf")) {
+        Some("sha512") => Kdf::Sha512,
+        _ => Kdf::Pbkdf2,
+    };
+    Ok(Some(MigrationKeySpec { source, bits, kdf }))
+}
+
+/// `--seccomp action=kill|log|none` (swtpm's default: kill).
+pub fn seccomp(arg: Option<&str>) -> Result<SeccompAction> {
+    let Some(text) = arg else {
+        return Ok(SeccompAction::Kill);
+    };
+    let o = SubOptions::parse(&SECCOMP, text)?;
+    Ok(match o.choice("action", &["none", "log", "kill"])? {
+        Some("none") => SeccompAction::None,
+        Some("log") => SeccompAction::Log,
+        _ => SeccompAction::Kill,
+    })
+}
+
+/// `--chroot DIR`: an absolute path to a directory.
+pub fn chroot(dir: &str) -> Result<PathBuf> {
+    let p = absolute("--chroot", dir)?;
+    if !p.is_dir() {
+        return Err(Error::usage("--chroot", format!("{dir}: not a directory")));
+    }
+    Ok(p)
+}
+
 /// The swtpm options vtpm accepts and ignores, validated where they have a syntax.
 pub fn ignored(args: &CommonArgs, notes: &mut Vec<Note>) -> Result<()> {
-    if let Some(text) = &args.migration_key {
-        key_spec(&MIGRATION_KEY, text)?;
-        notes.push(Note::warn(
-            "--migration-key is accepted but not used: state blobs read over the control channel are not encrypted",
-        ));
-    }
-    if let Some(text) = &args.seccomp {
-        let o = SubOptions::parse(&SECCOMP, text)?;
-        o.choice("action", &["none", "log", "kill"])?;
-        notes.push(Note::info(
-            "--seccomp is accepted and ignored: vtpm installs no seccomp profile",
-        ));
-    }
-    if let Some(dir) = &args.chroot {
-        notes.push(Note::warn(format!(
-            "--chroot {dir} is accepted and ignored: vtpm does not chroot"
-        )));
-    }
     if args.profile.is_some() {
         notes.push(Note::info(
             "--profile is accepted and ignored: vtpm has one fixed set of algorithms and commands",

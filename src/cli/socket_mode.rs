@@ -233,6 +233,9 @@ pub fn parse(args: &[String]) -> Result<Action> {
         notes,
         announce,
         runas: a.common.runas.clone(),
+        migration_key: common::migration_key(a.common.migration_key.as_deref())?,
+        seccomp: common::seccomp(a.common.seccomp.as_deref())?,
+        chroot: a.common.chroot.as_deref().map(common::chroot).transpose()?,
     };
     super::check_fds(&plan)?;
     Ok(Action::Run(Box::new(plan)))

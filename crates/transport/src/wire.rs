@@ -45,6 +45,21 @@ int_field!(u16);
 int_field!(u32);
 int_field!(u64);
 
+/// A fixed run of `N` raw bytes (an IV, a salt).
+impl<const N: usize> Field for [u8; N] {
+    const SIZE: usize = N;
+    fn get(b: &[u8]) -> Self {
+        let mut a = [0u8; N];
+        if let Some(src) = b.get(..N) {
+            a.copy_from_slice(src);
+        }
+        a
+    }
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
+}
+
 /// `N` bytes of C structure padding: written as zeros, ignored when read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pad<const N: usize>;

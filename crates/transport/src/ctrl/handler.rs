@@ -19,8 +19,6 @@ use crate::wire::{Pad, Wire};
 
 /// Largest state blob CMD_SET_STATEBLOB accepts; bigger ones are drained and refused.
 pub const MAX_STATE_BLOB: u32 = 16 * 1024 * 1024;
-/// TPM_KEYNOTFOUND: an encrypted blob arrived and vtpm holds no migration key.
-const TPM_KEYNOTFOUND: u32 = 13;
 
 /// The result of handling one message.
 pub(crate) enum Outcome {
@@ -329,21 +327,27 @@ fn get_state_blob(st: &SwtpmState, body: &[u8]) -> Outcome {
     };
     let mut cache = lock(&st.blob_cache);
     // Offset 0 starts a transfer; later offsets continue the same snapshot.
-    let cached = matches!(&*cache, Some((k, _)) if *k == kind);
+    let cached = matches!(&*cache, Some((k, _, _)) if *k == kind);
     if req.offset == 0 || !cached {
-        match st.tpm.call_dev(move |d| d.get_state_blob(kind)) {
-            Ok(b) => *cache = Some((kind, b)),
+        // Blobs sealed with a migration key are flagged as encrypted.
+        match st.tpm.call_dev(move |d| {
+            let sealed = d.config_flags() & PTM_CONFIG_FLAG_MIGRATION_KEY != 0;
+            d.get_state_blob(kind).map(|b| (b, sealed))
+        }) {
+            Ok((b, enc)) => *cache = Some((kind, b, enc)),
             Err(e) => {
                 *cache = None;
                 return error_reply(cmd, e.code);
             }
         }
     }
-    let blob = cache.as_ref().map_or(&[][..], |(_, b)| b.as_slice());
+    let (blob, sealed) = cache
+        .as_ref()
+        .map_or((&[][..], false), |(_, b, e)| (b.as_slice(), *e));
     let data = blob.get(req.offset as usize..).unwrap_or(&[]);
     let hdr = GetStateResp {
         result: 0,
-        state_flags: 0,
+        state_flags: if sealed { PTM_STATE_FLAG_ENCRYPTED } else { 0 },
         totlength: data.len() as u32,
         length: data.len() as u32,
     };
@@ -386,9 +390,8 @@ fn set_state_blob(st: &SwtpmState, body: &[u8], stream: &mut Stream) -> Outcome 
     let Some(kind) = blob_kind(hdr.blob_type) else {
         return result(rc::TPM_BAD_PARAMETER);
     };
-    if hdr.state_flags & PTM_STATE_FLAG_ENCRYPTED != 0 {
-        return result(TPM_KEYNOTFOUND);
-    }
+    // PTM_STATE_FLAG_ENCRYPTED is not needed: a sealed blob says so itself,
+    // and the device opens it with its migration key or refuses it.
     result(code_of(
         st.tpm.call_dev(move |d| d.set_state_blob(kind, blob)),
     ))
