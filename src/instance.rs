@@ -38,7 +38,7 @@ pub fn nvram_options(
 
 /// Serve the TPM as `plan` says; returns when vtpm should exit (Ok: status 0).
 pub fn run(plan: Plan) -> Result<()> {
-    crate::logging::init(&plan.log)?;
+    crate::logging::init(&plan.log, plan.state.mode)?;
     for note in &plan.notes {
         match note.level {
             NoteLevel::Info => log::info!("{}", note.text),
@@ -132,7 +132,11 @@ fn start(plan: &Plan) -> Result<Running> {
     )?;
     match serve_device(plan, &device) {
         Ok(server) => {
-            let pid = plan.pid.as_ref().map(PidFile::write).transpose();
+            let pid = plan
+                .pid
+                .as_ref()
+                .map(|p| PidFile::write(p, plan.state.mode))
+                .transpose();
             // Privileges go once sockets, state and pid file are open.
             let dropped = match (&pid, &runas) {
                 (Ok(_), Some(user)) => user.apply(),

@@ -16,6 +16,7 @@ mod instance;
 mod keys;
 mod logging;
 mod migration_key;
+mod new_file;
 mod nvram_cli;
 mod pidfile;
 mod privileges;
