@@ -209,7 +209,7 @@ fn contended(e: &Error) -> bool {
         e,
         Error::Locked { .. }
             | Error::Nvram {
-                source: nvram::Error::InUse(_),
+                source: nvram::Error::InUse(_) | nvram::Error::Leased { .. },
                 ..
             }
     )

@@ -509,3 +509,85 @@ fn one_client_at_a_time_and_the_hand_over_disconnects() {
     assert_eq!(counter(&t, d.path()), 2, "the state handed over");
     drop(a);
 }
+
+/// Shared storage whose server takes any number of clients (as several
+/// hosts would reach one export): the image's lease keeps one writer. A
+/// second vtpm is refused in one line naming the holder; after the hand-over
+/// (`--migration release-lock-outgoing`) the second starts at once with the
+/// state and the first can no longer change it; a holder killed outright is
+/// taken over by the next start on this host at once, and says so.
+#[test]
+fn the_lease_keeps_one_writer_on_a_server_of_many_clients() {
+    need_qemu!();
+    if !Path::new("/usr/bin/swtpm_ioctl").exists() {
+        eprintln!("swtpm_ioctl not installed: skipped (scripts/test.sh installs it)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let img = new_qcow2(d.path());
+    let (_qsd, sock) = storage_daemon(d.path(), &img, true, None);
+    let (a, port) = try_start_on(
+        vtpm_bin(),
+        &uri(&sock),
+        &[
+            "--flags",
+            "not-need-init,startup-clear",
+            "--migration",
+            "release-lock-outgoing",
+        ],
+        d.path(),
+    )
+    .unwrap();
+    let ta = format!("swtpm:host=127.0.0.1,port={port}");
+    define_counter(&ta);
+    increment(&ta, 2);
+
+    let err = try_start_on(
+        vtpm_bin(),
+        &uri(&sock),
+        &["--flags", "not-need-init,startup-clear"],
+        d.path(),
+    )
+    .err()
+    .expect("a second writer is refused");
+    assert!(
+        err.contains("holds the image's lease") && err.contains(&format!("pid {}", a.pid())),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // The hand-over: QEMU reads the blobs out, the source lets go.
+    for kind in ["permanent", "volatile", "savestate"] {
+        run(Command::new("swtpm_ioctl")
+            .arg("--tcp")
+            .arg(format!("127.0.0.1:{}", port + 1))
+            .args(["--save", kind])
+            .arg(d.path().join(kind)));
+    }
+    let (b, tb) = vtpm_on(&uri(&sock), d.path());
+    assert_eq!(counter(&tb, d.path()), 2, "the state handed over");
+    tpm2_fails("tpm2_nvincrement", &[COUNTER, "-C", "o"], &ta);
+    increment(&tb, 1);
+    drop(a);
+
+    // Killed outright: its lease stays behind, held by a dead process.
+    let _ = kill(Pid::from_raw(b.pid() as i32), Signal::SIGKILL);
+    drop(b);
+    let log = d.path().join("c.log");
+    let (_c, port) = try_start_on(
+        vtpm_bin(),
+        &uri(&sock),
+        &[
+            "--flags",
+            "not-need-init,startup-clear",
+            "--log",
+            &format!("file={}", log.display()),
+        ],
+        d.path(),
+    )
+    .unwrap();
+    let tc = format!("swtpm:host=127.0.0.1,port={port}");
+    assert_eq!(counter(&tc, d.path()), 3, "nothing acknowledged lost");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("no longer running"), "{log}");
+}

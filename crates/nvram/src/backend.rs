@@ -30,6 +30,12 @@ pub trait Backend: Send {
     fn image_lock(&self) -> Option<Arc<ImageLock>> {
         None
     }
+    /// Periodic work of the backend (renewing an in-image lease): called by
+    /// the storage thread when the time this returned last has passed; None
+    /// when there is none (the thread then sleeps until a write comes).
+    fn heartbeat(&mut self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The `flock` a writer holds on its image, shared by the [`FileBackend`]

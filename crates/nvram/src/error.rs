@@ -28,6 +28,17 @@ pub enum Error {
     /// Another writer holds the image's lock: a running vtpm (or `vtpm nvram format`).
     #[error("{0}: in use: another vtpm (or `vtpm nvram format`) holds the image's lock")]
     InUse(PathBuf),
+    /// Another live vtpm holds the lease of an image on shared storage.
+    #[error("{path}: in use: {holder} holds the image's lease (renewed while this one watched)")]
+    Leased {
+        /// The image.
+        path: PathBuf,
+        /// Who holds it.
+        holder: String,
+    },
+    /// The export has no room for the lease block after its regions.
+    #[error("{0}: the export has no room for the image's lease after its two regions, so two vtpm on it could not be kept apart: refused; grow the export to a power-of-two size (e.g. `qemu-img resize IMAGE 4M`; the NVRAM in it stays as it is)")]
+    NoLeaseRoom(PathBuf),
     /// Both header slots are blank: not an image vtpm made, or its headers were wiped.
     #[error("{0}: no NVRAM header (both header slots are all zeros): refused and left untouched; if this is meant to be a new image, format it with `vtpm nvram format {0}`")]
     Unformatted(PathBuf),
@@ -112,8 +123,10 @@ impl Error {
             | Error::Damaged { path, .. }
             | Error::TooSmall { path, .. }
             | Error::BlobTooLarge { path, .. }
-            | Error::Failed { path, .. } => Some(path),
+            | Error::Failed { path, .. }
+            | Error::Leased { path, .. } => Some(path),
             Error::InUse(p)
+            | Error::NoLeaseRoom(p)
             | Error::Unformatted(p)
             | Error::NotBlank(p)
             | Error::KeyRequired(p)

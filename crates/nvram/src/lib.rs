@@ -22,6 +22,7 @@ mod error;
 pub mod fault;
 pub mod format;
 pub mod inspect;
+pub mod lease;
 pub mod nbd;
 mod recovery;
 pub mod salvage;
@@ -71,9 +72,11 @@ fn export_blank(be: &mut dyn Backend) -> Result<bool> {
         return Ok(false);
     }
     let path = be.path();
+    // The regions an image formatted on it would take (the lease block
+    // after them is not part of the image).
     let end = be
         .size()
-        .min(format::REGIONS_START + 2 * format::MAX_REGION);
+        .min(format::REGIONS_START + 2 * format::region_size_for(be.size()));
     let mut buf = vec![0u8; 1 << 20];
     let mut off = format::REGIONS_START;
     while off < end {
@@ -199,14 +202,45 @@ impl Nvram {
     /// new. One whose header slots are blank while its regions hold data is
     /// refused like a wiped image ([`Error::Unformatted`]), and anything else
     /// is opened as an image (and refused if it is none). NBD has no locks:
-    /// two instances on one export are kept apart only by their operators
-    /// (`--migration` hands over; nothing prevents a second writer).
+    /// the image's lease ([`lease`]) keeps a second writer out, whatever
+    /// host or server connection it comes through; it is taken before
+    /// anything is written (a fresh export too: two instances must not both
+    /// format it).
     pub fn open_nbd(uri: &nbd::NbdUri, opts: OpenOptions) -> Result<Nvram> {
         let path = std::path::PathBuf::from(uri.to_string());
         let mut be = nbd::NbdBackend::connect(uri, NBD_TIMEOUT, false)
             .map_err(io(&path, "connecting to the NBD server"))?;
+        // An export holding something else is refused untouched: its last
+        // block is not ours to write a lease into.
+        if !export_blank(&mut be)? && !store::has_image_magic(&mut be)? {
+            return match Nvram::open_backend(Box::new(be), false, opts) {
+                Err(e) => Err(e),
+                Ok(_) => Err(Error::Damaged {
+                    path,
+                    structure: "header".into(),
+                    problem: "no NVRAM header magic in either slot".into(),
+                }),
+            };
+        }
+        let mut notes = Vec::new();
+        let mut be = lease::LeasedBackend::acquire(Box::new(be), &mut |n| notes.push(n)).map_err(
+            |e| match e {
+                lease::LeaseError::Held(holder) => Error::Leased {
+                    path: path.clone(),
+                    holder,
+                },
+                lease::LeaseError::NoRoom => Error::NoLeaseRoom(path.clone()),
+                lease::LeaseError::Io(e) => io(&path, "taking the image's lease")(e),
+            },
+        )?;
+        // Looked at again under the lease: another instance may have
+        // formatted it meanwhile.
         let fresh = export_blank(&mut be)?;
-        Nvram::open_backend(Box::new(be), fresh, opts)
+        let mut nv = Nvram::open_backend(Box::new(be), fresh, opts)?;
+        for n in notes {
+            nv.store.note(n);
+        }
+        Ok(nv)
     }
 
     /// Format the image at `path` (created with `size` bytes when missing).

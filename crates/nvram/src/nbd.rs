@@ -535,9 +535,10 @@ impl Backend for NbdBackend {
             w[at..at + data.len()].copy_from_slice(data);
             w
         };
-        // Writes are pipelined: their replies are read at the flush (or the
-        // next read), so a commit costs one round trip for its writes and
-        // flush together. A failed write fails that flush.
+        // Writes are pipelined: their replies are read together at the flush
+        // (or the next read), so a commit costs one round trip for its
+        // writes and one for the flush that must follow their replies. A
+        // failed write fails that flush.
         let chunks: Vec<_> = self.chunks(start, whole.len()).collect();
         for (o, n) in chunks {
             let i = (o - start) as usize;
@@ -552,6 +553,11 @@ impl Backend for NbdBackend {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
+        // A flush covers only the writes the server has completed (replied
+        // to) before it processes the flush: a server runs requests
+        // concurrently (qemu's does), so a flush sent behind writes still in
+        // flight may persist without them. Their replies first, then the flush.
+        self.drain(None)?;
         let cookie = self.send(NBD_CMD_FLUSH, 0, &[], 0)?;
         self.pending.push(cookie);
         self.drain(None)

@@ -113,6 +113,15 @@ pub fn headers_blank(be: &mut dyn Backend) -> Result<bool> {
     Ok(read_slots(be)?.iter().all(|b| is_blank(b)))
 }
 
+/// Whether a header slot of `be` holds a vtpm NVRAM header (valid or not
+/// fully: its magic is enough to tell the image is ours, not foreign data).
+pub fn has_image_magic(be: &mut dyn Backend) -> Result<bool> {
+    if be.size() < 2 * SLOT_SIZE {
+        return Ok(false);
+    }
+    Ok(read_slots(be)?.iter().any(|b| b.starts_with(format::MAGIC)))
+}
+
 impl Store {
     /// Open (formatting a fresh backend), check the key, recover the committed state.
     pub fn open(mut be: Box<dyn Backend>, opts: StoreOptions<'_>) -> Result<Store> {
@@ -304,6 +313,11 @@ impl Store {
     /// What was found damaged at open (and, on a writable open, rewritten).
     pub fn findings(&self) -> &[String] {
         &self.findings
+    }
+
+    /// Add a line to what open found (for the log).
+    pub fn note(&mut self, line: String) {
+        self.findings.push(line);
     }
 
     /// With one header slot unreadable, the other region may hold the log of
@@ -599,6 +613,14 @@ impl Store {
     /// Give the backend up after a hand-over (see [`Backend::release`]).
     pub fn release_backend(&mut self) {
         self.be.release();
+    }
+
+    /// The backend's periodic work (see [`Backend::heartbeat`]); when to call again.
+    pub fn heartbeat(&mut self) -> Option<std::time::Duration> {
+        if self.read_only {
+            return None;
+        }
+        self.be.heartbeat()
     }
 
     /// Make relaxed-mode batches durable (at a clean shutdown).

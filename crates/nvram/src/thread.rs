@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use parking_lot::{Mutex, RwLock};
@@ -317,6 +318,8 @@ fn commit_ops(
 fn run(core: &Core) {
     let rx = &core.rx;
     let mut expected = 1;
+    // The backend's periodic work (a lease to renew), if any: when it is due.
+    let mut beat = core.store.lock().heartbeat().map(|d| Instant::now() + d);
     loop {
         if expected > 1 {
             // The writers just acknowledged will post again at once: let them,
@@ -328,7 +331,22 @@ fn run(core: &Core) {
         // never overtake a message this thread holds.
         let mut sel = Select::new();
         sel.recv(rx);
-        sel.ready();
+        match beat {
+            None => {
+                sel.ready();
+            }
+            Some(at) => {
+                if sel.ready_deadline(at).is_err() {
+                    let mut store = core.store.lock();
+                    beat = if core.released() {
+                        None
+                    } else {
+                        store.heartbeat().map(|d| Instant::now() + d)
+                    };
+                    continue;
+                }
+            }
+        }
         let mut store = core.store.lock();
         let first = match rx.try_recv() {
             Ok(m) => m,
