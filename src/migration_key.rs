@@ -110,7 +110,7 @@ impl MigrationKeySpec {
                 let mut k = Zeroizing::new(vec![0u8; len]);
                 match self.kdf {
                     Kdf::Pbkdf2 => {
-                        pbkdf2::pbkdf2_hmac::<Sha512>(&bytes, PBKDF2_SALT, PBKDF2_ROUNDS, &mut k)
+                        tpm_crypto::pbkdf2_hmac_sha512(&bytes, PBKDF2_SALT, PBKDF2_ROUNDS, &mut k)
                     }
                     Kdf::Sha512 => k.copy_from_slice(&Sha512::digest(&*bytes)[..len]),
                 }
