@@ -58,7 +58,8 @@ pub fn run(plan: Plan) -> Result<()> {
             }
             // The syscall filter comes last: every thread runs, the daemon
             // has detached, and only serving is left.
-            if let Err(e) = crate::seccomp::install(plan.seccomp) {
+            let network = matches!(plan.state.location, crate::state_dir::StateLocation::Nbd(_));
+            if let Err(e) = crate::seccomp::install(plan.seccomp, network) {
                 log::error!("{e}");
                 running.stop();
                 return Err(e);

@@ -29,8 +29,10 @@ pub enum SeccompAction {
     Kill,
 }
 
-/// The syscalls vtpm makes while serving, on this architecture.
-fn allowed() -> Vec<i64> {
+/// The syscalls vtpm makes while serving, on this architecture. `network`:
+/// the state is on an NBD export, which vtpm reconnects to (and may resolve
+/// the host name of) while serving.
+fn allowed(network: bool) -> Vec<i64> {
     let mut v: Vec<i64> = vec![
         // I/O on sockets, files and the NVRAM image.
         libc::SYS_read,
@@ -132,6 +134,9 @@ fn allowed() -> Vec<i64> {
         libc::SYS_chmod,
         libc::SYS_mkdir,
     ]);
+    if network {
+        v.extend([libc::SYS_socket, libc::SYS_connect, libc::SYS_sendmmsg]);
+    }
     v
 }
 
@@ -147,15 +152,17 @@ fn target_arch() -> Result<TargetArch> {
     }
 }
 
-/// Compile the filter for `action` (None for `action=none`).
-pub fn program(action: SeccompAction) -> Result<Option<BpfProgram>> {
+/// Compile the filter for `action` (None for `action=none`); `network` as for [`allowed`].
+pub fn program(action: SeccompAction, network: bool) -> Result<Option<BpfProgram>> {
     let mismatch = match action {
         SeccompAction::None => return Ok(None),
         SeccompAction::Log => Action::Log,
         SeccompAction::Kill => Action::KillProcess,
     };
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-        allowed().into_iter().map(|n| (n, Vec::new())).collect();
+    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = allowed(network)
+        .into_iter()
+        .map(|n| (n, Vec::new()))
+        .collect();
     let fail = |e: String| Error::Process(format!("--seccomp: cannot build the filter: {e}"));
     let filter = SeccompFilter::new(rules, mismatch, Action::Allow, target_arch()?)
         .map_err(|e| fail(e.to_string()))?;
@@ -165,9 +172,10 @@ pub fn program(action: SeccompAction) -> Result<Option<BpfProgram>> {
     Ok(Some(prog))
 }
 
-/// Install the filter for `action` on every thread of the process.
-pub fn install(action: SeccompAction) -> Result<()> {
-    let Some(prog) = program(action)? else {
+/// Install the filter for `action` on every thread of the process;
+/// `network` as for [`allowed`].
+pub fn install(action: SeccompAction, network: bool) -> Result<()> {
+    let Some(prog) = program(action, network)? else {
         return Ok(());
     };
     seccompiler::apply_filter_all_threads(&prog)
@@ -176,7 +184,7 @@ pub fn install(action: SeccompAction) -> Result<()> {
     test_hook::arm();
     log::info!(
         "seccomp filter installed ({} syscalls allowed; others {})",
-        allowed().len(),
+        allowed(network).len(),
         match action {
             SeccompAction::Log => "are logged",
             _ => "kill vtpm",
@@ -214,9 +222,13 @@ mod tests {
 
     #[test]
     fn filters_compile() {
-        assert!(program(SeccompAction::None).unwrap().is_none());
+        assert!(program(SeccompAction::None, false).unwrap().is_none());
         for a in [SeccompAction::Log, SeccompAction::Kill] {
-            assert!(!program(a).unwrap().unwrap().is_empty());
+            for net in [false, true] {
+                assert!(!program(a, net).unwrap().unwrap().is_empty());
+            }
         }
+        assert!(!allowed(false).contains(&libc::SYS_connect));
+        assert!(!allowed(false).contains(&libc::SYS_execve));
     }
 }
