@@ -390,8 +390,18 @@ fn set_state_blob(st: &SwtpmState, body: &[u8], stream: &mut Stream) -> Outcome 
     let Some(kind) = blob_kind(hdr.blob_type) else {
         return result(rc::TPM_BAD_PARAMETER);
     };
-    // PTM_STATE_FLAG_ENCRYPTED is not needed: a sealed blob says so itself,
-    // and the device opens it with its migration key or refuses it.
+    // A blob flagged encrypted needs a migration key. The device opens a
+    // sealed blob (which says so itself, flag or not) with its key or
+    // refuses it.
+    if hdr.state_flags & PTM_STATE_FLAG_ENCRYPTED != 0 {
+        let has_key = st
+            .tpm
+            .call(|d| d.config_flags() & PTM_CONFIG_FLAG_MIGRATION_KEY != 0)
+            .unwrap_or(false);
+        if !has_key {
+            return result(rc::TPM_KEYNOTFOUND);
+        }
+    }
     result(code_of(
         st.tpm.call_dev(move |d| d.set_state_blob(kind, blob)),
     ))
