@@ -189,6 +189,42 @@ fn a_forbidden_syscall_ends_vtpm_under_action_kill() {
     );
 }
 
+#[test]
+fn action_log_lets_the_forbidden_syscall_through() {
+    if !cfg!(feature = "seccomp-test-hook") {
+        eprintln!(
+            "skipped: needs the test hook (cargo test --features seccomp-test-hook --test seccomp; scripts/test.sh runs it)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let trigger = tmp.path().join("trigger");
+    let port = free_port_pair();
+    let mut g = Guard::spawn(
+        vtpm_bin(),
+        &socket_args(
+            &state,
+            port,
+            &["--flags", "not-need-init", "--seccomp", "action=log"],
+        ),
+        tmp.path().join("stderr"),
+        &[("VTPM_TEST_SECCOMP_TRIGGER", trigger.to_str().unwrap())],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || listening(port)
+            && seccomp_mode(g.pid()) == "2"),
+        "{}",
+        g.stderr()
+    );
+    std::fs::write(&trigger, b"").unwrap();
+    // The execve goes through (the kernel only logs it): the process becomes
+    // /bin/true and exits 0.
+    let status = g.wait_timeout(Duration::from_secs(20)).expect("ended");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
 fn libc_sigsys() -> i32 {
     nix::sys::signal::Signal::SIGSYS as i32
 }
