@@ -79,7 +79,6 @@ fn allowed(network: bool) -> Vec<i64> {
         libc::SYS_fchmod,
         libc::SYS_fchmodat,
         libc::SYS_mkdirat,
-        libc::SYS_renameat,
         libc::SYS_renameat2,
         libc::SYS_unlinkat,
         // Threads (connection handlers), their start and end, and memory.
@@ -123,6 +122,7 @@ fn allowed(network: bool) -> Vec<i64> {
         libc::SYS_chmod,
         libc::SYS_mkdir,
         libc::SYS_rename,
+        libc::SYS_renameat,
         libc::SYS_unlink,
     ]);
     if network {
