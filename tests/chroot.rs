@@ -1,6 +1,7 @@
 //! `--chroot DIR` (as swtpm): vtpm changes its root directory to DIR at
-//! start, so `--tpmstate` and `--pid` name paths inside DIR (`dir=/` is DIR
-//! itself); `--log` is opened before, outside. Needs root.
+//! start, so `--tpmstate` and `--pid` name paths inside DIR, a relative one
+//! relative to DIR's root (`dir=/` is DIR itself); `--log` is opened
+//! before, outside. Needs root.
 
 #[macro_use]
 mod common;
@@ -27,7 +28,8 @@ fn chroot_keeps_state_and_pid_file_inside_the_new_root() {
         "--chroot",
         root.to_str().unwrap(),
         "--tpmstate",
-        "dir=/",
+        // Relative: DIR/tpm.
+        "dir=tpm",
         "--pid",
         "file=/vtpm.pid",
         "--log",
@@ -64,8 +66,8 @@ fn chroot_keeps_state_and_pid_file_inside_the_new_root() {
             .trim(),
         pid.to_string()
     );
-    assert!(root.join("vtpm-nvram.img").is_file());
-    assert!(root.join(".lock").is_file());
+    assert!(root.join("tpm/vtpm-nvram.img").is_file());
+    assert!(root.join("tpm/.lock").is_file());
     let t = format!("swtpm:host=127.0.0.1,port={port}");
     tpm2_ok("tpm2_nvdefine", &["0x1500040", "-C", "o", "-s", "8"], &t);
     assert!(tpm2_ok("tpm2_nvreadpublic", &[], &t).contains("0x1500040"));

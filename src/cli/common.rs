@@ -150,8 +150,34 @@ pub fn absolute(option: &'static str, p: &str) -> Result<PathBuf> {
     std::path::absolute(Path::new(p)).map_err(|e| Error::usage(option, format!("{p}: {e}")))
 }
 
+/// What a relative path of a file opened after start-up is relative to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// The directory vtpm was started in.
+    Cwd,
+    /// The new root of `--chroot` (vtpm is in its `/` then, as swtpm).
+    ChrootRoot,
+}
+
+/// `p` made absolute against `base`.
+pub fn resolve(option: &'static str, p: &str, base: Base) -> Result<PathBuf> {
+    match base {
+        Base::ChrootRoot => Ok(Path::new("/").join(p)),
+        Base::Cwd => absolute(option, p),
+    }
+}
+
+/// The base of paths opened after start-up, given `--chroot`.
+pub fn base(args: &CommonArgs) -> Base {
+    if args.chroot.is_some() {
+        Base::ChrootRoot
+    } else {
+        Base::Cwd
+    }
+}
+
 /// `--tpmstate`, or the default location.
-pub fn state(arg: Option<&str>) -> Result<StateSpec> {
+pub fn state(arg: Option<&str>, base: Base) -> Result<StateSpec> {
     let Some(text) = arg else {
         let dir = StateSpec::default_location()?;
         return Ok(StateSpec {
@@ -163,13 +189,17 @@ pub fn state(arg: Option<&str>) -> Result<StateSpec> {
     };
     let o = SubOptions::parse(&TPMSTATE, text)?;
     let location = match o.exactly_one(&["dir", "backend-uri"])? {
-        "dir" => StateLocation::Dir(absolute("--tpmstate", o.str("dir").unwrap_or_default())?),
+        "dir" => StateLocation::Dir(resolve(
+            "--tpmstate",
+            o.str("dir").unwrap_or_default(),
+            base,
+        )?),
         _ => {
             let uri = o.str("backend-uri").unwrap_or_default();
             if let Some(p) = uri.strip_prefix("file://").filter(|p| !p.is_empty()) {
-                StateLocation::Image(absolute("--tpmstate", p)?)
+                StateLocation::Image(resolve("--tpmstate", p, base)?)
             } else if let Some(p) = uri.strip_prefix("dir://").filter(|p| !p.is_empty()) {
-                StateLocation::Dir(absolute("--tpmstate", p)?)
+                StateLocation::Dir(resolve("--tpmstate", p, base)?)
             } else if uri.starts_with("nbd://") || uri.starts_with("nbd+unix://") {
                 StateLocation::Nbd(
                     nvram::nbd::NbdUri::parse(uri).map_err(|e| {
@@ -279,22 +309,24 @@ pub fn log(arg: Option<&str>) -> Result<LogSpec> {
 }
 
 /// `--pid`.
-pub fn pid(arg: Option<&str>) -> Result<Option<PidSpec>> {
+pub fn pid(arg: Option<&str>, base: Base) -> Result<Option<PidSpec>> {
     let Some(text) = arg else { return Ok(None) };
     let o = SubOptions::parse(&PID, text)?;
     Ok(Some(match o.exactly_one(&["file", "fd"])? {
-        "file" => PidSpec::File(absolute("--pid", o.str("file").unwrap_or_default())?),
+        "file" => PidSpec::File(resolve("--pid", o.str("file").unwrap_or_default(), base)?),
         _ => PidSpec::Fd(o.fd("fd")?.unwrap_or_default()),
     }))
 }
 
-fn key_spec(spec: &Spec, text: &str) -> Result<(KeySpec, SubOptions)> {
+fn key_spec(spec: &Spec, text: &str, base: Base) -> Result<(KeySpec, SubOptions)> {
     let o = SubOptions::parse(spec, text)?;
     let option = spec.option;
     let input = match o.exactly_one(&["file", "fd", "pwdfile", "pwdfd"])? {
-        "file" => KeyInput::File(absolute(option, o.str("file").unwrap_or_default())?),
+        "file" => KeyInput::File(resolve(option, o.str("file").unwrap_or_default(), base)?),
         "fd" => KeyInput::Fd(o.fd("fd")?.unwrap_or_default()),
-        "pwdfile" => KeyInput::PwdFile(absolute(option, o.str("pwdfile").unwrap_or_default())?),
+        "pwdfile" => {
+            KeyInput::PwdFile(resolve(option, o.str("pwdfile").unwrap_or_default(), base)?)
+        }
         _ => KeyInput::PwdFd(o.fd("pwdfd")?.unwrap_or_default()),
     };
     let passphrase = matches!(input, KeyInput::PwdFile(_) | KeyInput::PwdFd(_));
@@ -331,9 +363,9 @@ fn key_spec(spec: &Spec, text: &str) -> Result<(KeySpec, SubOptions)> {
 }
 
 /// `--key`.
-pub fn key(arg: Option<&str>, notes: &mut Vec<Note>) -> Result<Option<KeySpec>> {
+pub fn key(arg: Option<&str>, notes: &mut Vec<Note>, base: Base) -> Result<Option<KeySpec>> {
     let Some(text) = arg else { return Ok(None) };
-    let (k, o) = key_spec(&KEY, text)?;
+    let (k, o) = key_spec(&KEY, text, base)?;
     if o.has("mode") || o.has("kdf") {
         notes.push(Note::info(
             "--key: the image is encrypted with AES-256-GCM and the nvram crate's KDF whatever mode=/kdf= say",
@@ -343,9 +375,9 @@ pub fn key(arg: Option<&str>, notes: &mut Vec<Note>) -> Result<Option<KeySpec>> 
 }
 
 /// `--migration-key`.
-pub fn migration_key(arg: Option<&str>) -> Result<Option<MigrationKeySpec>> {
+pub fn migration_key(arg: Option<&str>, base: Base) -> Result<Option<MigrationKeySpec>> {
     let Some(text) = arg else { return Ok(None) };
-    let (source, o) = key_spec(&MIGRATION_KEY, text)?;
+    let (source, o) = key_spec(&MIGRATION_KEY, text, base)?;
     let bits = match o.str("mode") {
         Some("aes-256-cbc") => Some(256),
         Some(_) => Some(128),
