@@ -120,6 +120,8 @@ struct Target {
     ctrl_port: u16,
     /// qemu-storage-daemon serving the image over NBD.
     storage: Option<Child>,
+    /// Its export's URI (to time a bare NBD round trip beside vtpm).
+    nbd_uri: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -196,8 +198,33 @@ fn start_nbd(program: &str) -> Option<Target> {
     while !sock.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let state = format!("backend-uri=nbd+unix:///tpm?socket={}", sock.display());
-    start_on("vtpm", program, &state, dir, Some(storage))
+    let uri = format!("nbd+unix:///tpm?socket={}", sock.display());
+    let mut t = start_on(
+        "vtpm",
+        program,
+        &format!("backend-uri={uri}"),
+        dir,
+        Some(storage),
+    )?;
+    t.nbd_uri = Some(uri);
+    Some(t)
+}
+
+/// p50 of a bare NBD round trip on `uri` (a 4 KiB read of the lease-free
+/// first block, through a second, read-only connection), in microseconds.
+fn nbd_round_trip_us(uri: &str) -> Option<f64> {
+    use nvram::Backend;
+    let uri = nvram::nbd::NbdUri::parse(uri).ok()?;
+    let mut be = nvram::nbd::NbdBackend::connect(&uri, Duration::from_secs(5), true).ok()?;
+    let mut buf = vec![0u8; 4096];
+    let mut v = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let t = Instant::now();
+        be.read_at(0, &mut buf).ok()?;
+        v.push(t.elapsed());
+    }
+    v.sort();
+    Some(v[v.len() / 2].as_secs_f64() * 1e6)
 }
 
 /// Start `program` on `state`, powered on and started, and connect one data client.
@@ -240,6 +267,7 @@ fn start_on(
         conn,
         ctrl_port: port + 1,
         storage,
+        nbd_uri: None,
         _dir: dir,
     })
 }
@@ -521,6 +549,9 @@ struct Results {
     sparse: Vec<Pair>,
     idle_ticks: Option<u64>,
     floor_us: Option<f64>,
+    /// NV_Write p50 on NBD and a bare NBD round trip (issue 16's target).
+    nbd_nv_write_us: Option<f64>,
+    nbd_rtt_us: Option<f64>,
 }
 
 fn find<'a>(v: &'a [Pair], name: &str) -> Option<(&'a Figures, &'a Figures)> {
@@ -725,6 +756,10 @@ fn main() {
             println!("qemu-storage-daemon or vtpm on NBD did not start (qemu-utils installed?)")
         }
         Some(mut nbd) => {
+            res.nbd_rtt_us = nbd.nbd_uri.as_deref().and_then(nbd_round_trip_us);
+            if let Some(rtt) = res.nbd_rtt_us {
+                println!("bare NBD round trip (4 KiB read, p50 of 2,000): {rtt:.1} us");
+            }
             println!(
                 "{:<28} {:>10} {:>8} {:>8} {:>8} | {:>13} {:>13} | {:>9}",
                 "workload",
@@ -755,6 +790,9 @@ fn main() {
                     p50(local.and_then(|(_, _, t)| t.as_ref())),
                     diff
                 );
+                if w.name == NV_WRITE {
+                    res.nbd_nv_write_us = ours.as_ref().ok().map(|f| f.p50_us);
+                }
                 note_failures(&mut notes, w.name, &ours, None);
             }
         }
@@ -821,7 +859,7 @@ fn note_failures(
 
 /// Issue 13's targets, each with the figures it compares.
 fn targets(res: &Results) {
-    println!("\n-- targets (issue 13) --");
+    println!("\n-- targets (issues 13 and 16) --");
     let line = |what: String, ok: Option<bool>| {
         let verdict = match ok {
             Some(true) => "met",
@@ -905,6 +943,19 @@ fn targets(res: &Results) {
                 o.p50_us, t.p50_us
             ),
             Some(o.p50_us <= t.p50_us + floor),
+        );
+    }
+    if let (Some(n), Some(rtt), Some((o, _))) = (
+        res.nbd_nv_write_us,
+        res.nbd_rtt_us,
+        find(&res.back_to_back, NV_WRITE),
+    ) {
+        line(
+            format!(
+                "(issue 16) durable NV_Write on NBD p50 <= local p50 + 2 NBD round trips: {n:.1} vs {:.1} + 2 x {rtt:.1} us",
+                o.p50_us
+            ),
+            Some(n <= o.p50_us + 2.0 * rtt),
         );
     }
     line(

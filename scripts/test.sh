@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(tpm2-tools libtss2-dev swtpm swtpm-tools pkg-config qemu-system-x86 qemu-utils seabios clevis clevis-tpm2
-  libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients openssl)
+want=(tpm2-tools libtss2-dev swtpm swtpm-tools openssl pkg-config qemu-system-x86 qemu-utils seabios clevis clevis-tpm2
+  libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients)
 
 installed_version() {
   dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'

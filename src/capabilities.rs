@@ -27,6 +27,12 @@ pub const FEATURES: &[&str] = &[
     // --tpmstate backend-uri=dir://... and backend-uri=file://...
     "nvram-backend-dir",
     "nvram-backend-file",
+    // RSA key sizes the engine creates (TPMS_RSA_PARMS keyBits). swtpm lists
+    // them when started with --tpm2; vtpm is always a TPM 2.0. swtpm_setup
+    // refuses --rsa-keysize N unless "rsa-keysize-N" is listed.
+    "rsa-keysize-1024",
+    "rsa-keysize-2048",
+    "rsa-keysize-3072",
 ];
 
 #[derive(Serialize)]
@@ -39,25 +45,40 @@ struct Capabilities {
 
 /// The JSON document `--print-capabilities` prints.
 pub fn json() -> String {
+    document("swtpm", FEATURES)
+}
+
+/// A `--print-capabilities` document in swtpm's shape (swtpm_setup's too):
+/// the tool `kind`, its `features` and vtpm's version.
+pub fn document(kind: &'static str, features: &'static [&'static str]) -> String {
     let caps = Capabilities {
-        kind: "swtpm",
-        features: FEATURES,
+        kind,
+        features,
         version: env!("CARGO_PKG_VERSION"),
     };
     serde_json::to_string(&caps).unwrap_or_else(|_| String::from("{}"))
+}
+
+/// A capabilities document parsed, its type checked: the document and
+/// whether it lists `feature` (for the tests of both documents).
+#[cfg(test)]
+pub(crate) fn parse_checked(json: &str, kind: &str, feature: &str) -> (serde_json::Value, bool) {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["type"], kind);
+    let listed = v["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == feature);
+    (v, listed)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn is_swtpm_shaped_json() {
-        let v: serde_json::Value = serde_json::from_str(&super::json()).unwrap();
-        assert_eq!(v["type"], "swtpm");
-        assert!(v["features"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f == "tpm-2.0"));
+        let (v, listed) = super::parse_checked(&super::json(), "swtpm", "tpm-2.0");
+        assert!(listed);
         assert!(v["version"].is_string());
     }
 }

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use tpm_core::TpmConfig;
 
-use crate::cli::{EndpointSpec, NoteLevel, Plan, Serve, StartupType};
+use crate::cli::{ChardevPlan, DeviceSpec, EndpointSpec, NoteLevel, Plan, Serve, StartupType};
 use crate::daemon;
 use crate::device::{DeviceOptions, TpmDevice};
 use crate::error::{Error, Result};
@@ -44,6 +44,10 @@ pub fn run(plan: Plan) -> Result<()> {
             NoteLevel::Info => log::info!("{}", note.text),
             NoteLevel::Warn => log::warn!("{}", note.text),
         }
+    }
+    if let Serve::Cuse(c) = &plan.serve {
+        // Said before anything else happens (the state is not touched).
+        transport::cuse::preflight(&c.name).map_err(|e| Error::Transport(e.to_string()))?;
     }
     let notifier = if plan.daemon {
         Some(daemon::daemonize()?)
@@ -94,6 +98,17 @@ struct Running {
 fn start(plan: &Plan) -> Result<Running> {
     // Installed first, so a SIGTERM during start-up is handled once serving.
     let signals = TermSignals::install()?;
+    // A missing vTPM proxy driver is the start's error before the state is touched.
+    let vtpmx = match &plan.serve {
+        Serve::Chardev(ChardevPlan {
+            device: DeviceSpec::VtpmProxy,
+            ..
+        }) => Some(
+            transport::vtpm_proxy::Vtpmx::open(std::path::Path::new(transport::vtpm_proxy::VTPMX))
+                .map_err(transport_error)?,
+        ),
+        _ => None,
+    };
     let runas = plan
         .runas
         .as_deref()
@@ -131,7 +146,7 @@ fn start(plan: &Plan) -> Result<Running> {
             },
         },
     )?;
-    match serve_device(plan, &device) {
+    match serve_device(plan, &device, vtpmx) {
         Ok(server) => {
             let pid = plan
                 .pid
@@ -165,8 +180,13 @@ fn start(plan: &Plan) -> Result<Running> {
     }
 }
 
-/// Power on as `--flags` says, then bind the transport.
-fn serve_device(plan: &Plan, device: &TpmDevice) -> Result<transport::Server> {
+/// Power on as `--flags` says, then bind the transport (`vtpmx`: the vTPM
+/// proxy driver, opened, for `chardev --vtpm-proxy`).
+fn serve_device(
+    plan: &Plan,
+    device: &TpmDevice,
+    vtpmx: Option<transport::vtpm_proxy::Vtpmx>,
+) -> Result<transport::Server> {
     if plan.startup.power_on {
         device
             .init(false)
@@ -201,32 +221,68 @@ fn serve_device(plan: &Plan, device: &TpmDevice) -> Result<transport::Server> {
                 buffer_size: transport::swtpm::DEFAULT_BUFFER_SIZE,
                 ctrl_accepts_mssim: s.ctrl_accepts_mssim,
             };
-            transport::serve_swtpm_with(cfg, opts, tpm)
-                .map_err(|e| Error::Transport(e.to_string()))?
+            transport::serve_swtpm_with(cfg, opts, tpm).map_err(transport_error)?
+        }
+        Serve::Chardev(c) => {
+            let device = match (&c.device, vtpmx) {
+                (DeviceSpec::VtpmProxy, Some(x)) => {
+                    let dev = x.new_device().map_err(transport_error)?;
+                    // As swtpm: the device's name on stdout, for whoever started us.
+                    println!("{}", dev.announcement());
+                    log::info!("{}", dev.announcement());
+                    transport::CharDevice::VtpmProxy(dev.fd)
+                }
+                (DeviceSpec::VtpmProxy, None) => {
+                    return Err(Error::Transport("the vTPM proxy driver is not open".into()))
+                }
+                (DeviceSpec::Fd(n), _) => transport::CharDevice::Fd(crate::fds::take("--fd", *n)?),
+                (DeviceSpec::Path(p), _) => transport::CharDevice::Path(p.clone()),
+            };
+            let cfg = transport::ChardevConfig {
+                ctrl: c.ctrl.as_ref().map(endpoint).transpose()?,
+                allow_set_locality: c.allow_set_locality,
+                reject_locality_4: plan.reject_locality_4,
+                terminate_on_ctrl_close: c.terminate_on_ctrl_close,
+                ..transport::ChardevConfig::new(device)
+            };
+            transport::serve_chardev(cfg, tpm).map_err(transport_error)?
         }
         Serve::Mssim(m) => {
             let cfg = transport::MssimConfig {
                 command: transport::Endpoint::Tcp(m.command),
                 platform: transport::Endpoint::Tcp(m.platform),
             };
-            transport::serve_mssim(cfg, tpm).map_err(|e| Error::Transport(e.to_string()))?
+            transport::serve_mssim(cfg, tpm).map_err(transport_error)?
+        }
+        Serve::Cuse(c) => {
+            let cfg = transport::CuseConfig {
+                name: c.name.clone(),
+                major: c.major,
+                minor: c.minor,
+                allow_set_locality: c.allow_set_locality,
+                reject_locality_4: plan.reject_locality_4,
+                buffer_size: transport::swtpm::DEFAULT_BUFFER_SIZE,
+            };
+            transport::serve_cuse(cfg, tpm).map_err(|e| Error::Transport(e.to_string()))?
         }
     };
-    if let Serve::Swtpm(s) = &plan.serve {
-        for p in &s.unix_perms {
-            let set = std::fs::set_permissions(&p.path, std::fs::Permissions::from_mode(p.mode))
-                .and_then(|()| match (p.uid, p.gid) {
-                    (None, None) => Ok(()),
-                    (u, g) => std::os::unix::fs::chown(&p.path, u, g),
-                });
-            if let Err(e) = set {
-                server.shutdown();
-                return Err(Error::io("cannot set mode/owner of socket", &p.path, e));
-            }
+    for p in plan.serve.unix_perms() {
+        let set = std::fs::set_permissions(&p.path, std::fs::Permissions::from_mode(p.mode))
+            .and_then(|()| match (p.uid, p.gid) {
+                (None, None) => Ok(()),
+                (u, g) => std::os::unix::fs::chown(&p.path, u, g),
+            });
+        if let Err(e) = set {
+            server.shutdown();
+            return Err(Error::io("cannot set mode/owner of socket", &p.path, e));
         }
     }
     announce(plan, &server.local_addrs());
     Ok(server)
+}
+
+fn transport_error(e: transport::Error) -> Error {
+    Error::Transport(e.to_string())
 }
 
 fn endpoint(e: &EndpointSpec) -> Result<transport::Endpoint> {
@@ -253,10 +309,20 @@ fn announce(plan: &Plan, addrs: &[SocketAddr]) {
             describe(&s.data),
             describe(&s.ctrl)
         ),
+        Serve::Chardev(c) => format!(
+            "swtpm chardev mode, device {}, control {}",
+            match &c.device {
+                DeviceSpec::VtpmProxy => "from the vTPM proxy".to_string(),
+                DeviceSpec::Fd(fd) => format!("descriptor {fd}"),
+                DeviceSpec::Path(p) => p.display().to_string(),
+            },
+            describe(&c.ctrl)
+        ),
         Serve::Mssim(m) => format!(
             "mssim protocol, commands {}, platform {}",
             m.command, m.platform
         ),
+        Serve::Cuse(c) => format!("CUSE device /dev/{}, control by ioctl", c.name),
     };
     let listening: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
     let msg = format!(

@@ -1,7 +1,9 @@
 //! vtpm: a software TPM 2.0 with an integrated NVRAM, swtpm-compatible command line.
 //!
 //! `vtpm socket ...` and `vtpm mssim ...` serve a TPM (see [`cli`]);
-//! `vtpm nvram ...` inspects images ([`nvram_cli`]). Any error is one line,
+//! `vtpm nvram ...` inspects images ([`nvram_cli`]); `vtpm setup ...`
+//! manufactures a TPM as swtpm_setup does ([`setup`]). Invoked as
+//! `swtpm_setup` it is `vtpm setup`; invoked as `swtpm`, vtpm. Any error is one line,
 //! `vtpm: <what went wrong>`, and exit status 1.
 
 mod capabilities;
@@ -21,6 +23,7 @@ mod nvram_cli;
 mod pidfile;
 mod privileges;
 mod seccomp;
+mod setup;
 mod signals;
 mod state_dir;
 mod states;
@@ -47,6 +50,15 @@ fn execute(action: Action) -> Result<()> {
     }
 }
 
+/// The name vtpm was invoked under (the file name of argv[0]).
+fn invoked_as() -> String {
+    std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default()
+}
+
 fn main() {
     // args_os: a non-UTF-8 argument is an error message, not a panic.
     let mut args = Vec::new();
@@ -61,6 +73,14 @@ fn main() {
                 std::process::exit(1);
             }
         }
+    }
+    // Installed under swtpm's names (`vtpm install`): as swtpm_setup it is
+    // `vtpm setup`; as swtpm it is vtpm itself (`swtpm socket ...`).
+    if invoked_as() == "swtpm_setup" {
+        std::process::exit(setup::run(&args));
+    }
+    if args.first().map(String::as_str) == Some("setup") {
+        std::process::exit(setup::run(&args[1..]));
     }
     if args.first().map(String::as_str) == Some("nvram") {
         std::process::exit(nvram_cli::run(&args[1..]));

@@ -140,7 +140,7 @@ fn malformed_options_fail_with_one_line() {
             "type=unixio,clientfd=7",
         ],
         &["socket", "--vtpm-proxy"],
-        &["chardev", "--vtpm-proxy", "--tpm2"],
+        &["chardev", "--vtpm-proxy", "--fd", "5"],
         &["cuse", "-n", "vtpm0"],
         &["mssim", "--port", "0"],
         &["mssim", "--bindaddr", "localhost:9"],
@@ -401,4 +401,23 @@ fn mssim_mode_listens_on_two_ports() {
         "{}",
         v.guard.stderr()
     );
+}
+
+#[test]
+fn cuse_without_dev_cuse_says_so_in_one_line() {
+    if std::path::Path::new("/dev/cuse").exists() {
+        eprintln!("/dev/cuse exists here; the missing-module message is not testable");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let spec = format!("dir={}", state.display());
+    let err = assert_one_line_error(&["cuse", "-n", "vtpm-test0", "--tpmstate", &spec, "--tpm2"]);
+    assert!(err.contains("/dev/cuse"), "{err}");
+    assert!(err.contains("cuse kernel module"), "{err}");
+    // Nothing was touched: the state directory was not created.
+    assert!(!state.exists());
+    // The foreground variant too, and the name is still required.
+    assert_one_line_error(&["cuse", "-n", "vtpm-test0", "--tpmstate", &spec, "-f"]);
+    assert!(assert_one_line_error(&["cuse", "--tpmstate", &spec]).contains("--name"));
 }

@@ -53,8 +53,9 @@ fn bare_vtpm_socket_serves_both_tctis_on_the_default_ports() {
         "{}",
         g.stderr()
     );
+    // The line is written once the sockets are bound: it may follow them.
     assert!(
-        g.stderr().contains("2321"),
+        wait_until(Duration::from_secs(10), || g.stderr().contains("2321")),
         "says where it serves: {}",
         g.stderr()
     );

@@ -458,6 +458,60 @@ fn kills_of_vtpm_and_the_storage_daemon_never_lose_an_increment() {
     );
 }
 
+/// A temporary directory with a new qcow2 in it, or None (with a note) when
+/// swtpm_ioctl, which plays QEMU's part at a hand-over, is not installed.
+fn qcow2_and_swtpm_ioctl() -> Option<(tempfile::TempDir, PathBuf)> {
+    if !Path::new("/usr/bin/swtpm_ioctl").exists() {
+        eprintln!("swtpm_ioctl not installed: skipped (scripts/test.sh installs it)");
+        return None;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let img = new_qcow2(d.path());
+    Some((d, img))
+}
+
+/// vtpm on the export at `sock` that hands its state over
+/// (`--migration release-lock-outgoing`); its guard and data port.
+fn start_outgoing(sock: &Path, scratch: &Path) -> (Guard, u16) {
+    try_start_on(
+        vtpm_bin(),
+        &uri(sock),
+        &[
+            "--flags",
+            "not-need-init,startup-clear",
+            "--migration",
+            "release-lock-outgoing",
+        ],
+        scratch,
+    )
+    .unwrap()
+}
+
+/// A second vtpm on the export at `sock` must be refused: its error.
+fn second_writer_refused(sock: &Path, scratch: &Path) -> String {
+    try_start_on(
+        vtpm_bin(),
+        &uri(sock),
+        &["--flags", "not-need-init,startup-clear"],
+        scratch,
+    )
+    .err()
+    .expect("a second writer is refused")
+}
+
+/// What QEMU does at an outgoing migration: read the three state blobs out
+/// over the control channel of the vtpm with data port `port` (the last
+/// read makes it let go of the state).
+fn hand_over(port: u16, dir: &Path) {
+    for kind in ["permanent", "volatile", "savestate"] {
+        run(Command::new("swtpm_ioctl")
+            .arg("--tcp")
+            .arg(format!("127.0.0.1:{}", port + 1))
+            .args(["--save", kind])
+            .arg(dir.join(kind)));
+    }
+}
+
 /// Shared storage, one writer: with a server that takes one client, a second
 /// vtpm on the export is refused with one clear line; once the first hands
 /// the state over (`--migration release-lock-outgoing`, its blobs read out as
@@ -465,46 +519,18 @@ fn kills_of_vtpm_and_the_storage_daemon_never_lose_an_increment() {
 #[test]
 fn one_client_at_a_time_and_the_hand_over_disconnects() {
     need_qemu!();
-    if !Path::new("/usr/bin/swtpm_ioctl").exists() {
-        eprintln!("swtpm_ioctl not installed: skipped (scripts/test.sh installs it)");
+    let Some((d, img)) = qcow2_and_swtpm_ioctl() else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let img = new_qcow2(d.path());
+    };
     let (_qsd, sock) = storage_daemon_with(d.path(), &img, true, None, ONE_CLIENT);
-    let (a, port) = try_start_on(
-        vtpm_bin(),
-        &uri(&sock),
-        &[
-            "--flags",
-            "not-need-init,startup-clear",
-            "--migration",
-            "release-lock-outgoing",
-        ],
-        d.path(),
-    )
-    .unwrap();
+    let (a, port) = start_outgoing(&sock, d.path());
     let t = format!("swtpm:host=127.0.0.1,port={port}");
     define_counter(&t);
     increment(&t, 2);
-    let err = try_start_on(
-        vtpm_bin(),
-        &uri(&sock),
-        &["--flags", "not-need-init,startup-clear"],
-        d.path(),
-    )
-    .err()
-    .expect("a second writer is refused");
+    let err = second_writer_refused(&sock, d.path());
     assert!(err.contains("another vtpm"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    for kind in ["permanent", "volatile", "savestate"] {
-        let f = d.path().join(kind);
-        run(Command::new("swtpm_ioctl")
-            .arg("--tcp")
-            .arg(format!("127.0.0.1:{}", port + 1))
-            .args(["--save", kind])
-            .arg(&f));
-    }
+    hand_over(port, d.path());
     let (_b, t) = vtpm_on(&uri(&sock), d.path());
     assert_eq!(counter(&t, d.path()), 2, "the state handed over");
     drop(a);
@@ -519,37 +545,16 @@ fn one_client_at_a_time_and_the_hand_over_disconnects() {
 #[test]
 fn the_lease_keeps_one_writer_on_a_server_of_many_clients() {
     need_qemu!();
-    if !Path::new("/usr/bin/swtpm_ioctl").exists() {
-        eprintln!("swtpm_ioctl not installed: skipped (scripts/test.sh installs it)");
+    let Some((d, img)) = qcow2_and_swtpm_ioctl() else {
         return;
-    }
-    let d = tempfile::tempdir().unwrap();
-    let img = new_qcow2(d.path());
+    };
     let (_qsd, sock) = storage_daemon(d.path(), &img, true, None);
-    let (a, port) = try_start_on(
-        vtpm_bin(),
-        &uri(&sock),
-        &[
-            "--flags",
-            "not-need-init,startup-clear",
-            "--migration",
-            "release-lock-outgoing",
-        ],
-        d.path(),
-    )
-    .unwrap();
+    let (a, port) = start_outgoing(&sock, d.path());
     let ta = format!("swtpm:host=127.0.0.1,port={port}");
     define_counter(&ta);
     increment(&ta, 2);
 
-    let err = try_start_on(
-        vtpm_bin(),
-        &uri(&sock),
-        &["--flags", "not-need-init,startup-clear"],
-        d.path(),
-    )
-    .err()
-    .expect("a second writer is refused");
+    let err = second_writer_refused(&sock, d.path());
     assert!(
         err.contains("holds the image's lease") && err.contains(&format!("pid {}", a.pid())),
         "{err}"
@@ -557,13 +562,7 @@ fn the_lease_keeps_one_writer_on_a_server_of_many_clients() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
     // The hand-over: QEMU reads the blobs out, the source lets go.
-    for kind in ["permanent", "volatile", "savestate"] {
-        run(Command::new("swtpm_ioctl")
-            .arg("--tcp")
-            .arg(format!("127.0.0.1:{}", port + 1))
-            .args(["--save", kind])
-            .arg(d.path().join(kind)));
-    }
+    hand_over(port, d.path());
     let (b, tb) = vtpm_on(&uri(&sock), d.path());
     assert_eq!(counter(&tb, d.path()), 2, "the state handed over");
     tpm2_fails("tpm2_nvincrement", &[COUNTER, "-C", "o"], &ta);

@@ -456,9 +456,12 @@ fn test_parms_accepts_what_vtpm_implements() {
             0x1D2,
             true,
         ),
-        // Curves libtpms has and vtpm does not: TPM_RC_CURVE.
-        ("ecc p192", ecc(&null, &null, 1, &null), 0x1E6, false),
-        ("ecc bn p256", ecc(&null, &null, 0x10, &null), 0x1E6, false),
+        // Every curve libtpms has; one it has not: TPM_RC_CURVE.
+        ("ecc p192", ecc(&null, &null, 1, &null), 0, true),
+        ("ecc bn p256", ecc(&null, &null, 0x10, &null), 0, true),
+        ("ecc bn p638", ecc(&null, &null, 0x11, &null), 0, true),
+        ("ecc sm2 p256", ecc(&null, &null, 0x20, &null), 0, true),
+        ("ecc curve 6", ecc(&null, &null, 6, &null), 0x1E6, true),
         (
             "keyedhash hmac-sha256",
             be(&[0x0008, 0x0005, 0x000B]),

@@ -1,10 +1,13 @@
-//! The options `vtpm socket` and `vtpm mssim` share: state, flags, log, pid,
-//! keys, daemon, and the swtpm options vtpm accepts but has no use for.
+//! The options the serving modes share: state, flags, log, pid, keys,
+//! daemon, the swtpm options vtpm accepts but has no use for, and the
+//! control channel, locality and socket addresses of `vtpm socket` and
+//! `vtpm chardev`.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 use std::path::{Path, PathBuf};
 
 use super::options::{boolean, flag, value, Spec, SubOptions};
-use super::{MigrationSpec, Note, StartupFlags, StartupType};
+use super::{EndpointSpec, MigrationSpec, Note, StartupFlags, StartupType, UnixPerm};
 use crate::error::{Error, Result};
 use crate::keys::{KeyFormat, KeyInput, KeySpec};
 use crate::logging::{LogSpec, LogTarget};
@@ -86,6 +89,14 @@ const FLAGS: Spec = Spec {
         flag("disable-auto-shutdown"),
     ],
 };
+
+/// The `--flags` that choose the TPM2_Startup sent at start.
+const STARTUP_FLAGS: &[&str] = &[
+    "startup-clear",
+    "startup-state",
+    "startup-deactivated",
+    "startup-none",
+];
 
 const LOG: Spec = Spec {
     option: "--log",
@@ -237,12 +248,7 @@ pub fn flags(arg: Option<&str>, notes: &mut Vec<Note>) -> Result<StartupFlags> {
     let o = SubOptions::parse(&FLAGS, text)?;
     f.power_on = o.flag("not-need-init");
     f.auto_shutdown = !o.flag("disable-auto-shutdown");
-    match o.at_most_one(&[
-        "startup-clear",
-        "startup-state",
-        "startup-deactivated",
-        "startup-none",
-    ])? {
+    match o.at_most_one(STARTUP_FLAGS)? {
         Some("startup-clear") => f.startup = Some(StartupType::Clear),
         Some("startup-state") => f.startup = Some(StartupType::State),
         Some("startup-deactivated") => {
@@ -258,6 +264,25 @@ pub fn flags(arg: Option<&str>, notes: &mut Vec<Note>) -> Result<StartupFlags> {
         // The startup-* flags imply not-need-init (swtpm(8)).
         f.power_on = true;
     }
+    Ok(f)
+}
+
+/// `--flags` of `chardev --vtpm-proxy`: as swtpm, the TPM is powered on (the
+/// kernel talks to it at once) and TPM2_Startup(SU_CLEAR) is sent, unless a
+/// `startup-*` flag chooses otherwise.
+pub fn proxy_flags(arg: Option<&str>, notes: &mut Vec<Note>) -> Result<StartupFlags> {
+    let mut f = flags(arg, notes)?;
+    let chosen = match arg {
+        Some(text) => {
+            let o = SubOptions::parse(&FLAGS, text)?;
+            STARTUP_FLAGS.iter().any(|k| o.has(k))
+        }
+        None => false,
+    };
+    if !chosen {
+        f.startup = Some(StartupType::Clear);
+    }
+    f.power_on = true;
     Ok(f)
 }
 
@@ -425,4 +450,144 @@ pub fn ignored(args: &CommonArgs, notes: &mut Vec<Note>) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+const CTRL: Spec = Spec {
+    option: "--ctrl",
+    keys: &[
+        value("type"),
+        value("path"),
+        value("port"),
+        value("bindaddr"),
+        value("ifname"),
+        value("fd"),
+        value("clientfd"),
+        value("mode"),
+        value("uid"),
+        value("gid"),
+        flag("terminate"),
+        // vtpm extension: also accept mssim platform clients on this port.
+        flag("mssim"),
+    ],
+};
+
+const LOCALITY: Spec = Spec {
+    option: "--locality",
+    keys: &[flag("reject-locality-4"), flag("allow-set-locality")],
+};
+
+/// `--ctrl` as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtrlSpec {
+    /// Where the control channel is.
+    pub endpoint: EndpointSpec,
+    /// `terminate`: end when the control connection closes.
+    pub terminate: bool,
+    /// `mssim` (vtpm extension): mssim platform clients on this port too.
+    pub mssim: bool,
+    /// Mode and owner of its UNIX socket file, for `type=unixio,path=`.
+    pub perm: Option<UnixPerm>,
+}
+
+/// `--ctrl type=unixio|tcp,...`.
+pub fn ctrl(text: &str, base: Base) -> Result<CtrlSpec> {
+    let o = SubOptions::parse(&CTRL, text)?;
+    let Some(kind) = o.choice("type", &["unixio", "tcp"])? else {
+        return Err(Error::usage(
+            "--ctrl",
+            "type=unixio or type=tcp is required",
+        ));
+    };
+    let fd = |key: &str| -> Result<EndpointSpec> {
+        Ok(EndpointSpec::Fd {
+            fd: o.fd(key)?.unwrap_or_default(),
+            option: "--ctrl",
+        })
+    };
+    let mut perm = None;
+    let endpoint = if kind == "tcp" {
+        o.forbid(&["path", "mode", "uid", "gid", "clientfd"], "with type=tcp")?;
+        match o.exactly_one(&["port", "fd"])? {
+            "port" => EndpointSpec::Tcp(tcp_addr(
+                &o,
+                port("--ctrl", o.str("port").unwrap_or_default())?,
+            )?),
+            _ => {
+                o.forbid(&["bindaddr", "ifname"], "with fd=")?;
+                fd("fd")?
+            }
+        }
+    } else {
+        o.forbid(&["port", "bindaddr", "ifname"], "with type=unixio")?;
+        match o.exactly_one(&["path", "fd", "clientfd"])? {
+            "path" => {
+                let path = resolve("--ctrl", o.str("path").unwrap_or_default(), base)?;
+                perm = Some(unix_perm(&o, path.clone())?);
+                EndpointSpec::Unix(path)
+            }
+            which => {
+                o.forbid(&["mode", "uid", "gid"], "with a descriptor")?;
+                fd(which)?
+            }
+        }
+    };
+    Ok(CtrlSpec {
+        endpoint,
+        terminate: o.flag("terminate"),
+        mssim: o.flag("mssim"),
+        perm,
+    })
+}
+
+/// `--locality [reject-locality-4][,allow-set-locality]`: (reject-locality-4, allow-set-locality).
+pub fn locality(arg: Option<&str>) -> Result<(bool, bool)> {
+    let Some(text) = arg else {
+        return Ok((false, false));
+    };
+    let o = SubOptions::parse(&LOCALITY, text)?;
+    Ok((o.flag("reject-locality-4"), o.flag("allow-set-locality")))
+}
+
+/// A TCP port number for `option`.
+pub fn port(option: &'static str, s: &str) -> Result<u16> {
+    s.parse::<u16>()
+        .map_err(|_| Error::usage(option, format!("{s}: expected a port number 0-65535")))
+}
+
+/// `bindaddr=` (IPv4 or IPv6, brackets allowed; default 127.0.0.1) with `ifname=` for link-local IPv6.
+pub fn tcp_addr(o: &SubOptions, port: u16) -> Result<SocketAddr> {
+    let ip = match o.str("bindaddr") {
+        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Some(s) => super::ip_addr(o.option(), s)?,
+    };
+    Ok(match (ip, o.str("ifname")) {
+        (IpAddr::V6(v6), Some(ifname)) => {
+            SocketAddr::V6(SocketAddrV6::new(v6, port, 0, ifindex(o.option(), ifname)?))
+        }
+        (ip, _) => SocketAddr::new(ip, port),
+    })
+}
+
+/// The index of network interface `name` (for an IPv6 scope id).
+fn ifindex(option: &'static str, name: &str) -> Result<u32> {
+    if name.contains('/') || name.is_empty() {
+        return Err(Error::usage(
+            option,
+            format!("ifname={name}: not an interface name"),
+        ));
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| Error::usage(option, format!("ifname={name}: no such network interface")))
+}
+
+/// `mode=`, `uid=`, `gid=` of a UNIX socket path (swtpm's default mode is 0770).
+pub fn unix_perm(o: &SubOptions, path: PathBuf) -> Result<UnixPerm> {
+    Ok(UnixPerm {
+        path,
+        mode: o.mode("mode")?.unwrap_or(0o770),
+        uid: o.parsed("uid", "a numeric user id")?,
+        gid: o.parsed("gid", "a numeric group id")?,
+    })
 }

@@ -1,13 +1,18 @@
-//! The command line: `vtpm socket` (swtpm's `swtpm socket`), `vtpm mssim`
-//! (the Microsoft/IBM simulator protocol), `vtpm nvram` (image inspection).
+//! The command line: `vtpm socket` (swtpm's `swtpm socket`), `vtpm chardev`
+//! (swtpm's `swtpm chardev`, with `--vtpm-proxy`), `vtpm cuse` (swtpm's
+//! `swtpm cuse`), `vtpm mssim` (the Microsoft/IBM simulator protocol), `vtpm
+//! nvram` (image inspection); `vtpm setup` and `vtpm install` have their own
+//! parsers (crate::setup, crate::install).
 //! Parsing produces a [`Plan`]; nothing is opened or bound here, so every
 //! mistake is reported before anything happens.
 //!
 //! Top level: `vtpm` alone prints the usage and exits 1 (swtpm too requires a
 //! mode); `vtpm --help`, `--version` and `--print-capabilities` work without
-//! a mode. `chardev` and `cuse` are swtpm modes vtpm does not offer.
+//! a mode.
 
+pub mod chardev_mode;
 pub mod common;
+pub mod cuse_mode;
 pub mod mssim_mode;
 pub mod options;
 pub mod socket_mode;
@@ -140,6 +145,32 @@ pub struct SwtpmPlan {
     pub unix_perms: Vec<UnixPerm>,
 }
 
+/// Where `vtpm chardev` takes TPM commands from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// `--vtpm-proxy`: a new device from /dev/vtpmx.
+    VtpmProxy,
+    /// `--fd N`.
+    Fd(i32),
+    /// `--chardev PATH`.
+    Path(PathBuf),
+}
+
+/// `vtpm chardev`: a character device and the swtpm control channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChardevPlan {
+    /// The device.
+    pub device: DeviceSpec,
+    /// The control channel.
+    pub ctrl: Option<EndpointSpec>,
+    /// Honour the in-band TPM2_SetLocality (`--locality allow-set-locality`, implied by `--vtpm-proxy`).
+    pub allow_set_locality: bool,
+    /// End when the control connection closes (`--ctrl ...,terminate`).
+    pub terminate_on_ctrl_close: bool,
+    /// Modes and owners of UNIX socket paths.
+    pub unix_perms: Vec<UnixPerm>,
+}
+
 /// `vtpm mssim`: the simulator's command and platform ports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MssimPlan {
@@ -149,13 +180,41 @@ pub struct MssimPlan {
     pub platform: SocketAddr,
 }
 
+/// `vtpm cuse`: a CUSE character device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CusePlan {
+    /// /dev/NAME.
+    pub name: String,
+    /// Major number; 0: chosen by the kernel.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+    /// `--locality allow-set-locality`.
+    pub allow_set_locality: bool,
+}
+
 /// Which protocol to serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Serve {
     /// swtpm's.
     Swtpm(SwtpmPlan),
+    /// swtpm's chardev mode.
+    Chardev(ChardevPlan),
     /// mssim's.
     Mssim(MssimPlan),
+    /// swtpm's CUSE device.
+    Cuse(CusePlan),
+}
+
+impl Serve {
+    /// The UNIX socket paths to give a mode and owner once bound.
+    pub fn unix_perms(&self) -> &[UnixPerm] {
+        match self {
+            Serve::Swtpm(s) => &s.unix_perms,
+            Serve::Chardev(c) => &c.unix_perms,
+            Serve::Mssim(_) | Serve::Cuse(_) => &[],
+        }
+    }
 }
 
 /// Everything the command line asked for.
@@ -220,14 +279,17 @@ pub fn usage() -> String {
         "\
 {}
 Usage: vtpm socket [OPTIONS]    serve a TPM 2.0 like `swtpm socket` (see vtpm socket --help)
+       vtpm chardev [OPTIONS]   serve a TPM 2.0 like `swtpm chardev`: --chardev DEVICE, --fd N or --vtpm-proxy
+       vtpm cuse -n NAME [OPTIONS]  serve a TPM 2.0 as /dev/NAME like `swtpm cuse` (needs the cuse module)
        vtpm mssim [OPTIONS]     serve a TPM 2.0 over the Microsoft/IBM simulator protocol
        vtpm nvram COMMAND ...   inspect, check, salvage or format an NVRAM image
-       vtpm install --prefix DIR  install DIR/bin/vtpm and DIR/bin/swtpm (a link) for libvirt
+       vtpm setup --tpm2 --tpmstate DIR [OPTIONS]  manufacture a TPM like swtpm_setup (EKs, certificates)
+       vtpm install --prefix DIR  install DIR/bin/vtpm, swtpm and swtpm_setup (links) for libvirt
        vtpm --print-capabilities | --version | --help
 
 `vtpm socket` without options serves on 127.0.0.1:2321 (data) and 127.0.0.1:2322
 (control), powered on, with its state in $XDG_STATE_HOME/vtpm (or
-~/.local/state/vtpm). swtpm's `chardev` and `cuse` modes are not offered.
+~/.local/state/vtpm).
 ",
         version().trim_end()
     )
@@ -282,23 +344,22 @@ pub(crate) fn clap_error(mode: &str, e: clap::Error) -> Error {
 pub fn parse(args: &[String]) -> Result<Action> {
     let Some(first) = args.first() else {
         return Err(Error::Usage(
-            "a mode is required (socket, mssim or nvram); see `vtpm --help`".into(),
+            "a mode is required (socket, chardev, cuse, mssim, nvram, setup or install); see `vtpm --help`".into(),
         ));
     };
     let rest = &args[1..];
     match first.as_str() {
         "socket" => socket_mode::parse(rest),
+        "chardev" => chardev_mode::parse(rest),
         "mssim" => mssim_mode::parse(rest),
-        "chardev" | "cuse" => Err(Error::Usage(format!(
-            "swtpm's {first} mode (character device, --vtpm-proxy, CUSE) is not supported by vtpm; use `vtpm socket`"
-        ))),
+        "cuse" => cuse_mode::parse(rest),
         "-h" | "--help" | "help" => Ok(Action::Print(usage())),
         "-v" | "-V" | "--version" => Ok(Action::Print(version())),
         "--print-capabilities" => Ok(Action::PrintCapabilities),
         other if other.starts_with('-') => {
             Err(Error::Usage(format!("{other}: options come after the mode, e.g. `vtpm socket {other}`")))
         }
-        other => Err(Error::Usage(format!("unknown mode '{other}' (expected socket, mssim or nvram)"))),
+        other => Err(Error::Usage(format!("unknown mode '{other}' (expected socket, chardev, cuse, mssim, nvram, setup or install)"))),
     }
 }
 
@@ -321,11 +382,19 @@ pub fn check_fds(plan: &Plan) -> Result<()> {
     use crate::keys::KeyInput;
     use crate::logging::LogTarget;
     let mut fds: Vec<(i32, &str)> = Vec::new();
-    if let Serve::Swtpm(s) = &plan.serve {
-        for e in [&s.data, &s.ctrl].into_iter().flatten() {
-            if let EndpointSpec::Fd { fd, option } = e {
-                fds.push((*fd, option));
+    let endpoints = match &plan.serve {
+        Serve::Swtpm(s) => vec![&s.data, &s.ctrl],
+        Serve::Chardev(c) => {
+            if let DeviceSpec::Fd(fd) = c.device {
+                fds.push((fd, "--fd"));
             }
+            vec![&c.ctrl]
+        }
+        Serve::Mssim(_) | Serve::Cuse(_) => Vec::new(),
+    };
+    for e in endpoints.into_iter().flatten() {
+        if let EndpointSpec::Fd { fd, option } = e {
+            fds.push((*fd, option));
         }
     }
     if let LogTarget::Fd(n) = plan.log.target {

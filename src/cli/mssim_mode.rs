@@ -7,8 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::{ColorChoice, Parser};
 
-use super::common::{self, CommonArgs};
-use super::socket_mode::port;
+use super::common::{self, port, CommonArgs};
 use super::{Action, MssimPlan, Plan, Serve};
 use crate::error::{Error, Result};
 

@@ -7,13 +7,13 @@
 //! to swtpm's exact behaviour: only the channels asked for, and the TPM waits
 //! for CMD_INIT unless `--flags not-need-init` (or a `startup-*` flag).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::{ColorChoice, Parser};
 
-use super::common::{self, CommonArgs};
+use super::common::{self, port, tcp_addr, unix_perm, CommonArgs};
 use super::options::{flag, value, Spec, SubOptions};
-use super::{Action, EndpointSpec, Note, Plan, Serve, StartupType, SwtpmPlan, UnixPerm};
+use super::{Action, EndpointSpec, Note, Plan, Serve, StartupType, SwtpmPlan};
 use crate::error::{Error, Result};
 
 /// Default data port when no channel is given (the mssim/swtpm convention).
@@ -55,10 +55,10 @@ struct SocketArgs {
     /// [incoming][,release-lock-outgoing]: take the state lock only when the state arrives or is first used; release it once the savestate blob was read out
     #[arg(long, value_name = "SPEC")]
     migration: Option<String>,
-    /// Not supported (swtpm chardev mode).
+    /// `vtpm chardev` (swtpm chardev mode).
     #[arg(long, hide = true)]
     vtpm_proxy: bool,
-    /// Not supported (swtpm chardev mode).
+    /// `vtpm chardev` (swtpm chardev mode).
     #[arg(short = 'c', long, hide = true, value_name = "DEVICE")]
     chardev: Option<String>,
 }
@@ -85,30 +85,6 @@ const SERVER: Spec = Spec {
     ],
 };
 
-const CTRL: Spec = Spec {
-    option: "--ctrl",
-    keys: &[
-        value("type"),
-        value("path"),
-        value("port"),
-        value("bindaddr"),
-        value("ifname"),
-        value("fd"),
-        value("clientfd"),
-        value("mode"),
-        value("uid"),
-        value("gid"),
-        flag("terminate"),
-        // vtpm extension: also accept mssim platform clients on this port.
-        flag("mssim"),
-    ],
-};
-
-const LOCALITY: Spec = Spec {
-    option: "--locality",
-    keys: &[flag("reject-locality-4"), flag("allow-set-locality")],
-};
-
 /// Parse the arguments after `socket`.
 pub fn parse(args: &[String]) -> Result<Action> {
     let a = match super::parse_mode::<SocketArgs>("socket", args)? {
@@ -117,7 +93,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
     };
     if a.vtpm_proxy || a.chardev.is_some() {
         return Err(Error::Usage(
-            "--vtpm-proxy and --chardev belong to swtpm's chardev mode, which vtpm does not support".into(),
+            "--vtpm-proxy and --chardev belong to swtpm's chardev mode: use `vtpm chardev`".into(),
         ));
     }
     let mut notes = Vec::new();
@@ -137,12 +113,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
     let pid = common::pid(a.common.pid.as_deref(), common::base(&a.common))?;
     let mut startup = common::flags(a.common.flags.as_deref(), &mut notes)?;
 
-    let (mut reject_locality_4, mut allow_set_locality) = (false, false);
-    if let Some(text) = &a.locality {
-        let o = SubOptions::parse(&LOCALITY, text)?;
-        reject_locality_4 = o.flag("reject-locality-4");
-        allow_set_locality = o.flag("allow-set-locality");
-    }
+    let (reject_locality_4, allow_set_locality) = common::locality(a.locality.as_deref())?;
 
     let env_port = std::env::var("TPM_PORT").ok().filter(|s| !s.is_empty());
     let bare = a.server.is_none()
@@ -211,7 +182,11 @@ pub fn parse(args: &[String]) -> Result<Action> {
             None
         };
         if let Some(text) = &a.ctrl {
-            plan.ctrl = Some(ctrl(text, &mut plan, common::base(&a.common))?);
+            let c = common::ctrl(text, common::base(&a.common))?;
+            plan.terminate_on_ctrl_close = c.terminate;
+            plan.ctrl_accepts_mssim = c.mssim;
+            plan.unix_perms.extend(c.perm);
+            plan.ctrl = Some(c.endpoint);
         }
         if plan.ctrl.is_none() && !startup.power_on {
             notes.push(Note::warn(
@@ -248,49 +223,6 @@ pub fn parse(args: &[String]) -> Result<Action> {
     };
     super::check_fds(&plan)?;
     Ok(Action::Run(Box::new(plan)))
-}
-
-/// A TCP port number for `option`.
-pub fn port(option: &'static str, s: &str) -> Result<u16> {
-    s.parse::<u16>()
-        .map_err(|_| Error::usage(option, format!("{s}: expected a port number 0-65535")))
-}
-
-/// `bindaddr=` (IPv4 or IPv6, brackets allowed; default 127.0.0.1) with `ifname=` for link-local IPv6.
-fn tcp_addr(o: &SubOptions, port: u16) -> Result<SocketAddr> {
-    let ip = match o.str("bindaddr") {
-        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        Some(s) => super::ip_addr(o.option(), s)?,
-    };
-    Ok(match (ip, o.str("ifname")) {
-        (IpAddr::V6(v6), Some(ifname)) => {
-            SocketAddr::V6(SocketAddrV6::new(v6, port, 0, ifindex(o.option(), ifname)?))
-        }
-        (ip, _) => SocketAddr::new(ip, port),
-    })
-}
-
-/// The index of network interface `name` (for an IPv6 scope id).
-fn ifindex(option: &'static str, name: &str) -> Result<u32> {
-    if name.contains('/') || name.is_empty() {
-        return Err(Error::usage(
-            option,
-            format!("ifname={name}: not an interface name"),
-        ));
-    }
-    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| Error::usage(option, format!("ifname={name}: no such network interface")))
-}
-
-fn unix_perm(o: &SubOptions, path: std::path::PathBuf) -> Result<UnixPerm> {
-    Ok(UnixPerm {
-        path,
-        mode: o.mode("mode")?.unwrap_or(0o770),
-        uid: o.parsed("uid", "a numeric user id")?,
-        gid: o.parsed("gid", "a numeric group id")?,
-    })
 }
 
 fn server(
@@ -345,49 +277,6 @@ fn server(
                     })
                 }
             }
-        }
-    }
-}
-
-fn ctrl(text: &str, plan: &mut SwtpmPlan, base: common::Base) -> Result<EndpointSpec> {
-    let o = SubOptions::parse(&CTRL, text)?;
-    plan.terminate_on_ctrl_close = o.flag("terminate");
-    plan.ctrl_accepts_mssim = o.flag("mssim");
-    let Some(kind) = o.choice("type", &["unixio", "tcp"])? else {
-        return Err(Error::usage(
-            "--ctrl",
-            "type=unixio or type=tcp is required",
-        ));
-    };
-    if kind == "tcp" {
-        o.forbid(&["path", "mode", "uid", "gid", "clientfd"], "with type=tcp")?;
-        return match o.exactly_one(&["port", "fd"])? {
-            "port" => Ok(EndpointSpec::Tcp(tcp_addr(
-                &o,
-                port("--ctrl", o.str("port").unwrap_or_default())?,
-            )?)),
-            _ => {
-                o.forbid(&["bindaddr", "ifname"], "with fd=")?;
-                Ok(EndpointSpec::Fd {
-                    fd: o.fd("fd")?.unwrap_or_default(),
-                    option: "--ctrl",
-                })
-            }
-        };
-    }
-    o.forbid(&["port", "bindaddr", "ifname"], "with type=unixio")?;
-    match o.exactly_one(&["path", "fd", "clientfd"])? {
-        "path" => {
-            let path = common::resolve("--ctrl", o.str("path").unwrap_or_default(), base)?;
-            plan.unix_perms.push(unix_perm(&o, path.clone())?);
-            Ok(EndpointSpec::Unix(path))
-        }
-        which => {
-            o.forbid(&["mode", "uid", "gid"], "with a descriptor")?;
-            Ok(EndpointSpec::Fd {
-                fd: o.fd(which)?.unwrap_or_default(),
-                option: "--ctrl",
-            })
         }
     }
 }

@@ -36,6 +36,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use wire_record::{wire, Bytes, Wire};
+
 use crate::backend::{Backend, ImageLock};
 use crate::format::{region_size_for, REGIONS_START, SLOT_SIZE};
 
@@ -55,9 +57,24 @@ const STATE_HELD: u32 = 1;
 const STATE_RELEASED: u32 = 2;
 const HOST_LEN: usize = 64;
 const BOOT_ID_LEN: usize = 36;
-/// magic, version, state, owner, counter, interval, boot id, pid, start
-/// time, host name, crc32c.
-const RECORD_LEN: usize = 8 + 4 + 4 + 16 + 8 + 4 + BOOT_ID_LEN + 4 + 8 + HOST_LEN + 4;
+
+wire! {
+    /// The lease record as stored at the start of the lease block.
+    pub struct Stored {
+        pub magic: [u8; 8],
+        pub version: u32,
+        pub state: u32,
+        pub owner: [u8; 16],
+        pub counter: u64,
+        pub interval_ms: u32,
+        pub boot_id: Bytes<BOOT_ID_LEN>,
+        pub pid: u32,
+        pub start_time: u64,
+        pub host: Bytes<HOST_LEN>,
+        /// crc32c of everything before it.
+        pub crc: u32,
+    }
+}
 
 /// Where the lease block of an export of `size` bytes lies: its last 4 KiB
 /// block, when that lies beyond both regions of an image formatted on it.
@@ -97,74 +114,53 @@ impl Record {
 
     /// The 4 KiB block (the record, zero padded).
     fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(SLOT_SIZE as usize);
-        v.extend_from_slice(MAGIC);
-        v.extend_from_slice(&LEASE_VERSION.to_be_bytes());
-        let state = if self.held {
-            STATE_HELD
-        } else {
-            STATE_RELEASED
+        let mut stored = Stored {
+            magic: *MAGIC,
+            version: LEASE_VERSION,
+            state: if self.held {
+                STATE_HELD
+            } else {
+                STATE_RELEASED
+            },
+            owner: self.owner,
+            counter: self.counter,
+            interval_ms: self.interval_ms,
+            boot_id: Bytes(self.boot_id),
+            pid: self.pid,
+            start_time: self.start_time,
+            host: Bytes::from_slice(self.host.as_bytes()),
+            crc: 0,
         };
-        v.extend_from_slice(&state.to_be_bytes());
-        v.extend_from_slice(&self.owner);
-        v.extend_from_slice(&self.counter.to_be_bytes());
-        v.extend_from_slice(&self.interval_ms.to_be_bytes());
-        v.extend_from_slice(&self.boot_id);
-        v.extend_from_slice(&self.pid.to_be_bytes());
-        v.extend_from_slice(&self.start_time.to_be_bytes());
-        let mut host = [0u8; HOST_LEN];
-        let h = self.host.as_bytes();
-        let n = h.len().min(HOST_LEN);
-        host[..n].copy_from_slice(&h[..n]);
-        v.extend_from_slice(&host);
-        let crc = crc32c::crc32c(&v);
-        v.extend_from_slice(&crc.to_be_bytes());
+        let body = stored.to_bytes();
+        stored.crc = crc32c::crc32c(&body[..Stored::SIZE - 4]);
+        let mut v = stored.to_bytes();
         v.resize(SLOT_SIZE as usize, 0);
         v
     }
 
     /// The record in `b`, or None when `b` holds none (blank, foreign, torn).
     fn decode(b: &[u8]) -> Option<Record> {
-        let b = b.get(..RECORD_LEN)?;
-        let (body, crc) = b.split_at(RECORD_LEN - 4);
-        if &body[..8] != MAGIC || crc32c::crc32c(body).to_be_bytes() != crc {
+        let stored = Stored::decode(b)?;
+        if &stored.magic != MAGIC
+            || stored.version != LEASE_VERSION
+            || crc32c::crc32c(b.get(..Stored::SIZE - 4)?) != stored.crc
+        {
             return None;
         }
-        let mut at = 8;
-        let mut take = |n: usize| {
-            let s = &body[at..at + n];
-            at += n;
-            s
-        };
-        let u32_of = |s: &[u8]| u32::from_be_bytes(s.try_into().unwrap_or([0; 4]));
-        let u64_of = |s: &[u8]| u64::from_be_bytes(s.try_into().unwrap_or([0; 8]));
-        if u32_of(take(4)) != LEASE_VERSION {
-            return None;
-        }
-        let held = match u32_of(take(4)) {
+        let held = match stored.state {
             STATE_HELD => true,
             STATE_RELEASED => false,
             _ => return None,
         };
-        let owner = take(16).try_into().ok()?;
-        let counter = u64_of(take(8));
-        let interval_ms = u32_of(take(4));
-        let boot_id = take(BOOT_ID_LEN).try_into().ok()?;
-        let pid = u32_of(take(4));
-        let start_time = u64_of(take(8));
-        let host = take(HOST_LEN);
-        let host =
-            String::from_utf8_lossy(&host[..host.iter().position(|&c| c == 0).unwrap_or(HOST_LEN)])
-                .into_owned();
         Some(Record {
             held,
-            owner,
-            counter,
-            interval_ms,
-            boot_id,
-            pid,
-            start_time,
-            host,
+            owner: stored.owner,
+            counter: stored.counter,
+            interval_ms: stored.interval_ms,
+            boot_id: stored.boot_id.0,
+            pid: stored.pid,
+            start_time: stored.start_time,
+            host: String::from_utf8_lossy(stored.host.trimmed()).into_owned(),
         })
     }
 
@@ -311,7 +307,7 @@ impl LeasedBackend {
                 let who = other
                     .map(|r| r.describe())
                     .unwrap_or_else(|| "someone who wiped the lease".into());
-                eprintln!(
+                log::error!(
                     "{}: the image's lease was taken over by {who}: this instance stops writing it",
                     self.inner.path().display()
                 );

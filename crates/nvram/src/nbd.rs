@@ -16,6 +16,8 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use wire_record::{wire, Wire};
+
 use crate::backend::Backend;
 
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
@@ -133,22 +135,57 @@ fn bad(what: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.into())
 }
 
-fn read_u16(s: &mut dyn Stream) -> std::io::Result<u16> {
-    let mut b = [0u8; 2];
-    s.read_exact(&mut b)?;
-    Ok(u16::from_be_bytes(b))
+wire! {
+    /// The server's greeting (fixed newstyle: its handshake flags follow,
+    /// read apart so that an old-style server is told at once).
+    pub struct Greeting { pub nbdmagic: u64, pub ihaveopt: u64 }
 }
 
-fn read_u32(s: &mut dyn Stream) -> std::io::Result<u32> {
-    let mut b = [0u8; 4];
-    s.read_exact(&mut b)?;
-    Ok(u32::from_be_bytes(b))
+wire! {
+    /// The server's handshake flags.
+    pub struct HandshakeFlags { pub flags: u16 }
 }
 
-fn read_u64(s: &mut dyn Stream) -> std::io::Result<u64> {
-    let mut b = [0u8; 8];
+wire! {
+    /// The header of an option request (its data follows).
+    pub struct OptionRequest { pub ihaveopt: u64, pub option: u32, pub length: u32 }
+}
+
+wire! {
+    /// NBD_OPT_GO's data after the export name: the information asked for.
+    pub struct GoInfoRequests { pub count: u16, pub info: u16 }
+}
+
+wire! {
+    /// The header of an option reply (its data follows).
+    pub struct OptionReply { pub magic: u64, pub option: u32, pub kind: u32, pub length: u32 }
+}
+
+wire! {
+    /// NBD_INFO_EXPORT: size and transmission flags.
+    pub struct InfoExport { pub info: u16, pub size: u64, pub flags: u16 }
+}
+
+wire! {
+    /// NBD_INFO_BLOCK_SIZE: the block size constraints.
+    pub struct InfoBlockSize { pub info: u16, pub minimum: u32, pub preferred: u32, pub maximum: u32 }
+}
+
+wire! {
+    /// A transmission request (a write's data follows).
+    pub struct Request { pub magic: u32, pub flags: u16, pub kind: u16, pub cookie: u64, pub offset: u64, pub length: u32 }
+}
+
+wire! {
+    /// A simple reply (a read's data follows when error is 0).
+    pub struct SimpleReply { pub magic: u32, pub error: u32, pub cookie: u64 }
+}
+
+/// Read one record `T` from the stream.
+fn read_record<T: Wire>(s: &mut dyn Stream) -> std::io::Result<T> {
+    let mut b = vec![0u8; T::SIZE];
     s.read_exact(&mut b)?;
-    Ok(u64::from_be_bytes(b))
+    T::decode(&b).ok_or_else(|| bad("a short record"))
 }
 
 /// What NBD_OPT_GO told about the export.
@@ -182,10 +219,11 @@ fn connect(uri: &NbdUri, timeout: Duration) -> std::io::Result<(Box<dyn Stream>,
             Box::new(u)
         }
     };
-    if read_u64(s.as_mut())? != NBDMAGIC || read_u64(s.as_mut())? != IHAVEOPT {
+    let greeting: Greeting = read_record(s.as_mut())?;
+    if greeting.nbdmagic != NBDMAGIC || greeting.ihaveopt != IHAVEOPT {
         return Err(bad("not an NBD server (no fixed newstyle greeting)"));
     }
-    let server_flags = read_u16(s.as_mut())?;
+    let server_flags = read_record::<HandshakeFlags>(s.as_mut())?.flags;
     if server_flags & NBD_FLAG_FIXED_NEWSTYLE == 0 {
         return Err(bad("the server does not speak fixed newstyle NBD"));
     }
@@ -198,11 +236,17 @@ fn connect(uri: &NbdUri, timeout: Duration) -> std::io::Result<(Box<dyn Stream>,
     let name = uri.export.as_bytes();
     let mut data = (name.len() as u32).to_be_bytes().to_vec();
     data.extend_from_slice(name);
-    data.extend_from_slice(&1u16.to_be_bytes());
-    data.extend_from_slice(&NBD_INFO_BLOCK_SIZE.to_be_bytes());
-    let mut opt = IHAVEOPT.to_be_bytes().to_vec();
-    opt.extend_from_slice(&NBD_OPT_GO.to_be_bytes());
-    opt.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    GoInfoRequests {
+        count: 1,
+        info: NBD_INFO_BLOCK_SIZE,
+    }
+    .encode(&mut data);
+    let mut opt = OptionRequest {
+        ihaveopt: IHAVEOPT,
+        option: NBD_OPT_GO,
+        length: data.len() as u32,
+    }
+    .to_bytes();
     opt.extend_from_slice(&data);
     s.write_all(&opt)?;
     let mut export = Export {
@@ -213,14 +257,14 @@ fn connect(uri: &NbdUri, timeout: Duration) -> std::io::Result<(Box<dyn Stream>,
     };
     let mut have_export = false;
     loop {
-        if read_u64(s.as_mut())? != REPLY_MAGIC {
+        let reply: OptionReply = read_record(s.as_mut())?;
+        if reply.magic != REPLY_MAGIC {
             return Err(bad("bad option reply magic"));
         }
-        if read_u32(s.as_mut())? != NBD_OPT_GO {
+        if reply.option != NBD_OPT_GO {
             return Err(bad("an option reply for another option"));
         }
-        let kind = read_u32(s.as_mut())?;
-        let len = read_u32(s.as_mut())?;
+        let (kind, len) = (reply.kind, reply.length);
         if len > MAX_OPTION_REPLY {
             return Err(bad(format!("an option reply of {len} bytes")));
         }
@@ -232,14 +276,17 @@ fn connect(uri: &NbdUri, timeout: Duration) -> std::io::Result<(Box<dyn Stream>,
             NBD_REP_INFO => {
                 let info = body.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
                 match (info, body.len()) {
-                    (Some(NBD_INFO_EXPORT), 12) => {
-                        export.size = u64::from_be_bytes(body[2..10].try_into().unwrap_or([0; 8]));
-                        export.flags = u16::from_be_bytes([body[10], body[11]]);
+                    (Some(NBD_INFO_EXPORT), n) if n == InfoExport::SIZE => {
+                        let e = InfoExport::decode(&body)
+                            .ok_or_else(|| bad("short export information"))?;
+                        export.size = e.size;
+                        export.flags = e.flags;
                         have_export = true;
                     }
-                    (Some(NBD_INFO_BLOCK_SIZE), 14) => {
-                        let min = u32::from_be_bytes(body[2..6].try_into().unwrap_or([0; 4]));
-                        let max = u32::from_be_bytes(body[10..14].try_into().unwrap_or([0; 4]));
+                    (Some(NBD_INFO_BLOCK_SIZE), n) if n == InfoBlockSize::SIZE => {
+                        let b = InfoBlockSize::decode(&body)
+                            .ok_or_else(|| bad("short block size information"))?;
+                        let (min, max) = (b.minimum, b.maximum);
                         if min == 0 || !min.is_power_of_two() || min > 65536 || max < min {
                             return Err(bad(format!("block sizes min {min} max {max}")));
                         }
@@ -380,13 +427,16 @@ impl NbdBackend {
     fn send(&mut self, cmd: u16, offset: u64, payload: &[u8], length: u32) -> std::io::Result<u64> {
         self.cookie = self.cookie.wrapping_add(1);
         let cookie = self.cookie;
-        let mut req = Vec::with_capacity(28 + payload.len());
-        req.extend_from_slice(&REQUEST_MAGIC.to_be_bytes());
-        req.extend_from_slice(&0u16.to_be_bytes());
-        req.extend_from_slice(&cmd.to_be_bytes());
-        req.extend_from_slice(&cookie.to_be_bytes());
-        req.extend_from_slice(&offset.to_be_bytes());
-        req.extend_from_slice(&length.to_be_bytes());
+        let mut req = Vec::with_capacity(Request::SIZE + payload.len());
+        Request {
+            magic: REQUEST_MAGIC,
+            flags: 0,
+            kind: cmd,
+            cookie,
+            offset,
+            length,
+        }
+        .encode(&mut req);
         req.extend_from_slice(payload);
         let r = self.stream().and_then(|s| s.write_all(&req));
         match r {
@@ -424,12 +474,11 @@ impl NbdBackend {
                     .stream
                     .as_mut()
                     .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))?;
-                if read_u32(s.as_mut())? != SIMPLE_REPLY_MAGIC {
+                let reply: SimpleReply = read_record(s.as_mut())?;
+                if reply.magic != SIMPLE_REPLY_MAGIC {
                     return Err(bad("bad reply magic"));
                 }
-                let error = read_u32(s.as_mut())?;
-                let cookie = read_u64(s.as_mut())?;
-                Ok((cookie, error))
+                Ok((reply.cookie, reply.error))
             })();
             let (cookie, error) = match r {
                 Ok(v) => v,
@@ -501,9 +550,8 @@ impl NbdBackend {
 }
 
 fn log_reconnect(uri: &NbdUri) {
-    // The nvram crate has no logger: stderr is where the binary's log goes
-    // without --log, and a reconnection is worth knowing about.
-    eprintln!("{uri}: reconnected to the NBD server");
+    // Worth a warning: writes failed while the server was away.
+    log::warn!("{uri}: reconnected to the NBD server");
 }
 
 impl Backend for NbdBackend {
@@ -582,11 +630,12 @@ impl NbdBackend {
     /// NBD_CMD_DISC (no reply is sent) and close the connection.
     fn disconnect(&mut self) {
         if let Some(mut s) = self.stream.take() {
-            let mut req = REQUEST_MAGIC.to_be_bytes().to_vec();
-            req.extend_from_slice(&0u16.to_be_bytes());
-            req.extend_from_slice(&NBD_CMD_DISC.to_be_bytes());
-            req.extend_from_slice(&[0u8; 20]);
-            let _ = s.write_all(&req);
+            let req = Request {
+                magic: REQUEST_MAGIC,
+                kind: NBD_CMD_DISC,
+                ..Request::default()
+            };
+            let _ = s.write_all(&req.to_bytes());
         }
     }
 }

@@ -6,6 +6,16 @@ use tpm_crypto::HashAlg;
 
 pub use tpm_crypto::ct_eq;
 
+/// The ECC of the split operations, key exchange and the extra signature
+/// schemes, as the engine uses it (point checks and arithmetic, EC-MQV, SM2).
+pub mod ecc {
+    pub use tpm_crypto::ecc::is_on_curve;
+    pub use tpm_crypto::ecc_math::{is_private_scalar, mod_p, mul};
+    pub use tpm_crypto::ecmqv::ecmqv;
+    pub use tpm_crypto::sm2::{sm2_key_exchange, verify_sm2};
+    pub use tpm_crypto::{Curve, EccKey, Point};
+}
+
 /// An incremental hash of one of the implemented algorithms (Clone: hash
 /// sequences fork it) whose running state can be exported into a context.
 #[derive(Clone)]
@@ -68,17 +78,26 @@ pub fn aes_cfb(key: &[u8], iv: &[u8], data: &mut [u8], encrypt: bool) -> bool {
     tpm_crypto::sym::aes_cfb(key, iv, data, encrypt).is_ok()
 }
 
-/// An incremental HMAC of one of the implemented hashes (Clone, like
-/// [`Hasher`]), built from two resumable hashes so that an HMAC sequence's
-/// state can go into a context: H((K ^ opad) || H((K ^ ipad) || data)).
+/// An incremental MAC whose running state can go into a context (Clone,
+/// like [`Hasher`]): an HMAC of one of the implemented hashes, built from two
+/// resumable hashes as H((K ^ opad) || H((K ^ ipad) || data)), or a CMAC
+/// (TPM_ALG_CMAC) of a block cipher.
 #[derive(Clone)]
-pub struct Hmac {
-    alg: u16,
-    /// K ^ opad, one hash block.
-    outer_pad: zeroize::Zeroizing<Vec<u8>>,
-    /// The inner hash, (K ^ ipad) already absorbed.
-    inner: Hasher,
+pub struct Hmac(MacState);
+
+#[derive(Clone)]
+enum MacState {
+    Hmac {
+        alg: u16,
+        /// K ^ opad, one hash block.
+        outer_pad: zeroize::Zeroizing<Vec<u8>>,
+        /// The inner hash, (K ^ ipad) already absorbed.
+        inner: Hasher,
+    },
+    Cmac(tpm_crypto::cmac::Cmac),
 }
+
+use crate::constants::ALG_CMAC;
 
 impl Hmac {
     /// A new HMAC of `alg` keyed with `key`; None if `alg` is not an implemented hash.
@@ -94,40 +113,79 @@ impl Hmac {
             zeroize::Zeroizing::new(k.iter().map(|b| b ^ 0x36).collect());
         let mut inner = Hasher::new(alg)?;
         inner.update(&ipad);
-        Some(Hmac {
+        Some(Hmac(MacState::Hmac {
             alg,
             outer_pad: zeroize::Zeroizing::new(k.iter().map(|b| b ^ 0x5c).collect()),
             inner,
-        })
+        }))
     }
-    /// The hash algorithm.
+    /// A new CMAC of `cipher` keyed with `key`; None for a key size the
+    /// cipher does not take.
+    pub fn new_cmac(cipher: tpm_crypto::BlockCipher, key: &[u8]) -> Option<Hmac> {
+        tpm_crypto::cmac::Cmac::new(cipher, key)
+            .ok()
+            .map(|m| Hmac(MacState::Cmac(m)))
+    }
+    /// The MAC algorithm: the hash of an HMAC, TPM_ALG_CMAC for a CMAC.
     pub fn alg(&self) -> u16 {
-        self.alg
+        match &self.0 {
+            MacState::Hmac { alg, .. } => *alg,
+            MacState::Cmac(_) => ALG_CMAC,
+        }
     }
     /// Absorb `data`.
     pub fn update(&mut self, data: &[u8]) {
-        self.inner.update(data);
+        match &mut self.0 {
+            MacState::Hmac { inner, .. } => inner.update(data),
+            // The key was checked when the CMAC was made; nothing else fails.
+            MacState::Cmac(m) => {
+                let _ = m.update(data);
+            }
+        }
     }
-    /// The HMAC value.
+    /// The MAC value.
     pub fn finish(self) -> Vec<u8> {
-        let inner = self.inner.finish();
-        digest(self.alg, &[&self.outer_pad, &inner])
+        match self.0 {
+            MacState::Hmac {
+                alg,
+                outer_pad,
+                inner,
+            } => {
+                let inner = inner.finish();
+                digest(alg, &[&outer_pad, &inner])
+            }
+            MacState::Cmac(m) => m.finish().unwrap_or_default(),
+        }
     }
-    /// The running state (outer pad, then the inner hash's state).
+    /// The running state (HMAC: outer pad, then the inner hash's state;
+    /// CMAC: tpm-crypto's export).
     pub fn export(&self) -> zeroize::Zeroizing<Vec<u8>> {
-        let mut v = zeroize::Zeroizing::new(self.outer_pad.to_vec());
-        v.extend(self.inner.export());
-        v
+        match &self.0 {
+            MacState::Hmac {
+                outer_pad, inner, ..
+            } => {
+                let mut v = zeroize::Zeroizing::new(outer_pad.to_vec());
+                v.extend(inner.export());
+                v
+            }
+            MacState::Cmac(m) => m.export(),
+        }
     }
-    /// An HMAC of `alg` resumed from [`export`](Self::export)'s bytes.
+    /// A MAC of `alg` (a hash, or TPM_ALG_CMAC) resumed from
+    /// [`export`](Self::export)'s bytes.
     pub fn import(alg: u16, state: &[u8]) -> Option<Hmac> {
+        if alg == ALG_CMAC {
+            return tpm_crypto::cmac::Cmac::import(state)
+                .ok()
+                .map(|m| Hmac(MacState::Cmac(m)));
+        }
         let block = HashAlg::from_tpm_alg(alg)?.block_size();
         let (pad, inner) = (state.get(..block)?, state.get(block..)?);
-        Some(Hmac {
+        Some(Hmac(MacState::Hmac {
             alg,
             outer_pad: zeroize::Zeroizing::new(pad.to_vec()),
             inner: Hasher::import(alg, inner)?,
-        })
+        }))
     }
 }
 
@@ -169,5 +227,22 @@ mod tests {
             }
         }
         assert!(Hmac::import(c::ALG_SHA256, &[0; 10]).is_none());
+    }
+
+    #[test]
+    fn cmac_state_resumes_to_the_one_shot_value() {
+        let key = [9u8; 16];
+        let mut m = Hmac::new_cmac(tpm_crypto::BlockCipher::Aes, &key).unwrap();
+        m.update(b"first part, ");
+        let mut m = Hmac::import(m.alg(), &m.export()).unwrap();
+        m.update(b"second part");
+        let one = tpm_crypto::cmac::cmac(
+            tpm_crypto::BlockCipher::Aes,
+            &key,
+            b"first part, second part",
+        );
+        assert_eq!(m.finish(), one.unwrap());
+        assert!(Hmac::import(c::ALG_CMAC, &[1]).is_none());
+        assert!(Hmac::new_cmac(tpm_crypto::BlockCipher::Aes, &[1; 3]).is_none());
     }
 }

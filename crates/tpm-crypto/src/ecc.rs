@@ -21,15 +21,26 @@ use crate::hash::{HashAlg, Hasher};
 /// TPM_ALG_ECC.
 pub const TPM_ALG_ECC: u16 = 0x0023;
 
-/// The curves implemented, by TPM_ECC_CURVE.
+/// The curves implemented, by TPM_ECC_CURVE. P-256, P-384 and P-521 run on
+/// the RustCrypto curve crates; the others on [`crate::weierstrass`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Curve {
+    /// TPM_ECC_NIST_P192 (0x0001).
+    P192,
+    /// TPM_ECC_NIST_P224 (0x0002).
+    P224,
     /// TPM_ECC_NIST_P256 (0x0003).
     P256,
     /// TPM_ECC_NIST_P384 (0x0004).
     P384,
     /// TPM_ECC_NIST_P521 (0x0005).
     P521,
+    /// TPM_ECC_BN_P256 (0x0010).
+    BnP256,
+    /// TPM_ECC_BN_P638 (0x0011).
+    BnP638,
+    /// TPM_ECC_SM2_P256 (0x0020).
+    Sm2P256,
 }
 
 /// The domain parameters of a curve (TPMS_ALGORITHM_DETAIL_ECC's numbers),
@@ -96,52 +107,68 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 impl Curve {
-    /// Every implemented curve.
-    pub const ALL: [Curve; 3] = [Curve::P256, Curve::P384, Curve::P521];
+    /// Every implemented curve, in TPM_ECC_CURVE order.
+    pub const ALL: [Curve; 8] = [
+        Curve::P192,
+        Curve::P224,
+        Curve::P256,
+        Curve::P384,
+        Curve::P521,
+        Curve::BnP256,
+        Curve::BnP638,
+        Curve::Sm2P256,
+    ];
 
     /// From a TPM_ECC_CURVE value; None for curves not implemented.
     pub fn from_tpm(id: u16) -> Option<Curve> {
-        match id {
-            0x0003 => Some(Curve::P256),
-            0x0004 => Some(Curve::P384),
-            0x0005 => Some(Curve::P521),
-            _ => None,
-        }
+        Curve::ALL.into_iter().find(|c| c.to_tpm() == id)
     }
 
     /// The TPM_ECC_CURVE value.
     pub fn to_tpm(self) -> u16 {
         match self {
+            Curve::P192 => 0x0001,
+            Curve::P224 => 0x0002,
             Curve::P256 => 0x0003,
             Curve::P384 => 0x0004,
             Curve::P521 => 0x0005,
+            Curve::BnP256 => 0x0010,
+            Curve::BnP638 => 0x0011,
+            Curve::Sm2P256 => 0x0020,
         }
     }
 
-    /// Octets of a coordinate or scalar (32, 48, 66).
+    /// Octets of a coordinate or scalar (24 to 80).
     pub fn size(self) -> usize {
-        match self {
-            Curve::P256 => 32,
-            Curve::P384 => 48,
-            Curve::P521 => 66,
-        }
+        (usize::from(self.bits())).div_ceil(8)
     }
 
-    /// Key size in bits (256, 384, 521), as TPMS_ALGORITHM_DETAIL_ECC keySize.
+    /// Key size in bits, as TPMS_ALGORITHM_DETAIL_ECC keySize.
     pub fn bits(self) -> u16 {
         match self {
-            Curve::P256 => 256,
+            Curve::P192 => 192,
+            Curve::P224 => 224,
+            Curve::P256 | Curve::BnP256 | Curve::Sm2P256 => 256,
             Curve::P384 => 384,
             Curve::P521 => 521,
+            Curve::BnP638 => 638,
         }
     }
 
-    /// The domain parameters (p, a, b, Gx, Gy, n, h).
+    /// Whether the curve runs on the generic arithmetic of
+    /// [`crate::weierstrass`] (no curve crate has it).
+    pub fn is_generic(self) -> bool {
+        !matches!(self, Curve::P256 | Curve::P384 | Curve::P521)
+    }
+
+    /// The domain parameters (p, a, b, Gx, Gy, n, h) at the curve's size
+    /// (a of the BN curves is the single octet 0, as libtpms reports it).
     pub fn params(self) -> CurveParams {
         let (p, b, gx, gy, n) = match self {
             Curve::P256 => (P256_P, P256_B, P256_GX, P256_GY, P256_N),
             Curve::P384 => (P384_P, P384_B, P384_GX, P384_GY, P384_N),
             Curve::P521 => (P521_P, P521_B, P521_GX, P521_GY, P521_N),
+            _ => return crate::ecc_generic::params(self),
         };
         let p = unhex(p);
         // a = p - 3: p ends in ...ff for every NIST prime, so subtracting 3
@@ -161,8 +188,13 @@ impl Curve {
         }
     }
 
-    fn order(self) -> BigUint {
+    pub(crate) fn order(self) -> BigUint {
         BigUint::from_bytes_be(&self.params().n)
+    }
+
+    /// Bits of the group order n (256, 384, 521).
+    pub fn order_bits(self) -> usize {
+        self.order().bits()
     }
 }
 
@@ -195,8 +227,10 @@ pub struct EccKey {
     pub public: Point,
 }
 
-macro_rules! per_curve {
-    ($curve:expr, $m:ident => $body:expr) => {
+/// Run `$body` with `$m` naming the RustCrypto crate of a NIST curve, or
+/// `$generic` with `$d` bound to the curve's [`crate::weierstrass::Domain`].
+macro_rules! any_curve {
+    ($curve:expr, $m:ident => $body:expr, $d:ident => $generic:expr) => {
         match $curve {
             Curve::P256 => {
                 use p256 as $m;
@@ -210,13 +244,18 @@ macro_rules! per_curve {
                 use p521 as $m;
                 $body
             }
+            other => {
+                let $d = crate::ecc_generic::domain(other);
+                $generic
+            }
         }
     };
 }
+pub(crate) use any_curve;
 
 /// `v` as exactly `len` octets: leading zeros added or dropped; None if the
 /// value itself needs more than `len` octets.
-fn fit(v: &[u8], len: usize) -> Option<Vec<u8>> {
+pub(crate) fn fit(v: &[u8], len: usize) -> Option<Vec<u8>> {
     let first = v.iter().position(|&b| b != 0).unwrap_or(v.len());
     let v = &v[first..];
     if v.len() > len {
@@ -227,7 +266,7 @@ fn fit(v: &[u8], len: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn left_pad(v: &[u8], len: usize) -> Vec<u8> {
+pub(crate) fn left_pad(v: &[u8], len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len.saturating_sub(v.len())];
     out.extend_from_slice(v);
     out
@@ -235,7 +274,7 @@ fn left_pad(v: &[u8], len: usize) -> Vec<u8> {
 
 /// SEC1 uncompressed encoding of `p` after checking it lies on the curve
 /// (and is not the point at infinity).
-fn public_point(curve: Curve, p: &Point) -> Result<Vec<u8>> {
+pub(crate) fn public_point(curve: Curve, p: &Point) -> Result<Vec<u8>> {
     let n = curve.size();
     let (Some(x), Some(y)) = (fit(&p.x, n), fit(&p.y, n)) else {
         return Err(Error::InvalidKey("coordinate too long"));
@@ -243,10 +282,12 @@ fn public_point(curve: Curve, p: &Point) -> Result<Vec<u8>> {
     let mut sec1 = vec![4u8];
     sec1.extend_from_slice(&x);
     sec1.extend_from_slice(&y);
-    per_curve!(curve, c => {
+    any_curve!(curve, c => {
         let ep = c::EncodedPoint::from_bytes(&sec1).map_err(|_| Error::InvalidKey("ECC point"))?;
         Option::<c::PublicKey>::from(c::PublicKey::from_encoded_point(&ep))
             .ok_or(Error::InvalidKey("point not on the curve"))?;
+    }, dom => {
+        crate::ecc_generic::sec1(dom, p)?;
     });
     Ok(sec1)
 }
@@ -264,7 +305,7 @@ pub fn normalize_point(curve: Curve, p: &Point) -> Result<Point> {
 }
 
 /// The affine coordinates of an encoded point; an error for the point at infinity.
-fn coords(ep: &[u8], n: usize) -> Result<Point> {
+pub(crate) fn coords(ep: &[u8], n: usize) -> Result<Point> {
     if ep.len() != 1 + 2 * n || ep[0] != 4 {
         return Err(Error::Failed("the result is the point at infinity"));
     }
@@ -275,7 +316,7 @@ impl EccKey {
     /// A new key; deterministic for a deterministic `rng` (the scalar is drawn
     /// by rejection sampling of curve-size octet strings from `rng`).
     pub fn generate(curve: Curve, rng: &mut impl CryptoRngCore) -> EccKey {
-        per_curve!(curve, c => {
+        any_curve!(curve, c => {
             let sk = c::SecretKey::random(rng);
             let ep = sk.public_key().to_encoded_point(false);
             EccKey {
@@ -286,6 +327,11 @@ impl EccKey {
                     y: ep.y().map(|v| v.to_vec()).unwrap_or_default(),
                 },
             }
+        }, dom => {
+            let d = crate::ecc_generic::random_scalar(dom, rng);
+            // A scalar in [1, n) never gives the point at infinity.
+            let (x, y) = dom.mul(&d, None).unwrap_or_default();
+            EccKey { curve, d, public: Point { x, y } }
         })
     }
 
@@ -294,7 +340,7 @@ impl EccKey {
     pub fn from_scalar(curve: Curve, d: &[u8]) -> Result<EccKey> {
         let d =
             Zeroizing::new(fit(d, curve.size()).ok_or(Error::InvalidKey("ECC scalar too long"))?);
-        per_curve!(curve, c => {
+        any_curve!(curve, c => {
             let sk = c::SecretKey::from_slice(&d).map_err(|_| Error::InvalidKey("ECC scalar out of range"))?;
             let ep = sk.public_key().to_encoded_point(false);
             Ok(EccKey {
@@ -302,6 +348,12 @@ impl EccKey {
                 d: Zeroizing::new(sk.to_bytes().to_vec()),
                 public: coords(ep.as_bytes(), curve.size())?,
             })
+        }, dom => {
+            if !dom.is_scalar(&d) {
+                return Err(Error::InvalidKey("ECC scalar out of range"));
+            }
+            let (x, y) = dom.mul(&d, None)?;
+            Ok(EccKey { curve, d, public: Point { x, y } })
         })
     }
 
@@ -313,13 +365,13 @@ impl EccKey {
         if digest.is_empty() {
             return Err(Error::InvalidInput("empty digest"));
         }
-        let digest = &prehash(self.curve, digest);
-        per_curve!(self.curve, c => {
+        any_curve!(self.curve, c => {
+            let digest = &prehash(self.curve, digest);
             let sk = c::ecdsa::SigningKey::from_slice(&self.d).map_err(|_| Error::InvalidKey("ECC scalar"))?;
             let sig: c::ecdsa::Signature = sk.sign_prehash(digest).map_err(|_| Error::Failed("ECDSA signing"))?;
             let (r, s) = sig.split_bytes();
             Ok((r.to_vec(), s.to_vec()))
-        })
+        }, dom => crate::ecc_generic::ecdsa_sign(dom, &self.d, digest))
     }
 
     /// EC-Schnorr signature (r, s) over `digest` as the TPM defines it:
@@ -335,7 +387,7 @@ impl EccKey {
     ) -> Result<(Vec<u8>, Vec<u8>)> {
         let size = self.curve.size();
         let order = self.curve.order();
-        per_curve!(self.curve, c => {
+        any_curve!(self.curve, c => {
             let d = c::SecretKey::from_slice(&self.d).map_err(|_| Error::InvalidKey("ECC scalar"))?;
             let d = *d.to_nonzero_scalar();
             for _ in 0..64 {
@@ -358,6 +410,22 @@ impl EccKey {
                 return Ok((e_pad, s.to_repr().to_vec()));
             }
             Err(Error::Failed("EC-Schnorr signing found no nonce"))
+        }, dom => {
+            for _ in 0..64 {
+                let k = crate::ecc_generic::random_scalar(dom, rng);
+                let (rx, _) = dom.mul(&k, None)?;
+                let e = schnorr_hash(hash, &rx, digest, size);
+                if !dom.is_scalar(&e) {
+                    continue;
+                }
+                let e_pad = left_pad(&e, size);
+                let s = dom.mul_add_n(&k, &e_pad, &self.d).ok_or(Error::Failed("EC-Schnorr"))?;
+                if s.iter().all(|&b| b == 0) {
+                    continue;
+                }
+                return Ok((e_pad, s));
+            }
+            Err(Error::Failed("EC-Schnorr signing found no nonce"))
         })
     }
 
@@ -366,11 +434,14 @@ impl EccKey {
     pub fn ecdh(&self, peer: &Point) -> Result<Point> {
         let q = public_point(self.curve, peer)?;
         let n = self.curve.size();
-        per_curve!(self.curve, c => {
+        any_curve!(self.curve, c => {
             let pk = c::PublicKey::from_sec1_bytes(&q).map_err(|_| Error::InvalidKey("ECC point"))?;
             let sk = c::SecretKey::from_slice(&self.d).map_err(|_| Error::InvalidKey("ECC scalar"))?;
             let shared = (pk.to_projective() * *sk.to_nonzero_scalar()).to_affine();
             coords(shared.to_encoded_point(false).as_bytes(), n)
+        }, dom => {
+            let (x, y) = dom.mul(&self.d, Some((&q[1..1 + n], &q[1 + n..])))?;
+            Ok(Point { x, y })
         })
     }
 }
@@ -424,7 +495,7 @@ pub fn verify_schnorr(
     if r_int == zero || s_int == zero || r_int >= order || s_int >= order {
         return false;
     }
-    per_curve!(curve, c => {
+    any_curve!(curve, c => {
         let Ok(pk) = c::PublicKey::from_sec1_bytes(&sec1) else { return false };
         let rs = Option::<c::Scalar>::from(c::Scalar::from_repr(c::FieldBytes::clone_from_slice(&r)));
         let ss = Option::<c::Scalar>::from(c::Scalar::from_repr(c::FieldBytes::clone_from_slice(&s)));
@@ -433,6 +504,15 @@ pub fn verify_schnorr(
         let Ok(ep) = coords(e.to_encoded_point(false).as_bytes(), size) else { return false };
         let h = schnorr_hash(hash, &ep.x, digest, size);
         BigUint::from_bytes_be(&h) == r_int
+    }, dom => {
+        // E = [s]G + [n - r]Q.
+        let Some(neg_r) = dom.sub_n(&[0], &r) else { return false };
+        let q = (&sec1[1..1 + size], &sec1[1 + size..]);
+        let (Ok(sg), Ok(rq)) = (dom.mul(&s, None), dom.mul(&neg_r, Some(q))) else {
+            return false;
+        };
+        let Ok((ex, _)) = dom.add((&sg.0, &sg.1), (&rq.0, &rq.1)) else { return false };
+        BigUint::from_bytes_be(&schnorr_hash(hash, &ex, digest, size)) == r_int
     })
 }
 
@@ -459,8 +539,8 @@ pub fn verify_ecdsa(curve: Curve, q: &Point, digest: &[u8], r: &[u8], s: &[u8]) 
     if digest.is_empty() {
         return false;
     }
-    let digest = &prehash(curve, digest);
-    per_curve!(curve, c => {
+    any_curve!(curve, c => {
+        let digest = &prehash(curve, digest);
         let Ok(vk) = c::ecdsa::VerifyingKey::from_sec1_bytes(&sec1) else { return false };
         let Ok(sig) = c::ecdsa::Signature::from_scalars(
             c::FieldBytes::clone_from_slice(&r),
@@ -469,7 +549,7 @@ pub fn verify_ecdsa(curve: Curve, q: &Point, digest: &[u8], r: &[u8], s: &[u8]) 
             return false;
         };
         vk.verify_prehash(digest, &sig).is_ok()
-    })
+    }, dom => crate::ecc_generic::ecdsa_verify(dom, q, digest, &r, &s))
 }
 
 #[cfg(test)]
@@ -557,8 +637,8 @@ mod tests {
                 a.public
             );
             assert!(EccKey::from_scalar(curve, &[0]).is_err());
-            assert!(EccKey::from_scalar(curve, &[0xff; 66]).is_err());
-            assert!(EccKey::from_scalar(curve, &[1; 67]).is_err());
+            assert!(EccKey::from_scalar(curve, &vec![0xff; curve.size()]).is_err());
+            assert!(EccKey::from_scalar(curve, &vec![1; curve.size() + 1]).is_err());
             assert_eq!(Curve::from_tpm(curve.to_tpm()), Some(curve));
             // Short coordinates are the same point.
             let short = Point::new(&a.public.x[1..], &a.public.y);
@@ -566,7 +646,7 @@ mod tests {
                 assert!(is_on_curve(curve, &short));
             }
         }
-        assert_eq!(Curve::from_tpm(0x0001), None);
+        assert_eq!(Curve::from_tpm(0x0006), None);
     }
 
     /// RFC 6979, A.2.5: P-256, SHA-256, message "sample" (deterministic ECDSA).
@@ -645,7 +725,7 @@ mod tests {
 
     #[test]
     fn curve_parameters_match_the_curve_crates() {
-        for curve in Curve::ALL {
+        for curve in [Curve::P256, Curve::P384, Curve::P521] {
             let p = curve.params();
             let n = curve.size();
             for v in [&p.p, &p.a, &p.b, &p.gx, &p.gy, &p.n] {
@@ -653,9 +733,9 @@ mod tests {
             }
             assert_eq!(p.h, [1]);
             // The generator of the curve crate.
-            let g = per_curve!(curve, c => {
+            let g = any_curve!(curve, c => {
                 c::AffinePoint::GENERATOR.to_encoded_point(false).as_bytes().to_vec()
-            });
+            }, _d => Vec::new());
             assert_eq!(g[1..1 + n], p.gx[..]);
             assert_eq!(g[1 + n..], p.gy[..]);
             // The order of the curve crate.
@@ -666,7 +746,7 @@ mod tests {
                 Curve::P384 => <p384::NistP384 as elliptic_curve::Curve>::ORDER
                     .to_be_bytes()
                     .to_vec(),
-                Curve::P521 => <p521::NistP521 as elliptic_curve::Curve>::ORDER
+                _ => <p521::NistP521 as elliptic_curve::Curve>::ORDER
                     .to_be_bytes()
                     .to_vec(),
             };

@@ -12,8 +12,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cmac;
 pub mod drbg;
 pub mod ecc;
+mod ecc_generic;
+pub mod ecc_math;
+pub mod ecdaa;
+pub mod ecmqv;
 mod error;
 pub mod hash;
 pub mod kdf;
@@ -21,7 +26,9 @@ pub mod protect;
 pub mod resumable;
 pub mod rsa;
 pub mod session;
+pub mod sm2;
 pub mod sym;
+pub mod weierstrass;
 
 pub use drbg::{random_bytes, KdfaRng, SystemRng};
 pub use ecc::{Curve, EccKey, Point};

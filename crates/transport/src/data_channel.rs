@@ -141,8 +141,9 @@ impl Session for DataSession {
     }
 }
 
-/// Execute one command (already read whole) and return the response.
-fn process(st: &SwtpmState, dev: &mut dyn Device, cmd: &[u8]) -> Vec<u8> {
+/// Execute one command (already read whole) and return the response; also
+/// the CUSE device's, for a command written to it.
+pub(crate) fn process(st: &SwtpmState, dev: &mut dyn Device, cmd: &[u8]) -> Vec<u8> {
     if !dev.is_running() {
         // swtpm: a TPM that was not initialised (CMD_INIT) fails every command.
         log::trace!(
@@ -171,8 +172,10 @@ fn set_locality_in_band(st: &SwtpmState, cmd: &[u8]) -> Vec<u8> {
         return tpm_error_response(TPM_RC_INSUFFICIENT);
     };
     if !st.locality_ok(loc) {
+        log::trace!("in-band TPM2_SetLocality({loc}): refused");
         return tpm_error_response(TPM_RC_LOCALITY);
     }
+    log::trace!("in-band TPM2_SetLocality({loc})");
     st.locality.store(loc, Ordering::SeqCst);
     tpm_error_response(TPM_RC_SUCCESS)
 }

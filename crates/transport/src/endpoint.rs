@@ -37,6 +37,10 @@ pub(crate) enum Stream {
     /// A descriptor that is not a socket (character device, pipe pair):
     /// no shutdown, no timeouts, no descriptor passing.
     File(File),
+    /// The server side of a vTPM proxy device (see `vtpm_proxy`): a file
+    /// whose writes the kernel refuses with EIO when it no longer waits
+    /// for the response.
+    VtpmProxy(File),
 }
 
 impl Stream {
@@ -46,6 +50,7 @@ impl Stream {
             Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
             Stream::Unix(s) => Stream::Unix(s.try_clone()?),
             Stream::File(f) => Stream::File(f.try_clone()?),
+            Stream::VtpmProxy(f) => Stream::VtpmProxy(f.try_clone()?),
         })
     }
 
@@ -55,7 +60,7 @@ impl Stream {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(Shutdown::Both),
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
-            Stream::File(_) => Ok(()),
+            Stream::File(_) | Stream::VtpmProxy(_) => Ok(()),
         };
     }
 
@@ -64,13 +69,13 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(t),
             Stream::Unix(s) => s.set_read_timeout(t),
-            Stream::File(_) => Ok(()),
+            Stream::File(_) | Stream::VtpmProxy(_) => Ok(()),
         }
     }
 
     /// Whether this is a socket (so `recvmsg` works on it).
     pub(crate) fn is_socket(&self) -> bool {
-        !matches!(self, Stream::File(_))
+        !matches!(self, Stream::File(_) | Stream::VtpmProxy(_))
     }
 
     /// Read what has arrived without waiting (`WouldBlock` if nothing has).
@@ -80,7 +85,7 @@ impl Stream {
     /// normally; call this only when epoll reported it readable.
     pub(crate) fn recv_nowait(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::File(f) => f.read(buf),
+            Stream::File(f) | Stream::VtpmProxy(f) => f.read(buf),
             _ => {
                 recv(self.as_fd().as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT).map_err(io::Error::from)
             }
@@ -93,6 +98,16 @@ impl Stream {
     pub(crate) fn send_nowait(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::File(f) => f.write_all(buf).map(|()| buf.len()),
+            // One write is one whole response to the proxy.
+            Stream::VtpmProxy(f) => match f.write(buf) {
+                Err(e) if abandoned_by_proxy(&e) => {
+                    // The kernel gave up on the command (it timed out there);
+                    // the next command is already waiting: serve it.
+                    log::warn!("vTPM proxy: the kernel no longer waits for this response; dropped");
+                    Ok(buf.len())
+                }
+                r => r,
+            },
             _ => send(
                 self.as_fd().as_raw_fd(),
                 buf,
@@ -108,7 +123,7 @@ impl AsFd for Stream {
         match self {
             Stream::Tcp(s) => s.as_fd(),
             Stream::Unix(s) => s.as_fd(),
-            Stream::File(f) => f.as_fd(),
+            Stream::File(f) | Stream::VtpmProxy(f) => f.as_fd(),
         }
     }
 }
@@ -118,7 +133,7 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
-            Stream::File(f) => f.read(buf),
+            Stream::File(f) | Stream::VtpmProxy(f) => f.read(buf),
         }
     }
 }
@@ -128,16 +143,23 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
-            Stream::File(f) => f.write(buf),
+            Stream::File(f) | Stream::VtpmProxy(f) => f.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.flush(),
             Stream::Unix(s) => s.flush(),
-            Stream::File(f) => f.flush(),
+            Stream::File(f) | Stream::VtpmProxy(f) => f.flush(),
         }
     }
+}
+
+/// Whether a write to a vTPM proxy failed because the kernel abandoned the
+/// command (EIO: it is not waiting for a response), rather than because the
+/// device is gone (EPIPE) or broken.
+pub(crate) fn abandoned_by_proxy(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(nix::errno::Errno::EIO as i32)
 }
 
 /// A listening socket.
@@ -298,4 +320,20 @@ pub(crate) fn classify_fd(fd: OwnedFd) -> Result<Bound, Error> {
         (false, true) => Bound::Connected(Stream::Unix(UnixStream::from(fd))),
         (false, false) => Bound::Connected(Stream::Tcp(TcpStream::from(fd))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_eio_means_the_proxy_abandoned_the_command() {
+        assert!(abandoned_by_proxy(&io::Error::from_raw_os_error(
+            nix::errno::Errno::EIO as i32
+        )));
+        for e in [nix::errno::Errno::EPIPE, nix::errno::Errno::EBADF] {
+            assert!(!abandoned_by_proxy(&io::Error::from_raw_os_error(e as i32)));
+        }
+        assert!(!abandoned_by_proxy(&io::ErrorKind::WouldBlock.into()));
+    }
 }

@@ -31,6 +31,34 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The CUSE control device cannot be opened (missing module, no permission).
+    #[error("cannot open {path}: {source}; the CUSE front end needs the cuse kernel module (modprobe cuse) and root")]
+    Cuse {
+        /// The control device, /dev/cuse.
+        path: String,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
+    /// The vTPM proxy driver is missing or refused to create a device.
+    #[error("vTPM proxy {path}: {source}{hint}")]
+    Proxy {
+        /// The driver's control device (/dev/vtpmx).
+        path: String,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+        /// What to do about it, with its leading "; ", or empty.
+        hint: &'static str,
+    },
+    /// A descriptor or device that chardev mode cannot serve.
+    #[error("cannot serve {what} as a TPM character device: {reason}")]
+    NotADevice {
+        /// The descriptor or path.
+        what: String,
+        /// Why not.
+        reason: String,
+    },
     /// The configuration cannot work (for example no endpoint at all).
     #[error("invalid transport configuration: {0}")]
     Config(String),

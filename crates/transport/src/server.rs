@@ -127,6 +127,12 @@ impl ServerCore {
         }))
     }
 
+    /// Readable once the server is ending: threads that wait in `poll` on
+    /// a descriptor of their own (the CUSE device) watch it too.
+    pub(crate) fn wake_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.wake_rx.as_fd()
+    }
+
     /// Whether the server is ending.
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)

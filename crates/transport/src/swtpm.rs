@@ -3,7 +3,7 @@
 //! two (`data_channel`, served on the TPM thread, and `ctrl`, on threads of
 //! its own) over their shared state (`swtpm_state`).
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +21,13 @@ pub use crate::swtpm_state::DataOptions;
 pub const DEFAULT_BUFFER_SIZE: u32 = 4096;
 /// Smallest buffer CMD_SET_BUFFERSIZE grants: a context blob and a header must fit.
 pub const MIN_BUFFER_SIZE: u32 = 2048;
+
+/// The initial, smallest and largest buffer size for a configured size.
+fn buffer_limits(configured: u32) -> (u32, u32, u32) {
+    let max = configured.max(DEFAULT_BUFFER_SIZE);
+    let min = MIN_BUFFER_SIZE.min(max);
+    (configured.clamp(min, max), min, max)
+}
 
 /// Configuration of [`serve_swtpm`].
 #[derive(Debug)]
@@ -67,7 +74,7 @@ pub fn serve_swtpm(cfg: SwtpmConfig, tpm: &TpmHandle) -> Result<Server, Error> {
 
 /// [`serve_swtpm`] with the data-channel options of swtpm's `-t` and `disconnect`.
 pub fn serve_swtpm_with(
-    cfg: SwtpmConfig,
+    mut cfg: SwtpmConfig,
     opts: DataOptions,
     tpm: &TpmHandle,
 ) -> Result<Server, Error> {
@@ -77,16 +84,27 @@ pub fn serve_swtpm_with(
         ));
     }
     // Bind everything before starting threads so a failure leaves nothing running.
-    let data = cfg.data.map(bind).transpose()?;
-    let ctrl_ep = cfg.ctrl.map(bind).transpose()?;
-    let core = ServerCore::new(tpm)?;
-    let max_buffer = cfg.buffer_size.max(DEFAULT_BUFFER_SIZE);
-    let min_buffer = MIN_BUFFER_SIZE.min(max_buffer);
-    let st = Arc::new(SwtpmState {
+    let data = cfg.data.take().map(bind).transpose()?;
+    let ctrl = cfg.ctrl.take().map(bind).transpose()?;
+    start(data, ctrl, &cfg, opts, tpm)
+}
+
+/// The state the data and control channels of a server for `tpm` share,
+/// fresh (locality 0, no data connection), as `cfg` configures it (its
+/// endpoints are not looked at): what [`start`] and the CUSE front end share.
+pub(crate) fn shared_state(
+    core: &Arc<ServerCore>,
+    tpm: &TpmHandle,
+    cfg: &SwtpmConfig,
+    opts: DataOptions,
+    data_listener: Option<OwnedFd>,
+) -> Arc<SwtpmState> {
+    let (buffer, min_buffer, max_buffer) = buffer_limits(cfg.buffer_size);
+    Arc::new(SwtpmState {
         tpm: tpm.clone(),
-        core: Arc::clone(&core),
+        core: Arc::clone(core),
         locality: AtomicU8::new(0),
-        buffer_size: AtomicU32::new(cfg.buffer_size.clamp(min_buffer, max_buffer)),
+        buffer_size: AtomicU32::new(buffer),
         min_buffer,
         max_buffer,
         allow_set_locality: cfg.allow_set_locality,
@@ -94,14 +112,28 @@ pub fn serve_swtpm_with(
         terminate_on_ctrl_close: cfg.terminate_on_ctrl_close,
         ctrl_accepts_mssim: cfg.ctrl_accepts_mssim,
         idle_data: AtomicUsize::new(0),
-        data_listener: match &data {
-            Some(Bound::Listener(l)) => l.as_fd().try_clone_to_owned().ok(),
-            _ => None,
-        },
+        data_listener,
         data: opts,
         datafd_active: AtomicBool::new(false),
         blob_cache: Mutex::new(None),
-    });
+    })
+}
+
+/// Serve channels already bound (or adopted) as `cfg` says (its endpoints
+/// are not looked at): what [`serve_swtpm_with`] and chardev mode share.
+pub(crate) fn start(
+    data: Option<Bound>,
+    ctrl_ep: Option<Bound>,
+    cfg: &SwtpmConfig,
+    opts: DataOptions,
+    tpm: &TpmHandle,
+) -> Result<Server, Error> {
+    let core = ServerCore::new(tpm)?;
+    let data_listener = match &data {
+        Some(Bound::Listener(l)) => l.as_fd().try_clone_to_owned().ok(),
+        _ => None,
+    };
+    let st = shared_state(&core, tpm, cfg, opts, data_listener);
     let server = Server::new(Arc::clone(&core));
     match data {
         Some(Bound::Listener(l)) => {

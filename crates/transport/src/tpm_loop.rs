@@ -221,6 +221,13 @@ impl TpmHandle {
         self.call(f).unwrap_or_else(|| Err(gone()))
     }
 
+    /// Run `f` with the device on the TPM thread without waiting for it
+    /// (the CUSE device's commands, whose answer is fetched by a later
+    /// read). False if the loop has ended.
+    pub fn post(&self, f: impl FnOnce(&mut dyn Device) + Send + 'static) -> bool {
+        self.shared().post(Msg::Job(Box::new(f)))
+    }
+
     /// Run `f` as the last job, then end the loop (later calls answer
     /// `None`). `None` if the loop had already ended.
     pub fn finish<R: Send + 'static>(

@@ -1,8 +1,10 @@
 //! Asymmetric primitives (Part 3 chapter 14): TPM2_RSA_Encrypt,
-//! TPM2_RSA_Decrypt, TPM2_ECDH_KeyGen, TPM2_ECDH_ZGen and TPM2_ECC_Parameters.
+//! TPM2_RSA_Decrypt, TPM2_ECDH_KeyGen, TPM2_ECDH_ZGen, TPM2_ECC_Parameters
+//! and TPM2_ZGen_2Phase.
 
 use super::signature::{hash_alg, select_scheme};
 use crate::constants as c;
+use crate::crypto::ecc;
 use crate::dispatch::Ctx;
 use crate::engine::{Response, Tpm};
 use crate::marshal::{Buffer, Sized2b};
@@ -49,6 +51,28 @@ tpm_interface! {
     /// TPMI_ECC_CURVE: an implemented curve.
     pub struct EccCurve(u16), error = c::RC_CURVE,
     accept = |id| Curve::from_tpm(id).is_some()
+}
+
+tpm_interface! {
+    /// TPMI_ECC_KEY_EXCHANGE: a two-phase key exchange scheme (ECDH,
+    /// ECMQV, SM2).
+    pub struct KeyExchange(u16), error = c::RC_SCHEME,
+    accept = |a| matches!(a, c::ALG_ECDH | c::ALG_ECMQV | c::ALG_SM2)
+}
+
+tpm_params! {
+    /// TPM2_ZGen_2Phase parameters.
+    pub struct ZGen2PhaseIn {
+        pub in_qs_b: EccPoint2b,
+        pub in_qe_b: EccPoint2b,
+        pub in_scheme: KeyExchange,
+        pub counter: u16,
+    }
+}
+
+tpm_response! {
+    /// TPM2_ZGen_2Phase response.
+    pub struct ZGen2PhaseOut { pub out_z1: EccPoint2b, pub out_z2: EccPoint2b }
 }
 
 tpm_params! {
@@ -187,6 +211,54 @@ pub fn ecdh_zgen(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     }))
 }
 
+/// TPM2_ZGen_2Phase: the second half of a two-phase key exchange, with the
+/// ephemeral private key of a count from TPM2_EC_Ephemeral. ECDH answers
+/// Zs = [ds]QsB and Ze = [de]QeB; ECMQV and SM2 answer their one point and
+/// an Empty Point.
+/// The checks and their order are libtpms's.
+pub fn zgen_2phase(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
+    let p = ZGen2PhaseIn::parse(&mut ctx.params)?;
+    let key = ecc_key_at(tpm, ctx.handles[0])?;
+    if key.public.has(c::TPMA_OBJECT_RESTRICTED) || !key.public.has(c::TPMA_OBJECT_DECRYPT) {
+        return Err(Rc(c::RC_ATTRIBUTES).handle(1));
+    }
+    let key_scheme = key.public.parms.scheme().alg;
+    if key_scheme != c::ALG_NULL && key_scheme != p.in_scheme.0 {
+        return Err(Rc(c::RC_SCHEME).param(3));
+    }
+    let curve = key.curve().map_err(|e| e.handle(1))?;
+    let qs_b = Point::new(&p.in_qs_b.0.x.0, &p.in_qs_b.0.y.0);
+    let qe_b = Point::new(&p.in_qe_b.0.x.0, &p.in_qe_b.0.y.0);
+    if !ecc::is_on_curve(curve, &qs_b) {
+        return Err(Rc(c::RC_ECC_POINT).param(1));
+    }
+    if !ecc::is_on_curve(curve, &qe_b) {
+        return Err(Rc(c::RC_ECC_POINT).param(2));
+    }
+    let de =
+        super::commit::committed_r(tpm, curve, &[], p.counter).ok_or(Rc(c::RC_VALUE).param(4))?;
+    let ds = key.ecc_key()?;
+    // A Z at infinity is answered as an Empty Point.
+    let z =
+        |r: Result<Point, tpm_crypto::Error>| Sized2b(r.map(|z| ecc_point(&z)).unwrap_or_default());
+    let (z1, z2) = if p.in_scheme.0 == c::ALG_ECDH {
+        let ze = ecc::EccKey::from_scalar(curve, &de).and_then(|e| e.ecdh(&qe_b));
+        (z(ds.ecdh(&qs_b)), z(ze))
+    } else {
+        let u = if p.in_scheme.0 == c::ALG_ECMQV {
+            ecc::ecmqv(curve, &ds.d, &de, &qs_b, &qe_b)
+        } else {
+            ecc::sm2_key_exchange(curve, &ds.d, &de, &qs_b, &qe_b)
+        };
+        (z(u), Sized2b(Default::default()))
+    };
+    tpm.end_commit(p.counter);
+    Ok(Response::of(&ZGen2PhaseOut {
+        out_z1: z1,
+        out_z2: z2,
+    }))
+}
+
 /// TPM2_ECC_Parameters: the domain parameters of an implemented curve.
 pub fn ecc_parameters(_tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = EccParametersIn::parse(&mut ctx.params)?;
@@ -197,15 +269,22 @@ pub fn ecc_parameters(_tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> 
             curve_id: p.curve_id.0,
             key_size: curve.bits(),
             // As libtpms: the SP 800-56A KDF with the curve's matching
-            // hash, and no signing scheme of the curve's own.
-            kdf: KdfScheme(Scheme {
-                alg: c::ALG_KDF1_SP800_56A,
-                hash: match curve {
-                    Curve::P256 => c::ALG_SHA256,
-                    Curve::P384 => c::ALG_SHA384,
-                    Curve::P521 => c::ALG_SHA512,
+            // hash (SM3 for SM2's curve, although SM3 is not implemented:
+            // this only reports the curve's definition), none for the BN
+            // curves, and no signing scheme of the curve's own.
+            kdf: KdfScheme(match curve {
+                Curve::BnP256 | Curve::BnP638 => Scheme::NULL,
+                _ => Scheme {
+                    alg: c::ALG_KDF1_SP800_56A,
+                    hash: match curve {
+                        Curve::P384 => c::ALG_SHA384,
+                        Curve::P521 => c::ALG_SHA512,
+                        Curve::Sm2P256 => c::ALG_SM3_256,
+                        _ => c::ALG_SHA256,
+                    },
+                    kdf: c::ALG_NULL,
+                    count: 0,
                 },
-                kdf: c::ALG_NULL,
             }),
             sign: EccScheme(Scheme::NULL),
             p: Buffer(d.p),

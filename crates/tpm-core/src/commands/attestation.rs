@@ -279,7 +279,7 @@ impl Tpm {
     /// offset by KDFa(SHA-512, shProof, "OBFUSCATE", qualifiedSigner) so that
     /// keys of the owner cannot be linked through them (Part 3 18.1).
     pub(crate) fn attest(
-        &self,
+        &mut self,
         signer: &Signer,
         extra: &Data,
         attested: impl FnOnce(&TimeAttestInfo) -> Attested,
@@ -328,9 +328,10 @@ impl Tpm {
             None => Signature::Null,
             Some(k) => {
                 let digest = crate::crypto::digest(signer.scheme.hash, &[&bytes]);
-                sign_digest(k, signer.scheme, &digest)?
+                sign_digest(self, k, signer.scheme, &digest)?
             }
         };
+        self.end_ecdaa(signer.scheme);
         Ok(AttestOut {
             attest: Buffer(bytes),
             signature,

@@ -341,6 +341,8 @@ mod oid {
     pub const P256: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
     pub const P384: Oid = Oid::new_unwrap("1.3.132.0.34");
     pub const P521: Oid = Oid::new_unwrap("1.3.132.0.35");
+    pub const P192: Oid = Oid::new_unwrap("1.2.840.10045.3.1.1");
+    pub const P224: Oid = Oid::new_unwrap("1.3.132.0.33");
 }
 
 /// The OID of a hash and of the signature algorithms with it: (hash,
@@ -402,7 +404,11 @@ fn subject_public_key_info(object: &Loaded) -> TpmResult<Option<Vec<u8>>> {
                 Some(cv @ tpm_crypto::Curve::P256) => (oid::P256, cv.size()),
                 Some(cv @ tpm_crypto::Curve::P384) => (oid::P384, cv.size()),
                 Some(cv @ tpm_crypto::Curve::P521) => (oid::P521, cv.size()),
-                None => return Ok(None),
+                Some(cv @ tpm_crypto::Curve::P192) => (oid::P192, cv.size()),
+                Some(cv @ tpm_crypto::Curve::P224) => (oid::P224, cv.size()),
+                // No subjectPublicKeyInfo for the BN and SM2 curves (no
+                // curve OID vtpm is sure libtpms writes for them).
+                _ => return Ok(None),
             };
             // An uncompressed SEC1 point, coordinates at the curve's size.
             let mut point = vec![0x04];
@@ -483,7 +489,8 @@ pub fn certify_x509(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
         added_algorithm.as_deref().unwrap_or_default(),
         &spki,
     ])?;
-    let signature = sign_digest(key, signer.scheme, &tbs_digest)?;
+    let signature = sign_digest(tpm, key, signer.scheme, &tbs_digest)?;
+    tpm.end_ecdaa(signer.scheme);
     Ok(Response::of(&CertifyX509Out {
         added_to_certificate: Buffer(added),
         tbs_digest: Buffer(tbs_digest),
@@ -641,6 +648,7 @@ mod tests {
             alg,
             hash,
             kdf: c::ALG_NULL,
+            count: 0,
         };
         let alg = |sc| signature_algorithm(&key, sc).unwrap().unwrap();
         // Each as swtpm 0.7.1 answered it in addedToCertificate.

@@ -5,6 +5,7 @@ pub mod attestation;
 pub mod capability;
 pub mod certify_x509;
 pub mod clock;
+pub mod commit;
 pub mod context;
 pub mod credential;
 pub mod dictionary_attack;

@@ -56,13 +56,15 @@ pub(crate) fn is_signing_key(key: &Loaded) -> bool {
     key.public.has(c::TPMA_OBJECT_SIGN_ENCRYPT) && key.public.type_alg() != c::ALG_SYMCIPHER
 }
 
-/// Whether a key of type `ty` makes signatures of algorithm `alg`. SM2 and
-/// ECDAA have no implementation, so no key makes them.
+/// Whether a key of type `ty` makes signatures of algorithm `alg`.
 fn fits_key(ty: u16, alg: u16) -> bool {
     matches!(
         (ty, alg),
         (c::ALG_RSA, c::ALG_RSASSA | c::ALG_RSAPSS)
-            | (c::ALG_ECC, c::ALG_ECDSA | c::ALG_ECSCHNORR)
+            | (
+                c::ALG_ECC,
+                c::ALG_ECDSA | c::ALG_ECDAA | c::ALG_SM2 | c::ALG_ECSCHNORR
+            )
             | (c::ALG_KEYEDHASH, c::ALG_HMAC)
     )
 }
@@ -83,9 +85,17 @@ pub(crate) fn hash_alg(alg: u16) -> TpmResult<HashAlg> {
     HashAlg::from_tpm_alg(alg).ok_or(Rc(c::RC_HASH))
 }
 
-/// TPMT_SIGNATURE over `digest` with `key` and the selected `scheme` (from
-/// [`signing_scheme`]); a digest the algorithm cannot take is TPM_RC_VALUE.
-pub(crate) fn sign_digest(key: &Loaded, scheme: Scheme, digest: &[u8]) -> TpmResult<Signature> {
+/// TPMT_SIGNATURE over `digest` with `key` (loaded in `tpm`) and the
+/// selected `scheme` (from [`signing_scheme`]); a digest the algorithm cannot
+/// take is TPM_RC_VALUE. An ECDAA signature uses the r of the scheme's
+/// commit count (TPM_RC_VALUE if it is not pending): the caller ends the
+/// commit with [`Tpm::end_ecdaa`] once the command succeeds.
+pub(crate) fn sign_digest(
+    tpm: &Tpm,
+    key: &Loaded,
+    scheme: Scheme,
+    digest: &[u8],
+) -> TpmResult<Signature> {
     let value = |_| Rc(c::RC_VALUE);
     Ok(match (key.public.type_alg(), scheme.alg) {
         (c::ALG_RSA, c::ALG_RSASSA | c::ALG_RSAPSS) => {
@@ -103,12 +113,17 @@ pub(crate) fn sign_digest(key: &Loaded, scheme: Scheme, digest: &[u8]) -> TpmRes
                 sig: Buffer(sig),
             }
         }
-        (c::ALG_ECC, c::ALG_ECDSA | c::ALG_ECSCHNORR) => {
+        (c::ALG_ECC, c::ALG_ECDSA | c::ALG_ECDAA | c::ALG_SM2 | c::ALG_ECSCHNORR) => {
             let k = key.ecc_key()?;
-            let (r, s) = if scheme.alg == c::ALG_ECDSA {
-                k.sign_ecdsa(digest)
-            } else {
-                k.sign_schnorr(hash_alg(scheme.hash)?, digest, &mut tpm_crypto::SystemRng)
+            let rng = &mut tpm_crypto::SystemRng;
+            let (r, s) = match scheme.alg {
+                c::ALG_ECDSA => k.sign_ecdsa(digest),
+                c::ALG_ECDAA => {
+                    let r = super::commit::ecdaa_r(tpm, key, scheme)?.ok_or(Rc(c::RC_SCHEME))?;
+                    k.sign_ecdaa(hash_alg(scheme.hash)?, digest, &r, rng)
+                }
+                c::ALG_SM2 => k.sign_sm2(digest, rng),
+                _ => k.sign_schnorr(hash_alg(scheme.hash)?, digest, rng),
             }
             .map_err(value)?;
             Signature::Ecc {
@@ -148,7 +163,8 @@ pub fn sign(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     } else if digest.len() != digest_size(scheme.hash) {
         return Err(Rc(c::RC_SIZE).param(1));
     }
-    let signature = sign_digest(key, scheme, digest)?;
+    let signature = sign_digest(tpm, key, scheme, digest)?;
+    tpm.end_ecdaa(scheme);
     Ok(Response::of(&SignOut { signature }))
 }
 
@@ -175,8 +191,15 @@ pub(crate) fn check_signature(key: &Loaded, digest: &[u8], sig: &Signature) -> T
         (c::ALG_ECC, Signature::Ecc { alg, hash, r, s }) => {
             let curve = key.curve()?;
             let q = key.ecc_public()?;
+            // An ECDAA signature is checked by the DAA verifier with the
+            // credential, not by the TPM (libtpms: TPM_RC_SCHEME).
+            if *alg == c::ALG_ECDAA {
+                return err(c::RC_SCHEME);
+            }
             let good = if *alg == c::ALG_ECDSA {
                 tpm_crypto::ecc::verify_ecdsa(curve, &q, digest, r.as_slice(), s.as_slice())
+            } else if *alg == c::ALG_SM2 {
+                crate::crypto::ecc::verify_sm2(curve, &q, digest, r.as_slice(), s.as_slice())
             } else {
                 tpm_crypto::ecc::verify_schnorr(
                     curve,
@@ -251,6 +274,7 @@ mod tests {
             alg,
             hash,
             kdf: c::ALG_NULL,
+            count: 0,
         }
     }
 

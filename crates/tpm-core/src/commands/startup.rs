@@ -44,7 +44,14 @@ pub fn startup(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let allocation = tpm.perm.pcr_allocation.clone();
     let fresh_null = (tpm.random_secret(), tpm.random_secret());
     let fresh_context_key = tpm.random_secret();
+    // The commit state survives TPM Restart and Resume, and is renewed by a
+    // TPM Reset (or when the save state predates it).
+    let commit = match &saved {
+        Some(s) => tpm.commit_or_fresh(s.commit.0.clone()),
+        None => crate::state::CommitState::fresh(&mut tpm.rng),
+    };
     let pw = tpm.powered()?;
+    pw.commit = commit;
     let keep_h_crtm = pw.hcrtm_done;
     let crtm_pcr0: Vec<(u16, Vec<u8>)> = pw
         .pcrs
@@ -145,6 +152,7 @@ pub fn shutdown(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
             command_audit_digest: crate::marshal::Trailing(crate::marshal::Buffer(
                 pw.command_audit_digest.clone(),
             )),
+            commit: crate::marshal::Trailing(pw.commit.clone()),
         };
         tpm.store_blob(BlobKind::SaveState, crate::state::seal(&s))
             .map_err(|_| Rc(c::RC_NV_UNAVAILABLE))?;

@@ -49,10 +49,11 @@ tpm_response! {
 }
 
 tpm_interface! {
-    /// TPMI_ALG_MAC_SCHEME+: a hash (HMAC) or TPM_ALG_NULL (the key's). libtpms
-    /// serves these command codes as TPM2_MAC/MAC_Start, whose parameter this
-    /// is; anything else is TPM_RC_SYMMETRIC there (no SMAC is implemented here).
-    pub struct MacScheme(u16), error = c::RC_SYMMETRIC, accept = |a| a == c::ALG_NULL || is_hash(a)
+    /// TPMI_ALG_MAC_SCHEME+: a hash (HMAC), TPM_ALG_CMAC or TPM_ALG_NULL (the
+    /// key's). libtpms serves these command codes as TPM2_MAC/MAC_Start, whose
+    /// parameter this is; anything else is TPM_RC_SYMMETRIC there.
+    pub struct MacScheme(u16), error = c::RC_SYMMETRIC,
+    accept = |a| a == c::ALG_NULL || a == c::ALG_CMAC || is_hash(a)
 }
 
 tpm_params! {
@@ -107,6 +108,10 @@ fn encrypt_decrypt(
     };
     if a & c::TPMA_OBJECT_RESTRICTED != 0 || a & allowed == 0 {
         return Err(Rc(c::RC_ATTRIBUTES).handle(1));
+    }
+    // A CMAC key MACs and does not encrypt (libtpms: TPM_RC_MODE on the key).
+    if key_mode == c::ALG_CMAC {
+        return Err(Rc(c::RC_MODE).handle(1));
     }
     // The key's mode rules when it has one; the caller may only repeat it.
     let mode = match (key_mode, mode_in) {
@@ -182,29 +187,35 @@ fn run(tpm: &mut Tpm, ctx: &Ctx<'_>, p: EncryptDecryptIn, n: Numbers) -> TpmResu
     Ok(Response::of(&out))
 }
 
-/// The HMAC key at handle 1 and the hash to use, with libtpms's checks and
+/// The MAC key at handle 1 and the MAC to use, with libtpms's checks and
 /// their order: the key's own MAC algorithm (a keyed-hash key's scheme hash,
 /// a symmetric key's mode) must equal hashAlg when both are given, one of them
 /// must be (TPM_RC_VALUE); the result must be a MAC this key can compute
-/// (TPM_RC_SCHEME: only HMAC with a keyed-hash key, as SMAC is not
-/// implemented); then the key must be unrestricted (TPM_RC_ATTRIBUTES) and
-/// a signing key (TPM_RC_KEY).
-fn hmac_key(tpm: &Tpm, h: u32, mac_in: u16) -> TpmResult<(Vec<u8>, u16)> {
+/// (TPM_RC_SCHEME: HMAC with a keyed-hash key, CMAC with a symmetric one);
+/// then the key must be unrestricted (TPM_RC_ATTRIBUTES) and a signing key
+/// (TPM_RC_KEY). The answer is the MAC, keyed and empty.
+fn hmac_key(tpm: &Tpm, h: u32, mac_in: u16) -> TpmResult<Hmac> {
     let key = tpm.object_at(h, 1)?;
-    let (key_mac, keyed_hash) = match &key.public.parms {
-        Parms::KeyedHash { scheme } => (scheme.hash, true),
+    let (key_mac, cipher) = match &key.public.parms {
+        Parms::KeyedHash { scheme } => (scheme.hash, None),
         Parms::SymCipher {
-            sym: SymDef::Cipher { mode, .. },
-        } => (*mode, false),
+            sym: SymDef::Cipher { mode, alg, .. },
+        } => (*mode, tpm_crypto::BlockCipher::from_tpm_alg(*alg)),
         _ => return Err(Rc(c::RC_TYPE).handle(1)),
     };
+    let keyed_hash = cipher.is_none();
     let alg = match (key_mac, mac_in) {
         (c::ALG_NULL, c::ALG_NULL) => return Err(Rc(c::RC_VALUE).param(2)),
         (k, c::ALG_NULL) => k,
         (k, m) if k == c::ALG_NULL || k == m => m,
         _ => return Err(Rc(c::RC_VALUE).param(2)),
     };
-    if !keyed_hash || !is_hash(alg) {
+    let fits = if keyed_hash {
+        is_hash(alg)
+    } else {
+        alg == c::ALG_CMAC
+    };
+    if !fits {
         return Err(Rc(c::RC_SCHEME).param(2));
     }
     if key.public.has(c::TPMA_OBJECT_RESTRICTED) {
@@ -213,31 +224,30 @@ fn hmac_key(tpm: &Tpm, h: u32, mac_in: u16) -> TpmResult<(Vec<u8>, u16)> {
     if !key.public.has(c::TPMA_OBJECT_SIGN_ENCRYPT) {
         return Err(Rc(c::RC_KEY).handle(1));
     }
-    let bits = key
-        .sensitive()
-        .map_err(|e| e.handle(1))?
-        .sensitive
-        .0
-        .clone();
-    Ok((bits, alg))
+    let bits = &key.sensitive().map_err(|e| e.handle(1))?.sensitive.0;
+    match cipher {
+        Some(cipher) => Hmac::new_cmac(cipher, bits),
+        None => Hmac::new(alg, bits),
+    }
+    .ok_or(Rc(c::RC_FAILURE))
 }
 
-/// TPM2_HMAC: the HMAC of `buffer` under a KEYEDHASH signing key.
+/// TPM2_HMAC (libtpms's TPM2_MAC): the HMAC of `buffer` under a keyed-hash
+/// signing key, or its CMAC under a symmetric one.
 pub fn hmac(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = HmacIn::parse(&mut ctx.params)?;
-    let (key, alg) = hmac_key(tpm, ctx.handles[0], p.hash_alg.0)?;
-    let mut m = Hmac::new(alg, &key).ok_or(Rc(c::RC_FAILURE))?;
+    let mut m = hmac_key(tpm, ctx.handles[0], p.hash_alg.0)?;
     m.update(p.buffer.as_slice());
     Ok(Response::of(&HmacOut {
         out_hmac: Buffer(m.finish()),
     }))
 }
 
-/// TPM2_HMAC_Start: an HMAC sequence object keyed with the key's bits.
+/// TPM2_HMAC_Start (MAC_Start): an HMAC or CMAC sequence object keyed with
+/// the key's bits.
 pub fn hmac_start(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let p = HmacStartIn::parse(&mut ctx.params)?;
-    let (key, alg) = hmac_key(tpm, ctx.handles[0], p.hash_alg.0)?;
-    let m = Hmac::new(alg, &key).ok_or(Rc(c::RC_FAILURE))?;
+    let m = hmac_key(tpm, ctx.handles[0], p.hash_alg.0)?;
     let seq = Sequence {
         auth: p.auth,
         hashers: Vec::new(),

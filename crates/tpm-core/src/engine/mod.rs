@@ -84,6 +84,8 @@ pub struct Powered {
     /// The command audit digest (empty: none started since it was last
     /// cleared); its algorithm and counter are permanent.
     pub command_audit_digest: Vec<u8>,
+    /// Commit counter, nonce and pending commits (TPM2_Commit, EC_Ephemeral).
+    pub commit: crate::state::CommitState,
 }
 
 /// The TPM engine.
@@ -239,6 +241,7 @@ impl Tpm {
                     epoch: self.rng.next_u32(),
                     exclusive_audit: 0,
                     command_audit_digest: v.command_audit_digest.0 .0.clone(),
+                    commit: self.commit_or_fresh(v.commit.0),
                 }
             }
             None => Powered {
@@ -261,6 +264,7 @@ impl Tpm {
                 epoch: self.rng.next_u32(),
                 exclusive_audit: 0,
                 command_audit_digest: Vec::new(),
+                commit: crate::state::CommitState::fresh(&mut self.rng),
             },
         };
         self.pw = Some(powered);
@@ -314,7 +318,20 @@ impl Tpm {
             clock_safe: pw.clock.safe,
             objects: pw.objects.to_state(),
             command_audit_digest: crate::marshal::Trailing(Buffer(pw.command_audit_digest.clone())),
+            commit: crate::marshal::Trailing(pw.commit.clone()),
         })
+    }
+
+    /// `saved` commit state, or a fresh one if it comes from an older format.
+    pub(crate) fn commit_or_fresh(
+        &mut self,
+        saved: crate::state::CommitState,
+    ) -> crate::state::CommitState {
+        if saved.is_unset() {
+            crate::state::CommitState::fresh(&mut self.rng)
+        } else {
+            saved
+        }
     }
 
     /// _TPM_Hash_Start: begin an H-CRTM measurement (one hash per allocated bank).
@@ -530,6 +547,29 @@ mod tests {
         assert!(decode_snapshot(&snapshot_of(4, 0)).is_ok());
         assert!(!format4_with_sessions(&snapshot_of(STATE_VERSION, 1)));
         assert!(decode_snapshot(&snapshot_of(STATE_VERSION, 1)).is_ok());
+    }
+
+    /// A format-5 snapshot (no commit state) loads; the engine then makes a
+    /// fresh commit state, as a TPM Reset would. A format-6 one keeps it.
+    #[test]
+    fn snapshots_without_a_commit_state_load_with_a_fresh_one() {
+        let strip = |b: Vec<u8>| {
+            // The commit state is the last field: cut it (and the seal) off.
+            let body = &b[..b.len() - 32];
+            let commit = crate::state::CommitState::fresh(&mut rand::rngs::OsRng).to_bytes();
+            let mut body = body[..body.len() - commit.len()].to_vec();
+            body[..2].copy_from_slice(&5u16.to_be_bytes());
+            let d = crate::crypto::digest(c::ALG_SHA256, &[&body]);
+            body.extend_from_slice(&d);
+            body
+        };
+        let (v, _) = decode_snapshot(&snapshot_of(STATE_VERSION, 0)).unwrap();
+        assert!(!v.commit.0.is_unset(), "format 6 carries it");
+        let (old, _) = decode_snapshot(&strip(snapshot_of(STATE_VERSION, 0))).unwrap();
+        assert!(old.commit.0.is_unset(), "format 5 has none");
+        let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
+        assert!(!t.commit_or_fresh(old.commit.0.clone()).is_unset());
+        assert_eq!(t.commit_or_fresh(v.commit.0.clone()), v.commit.0);
     }
 
     /// The command audit digest survives Shutdown(STATE) (TPM Resume and

@@ -129,7 +129,7 @@ fn scheme_checks(p: &PublicArea) -> TpmResult<()> {
                         is_sig_scheme(s.alg) && s.alg != c::ALG_HMAC
                     }
                 } else if ecc {
-                    matches!(s.alg, c::ALG_NULL | c::ALG_ECDH)
+                    matches!(s.alg, c::ALG_NULL | c::ALG_ECDH | c::ALG_ECMQV | c::ALG_SM2)
                 } else {
                     matches!(s.alg, c::ALG_NULL | c::ALG_RSAES | c::ALG_OAEP)
                 }
@@ -140,7 +140,7 @@ fn scheme_checks(p: &PublicArea) -> TpmResult<()> {
             // An RSA signing scheme must be an RSA one, an ECC one an ECC one.
             let family_ok = match scheme.alg {
                 c::ALG_RSASSA | c::ALG_RSAPSS => !ecc,
-                c::ALG_ECDSA | c::ALG_ECSCHNORR => ecc,
+                c::ALG_ECDSA | c::ALG_ECDAA | c::ALG_SM2 | c::ALG_ECSCHNORR => ecc,
                 _ => true,
             };
             if !family_ok {

@@ -4,12 +4,14 @@
 //! Each serialises with the wire-format traits behind a format version.
 
 pub mod clock;
+pub mod commit;
 pub mod nv;
 pub mod pcr;
 pub mod permanent;
 pub mod saved;
 
 pub use clock::Clock;
+pub use commit::CommitState;
 pub use pcr::PcrBanks;
 pub use permanent::Permanent;
 pub use saved::{ContextState, SaveState, VolatileSnapshot};
@@ -24,8 +26,11 @@ use crate::marshal::{Marshal, Unmarshal};
 /// state as trailing fields of the permanent, save-state and volatile blobs
 /// (absent in older blobs: their defaults) (format-4 session
 /// contexts no longer parse and are refused; format-4 volatile snapshots load
-/// when they hold no loaded session and are refused otherwise).
-pub const STATE_VERSION: u16 = 5;
+/// when they hold no loaded session and are refused otherwise); version 6 the
+/// commit state of the split ECC operations as a trailing field of the
+/// save-state and volatile blobs (absent in older blobs: renewed as at a TPM
+/// Reset, which only voids commits that older versions never made).
+pub const STATE_VERSION: u16 = 6;
 /// Oldest format version still read. Version 2 blobs differ only in lacking
 /// the trailing NV state of the permanent blob, which then reads as empty.
 pub const MIN_STATE_VERSION: u16 = 2;

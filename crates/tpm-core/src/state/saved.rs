@@ -47,6 +47,8 @@ tpm_struct! {
         /// The command audit digest (kept by TPM Restart and Resume, as
         /// libtpms keeps it; absent in older blobs: none).
         pub command_audit_digest: crate::marshal::Trailing<crate::types::Digest>,
+        /// The commit state (format 6; absent in older blobs: renewed).
+        pub commit: crate::marshal::Trailing<super::CommitState>,
     }
 }
 
@@ -67,5 +69,7 @@ tpm_struct! {
         pub objects: crate::engine::objects::ObjectsState,
         /// The command audit digest (absent in older blobs: none).
         pub command_audit_digest: crate::marshal::Trailing<crate::types::Digest>,
+        /// The commit state (format 6; absent in older blobs: renewed).
+        pub commit: crate::marshal::Trailing<super::CommitState>,
     }
 }

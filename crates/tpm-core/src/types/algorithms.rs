@@ -111,8 +111,20 @@ pub const ALGORITHMS: &[AlgEntry] = &[
         attributes: ASYM | METHOD,
     },
     AlgEntry {
+        alg: c::ALG_ECDAA,
+        attributes: ASYM | SIGNING,
+    },
+    AlgEntry {
+        alg: c::ALG_SM2,
+        attributes: ASYM | SIGNING | METHOD,
+    },
+    AlgEntry {
         alg: c::ALG_ECSCHNORR,
         attributes: ASYM | SIGNING,
+    },
+    AlgEntry {
+        alg: c::ALG_ECMQV,
+        attributes: ASYM | METHOD,
     },
     AlgEntry {
         alg: c::ALG_KDF1_SP800_56A,
@@ -137,6 +149,10 @@ pub const ALGORITHMS: &[AlgEntry] = &[
     AlgEntry {
         alg: c::ALG_CAMELLIA,
         attributes: SYMM,
+    },
+    AlgEntry {
+        alg: c::ALG_CMAC,
+        attributes: SYMM | SIGNING,
     },
     AlgEntry {
         alg: c::ALG_CTR,

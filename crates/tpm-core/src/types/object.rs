@@ -16,8 +16,8 @@ pub const MAX_RSA_BYTES: usize = 384;
 /// Largest TPM2B_ECC_PARAMETER accepted (TPM2_MAX_ECC_KEY_BYTES, as libtpms
 /// parses it; coordinates longer than the curve's size fail the point checks).
 pub const MAX_ECC_BYTES: usize = 128;
-/// Largest ECC private scalar (P-521).
-pub const MAX_ECC_SCALAR: usize = 66;
+/// Largest ECC private scalar (BN P-638).
+pub const MAX_ECC_SCALAR: usize = 80;
 /// Largest private part of a key (an RSA prime, a sealed secret, a key).
 pub const MAX_SENSITIVE: usize = 192;
 /// TPM2B_NAME: a hash algorithm and a digest, or a handle.
@@ -56,7 +56,14 @@ pub const RSA_DECRYPT_SCHEMES: SchemeSet = SchemeSet {
 };
 /// TPMT_ECC_SCHEME.
 pub const ECC_SCHEMES: SchemeSet = SchemeSet {
-    allowed: &[c::ALG_ECDSA, c::ALG_ECDH, c::ALG_ECSCHNORR],
+    allowed: &[
+        c::ALG_ECDSA,
+        c::ALG_ECDH,
+        c::ALG_ECDAA,
+        c::ALG_SM2,
+        c::ALG_ECSCHNORR,
+        c::ALG_ECMQV,
+    ],
     error: c::RC_SCHEME,
 };
 /// TPMT_KEYEDHASH_SCHEME.
@@ -71,6 +78,8 @@ pub const SIG_SCHEMES: SchemeSet = SchemeSet {
         c::ALG_RSASSA,
         c::ALG_RSAPSS,
         c::ALG_ECDSA,
+        c::ALG_ECDAA,
+        c::ALG_SM2,
         c::ALG_ECSCHNORR,
     ],
     error: c::RC_SCHEME,
@@ -92,7 +101,8 @@ pub fn is_sig_scheme(alg: u16) -> bool {
 }
 
 /// A scheme of any of the scheme unions: algorithm, its hash (when it has
-/// one) and, for XOR, its KDF. TPM_ALG_NULL carries neither.
+/// one), for XOR its KDF and for ECDAA its commit count. TPM_ALG_NULL
+/// carries none of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Scheme {
     /// The scheme algorithm (TPM_ALG_NULL: none).
@@ -101,6 +111,8 @@ pub struct Scheme {
     pub hash: u16,
     /// The KDF of an XOR scheme.
     pub kdf: u16,
+    /// The commit count of an ECDAA scheme (TPMS_SCHEME_ECDAA.count).
+    pub count: u16,
 }
 
 impl Scheme {
@@ -109,6 +121,7 @@ impl Scheme {
         alg: c::ALG_NULL,
         hash: c::ALG_NULL,
         kdf: c::ALG_NULL,
+        count: 0,
     };
 
     fn has_hash(alg: u16) -> bool {
@@ -137,6 +150,9 @@ impl Scheme {
                 return err(c::RC_KDF);
             }
         }
+        if alg == c::ALG_ECDAA {
+            s.count = u16::unmarshal(r)?;
+        }
         Ok(s)
     }
 
@@ -154,6 +170,9 @@ impl Marshal for Scheme {
         }
         if self.alg == c::ALG_XOR {
             self.kdf.marshal(w);
+        }
+        if self.alg == c::ALG_ECDAA {
+            self.count.marshal(w);
         }
     }
 }

@@ -24,9 +24,9 @@ pub enum Signature {
         /// The signature, as long as the modulus.
         sig: RsaModulus,
     },
-    /// TPMS_SIGNATURE_ECC (ECDSA or EC-Schnorr).
+    /// TPMS_SIGNATURE_ECC (ECDSA, ECDAA, SM2 or EC-Schnorr).
     Ecc {
-        /// TPM_ALG_ECDSA or TPM_ALG_ECSCHNORR.
+        /// TPM_ALG_ECDSA, TPM_ALG_ECDAA, TPM_ALG_SM2 or TPM_ALG_ECSCHNORR.
         alg: u16,
         /// The hash the signed digest was made with.
         hash: u16,
@@ -81,7 +81,7 @@ impl Unmarshal for Signature {
                 hash: sig_hash(r)?,
                 sig: RsaModulus::unmarshal(r)?,
             },
-            c::ALG_ECDSA | c::ALG_ECSCHNORR => Signature::Ecc {
+            c::ALG_ECDSA | c::ALG_ECDAA | c::ALG_SM2 | c::ALG_ECSCHNORR => Signature::Ecc {
                 alg,
                 hash: sig_hash(r)?,
                 r: EccParam::unmarshal(r)?,

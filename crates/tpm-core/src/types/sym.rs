@@ -17,7 +17,7 @@ pub enum SymDef {
         alg: u16,
         /// 128, 192 or 256 (TDES: 128 or 192).
         bits: u16,
-        /// TPM_ALG_CFB, CTR, OFB, CBC, ECB or NULL.
+        /// TPM_ALG_CFB, CTR, OFB, CBC, ECB, CMAC or NULL.
         mode: u16,
     },
     /// XOR obfuscation with a hash (TPMT_SYM_DEF only).
@@ -40,9 +40,17 @@ impl SymDef {
                     return err(c::RC_VALUE);
                 }
                 let mode = u16::unmarshal(r)?;
+                // TPMI_ALG_SYM_MODE: the encryption modes and CMAC (a MAC
+                // "mode" of a symmetric key; the users of each check theirs).
                 if !matches!(
                     mode,
-                    c::ALG_CFB | c::ALG_CTR | c::ALG_OFB | c::ALG_CBC | c::ALG_ECB | c::ALG_NULL
+                    c::ALG_CFB
+                        | c::ALG_CTR
+                        | c::ALG_OFB
+                        | c::ALG_CBC
+                        | c::ALG_ECB
+                        | c::ALG_CMAC
+                        | c::ALG_NULL
                 ) {
                     return err(c::RC_MODE);
                 }

@@ -1,5 +1,7 @@
 //! The swtpm control channel: out-of-band commands (power, locality, state
 //! blobs, buffer size, descriptor passing) as QEMU and tcti-swtpm send them.
+//! This module is the socket carrier (message framing, streamed payloads);
+//! what the commands do is in [`handler`], shared with the CUSE ioctls.
 
 pub mod codes;
 pub(crate) mod handler;
@@ -14,8 +16,10 @@ use crate::endpoint::{bind, Bound, Stream};
 use crate::fdpass::recv_with_fd;
 use crate::server::ExitReason;
 use crate::swtpm_state::{DataFdStarter, SwtpmState};
-use codes::{CtrlCommand, PTM_HDATA_SIZE};
-use handler::{After, Outcome};
+use crate::wire::Wire;
+use codes::{rc, CtrlCommand, PTM_HDATA_SIZE};
+use handler::{Handled, Then, SOCKET};
+use messages::{HashDataReq, SetStateReq};
 
 /// The first read takes up to this much, like swtpm's `struct input`
 /// (code + the largest request, `ptm_hdata`).
@@ -89,27 +93,171 @@ pub(crate) fn serve(mut stream: Stream, st: Arc<SwtpmState>, start_data: DataFdS
             }
             return;
         }
-        let (reply, after) = match handler::handle(&st, msg, &mut stream) {
-            Outcome::Reply(r) => (r, None),
-            Outcome::ReplyThen(r, a) => (r, Some(a)),
-            Outcome::Close => break,
+        let Some(Handled { reply, then }) = dispatch(&st, msg, &mut stream) else {
+            break;
         };
         if let Err(e) = stream.write_all(&reply) {
             log::debug!("ctrl: cannot send response: {e}");
             break;
         }
-        match after {
-            Some(After::Terminate) => {
+        match then {
+            Then::Terminate => {
                 st.core.finish(ExitReason::CtrlShutdown);
                 return;
             }
-            Some(After::DataFd(fd)) => adopt_data_fd(&st, fd, &start_data),
-            None => {}
+            Then::DataFd(fd) => adopt_data_fd(&st, fd, &start_data),
+            Then::Nothing => {}
         }
     }
     if st.terminate_on_ctrl_close && !st.core.is_stopping() {
         st.core.finish(ExitReason::CtrlClosed);
     }
+}
+
+fn reply(reply: Vec<u8>) -> Option<Handled> {
+    Some(Handled {
+        reply,
+        then: Then::Nothing,
+    })
+}
+
+/// Handle one message; `None`: the connection broke while a payload was
+/// read, close it without a reply.
+fn dispatch(st: &SwtpmState, msg: CtrlMessage, stream: &mut Stream) -> Option<Handled> {
+    let Some(code) = msg.code else {
+        return reply(handler::result_reply(&SOCKET, rc::TPM_BAD_PARAMETER));
+    };
+    let Some(cmd) = CtrlCommand::from_code(code) else {
+        log::warn!("ctrl: unknown command {code:#x}");
+        return reply(handler::result_reply(&SOCKET, rc::TPM_BAD_ORDINAL));
+    };
+    match cmd {
+        CtrlCommand::HashData | CtrlCommand::SetStateBlob => {
+            if let Some(r) = handler::refuse(st, &SOCKET, cmd) {
+                // Keep the stream in step: swallow a payload announced by the header.
+                drain(stream, pending_payload(cmd, &msg.body)).ok()?;
+                return reply(r);
+            }
+            if !cmd.request_body().accepts(msg.body.len()) {
+                return reply(handler::result_reply(&SOCKET, rc::TPM_BAD_PARAMETER));
+            }
+            if cmd == CtrlCommand::HashData {
+                hash_data(st, &msg.body, stream)
+            } else {
+                set_state_blob(st, msg.body, stream)
+            }
+        }
+        _ => Some(handler::handle(st, &SOCKET, cmd, &msg.body, msg.fd)),
+    }
+}
+
+/// Read and discard `n` bytes in small pieces (no allocation proportional to `n`).
+fn drain(stream: &mut Stream, mut n: u64) -> io::Result<()> {
+    let mut scratch = [0u8; 4096];
+    while n > 0 {
+        let want = scratch.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+        stream.read_exact(&mut scratch[..want])?;
+        n -= want as u64;
+    }
+    Ok(())
+}
+
+/// The payload still to come after a HASH_DATA / SET_STATEBLOB header, if the
+/// header arrived (0 for other commands).
+fn pending_payload(cmd: CtrlCommand, body: &[u8]) -> u64 {
+    let (declared, header) = match cmd {
+        CtrlCommand::HashData => (
+            HashDataReq::decode(body).map(|h| h.length),
+            HashDataReq::SIZE,
+        ),
+        CtrlCommand::SetStateBlob => (
+            SetStateReq::decode(body).map(|h| h.length),
+            SetStateReq::SIZE,
+        ),
+        _ => (None, 0),
+    };
+    let have = body.len().saturating_sub(header) as u64;
+    declared.map_or(0, |d| u64::from(d).saturating_sub(have))
+}
+
+/// CMD_HASH_DATA on the socket: the data follows the header in the stream,
+/// of any length; it is handed to the handler in `ptm_hdata`-sized chunks
+/// as it arrives (after a failure the rest is read but not hashed).
+fn hash_data(st: &SwtpmState, body: &[u8], stream: &mut Stream) -> Option<Handled> {
+    let bad = || reply(handler::result_reply(&SOCKET, rc::TPM_BAD_PARAMETER));
+    let Some(hdr) = HashDataReq::decode(body) else {
+        return bad();
+    };
+    let first = body.get(HashDataReq::SIZE..).unwrap_or(&[]);
+    if first.len() as u64 > u64::from(hdr.length) {
+        return bad();
+    }
+    let hash = |chunk: &[u8]| {
+        let mut req = HashDataReq {
+            length: chunk.len() as u32,
+        }
+        .to_bytes();
+        req.extend_from_slice(chunk);
+        let h = handler::handle(st, &SOCKET, CtrlCommand::HashData, &req, None);
+        handler::result_of(&SOCKET, &h.reply)
+    };
+    let mut res = rc::TPM_SUCCESS;
+    for piece in first.chunks(PTM_HDATA_SIZE) {
+        if res == rc::TPM_SUCCESS {
+            res = hash(piece);
+        }
+    }
+    let mut remain = u64::from(hdr.length) - first.len() as u64;
+    let mut chunk = vec![0u8; PTM_HDATA_SIZE];
+    while remain > 0 {
+        let want = chunk
+            .len()
+            .min(usize::try_from(remain).unwrap_or(usize::MAX));
+        if stream.read_exact(&mut chunk[..want]).is_err() {
+            return reply(handler::result_reply(&SOCKET, rc::TPM_IOERROR));
+        }
+        remain -= want as u64;
+        if res == rc::TPM_SUCCESS {
+            res = hash(&chunk[..want]);
+        }
+    }
+    reply(handler::result_reply(&SOCKET, res))
+}
+
+/// CMD_SET_STATEBLOB on the socket: collect the `length` bytes that follow
+/// the header (part may have come with it), then hand the whole request over.
+fn set_state_blob(st: &SwtpmState, mut body: Vec<u8>, stream: &mut Stream) -> Option<Handled> {
+    let Some(hdr) = SetStateReq::decode(&body) else {
+        return reply(handler::result_reply(&SOCKET, rc::TPM_BAD_PARAMETER));
+    };
+    let first = body.len() - SetStateReq::SIZE;
+    if first as u64 > u64::from(hdr.length) {
+        return reply(handler::result_reply(&SOCKET, rc::TPM_BAD_PARAMETER));
+    }
+    if hdr.length > handler::MAX_STATE_BLOB {
+        *crate::sync::lock(&st.blob_cache) = None;
+        drain(stream, u64::from(hdr.length) - first as u64).ok()?;
+        return reply(handler::result_reply(&SOCKET, rc::TPM_SIZE));
+    }
+    let total = SetStateReq::SIZE + hdr.length as usize;
+    // Grow with what actually arrives, so a lying length costs nothing.
+    body.reserve(total.min(64 * 1024).saturating_sub(body.len()));
+    let mut chunk = [0u8; 4096];
+    while body.len() < total {
+        let want = chunk.len().min(total - body.len());
+        match stream.read(&mut chunk[..want]) {
+            Ok(n) if n > 0 => body.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            _ => return None,
+        }
+    }
+    Some(handler::handle(
+        st,
+        &SOCKET,
+        CtrlCommand::SetStateBlob,
+        &body,
+        None,
+    ))
 }
 
 /// Turn the descriptor of CMD_SET_DATAFD into a data channel.
