@@ -8,9 +8,11 @@
 //! suite's tpm2-tools flows, NV writes, state blob transfers
 //! (swtpm_ioctl --save/--load), migration hand-over, signals and shutdown,
 //! plus what the Rust standard library and glibc call on the same paths
-//! (futex, memory mapping, clock reads). Everything that starts programs,
-//! changes credentials, mounts, traces, loads modules or opens new network
-//! connections outward is absent.
+//! (futex, memory mapping, clock reads); see [`allowed`]. Since kill is the
+//! default, every integration test, the guest tests' CUSE and vTPM proxy
+//! flows and scripts/libvirt-test.sh run under it. Everything that starts
+//! programs, changes credentials, mounts, traces, loads modules or opens
+//! new network connections (other than an NBD state's) is absent.
 
 use std::collections::BTreeMap;
 
