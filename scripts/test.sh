@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite of vtpm on a fresh Debian machine: installs the Debian
 # packages the tests drive (tpm2-tools, libtss2-dev, swtpm, pkg-config, QEMU
-# with SeaBIOS and qemu-utils, Clevis) when missing, then runs
-# `cargo test --workspace`.
+# with SeaBIOS and qemu-utils, Clevis, libvirt) when missing, then runs
+# `cargo test --workspace`, the seccomp kill test and scripts/libvirt-test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-want=(tpm2-tools libtss2-dev swtpm swtpm-tools openssl pkg-config qemu-system-x86 qemu-utils seabios clevis clevis-tpm2)
+want=(tpm2-tools libtss2-dev swtpm swtpm-tools openssl pkg-config qemu-system-x86 qemu-utils seabios clevis clevis-tpm2
+  libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients)
 
 installed_version() {
   dpkg-query -W -f='${Status} ${Version}\n' "$1" 2>/dev/null | sed -n 's/^install ok installed //p'
@@ -46,3 +47,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo test --workspace "$@"
+# vtpm under libvirt (slow: two domains under QEMU TCG), with the binary the
+# tests just built; skipped (exit 77) when libvirtd cannot run here.
+rc=0
+bash scripts/libvirt-test.sh "${CARGO_TARGET_DIR:-target}/debug/vtpm" || rc=$?
+[ "$rc" -eq 0 ] || [ "$rc" -eq 77 ] || exit "$rc"
+# Last, since it rebuilds the binary with it: the forbidden-syscall test
+# needs a hook compiled in only for it (src/seccomp.rs).
+cargo test --features seccomp-test-hook --test seccomp

@@ -19,6 +19,8 @@ pub const FEATURES: &[&str] = &[
     "cmdarg-pwd-fd",
     // --print-states.
     "cmdarg-print-states",
+    // --seccomp action=kill|log|none (a real filter, src/seccomp.rs).
+    "cmdarg-seccomp",
     // --migration incoming,release-lock-outgoing (swtpm 0.8 name; libvirt
     // passes --migration only when this is listed).
     "cmdarg-migration",

@@ -45,6 +45,7 @@ use transport::{Canceller, Device, DeviceError, StateBlobKind, TpmHandle};
 use crate::cli::MigrationSpec;
 use crate::error::{Error, Result};
 use crate::holder::{Phase, StateHolder, MAX_LOCK_WAIT, RETRY_EVERY};
+use crate::migration_key::{self, MigrationKey};
 use crate::storage::NvramStorage;
 
 /// TPM 1.2-style codes the swtpm control channel reports.
@@ -87,6 +88,8 @@ pub struct DeviceOptions {
     pub auto_shutdown: bool,
     /// The state is encrypted at rest (`--key`), reported by CMD_GET_CONFIG.
     pub encrypted: bool,
+    /// `--migration-key`: seals the state blobs read out, opens those written in.
+    pub migration_key: Option<MigrationKey>,
     /// `--migration`.
     pub migration: MigrationSpec,
     /// The engine's configuration.
@@ -130,6 +133,8 @@ struct Engine {
     busy: Arc<AtomicBool>,
     /// The state is encrypted at rest (`--key`), reported by CMD_GET_CONFIG.
     encrypted: bool,
+    /// `--migration-key`.
+    migration_key: Option<MigrationKey>,
 }
 
 fn engine_error(e: tpm_core::Error) -> DeviceError {
@@ -373,6 +378,10 @@ impl Engine {
         if kind == StateBlobKind::Permanent {
             self.permanent_out = Some(blob.clone());
         }
+        let blob = match &self.migration_key {
+            Some(k) => k.seal(&blob)?,
+            None => blob,
+        };
         if kind == StateBlobKind::SaveState && self.release_lock_outgoing && self.holder.is_held() {
             let on_image = self.holder.read(BlobKind::Permanent.name());
             match self.holder.release() {
@@ -512,6 +521,7 @@ impl Device for Engine {
         self.guarded(
             || Err(failed()),
             |e| {
+                let data = migration_key::unseal(e.migration_key.as_ref(), data)?;
                 e.locked("CMD_SET_STATEBLOB", |t| {
                     t.set_state_blob(blob_kind(kind), &data)
                 })
@@ -548,9 +558,9 @@ impl Device for Engine {
     }
 
     fn config_flags(&self) -> u32 {
-        // PTM_CONFIG_FLAG_FILE_KEY when the image is encrypted; never
-        // PTM_CONFIG_FLAG_MIGRATION_KEY, since --migration-key is not used.
-        u32::from(self.encrypted)
+        // PTM_CONFIG_FLAG_FILE_KEY (1) when the image is encrypted,
+        // PTM_CONFIG_FLAG_MIGRATION_KEY (2) when state blobs are sealed.
+        u32::from(self.encrypted) | (u32::from(self.migration_key.is_some()) << 1)
     }
 }
 
@@ -590,6 +600,7 @@ impl TpmDevice {
                     running: false,
                     busy: Arc::new(AtomicBool::new(false)),
                     encrypted: opts.encrypted,
+                    migration_key: opts.migration_key,
                 };
                 if load_now {
                     let loaded = match catch_unwind(AssertUnwindSafe(|| engine.create())) {

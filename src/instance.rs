@@ -38,7 +38,7 @@ pub fn nvram_options(
 
 /// Serve the TPM as `plan` says; returns when vtpm should exit (Ok: status 0).
 pub fn run(plan: Plan) -> Result<()> {
-    crate::logging::init(&plan.log)?;
+    crate::logging::init(&plan.log, plan.state.mode)?;
     for note in &plan.notes {
         match note.level {
             NoteLevel::Info => log::info!("{}", note.text),
@@ -59,6 +59,14 @@ pub fn run(plan: Plan) -> Result<()> {
         Ok(running) => {
             if let Some(n) = notifier {
                 n.ready();
+            }
+            // The syscall filter comes last: every thread runs, the daemon
+            // has detached, and only serving is left.
+            let network = matches!(plan.state.location, crate::state_dir::StateLocation::Nbd(_));
+            if let Err(e) = crate::seccomp::install(plan.seccomp, network) {
+                log::error!("{e}");
+                running.stop();
+                return Err(e);
             }
             let r = running.serve();
             if let Err(e) = &r {
@@ -101,6 +109,17 @@ fn start(plan: &Plan) -> Result<Running> {
         ),
         _ => None,
     };
+    let runas = plan
+        .runas
+        .as_deref()
+        .map(crate::privileges::resolve)
+        .transpose()?;
+    // Everything from here on (state, keys, pid file, UNIX sockets) is
+    // inside the new root, as with swtpm; the log is already open.
+    if let Some(dir) = &plan.chroot {
+        crate::privileges::enter_chroot(dir)?;
+    }
+    let migration_key = plan.migration_key.as_ref().map(|k| k.load()).transpose()?;
     let mut holder = StateHolder::new(
         plan.state.clone(),
         plan.key.as_ref(),
@@ -120,6 +139,7 @@ fn start(plan: &Plan) -> Result<Running> {
         DeviceOptions {
             auto_shutdown: plan.startup.auto_shutdown,
             encrypted: plan.key.is_some(),
+            migration_key,
             migration: plan.migration,
             config: TpmConfig {
                 reject_locality_4: plan.reject_locality_4,
@@ -128,10 +148,14 @@ fn start(plan: &Plan) -> Result<Running> {
     )?;
     match serve_device(plan, &device, vtpmx) {
         Ok(server) => {
-            let pid = plan.pid.as_ref().map(PidFile::write).transpose();
+            let pid = plan
+                .pid
+                .as_ref()
+                .map(|p| PidFile::write(p, plan.state.mode))
+                .transpose();
             // Privileges go once sockets, state and pid file are open.
-            let dropped = match (&pid, &plan.runas) {
-                (Ok(_), Some(user)) => crate::privileges::drop_to(user),
+            let dropped = match (&pid, &runas) {
+                (Ok(_), Some(user)) => user.apply(),
                 _ => Ok(()),
             };
             let pid = match pid.and_then(|p| dropped.map(|()| p)) {
@@ -319,6 +343,15 @@ fn announce(plan: &Plan, addrs: &[SocketAddr]) {
 }
 
 impl Running {
+    /// End without serving (start-up failed after everything was opened).
+    fn stop(self) {
+        self.server.shutdown();
+        let _ = self.device.shutdown();
+        if let Some(p) = self.pid {
+            p.remove();
+        }
+    }
+
     fn serve(self) -> Result<()> {
         let Running {
             server,

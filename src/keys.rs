@@ -63,7 +63,7 @@ impl KeySpec {
             KeyInput::File(_) | KeyInput::Fd(_) => {
                 let key = match self.format {
                     KeyFormat::Binary => bytes,
-                    KeyFormat::Hex => decode_hex(&bytes)?,
+                    KeyFormat::Hex => decode_hex("--key", &bytes)?,
                 };
                 match key.len() {
                     32 => {
@@ -81,7 +81,8 @@ impl KeySpec {
         }
     }
 
-    fn read(&self) -> Result<Zeroizing<Vec<u8>>> {
+    /// The bytes as stored: a key still in its `format=`, or a passphrase.
+    pub(crate) fn read(&self) -> Result<Zeroizing<Vec<u8>>> {
         let mut buf = Zeroizing::new(Vec::new());
         match &self.input {
             KeyInput::File(p) | KeyInput::PwdFile(p) => {
@@ -111,10 +112,11 @@ impl KeySpec {
     }
 }
 
-fn decode_hex(bytes: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+/// A `format=hex` key: hex digits, optionally 0x-prefixed, whitespace around ignored.
+pub(crate) fn decode_hex(option: &'static str, bytes: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     let bad = || {
         Error::usage(
-            "--key",
+            option,
             "format=hex: the key file must hold 32 or 64 hex digits (optionally 0x-prefixed)",
         )
     };
@@ -141,9 +143,12 @@ mod tests {
 
     #[test]
     fn hex_keys() {
-        assert_eq!(decode_hex(b"0x00ff\n").unwrap().as_slice(), &[0, 255]);
-        assert!(decode_hex(b"0x0").is_err());
-        assert!(decode_hex(b"zz").is_err());
-        assert!(decode_hex(b"").is_err());
+        assert_eq!(
+            decode_hex("--key", b"0x00ff\n").unwrap().as_slice(),
+            &[0, 255]
+        );
+        assert!(decode_hex("--key", b"0x0").is_err());
+        assert!(decode_hex("--key", b"zz").is_err());
+        assert!(decode_hex("--key", b"").is_err());
     }
 }

@@ -16,7 +16,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -116,8 +115,8 @@ impl Log for Logger {
 }
 
 /// Install the logger. Called once, before daemonizing, so that a bad log
-/// file is reported on the terminal.
-pub fn init(spec: &LogSpec) -> Result<()> {
+/// file is reported on the terminal. A new log file gets mode bits `mode`.
+pub fn init(spec: &LogSpec, mode: u32) -> Result<()> {
     let out: Box<dyn Write + Send> = match &spec.target {
         LogTarget::Stderr | LogTarget::Off => Box::new(std::io::stderr()),
         LogTarget::Fd(1) => Box::new(std::io::stdout()),
@@ -125,14 +124,13 @@ pub fn init(spec: &LogSpec) -> Result<()> {
         LogTarget::Fd(n) => Box::new(crate::fds::take_file("--log", *n)?),
         LogTarget::File { path, truncate } => {
             let mut o = OpenOptions::new();
-            o.create(true).mode(0o640);
+            o.create(true);
             if *truncate {
                 o.write(true).truncate(true);
             } else {
                 o.append(true);
             }
-            let f: File = o
-                .open(path)
+            let f: File = crate::new_file::open(&o, path, mode)
                 .map_err(|e| Error::io("cannot open log file", path, e))?;
             Box::new(f)
         }

@@ -98,7 +98,8 @@ fn parse(args: &[String]) -> Result<Request, String> {
             }
             "--key" => {
                 let spec = it.next().ok_or("--key needs a value")?;
-                key = common::key(Some(spec), &mut Vec::new()).map_err(|e| e.to_string())?;
+                key = common::key(Some(spec), &mut Vec::new(), common::Base::Cwd)
+                    .map_err(|e| e.to_string())?;
             }
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),

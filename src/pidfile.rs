@@ -22,8 +22,8 @@ pub struct PidFile {
 }
 
 impl PidFile {
-    /// Write this process's pid as `spec` says.
-    pub fn write(spec: &PidSpec) -> Result<PidFile> {
+    /// Write this process's pid as `spec` says; a new pid file gets mode bits `mode`.
+    pub fn write(spec: &PidSpec, mode: u32) -> Result<PidFile> {
         let pid = std::process::id();
         match spec {
             PidSpec::File(path) => {
@@ -35,7 +35,7 @@ impl PidFile {
                 // no reader sees it empty or half-written.
                 match write_in_place(path, text.as_bytes()) {
                     Ok(true) => {}
-                    Ok(false) => write_renamed(path, pid, text.as_bytes())?,
+                    Ok(false) => write_renamed(path, pid, text.as_bytes(), mode)?,
                     Err(e) => return Err(Error::io("cannot write pid file", path, e)),
                 }
                 Ok(PidFile {
@@ -91,11 +91,15 @@ fn write_in_place(path: &std::path::Path, data: &[u8]) -> std::io::Result<bool> 
 }
 
 /// Write `data` to a temporary file beside `path` and rename it into place.
-fn write_renamed(path: &std::path::Path, pid: u32, data: &[u8]) -> Result<()> {
+fn write_renamed(path: &std::path::Path, pid: u32, data: &[u8], mode: u32) -> Result<()> {
     let mut tmp = path.to_path_buf().into_os_string();
     tmp.push(format!(".{pid}.tmp"));
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, data).map_err(|e| Error::io("cannot write pid file", &tmp, e))?;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).truncate(true);
+    crate::new_file::open(&o, &tmp, mode)
+        .and_then(|mut f| f.write_all(data))
+        .map_err(|e| Error::io("cannot write pid file", &tmp, e))?;
     if let Err(e) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io("cannot write pid file", path, e));

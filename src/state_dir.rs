@@ -17,7 +17,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -129,7 +129,7 @@ impl StateSpec {
                 }
             }
         }
-        StateLock::acquire(&self.display(), &self.lock_path())
+        StateLock::acquire(&self.display(), &self.lock_path(), self.mode)
     }
 
     /// Apply the mode bits to the image if it is a regular file (after the NVRAM created it).
@@ -171,20 +171,17 @@ pub struct StateLock {
 }
 
 impl StateLock {
-    /// Lock `lock_path` for the state `state` or explain who holds it.
-    pub fn acquire(state: &Path, lock_path: &Path) -> Result<StateLock> {
+    /// Lock `lock_path` for the state `state` or explain who holds it; a
+    /// new lock file gets mode bits `mode`.
+    pub fn acquire(state: &Path, lock_path: &Path, mode: u32) -> Result<StateLock> {
         let block = is_block_device(lock_path);
         let mut file = if block {
             // flock works on the device node; we never write to it here.
             File::open(lock_path)
         } else {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(lock_path)
+            let mut o = OpenOptions::new();
+            o.read(true).write(true).create(true).truncate(false);
+            crate::new_file::open(&o, lock_path, mode)
         }
         .map_err(|e| Error::io("cannot open lock file", lock_path, e))?;
         match file.try_lock() {

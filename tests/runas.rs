@@ -36,6 +36,10 @@ fn runas_nobody_serves_and_stores_without_root() {
         "--runas",
         "nobody",
     ]);
+    // The ports listen just before the switch: wait for it.
+    common::wait_until(std::time::Duration::from_secs(10), || {
+        ids(v.guard.pid()).0.starts_with("65534")
+    });
     let (uid, gid, groups) = ids(v.guard.pid());
     println!("Uid: {uid}; Gid: {gid}; Groups: {groups}");
     assert_eq!(uid, "65534 65534 65534 65534");

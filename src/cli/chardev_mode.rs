@@ -60,8 +60,8 @@ pub fn parse(args: &[String]) -> Result<Action> {
     };
     let mut notes = Vec::new();
     common::ignored(&a.common, &mut notes)?;
-    let state = common::state(a.common.tpmstate.as_deref())?;
-    let key = common::key(a.common.key.as_deref(), &mut notes)?;
+    let state = common::state(a.common.tpmstate.as_deref(), common::base(&a.common))?;
+    let key = common::key(a.common.key.as_deref(), &mut notes, common::base(&a.common))?;
     if a.common.print_states {
         return Ok(Action::PrintStates(state, key));
     }
@@ -81,7 +81,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
         unix_perms: Vec::new(),
     };
     if let Some(text) = &a.ctrl {
-        let c = common::ctrl(text)?;
+        let c = common::ctrl(text, common::base(&a.common))?;
         if c.mssim {
             return Err(Error::usage(
                 "--ctrl",
@@ -102,7 +102,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
     let plan = Plan {
         state,
         log: common::log(a.common.log.as_deref())?,
-        pid: common::pid(a.common.pid.as_deref())?,
+        pid: common::pid(a.common.pid.as_deref(), common::base(&a.common))?,
         key,
         startup,
         daemon: a.common.daemon,
@@ -112,6 +112,12 @@ pub fn parse(args: &[String]) -> Result<Action> {
         notes,
         announce,
         runas: a.common.runas.clone(),
+        migration_key: common::migration_key(
+            a.common.migration_key.as_deref(),
+            common::base(&a.common),
+        )?,
+        seccomp: common::seccomp(a.common.seccomp.as_deref())?,
+        chroot: a.common.chroot.as_deref().map(common::chroot).transpose()?,
     };
     super::check_fds(&plan)?;
     Ok(Action::Run(Box::new(plan)))
@@ -255,9 +261,10 @@ mod tests {
         .unwrap();
         assert!(p.daemon && chardev(&p).allow_set_locality && p.reject_locality_4);
         assert!(!p.startup.auto_shutdown);
-        // What vtpm does not use is said, not refused.
-        assert!(p.notes.iter().any(|n| n.text.contains("--migration-key")));
-        assert!(p.notes.iter().any(|n| n.text.contains("--seccomp")));
+        // The security options are taken, not just noted.
+        assert!(p.migration_key.is_some());
+        assert_eq!(p.seccomp, crate::seccomp::SeccompAction::None);
+        assert_eq!(p.chroot.as_deref(), Some(std::path::Path::new("/")));
     }
 
     #[test]

@@ -11,7 +11,9 @@ use super::{EndpointSpec, MigrationSpec, Note, StartupFlags, StartupType, UnixPe
 use crate::error::{Error, Result};
 use crate::keys::{KeyFormat, KeyInput, KeySpec};
 use crate::logging::{LogSpec, LogTarget};
+use crate::migration_key::{Kdf, MigrationKeySpec};
 use crate::pidfile::PidSpec;
+use crate::seccomp::SeccompAction;
 use crate::state_dir::{StateLocation, StateSpec};
 
 /// Options common to every serving mode (flattened into each mode's parser).
@@ -35,21 +37,21 @@ pub struct CommonArgs {
     /// Encrypt the state: file=F|fd=N[,format=hex|binary][,mode=..][,remove] or pwdfile=F|pwdfd=N[,kdf=..][,remove]
     #[arg(long, value_name = "SPEC")]
     pub key: Option<String>,
-    /// Accepted for compatibility; vtpm does not encrypt migrated state blobs with it.
+    /// Encrypt the state blobs read out for migration, and decrypt those written in: file=F|fd=N[,format=hex|binary][,mode=aes-cbc|aes-256-cbc][,remove] or pwdfile=F|pwdfd=N[,mode=..][,kdf=pbkdf2|sha512][,remove]
     #[arg(long = "migration-key", value_name = "SPEC")]
     pub migration_key: Option<String>,
     /// Detach from the terminal once the sockets are bound.
     #[arg(short = 'd', long)]
     pub daemon: bool,
-    /// Accepted for compatibility (vtpm installs no seccomp profile): action=none|log|kill
+    /// The syscall filter installed before serving: action=kill (the default: a syscall vtpm does not use ends it), log (allowed and logged by the kernel) or none
     #[arg(long, value_name = "SPEC")]
     pub seccomp: Option<String>,
     /// Switch to this user (a name or a uid) and its group once the sockets
     /// are bound, the state is open and the pid file is written.
     #[arg(short = 'r', long, value_name = "USER")]
     pub runas: Option<String>,
-    /// Accepted for compatibility and ignored (vtpm does not chroot).
-    #[arg(long, value_name = "DIR")]
+    /// Change the root directory to DIR at start (root only); --tpmstate, --pid, --key, --migration-key and UNIX socket paths are then inside DIR (--log is opened before)
+    #[arg(short = 'R', long, value_name = "DIR")]
     pub chroot: Option<String>,
     /// Accepted for compatibility and ignored (vtpm has one fixed profile).
     #[arg(long, value_name = "SPEC")]
@@ -159,8 +161,34 @@ pub fn absolute(option: &'static str, p: &str) -> Result<PathBuf> {
     std::path::absolute(Path::new(p)).map_err(|e| Error::usage(option, format!("{p}: {e}")))
 }
 
+/// What a relative path of a file opened after start-up is relative to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Base {
+    /// The directory vtpm was started in.
+    Cwd,
+    /// The new root of `--chroot` (vtpm is in its `/` then, as swtpm).
+    ChrootRoot,
+}
+
+/// `p` made absolute against `base`.
+pub fn resolve(option: &'static str, p: &str, base: Base) -> Result<PathBuf> {
+    match base {
+        Base::ChrootRoot => Ok(Path::new("/").join(p)),
+        Base::Cwd => absolute(option, p),
+    }
+}
+
+/// The base of paths opened after start-up, given `--chroot`.
+pub fn base(args: &CommonArgs) -> Base {
+    if args.chroot.is_some() {
+        Base::ChrootRoot
+    } else {
+        Base::Cwd
+    }
+}
+
 /// `--tpmstate`, or the default location.
-pub fn state(arg: Option<&str>) -> Result<StateSpec> {
+pub fn state(arg: Option<&str>, base: Base) -> Result<StateSpec> {
     let Some(text) = arg else {
         let dir = StateSpec::default_location()?;
         return Ok(StateSpec {
@@ -172,13 +200,17 @@ pub fn state(arg: Option<&str>) -> Result<StateSpec> {
     };
     let o = SubOptions::parse(&TPMSTATE, text)?;
     let location = match o.exactly_one(&["dir", "backend-uri"])? {
-        "dir" => StateLocation::Dir(absolute("--tpmstate", o.str("dir").unwrap_or_default())?),
+        "dir" => StateLocation::Dir(resolve(
+            "--tpmstate",
+            o.str("dir").unwrap_or_default(),
+            base,
+        )?),
         _ => {
             let uri = o.str("backend-uri").unwrap_or_default();
             if let Some(p) = uri.strip_prefix("file://").filter(|p| !p.is_empty()) {
-                StateLocation::Image(absolute("--tpmstate", p)?)
+                StateLocation::Image(resolve("--tpmstate", p, base)?)
             } else if let Some(p) = uri.strip_prefix("dir://").filter(|p| !p.is_empty()) {
-                StateLocation::Dir(absolute("--tpmstate", p)?)
+                StateLocation::Dir(resolve("--tpmstate", p, base)?)
             } else if uri.starts_with("nbd://") || uri.starts_with("nbd+unix://") {
                 StateLocation::Nbd(
                     nvram::nbd::NbdUri::parse(uri).map_err(|e| {
@@ -302,22 +334,24 @@ pub fn log(arg: Option<&str>) -> Result<LogSpec> {
 }
 
 /// `--pid`.
-pub fn pid(arg: Option<&str>) -> Result<Option<PidSpec>> {
+pub fn pid(arg: Option<&str>, base: Base) -> Result<Option<PidSpec>> {
     let Some(text) = arg else { return Ok(None) };
     let o = SubOptions::parse(&PID, text)?;
     Ok(Some(match o.exactly_one(&["file", "fd"])? {
-        "file" => PidSpec::File(absolute("--pid", o.str("file").unwrap_or_default())?),
+        "file" => PidSpec::File(resolve("--pid", o.str("file").unwrap_or_default(), base)?),
         _ => PidSpec::Fd(o.fd("fd")?.unwrap_or_default()),
     }))
 }
 
-fn key_spec(spec: &Spec, text: &str) -> Result<(KeySpec, SubOptions)> {
+fn key_spec(spec: &Spec, text: &str, base: Base) -> Result<(KeySpec, SubOptions)> {
     let o = SubOptions::parse(spec, text)?;
     let option = spec.option;
     let input = match o.exactly_one(&["file", "fd", "pwdfile", "pwdfd"])? {
-        "file" => KeyInput::File(absolute(option, o.str("file").unwrap_or_default())?),
+        "file" => KeyInput::File(resolve(option, o.str("file").unwrap_or_default(), base)?),
         "fd" => KeyInput::Fd(o.fd("fd")?.unwrap_or_default()),
-        "pwdfile" => KeyInput::PwdFile(absolute(option, o.str("pwdfile").unwrap_or_default())?),
+        "pwdfile" => {
+            KeyInput::PwdFile(resolve(option, o.str("pwdfile").unwrap_or_default(), base)?)
+        }
         _ => KeyInput::PwdFd(o.fd("pwdfd")?.unwrap_or_default()),
     };
     let passphrase = matches!(input, KeyInput::PwdFile(_) | KeyInput::PwdFd(_));
@@ -329,7 +363,13 @@ fn key_spec(spec: &Spec, text: &str) -> Result<(KeySpec, SubOptions)> {
             "with a key (file=, fd=); it is for passphrases",
         )?;
     }
-    o.choice("mode", &["aes-cbc", "aes-128-cbc", "aes-256-cbc"])?;
+    // aes-256-gcm: libvirt passes it for --key when swtpm offers it.
+    let modes: &[&'static str] = if option == "--key" {
+        &["aes-cbc", "aes-128-cbc", "aes-256-cbc", "aes-256-gcm"]
+    } else {
+        &["aes-cbc", "aes-128-cbc", "aes-256-cbc"]
+    };
+    o.choice("mode", modes)?;
     o.choice("kdf", &["sha512", "pbkdf2"])?;
     o.choice("pdf", &["sha512", "pbkdf2"])?;
     let format = match o.choice("format", &["hex", "binary"])? {
@@ -348,9 +388,9 @@ fn key_spec(spec: &Spec, text: &str) -> Result<(KeySpec, SubOptions)> {
 }
 
 /// `--key`.
-pub fn key(arg: Option<&str>, notes: &mut Vec<Note>) -> Result<Option<KeySpec>> {
+pub fn key(arg: Option<&str>, notes: &mut Vec<Note>, base: Base) -> Result<Option<KeySpec>> {
     let Some(text) = arg else { return Ok(None) };
-    let (k, o) = key_spec(&KEY, text)?;
+    let (k, o) = key_spec(&KEY, text, base)?;
     if o.has("mode") || o.has("kdf") {
         notes.push(Note::info(
             "--key: the image is encrypted with AES-256-GCM and the nvram crate's KDF whatever mode=/kdf= say",
@@ -359,26 +399,46 @@ pub fn key(arg: Option<&str>, notes: &mut Vec<Note>) -> Result<Option<KeySpec>> 
     Ok(Some(k))
 }
 
+/// `--migration-key`.
+pub fn migration_key(arg: Option<&str>, base: Base) -> Result<Option<MigrationKeySpec>> {
+    let Some(text) = arg else { return Ok(None) };
+    let (source, o) = key_spec(&MIGRATION_KEY, text, base)?;
+    let bits = match o.str("mode") {
+        Some("aes-256-cbc") => Some(256),
+        Some(_) => Some(128),
+        None => None,
+    };
+    let kdf = match o.str("kdf").or(o.str("pdf")) {
+        Some("sha512") => Kdf::Sha512,
+        _ => Kdf::Pbkdf2,
+    };
+    Ok(Some(MigrationKeySpec { source, bits, kdf }))
+}
+
+/// `--seccomp action=kill|log|none` (swtpm's default: kill).
+pub fn seccomp(arg: Option<&str>) -> Result<SeccompAction> {
+    let Some(text) = arg else {
+        return Ok(SeccompAction::Kill);
+    };
+    let o = SubOptions::parse(&SECCOMP, text)?;
+    Ok(match o.choice("action", &["none", "log", "kill"])? {
+        Some("none") => SeccompAction::None,
+        Some("log") => SeccompAction::Log,
+        _ => SeccompAction::Kill,
+    })
+}
+
+/// `--chroot DIR`: an absolute path to a directory.
+pub fn chroot(dir: &str) -> Result<PathBuf> {
+    let p = absolute("--chroot", dir)?;
+    if !p.is_dir() {
+        return Err(Error::usage("--chroot", format!("{dir}: not a directory")));
+    }
+    Ok(p)
+}
+
 /// The swtpm options vtpm accepts and ignores, validated where they have a syntax.
 pub fn ignored(args: &CommonArgs, notes: &mut Vec<Note>) -> Result<()> {
-    if let Some(text) = &args.migration_key {
-        key_spec(&MIGRATION_KEY, text)?;
-        notes.push(Note::warn(
-            "--migration-key is accepted but not used: state blobs read over the control channel are not encrypted",
-        ));
-    }
-    if let Some(text) = &args.seccomp {
-        let o = SubOptions::parse(&SECCOMP, text)?;
-        o.choice("action", &["none", "log", "kill"])?;
-        notes.push(Note::info(
-            "--seccomp is accepted and ignored: vtpm installs no seccomp profile",
-        ));
-    }
-    if let Some(dir) = &args.chroot {
-        notes.push(Note::warn(format!(
-            "--chroot {dir} is accepted and ignored: vtpm does not chroot"
-        )));
-    }
     if args.profile.is_some() {
         notes.push(Note::info(
             "--profile is accepted and ignored: vtpm has one fixed set of algorithms and commands",
@@ -430,7 +490,7 @@ pub struct CtrlSpec {
 }
 
 /// `--ctrl type=unixio|tcp,...`.
-pub fn ctrl(text: &str) -> Result<CtrlSpec> {
+pub fn ctrl(text: &str, base: Base) -> Result<CtrlSpec> {
     let o = SubOptions::parse(&CTRL, text)?;
     let Some(kind) = o.choice("type", &["unixio", "tcp"])? else {
         return Err(Error::usage(
@@ -461,7 +521,7 @@ pub fn ctrl(text: &str) -> Result<CtrlSpec> {
         o.forbid(&["port", "bindaddr", "ifname"], "with type=unixio")?;
         match o.exactly_one(&["path", "fd", "clientfd"])? {
             "path" => {
-                let path = absolute("--ctrl", o.str("path").unwrap_or_default())?;
+                let path = resolve("--ctrl", o.str("path").unwrap_or_default(), base)?;
                 perm = Some(unix_perm(&o, path.clone())?);
                 EndpointSpec::Unix(path)
             }

@@ -43,9 +43,6 @@ struct CuseArgs {
     /// Stay in the foreground (vtpm extension; swtpm's CUSE mode always detaches).
     #[arg(short = 'f', long)]
     foreground: bool,
-    /// swtpm's short form of --chroot (accepted and ignored).
-    #[arg(short = 'R', value_name = "DIR", hide = true)]
-    chroot_short: Option<String>,
     /// swtpm's short form of --version.
     #[arg(short = 'v', hide = true)]
     version_short: bool,
@@ -81,13 +78,15 @@ pub fn parse(args: &[String]) -> Result<Action> {
     }
     let mut notes = Vec::new();
     common::ignored(&a.common, &mut notes)?;
-    if let Some(dir) = &a.chroot_short {
-        notes.push(Note::warn(format!(
-            "-R {dir} is accepted and ignored: vtpm does not chroot"
-        )));
+    if a.common.chroot.is_some() {
+        // /dev/cuse is opened when serving starts, after the chroot.
+        return Err(Error::usage(
+            "--chroot",
+            "not supported in cuse mode (/dev/cuse is opened after the root changes)",
+        ));
     }
-    let state = common::state(a.common.tpmstate.as_deref())?;
-    let key = common::key(a.common.key.as_deref(), &mut notes)?;
+    let state = common::state(a.common.tpmstate.as_deref(), common::base(&a.common))?;
+    let key = common::key(a.common.key.as_deref(), &mut notes, common::base(&a.common))?;
     if a.common.print_states {
         return Ok(Action::PrintStates(state, key));
     }
@@ -127,7 +126,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
     let announce = state.defaulted;
     let plan = Plan {
         log: common::log(a.common.log.as_deref())?,
-        pid: common::pid(a.common.pid.as_deref())?,
+        pid: common::pid(a.common.pid.as_deref(), common::base(&a.common))?,
         startup,
         state,
         key,
@@ -143,6 +142,12 @@ pub fn parse(args: &[String]) -> Result<Action> {
         notes,
         announce,
         runas: a.common.runas.clone(),
+        migration_key: common::migration_key(
+            a.common.migration_key.as_deref(),
+            common::base(&a.common),
+        )?,
+        seccomp: common::seccomp(a.common.seccomp.as_deref())?,
+        chroot: a.common.chroot.as_deref().map(common::chroot).transpose()?,
     };
     super::check_fds(&plan)?;
     Ok(Action::Run(Box::new(plan)))
@@ -176,8 +181,6 @@ mod tests {
             "reject-locality-4",
             "--flags",
             "not-need-init",
-            "-R",
-            "/var/empty",
             "--seccomp",
             "action=none",
         ])
@@ -185,7 +188,12 @@ mod tests {
         let Serve::Cuse(c) = &p.serve else { panic!() };
         assert_eq!((c.name.as_str(), c.major, c.minor), ("vtpm0", 10, 224));
         assert!(p.daemon && p.reject_locality_4 && p.startup.power_on);
-        assert!(p.notes.iter().any(|n| n.text.starts_with("-R /var/empty")));
+        assert_eq!(p.seccomp, crate::seccomp::SeccompAction::None);
+        // swtpm's -R: refused here, /dev/cuse is opened after a chroot.
+        let e = run(&["-n", "x", "-R", "/var/empty"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--chroot"), "{e}");
         assert!(!run(&["-n", "x", "--foreground"]).unwrap().daemon);
     }
 

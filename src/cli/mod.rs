@@ -244,6 +244,12 @@ pub struct Plan {
     pub announce: bool,
     /// `--runas USER`.
     pub runas: Option<String>,
+    /// `--migration-key`.
+    pub migration_key: Option<crate::migration_key::MigrationKeySpec>,
+    /// `--seccomp action=...`.
+    pub seccomp: crate::seccomp::SeccompAction,
+    /// `--chroot DIR`.
+    pub chroot: Option<PathBuf>,
 }
 
 /// What to do.
@@ -406,6 +412,17 @@ pub fn check_fds(plan: &Plan) -> Result<()> {
     }) = plan.key
     {
         fds.push((n, "--key"));
+    }
+    if let Some(crate::migration_key::MigrationKeySpec {
+        source:
+            KeySpec {
+                input: KeyInput::Fd(n) | KeyInput::PwdFd(n),
+                ..
+            },
+        ..
+    }) = plan.migration_key
+    {
+        fds.push((n, "--migration-key"));
     }
     for (fd, option) in &fds {
         if *fd <= 2 {

@@ -46,9 +46,15 @@ pub fn parse(args: &[String]) -> Result<Action> {
     };
     let mut notes = Vec::new();
     common::ignored(&a.common, &mut notes)?;
-    let state = common::state(a.common.tpmstate.as_deref())?;
-    let key = common::key(a.common.key.as_deref(), &mut notes)?;
+    let state = common::state(a.common.tpmstate.as_deref(), common::base(&a.common))?;
+    let key = common::key(a.common.key.as_deref(), &mut notes, common::base(&a.common))?;
     if a.common.print_states {
+        if a.common.chroot.is_some() {
+            // The paths are inside the chroot, which --print-states does not enter.
+            return Err(Error::Usage(
+                "--print-states cannot be combined with --chroot".into(),
+            ));
+        }
         return Ok(Action::PrintStates(state, key));
     }
     let n = port("--port", &a.port)?;
@@ -65,7 +71,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
     let announce = state.defaulted;
     let plan = Plan {
         log: common::log(a.common.log.as_deref())?,
-        pid: common::pid(a.common.pid.as_deref())?,
+        pid: common::pid(a.common.pid.as_deref(), common::base(&a.common))?,
         startup: common::flags(a.common.flags.as_deref(), &mut notes)?,
         state,
         key,
@@ -79,6 +85,12 @@ pub fn parse(args: &[String]) -> Result<Action> {
         notes,
         announce,
         runas: a.common.runas.clone(),
+        migration_key: common::migration_key(
+            a.common.migration_key.as_deref(),
+            common::base(&a.common),
+        )?,
+        seccomp: common::seccomp(a.common.seccomp.as_deref())?,
+        chroot: a.common.chroot.as_deref().map(common::chroot).transpose()?,
     };
     super::check_fds(&plan)?;
     Ok(Action::Run(Box::new(plan)))

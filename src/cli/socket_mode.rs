@@ -98,13 +98,19 @@ pub fn parse(args: &[String]) -> Result<Action> {
     }
     let mut notes = Vec::new();
     common::ignored(&a.common, &mut notes)?;
-    let state = common::state(a.common.tpmstate.as_deref())?;
-    let key = common::key(a.common.key.as_deref(), &mut notes)?;
+    let state = common::state(a.common.tpmstate.as_deref(), common::base(&a.common))?;
+    let key = common::key(a.common.key.as_deref(), &mut notes, common::base(&a.common))?;
     if a.common.print_states {
+        if a.common.chroot.is_some() {
+            // The paths are inside the chroot, which --print-states does not enter.
+            return Err(Error::Usage(
+                "--print-states cannot be combined with --chroot".into(),
+            ));
+        }
         return Ok(Action::PrintStates(state, key));
     }
     let log = common::log(a.common.log.as_deref())?;
-    let pid = common::pid(a.common.pid.as_deref())?;
+    let pid = common::pid(a.common.pid.as_deref(), common::base(&a.common))?;
     let mut startup = common::flags(a.common.flags.as_deref(), &mut notes)?;
 
     let (reject_locality_4, allow_set_locality) = common::locality(a.locality.as_deref())?;
@@ -154,7 +160,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
         }
     } else {
         plan.data = if let Some(text) = &a.server {
-            Some(server(text, &env_port, &mut plan)?)
+            Some(server(text, &env_port, &mut plan, common::base(&a.common))?)
         } else if let Some(p) = &a.port {
             Some(EndpointSpec::Tcp(SocketAddr::new(
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -176,7 +182,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
             None
         };
         if let Some(text) = &a.ctrl {
-            let c = common::ctrl(text)?;
+            let c = common::ctrl(text, common::base(&a.common))?;
             plan.terminate_on_ctrl_close = c.terminate;
             plan.ctrl_accepts_mssim = c.mssim;
             plan.unix_perms.extend(c.perm);
@@ -208,12 +214,23 @@ pub fn parse(args: &[String]) -> Result<Action> {
         notes,
         announce,
         runas: a.common.runas.clone(),
+        migration_key: common::migration_key(
+            a.common.migration_key.as_deref(),
+            common::base(&a.common),
+        )?,
+        seccomp: common::seccomp(a.common.seccomp.as_deref())?,
+        chroot: a.common.chroot.as_deref().map(common::chroot).transpose()?,
     };
     super::check_fds(&plan)?;
     Ok(Action::Run(Box::new(plan)))
 }
 
-fn server(text: &str, env_port: &Option<String>, plan: &mut SwtpmPlan) -> Result<EndpointSpec> {
+fn server(
+    text: &str,
+    env_port: &Option<String>,
+    plan: &mut SwtpmPlan,
+    base: common::Base,
+) -> Result<EndpointSpec> {
     let o = SubOptions::parse(&SERVER, text)?;
     match o.choice("type", &["tcp", "unixio"])?.unwrap_or("tcp") {
         "tcp" => {
@@ -247,7 +264,8 @@ fn server(text: &str, env_port: &Option<String>, plan: &mut SwtpmPlan) -> Result
             )?;
             match o.exactly_one(&["path", "fd"])? {
                 "path" => {
-                    let path = common::absolute("--server", o.str("path").unwrap_or_default())?;
+                    let path =
+                        common::resolve("--server", o.str("path").unwrap_or_default(), base)?;
                     plan.unix_perms.push(unix_perm(&o, path.clone())?);
                     Ok(EndpointSpec::Unix(path))
                 }

@@ -93,7 +93,7 @@ pub fn run(args: &[String]) -> i32 {
         return 1;
     }
     if let Some(user) = &o.runas {
-        if let Err(e) = crate::privileges::drop_to(user) {
+        if let Err(e) = crate::privileges::resolve(user).and_then(|u| u.apply()) {
             eprintln!("vtpm setup: {e}");
             return 1;
         }

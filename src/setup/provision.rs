@@ -246,8 +246,15 @@ pub fn run(o: &SetupOptions, log: &mut Log) -> Result<()> {
     };
     let rsa_bits = o.rsa_bits()?;
     let mut notes = Vec::new();
-    let spec = crate::cli::common::state(Some(&state_option(state_text)))?;
-    let key = crate::cli::common::key(o.key_option()?.as_deref(), &mut notes)?;
+    let spec = crate::cli::common::state(
+        Some(&state_option(state_text)),
+        crate::cli::common::Base::Cwd,
+    )?;
+    let key = crate::cli::common::key(
+        o.key_option()?.as_deref(),
+        &mut notes,
+        crate::cli::common::Base::Cwd,
+    )?;
     if let Some(dir) = &o.write_ek_cert_files {
         if !dir.is_dir() {
             return Err(SetupError::io(

@@ -152,6 +152,7 @@ impl SetupTpm {
             DeviceOptions {
                 auto_shutdown: true,
                 encrypted: key.is_some(),
+                migration_key: None,
                 migration: MigrationSpec::default(),
                 config: TpmConfig {
                     reject_locality_4: false,

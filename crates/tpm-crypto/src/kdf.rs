@@ -28,6 +28,14 @@ fn mask_first(out: &mut [u8], bits: u32) {
     }
 }
 
+/// PBKDF2 with HMAC-SHA-512 (RFC 8018) into `out`: for passphrases given
+/// on vtpm's command line (`--migration-key pwdfile=`). Here rather than in
+/// the binary so that test builds run it optimised like the rest of this
+/// crate.
+pub fn pbkdf2_hmac_sha512(password: &[u8], salt: &[u8], rounds: u32, out: &mut [u8]) {
+    pbkdf2::pbkdf2_hmac::<sha2::Sha512>(password, salt, rounds, out);
+}
+
 /// KDFa(hashAlg, key, label, contextU, contextV, bits).
 ///
 /// Output block i (i = 1, 2, ...) is

@@ -35,7 +35,7 @@ pub use drbg::{random_bytes, KdfaRng, SystemRng};
 pub use ecc::{Curve, EccKey, Point};
 pub use error::{Error, Result};
 pub use hash::{ct_eq, digest, hmac, HashAlg, Hasher, HmacState};
-pub use kdf::{kdfa, kdfe, mgf1};
+pub use kdf::{kdfa, kdfe, mgf1, pbkdf2_hmac_sha512};
 pub use resumable::ResumableHash;
 pub use rsa::{RsaKey, RsaPublic};
 pub use sym::{BlockCipher, SymKey, SymMode};

@@ -52,7 +52,7 @@ pub(crate) struct SwtpmState {
     pub(crate) datafd_active: AtomicBool,
     /// The blob of the GET_STATEBLOB transfer in progress, so that requests
     /// with a non-zero offset continue the same snapshot.
-    pub(crate) blob_cache: Mutex<Option<(StateBlobKind, Vec<u8>)>>,
+    pub(crate) blob_cache: Mutex<Option<(StateBlobKind, Vec<u8>, bool)>>,
 }
 
 impl SwtpmState {

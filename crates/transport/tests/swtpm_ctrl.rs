@@ -263,14 +263,41 @@ fn set_blob_req(kind: u32, flags: u32, len: usize) -> Vec<u8> {
 }
 
 fn get_blob<S: Read + Write>(s: &mut S, kind: u32, offset: u32) -> (u32, Vec<u8>) {
+    let (rc, flags, data) = get_blob_flags(s, kind, offset);
+    assert_eq!(flags, 0, "state_flags");
+    (rc, data)
+}
+
+/// CMD_GET_STATEBLOB: result, state_flags and data.
+fn get_blob_flags<S: Read + Write>(s: &mut S, kind: u32, offset: u32) -> (u32, u32, Vec<u8>) {
     let mut b = be32(1).to_vec(); // PTM_STATE_FLAG_DECRYPTED, as QEMU asks
     b.extend(be32(kind));
     b.extend(be32(offset));
     let hdr = ctrl(s, 12, &b, 16);
     let (tot, len) = (u32_at(&hdr, 8), u32_at(&hdr, 12));
     assert_eq!(tot, len);
-    assert_eq!(u32_at(&hdr, 4), 0, "state_flags");
-    (result_of(&hdr), read_n(s, len as usize))
+    (result_of(&hdr), u32_at(&hdr, 4), read_n(s, len as usize))
+}
+
+#[test]
+fn with_a_migration_key_blobs_are_flagged_encrypted_and_accepted_flagged() {
+    let dev = MockDevice::new(true);
+    // PTM_CONFIG_FLAG_MIGRATION_KEY: the device seals its blobs.
+    dev.config.store(2, std::sync::atomic::Ordering::SeqCst);
+    dev.blobs.lock().unwrap().insert("perm", b"sealed".to_vec());
+    let (_srv, _, c) = start(dev.clone(), |_| {});
+    let mut s = connect(c);
+    let (rc, flags, data) = get_blob_flags(&mut s, 1, 0);
+    assert_eq!((rc, flags, data.as_slice()), (0, 2, &b"sealed"[..]));
+    // Sent back flagged PTM_STATE_FLAG_ENCRYPTED to a stopped TPM, the device gets it to open.
+    assert_eq!(ctrl(&mut s, 14, &[], 4), [0; 4]);
+    s.write_all(&set_blob_req(1, 2, 6)).unwrap();
+    s.write_all(b"sealed").unwrap();
+    assert_eq!(result_of(&read_n(&mut s, 4)), 0);
+    assert!(dev
+        .calls()
+        .iter()
+        .any(|c| matches!(c, Call::SetStateBlob(..))));
 }
 
 #[test]

@@ -214,6 +214,14 @@ pub mod rc {
     pub const TPM_BAD_PARAMETER: u32 = 3;
     /// TPM_FAIL: the operation failed.
     pub const TPM_FAIL: u32 = 9;
+    /// TPM_KEYNOTFOUND: a state blob is encrypted and there is no key for it.
+    pub const TPM_KEYNOTFOUND: u32 = 13;
+    /// TPM_DECRYPT_ERROR: a state blob does not decrypt with the key given.
+    pub const TPM_DECRYPT_ERROR: u32 = 0x21;
+    /// TPM_BAD_KEY_PROPERTY: the key is of the wrong size for the blob.
+    pub const TPM_BAD_KEY_PROPERTY: u32 = 0x28;
+    /// TPM_BAD_VERSION: a state blob of an unknown layout version.
+    pub const TPM_BAD_VERSION: u32 = 0x2e;
     /// TPM_BAD_ORDINAL: unknown command, or not allowed in the TPM's power state.
     pub const TPM_BAD_ORDINAL: u32 = 10;
     /// TPM_SIZE: out of memory / too large.

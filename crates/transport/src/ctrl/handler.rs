@@ -22,8 +22,6 @@ use crate::wire::{Endian, Pad, Wire};
 
 /// Largest state blob CMD_SET_STATEBLOB accepts; bigger ones are drained and refused.
 pub const MAX_STATE_BLOB: u32 = 16 * 1024 * 1024;
-/// TPM_KEYNOTFOUND: an encrypted blob arrived and vtpm holds no migration key.
-const TPM_KEYNOTFOUND: u32 = 13;
 
 /// How one carrier of the control commands encodes and limits them.
 #[derive(Debug, Clone, Copy)]
@@ -330,17 +328,23 @@ fn get_state_blob(st: &SwtpmState, d: &Dialect, body: &[u8]) -> Handled {
     };
     let mut cache = lock(&st.blob_cache);
     // Offset 0 starts a transfer; later offsets continue the same snapshot.
-    let cached = matches!(&*cache, Some((k, _)) if *k == kind);
+    let cached = matches!(&*cache, Some((k, _, _)) if *k == kind);
     if req.offset == 0 || !cached {
-        match st.tpm.call_dev(move |d| d.get_state_blob(kind)) {
-            Ok(b) => *cache = Some((kind, b)),
+        // Blobs sealed with a migration key are flagged as encrypted.
+        match st.tpm.call_dev(move |dev| {
+            let sealed = dev.config_flags() & PTM_CONFIG_FLAG_MIGRATION_KEY != 0;
+            dev.get_state_blob(kind).map(|b| (b, sealed))
+        }) {
+            Ok((b, enc)) => *cache = Some((kind, b, enc)),
             Err(e) => {
                 *cache = None;
                 return error(d, cmd, e.code);
             }
         }
     }
-    let blob = cache.as_ref().map_or(&[][..], |(_, b)| b.as_slice());
+    let (blob, sealed) = cache
+        .as_ref()
+        .map_or((&[][..], false), |(_, b, e)| (b.as_slice(), *e));
     let rest = blob.get(req.offset as usize..).unwrap_or(&[]);
     let (data, total) = match d.blob_chunk {
         Some(n) => (&rest[..rest.len().min(n)], blob.len()),
@@ -348,7 +352,7 @@ fn get_state_blob(st: &SwtpmState, d: &Dialect, body: &[u8]) -> Handled {
     };
     let hdr = GetStateResp {
         result: 0,
-        state_flags: 0,
+        state_flags: if sealed { PTM_STATE_FLAG_ENCRYPTED } else { 0 },
         totlength: total as u32,
         length: data.len() as u32,
     };
@@ -373,8 +377,17 @@ fn set_state_blob(st: &SwtpmState, d: &Dialect, body: &[u8]) -> Handled {
     let Some(kind) = blob_kind(hdr.blob_type) else {
         return result(d, rc::TPM_BAD_PARAMETER);
     };
+    // A blob flagged encrypted needs a migration key. The device opens a
+    // sealed blob (which says so itself, flag or not) with its key or
+    // refuses it.
     if hdr.state_flags & PTM_STATE_FLAG_ENCRYPTED != 0 {
-        return result(d, TPM_KEYNOTFOUND);
+        let has_key = st
+            .tpm
+            .call(|dev| dev.config_flags() & PTM_CONFIG_FLAG_MIGRATION_KEY != 0)
+            .unwrap_or(false);
+        if !has_key {
+            return result(d, rc::TPM_KEYNOTFOUND);
+        }
     }
     let blob = blob.to_vec();
     result(

@@ -332,7 +332,7 @@ impl Session {
             }
             Transfer::GetBlob { offset } => {
                 let cache = lock(&self.shared.st.blob_cache);
-                let Some((_, blob)) = cache.as_ref() else {
+                let Some((_, blob, _)) = cache.as_ref() else {
                     drop(cache);
                     self.transfer = Transfer::Commands;
                     self.error(unique, Errno::EIO);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +41,8 @@ pub struct MockDevice {
     pub blobs: Mutex<HashMap<&'static str, Vec<u8>>>,
     /// When set, every fallible method fails with this code.
     pub fail: Mutex<Option<u32>>,
+    /// What CMD_GET_CONFIG reports (PTM_CONFIG_FLAG_*).
+    pub config: AtomicU32,
     pub responder: Responder,
 }
 
@@ -72,6 +74,7 @@ impl MockDevice {
             established: AtomicBool::new(true),
             blobs: Mutex::new(HashMap::new()),
             fail: Mutex::new(None),
+            config: AtomicU32::new(0),
             responder,
         })
     }
@@ -166,6 +169,9 @@ impl Device for Mock {
     }
     fn set_nv_available(&mut self, available: bool) {
         self.0.set_nv_available(available)
+    }
+    fn config_flags(&self) -> u32 {
+        self.0.config.load(Ordering::SeqCst)
     }
 }
 
