@@ -9,8 +9,8 @@
 
 use clap::{ColorChoice, Parser};
 
-use super::common::{self, CommonArgs};
-use super::{Action, ChardevPlan, DeviceSpec, Note, Plan, Serve};
+use super::common::{self, CommonArgs, ModeParts};
+use super::{Action, ChardevPlan, DeviceSpec, Note, Serve};
 use crate::error::{Error, Result};
 
 /// `vtpm chardev` options (swtpm's names; see swtpm(8)).
@@ -58,19 +58,16 @@ pub fn parse(args: &[String]) -> Result<Action> {
         Ok(a) => a,
         Err(done) => return Ok(done),
     };
-    let mut notes = Vec::new();
-    common::ignored(&a.common, &mut notes)?;
-    let state = common::state(a.common.tpmstate.as_deref(), common::base(&a.common))?;
-    let key = common::key(a.common.key.as_deref(), &mut notes, common::base(&a.common))?;
-    if a.common.print_states {
-        return Ok(Action::PrintStates(state, key));
-    }
+    let mut s = match common::start(&a.common)? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
     let device = device(&a)?;
     let proxy = device == DeviceSpec::VtpmProxy;
     let startup = if proxy {
-        common::proxy_flags(a.common.flags.as_deref(), &mut notes)?
+        common::proxy_flags(a.common.flags.as_deref(), &mut s.notes)?
     } else {
-        common::flags(a.common.flags.as_deref(), &mut notes)?
+        common::flags(a.common.flags.as_deref(), &mut s.notes)?
     };
     let (reject_locality_4, allow_set_locality) = common::locality(a.locality.as_deref())?;
     let mut plan = ChardevPlan {
@@ -93,34 +90,20 @@ pub fn parse(args: &[String]) -> Result<Action> {
         plan.ctrl = Some(c.endpoint);
     }
     if plan.ctrl.is_none() && !startup.power_on {
-        notes.push(Note::warn(
+        s.notes.push(Note::warn(
             "no control channel and no --flags not-need-init: nothing can initialise the TPM, every command will fail",
         ));
     }
-    let migration = common::migration(a.migration.as_deref(), &startup, &mut notes)?;
-    let announce = state.defaulted;
-    let plan = Plan {
-        state,
-        log: common::log(a.common.log.as_deref())?,
-        pid: common::pid(a.common.pid.as_deref(), common::base(&a.common))?,
-        key,
+    let migration = common::migration(a.migration.as_deref(), &startup, &mut s.notes)?;
+    let parts = ModeParts {
         startup,
+        serve: Serve::Chardev(plan),
+        announce: s.state.defaulted,
         daemon: a.common.daemon,
         reject_locality_4,
         migration,
-        serve: Serve::Chardev(plan),
-        notes,
-        announce,
-        runas: a.common.runas.clone(),
-        migration_key: common::migration_key(
-            a.common.migration_key.as_deref(),
-            common::base(&a.common),
-        )?,
-        seccomp: common::seccomp(a.common.seccomp.as_deref())?,
-        chroot: a.common.chroot.as_deref().map(common::chroot).transpose()?,
     };
-    super::check_fds(&plan)?;
-    Ok(Action::Run(Box::new(plan)))
+    common::finish(&a.common, s, parts)
 }
 
 /// Which of --chardev, --fd and --vtpm-proxy (exactly one).
@@ -160,13 +143,10 @@ fn device(a: &ChardevArgs) -> Result<DeviceSpec> {
 mod tests {
     use super::super::{EndpointSpec, StartupType};
     use super::*;
+    use crate::cli::Plan;
 
     fn run(args: &[&str]) -> Result<Plan> {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        match parse(&args)? {
-            Action::Run(p) => Ok(*p),
-            other => panic!("{other:?}"),
-        }
+        crate::cli::plan_of(parse, args)
     }
 
     fn chardev(p: &Plan) -> &ChardevPlan {

@@ -7,7 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 use std::path::{Path, PathBuf};
 
 use super::options::{boolean, flag, value, Spec, SubOptions};
-use super::{EndpointSpec, MigrationSpec, Note, StartupFlags, StartupType, UnixPerm};
+use super::{
+    Action, EndpointSpec, MigrationSpec, Note, Plan, Serve, StartupFlags, StartupType, UnixPerm,
+};
 use crate::error::{Error, Result};
 use crate::keys::{KeyFormat, KeyInput, KeySpec};
 use crate::logging::{LogSpec, LogTarget};
@@ -590,4 +592,75 @@ pub fn unix_perm(o: &SubOptions, path: PathBuf) -> Result<UnixPerm> {
         uid: o.parsed("uid", "a numeric user id")?,
         gid: o.parsed("gid", "a numeric group id")?,
     })
+}
+
+/// What every serving mode reads first from the common options.
+pub struct Start {
+    /// Lines for the log (options taken but not used, key notes).
+    pub notes: Vec<Note>,
+    /// Where the state is.
+    pub state: StateSpec,
+    /// The state encryption key.
+    pub key: Option<KeySpec>,
+}
+
+/// The first part of every serving mode: the options vtpm has no use for
+/// noted, the state and its key read; `Err(action)` when `--print-states`
+/// answers instead of serving.
+pub fn start(c: &CommonArgs) -> Result<std::result::Result<Start, Action>> {
+    let mut notes = Vec::new();
+    ignored(c, &mut notes)?;
+    let state = state(c.tpmstate.as_deref(), base(c))?;
+    let key = key(c.key.as_deref(), &mut notes, base(c))?;
+    if c.print_states {
+        if c.chroot.is_some() {
+            // The paths are inside the chroot, which --print-states does not enter.
+            return Err(Error::Usage(
+                "--print-states cannot be combined with --chroot".into(),
+            ));
+        }
+        return Ok(Err(Action::PrintStates(state, key)));
+    }
+    Ok(Ok(Start { notes, state, key }))
+}
+
+/// What a serving mode decides itself.
+pub struct ModeParts {
+    /// Start-up and shutdown behaviour.
+    pub startup: StartupFlags,
+    /// The protocol and its channels.
+    pub serve: Serve,
+    /// Say where it serves (a defaulted state or channels).
+    pub announce: bool,
+    /// Go to the background.
+    pub daemon: bool,
+    /// `--locality reject-locality-4`.
+    pub reject_locality_4: bool,
+    /// `--migration`.
+    pub migration: MigrationSpec,
+}
+
+/// The plan of a serving mode: `s` and `parts` with the rest of the common
+/// options (log, pid file, user, migration key, syscall filter, chroot),
+/// every descriptor checked to be given to one option only.
+pub fn finish(c: &CommonArgs, s: Start, parts: ModeParts) -> Result<Action> {
+    let plan = Plan {
+        state: s.state,
+        log: log(c.log.as_deref())?,
+        pid: pid(c.pid.as_deref(), base(c))?,
+        key: s.key,
+        startup: parts.startup,
+        daemon: parts.daemon,
+        reject_locality_4: parts.reject_locality_4,
+        migration: parts.migration,
+        serve: parts.serve,
+        notes: s.notes,
+        announce: parts.announce,
+        runas: c.runas.clone(),
+        migration_key: migration_key(c.migration_key.as_deref(), base(c))?,
+        seccomp: seccomp(c.seccomp.as_deref())?,
+        chroot: c.chroot.as_deref().map(chroot).transpose()?,
+    };
+    super::check_fds(&plan)?;
+    Ok(Action::Run(Box::new(plan)))
 }

@@ -7,9 +7,9 @@
 
 use clap::{ColorChoice, Parser};
 
-use super::common::{self, CommonArgs};
+use super::common::{self, CommonArgs, ModeParts};
 use super::options::{flag, Spec, SubOptions};
-use super::{Action, CusePlan, Note, Plan, Serve};
+use super::{Action, CusePlan, Note, Serve};
 use crate::error::{Error, Result};
 
 /// `vtpm cuse` options (swtpm's names; see swtpm(8)).
@@ -76,8 +76,6 @@ pub fn parse(args: &[String]) -> Result<Action> {
     if a.version_short {
         return Ok(Action::Print(super::version()));
     }
-    let mut notes = Vec::new();
-    common::ignored(&a.common, &mut notes)?;
     if a.common.chroot.is_some() {
         // /dev/cuse is opened when serving starts, after the chroot.
         return Err(Error::usage(
@@ -85,11 +83,10 @@ pub fn parse(args: &[String]) -> Result<Action> {
             "not supported in cuse mode (/dev/cuse is opened after the root changes)",
         ));
     }
-    let state = common::state(a.common.tpmstate.as_deref(), common::base(&a.common))?;
-    let key = common::key(a.common.key.as_deref(), &mut notes, common::base(&a.common))?;
-    if a.common.print_states {
-        return Ok(Action::PrintStates(state, key));
-    }
+    let mut s = match common::start(&a.common)? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
     let Some(name) = a.name.clone() else {
         return Err(Error::usage(
             "--name",
@@ -112,7 +109,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
         .as_deref()
         .map(|s| device_number("--min", s))
         .transpose()?;
-    let startup = common::flags(a.common.flags.as_deref(), &mut notes)?;
+    let startup = common::flags(a.common.flags.as_deref(), &mut s.notes)?;
     let (mut reject_locality_4, mut allow_set_locality) = (false, false);
     if let Some(text) = &a.locality {
         let o = SubOptions::parse(&LOCALITY, text)?;
@@ -120,49 +117,33 @@ pub fn parse(args: &[String]) -> Result<Action> {
         allow_set_locality = o.flag("allow-set-locality");
     }
     if a.common.daemon {
-        notes.push(Note::info("--daemon: the CUSE mode detaches anyway"));
+        s.notes
+            .push(Note::info("--daemon: the CUSE mode detaches anyway"));
     }
-    let migration = common::migration(a.migration.as_deref(), &startup, &mut notes)?;
-    let announce = state.defaulted;
-    let plan = Plan {
-        log: common::log(a.common.log.as_deref())?,
-        pid: common::pid(a.common.pid.as_deref(), common::base(&a.common))?,
+    let migration = common::migration(a.migration.as_deref(), &startup, &mut s.notes)?;
+    let parts = ModeParts {
         startup,
-        state,
-        key,
-        daemon: !a.foreground,
-        reject_locality_4,
-        migration,
         serve: Serve::Cuse(CusePlan {
             name,
             major: major.unwrap_or(0),
             minor: minor.unwrap_or(0),
             allow_set_locality,
         }),
-        notes,
-        announce,
-        runas: a.common.runas.clone(),
-        migration_key: common::migration_key(
-            a.common.migration_key.as_deref(),
-            common::base(&a.common),
-        )?,
-        seccomp: common::seccomp(a.common.seccomp.as_deref())?,
-        chroot: a.common.chroot.as_deref().map(common::chroot).transpose()?,
+        announce: s.state.defaulted,
+        daemon: !a.foreground,
+        reject_locality_4,
+        migration,
     };
-    super::check_fds(&plan)?;
-    Ok(Action::Run(Box::new(plan)))
+    common::finish(&a.common, s, parts)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Plan;
 
     fn run(args: &[&str]) -> Result<Plan> {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        match parse(&args)? {
-            Action::Run(p) => Ok(*p),
-            other => panic!("{other:?}"),
-        }
+        crate::cli::plan_of(parse, args)
     }
 
     #[test]

@@ -446,3 +446,14 @@ pub fn check_fds(plan: &Plan) -> Result<()> {
     }
     Ok(())
 }
+
+/// The plan a mode's `parse` makes of `args`; panics on any other action
+/// (for the modes' tests).
+#[cfg(test)]
+pub(crate) fn plan_of(parse: fn(&[String]) -> Result<Action>, args: &[&str]) -> Result<Plan> {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    match parse(&args)? {
+        Action::Run(p) => Ok(*p),
+        other => panic!("{other:?}"),
+    }
+}

@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::{ColorChoice, Parser};
 
-use super::common::{self, port, CommonArgs};
-use super::{Action, MssimPlan, Plan, Serve};
+use super::common::{self, port, CommonArgs, ModeParts};
+use super::{Action, MssimPlan, Serve};
 use crate::error::{Error, Result};
 
 /// `vtpm mssim` options.
@@ -44,19 +44,10 @@ pub fn parse(args: &[String]) -> Result<Action> {
         Ok(a) => a,
         Err(done) => return Ok(done),
     };
-    let mut notes = Vec::new();
-    common::ignored(&a.common, &mut notes)?;
-    let state = common::state(a.common.tpmstate.as_deref(), common::base(&a.common))?;
-    let key = common::key(a.common.key.as_deref(), &mut notes, common::base(&a.common))?;
-    if a.common.print_states {
-        if a.common.chroot.is_some() {
-            // The paths are inside the chroot, which --print-states does not enter.
-            return Err(Error::Usage(
-                "--print-states cannot be combined with --chroot".into(),
-            ));
-        }
-        return Ok(Action::PrintStates(state, key));
-    }
+    let mut s = match common::start(&a.common)? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
     let n = port("--port", &a.port)?;
     if n == 0 || n == u16::MAX {
         return Err(Error::usage(
@@ -68,30 +59,16 @@ pub fn parse(args: &[String]) -> Result<Action> {
         Some(s) => super::ip_addr("--bindaddr", s)?,
         None => IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
-    let announce = state.defaulted;
-    let plan = Plan {
-        log: common::log(a.common.log.as_deref())?,
-        pid: common::pid(a.common.pid.as_deref(), common::base(&a.common))?,
-        startup: common::flags(a.common.flags.as_deref(), &mut notes)?,
-        state,
-        key,
-        daemon: a.common.daemon,
-        reject_locality_4: false,
-        migration: Default::default(),
+    let parts = ModeParts {
+        startup: common::flags(a.common.flags.as_deref(), &mut s.notes)?,
         serve: Serve::Mssim(MssimPlan {
             command: SocketAddr::new(ip, n),
             platform: SocketAddr::new(ip, n + 1),
         }),
-        notes,
-        announce,
-        runas: a.common.runas.clone(),
-        migration_key: common::migration_key(
-            a.common.migration_key.as_deref(),
-            common::base(&a.common),
-        )?,
-        seccomp: common::seccomp(a.common.seccomp.as_deref())?,
-        chroot: a.common.chroot.as_deref().map(common::chroot).transpose()?,
+        announce: s.state.defaulted,
+        daemon: a.common.daemon,
+        reject_locality_4: false,
+        migration: Default::default(),
     };
-    super::check_fds(&plan)?;
-    Ok(Action::Run(Box::new(plan)))
+    common::finish(&a.common, s, parts)
 }

@@ -11,9 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use clap::{ColorChoice, Parser};
 
-use super::common::{self, port, tcp_addr, unix_perm, CommonArgs};
+use super::common::{self, port, tcp_addr, unix_perm, CommonArgs, ModeParts};
 use super::options::{flag, value, Spec, SubOptions};
-use super::{Action, EndpointSpec, Note, Plan, Serve, StartupType, SwtpmPlan};
+use super::{Action, EndpointSpec, Note, Serve, StartupType, SwtpmPlan};
 use crate::error::{Error, Result};
 
 /// Default data port when no channel is given (the mssim/swtpm convention).
@@ -96,22 +96,11 @@ pub fn parse(args: &[String]) -> Result<Action> {
             "--vtpm-proxy and --chardev belong to swtpm's chardev mode: use `vtpm chardev`".into(),
         ));
     }
-    let mut notes = Vec::new();
-    common::ignored(&a.common, &mut notes)?;
-    let state = common::state(a.common.tpmstate.as_deref(), common::base(&a.common))?;
-    let key = common::key(a.common.key.as_deref(), &mut notes, common::base(&a.common))?;
-    if a.common.print_states {
-        if a.common.chroot.is_some() {
-            // The paths are inside the chroot, which --print-states does not enter.
-            return Err(Error::Usage(
-                "--print-states cannot be combined with --chroot".into(),
-            ));
-        }
-        return Ok(Action::PrintStates(state, key));
-    }
-    let log = common::log(a.common.log.as_deref())?;
-    let pid = common::pid(a.common.pid.as_deref(), common::base(&a.common))?;
-    let mut startup = common::flags(a.common.flags.as_deref(), &mut notes)?;
+    let mut s = match common::start(&a.common)? {
+        Ok(s) => s,
+        Err(answer) => return Ok(answer),
+    };
+    let mut startup = common::flags(a.common.flags.as_deref(), &mut s.notes)?;
 
     let (reject_locality_4, allow_set_locality) = common::locality(a.locality.as_deref())?;
 
@@ -189,40 +178,26 @@ pub fn parse(args: &[String]) -> Result<Action> {
             plan.ctrl = Some(c.endpoint);
         }
         if plan.ctrl.is_none() && !startup.power_on {
-            notes.push(Note::warn(
+            s.notes.push(Note::warn(
                 "no control channel and no --flags not-need-init: nothing can initialise the TPM, every command will fail",
             ));
         }
     }
     if reject_locality_4 && !allow_set_locality {
-        notes.push(Note::info(
+        s.notes.push(Note::info(
             "--locality reject-locality-4 applies to every command's locality",
         ));
     }
-    let migration = common::migration(a.migration.as_deref(), &startup, &mut notes)?;
-    let announce = bare || state.defaulted;
-    let plan = Plan {
-        state,
-        log,
-        pid,
-        key,
+    let migration = common::migration(a.migration.as_deref(), &startup, &mut s.notes)?;
+    let parts = ModeParts {
         startup,
+        serve: Serve::Swtpm(plan),
+        announce: bare || s.state.defaulted,
         daemon: a.common.daemon,
         reject_locality_4,
         migration,
-        serve: Serve::Swtpm(plan),
-        notes,
-        announce,
-        runas: a.common.runas.clone(),
-        migration_key: common::migration_key(
-            a.common.migration_key.as_deref(),
-            common::base(&a.common),
-        )?,
-        seccomp: common::seccomp(a.common.seccomp.as_deref())?,
-        chroot: a.common.chroot.as_deref().map(common::chroot).transpose()?,
     };
-    super::check_fds(&plan)?;
-    Ok(Action::Run(Box::new(plan)))
+    common::finish(&a.common, s, parts)
 }
 
 fn server(
@@ -284,13 +259,10 @@ fn server(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Plan;
 
     fn run(args: &[&str]) -> Result<Plan> {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        match parse(&args)? {
-            Action::Run(p) => Ok(*p),
-            other => panic!("{other:?}"),
-        }
+        crate::cli::plan_of(parse, args)
     }
 
     #[test]
