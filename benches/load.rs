@@ -210,21 +210,38 @@ fn start_nbd(program: &str) -> Option<Target> {
     Some(t)
 }
 
-/// p50 of a bare NBD round trip on `uri` (a 4 KiB read of the lease-free
-/// first block, through a second, read-only connection), in microseconds.
-fn nbd_round_trip_us(uri: &str) -> Option<f64> {
+/// On `uri`, through a second connection: p50 of a bare NBD round trip (a
+/// 4 KiB read of the first block) and of a bare durable commit as vtpm
+/// sends one (two 754-byte writes, their replies, then FLUSH), written to
+/// the last 64 KiB before the lease block, which no image uses, in
+/// microseconds.
+fn nbd_round_trips_us(uri: &str) -> Option<(f64, f64)> {
     use nvram::Backend;
     let uri = nvram::nbd::NbdUri::parse(uri).ok()?;
-    let mut be = nvram::nbd::NbdBackend::connect(&uri, Duration::from_secs(5), true).ok()?;
+    let mut be = nvram::nbd::NbdBackend::connect(&uri, Duration::from_secs(5), false).ok()?;
+    let p50 = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1e6
+    };
     let mut buf = vec![0u8; 4096];
-    let mut v = Vec::with_capacity(2000);
+    let mut reads = Vec::with_capacity(2000);
     for _ in 0..2000 {
         let t = Instant::now();
         be.read_at(0, &mut buf).ok()?;
-        v.push(t.elapsed());
+        reads.push(t.elapsed());
     }
-    v.sort();
-    Some(v[v.len() / 2].as_secs_f64() * 1e6)
+    let scratch = nvram::lease::lease_offset(be.size())?.checked_sub(64 * 1024)?;
+    let record = vec![0x5au8; 754];
+    let mut commits = Vec::with_capacity(300);
+    for i in 0..300u64 {
+        let off = scratch + (i % 32) * 1024;
+        let t = Instant::now();
+        be.write_at(off, &record).ok()?;
+        be.write_at(off + 32 * 1024, &record).ok()?;
+        be.flush().ok()?;
+        commits.push(t.elapsed());
+    }
+    Some((p50(reads), p50(commits)))
 }
 
 /// Start `program` on `state`, powered on and started, and connect one data client.
@@ -552,6 +569,7 @@ struct Results {
     /// NV_Write p50 on NBD and a bare NBD round trip (issue 16's target).
     nbd_nv_write_us: Option<f64>,
     nbd_rtt_us: Option<f64>,
+    nbd_commit_us: Option<f64>,
 }
 
 fn find<'a>(v: &'a [Pair], name: &str) -> Option<(&'a Figures, &'a Figures)> {
@@ -756,9 +774,13 @@ fn main() {
             println!("qemu-storage-daemon or vtpm on NBD did not start (qemu-utils installed?)")
         }
         Some(mut nbd) => {
-            res.nbd_rtt_us = nbd.nbd_uri.as_deref().and_then(nbd_round_trip_us);
-            if let Some(rtt) = res.nbd_rtt_us {
-                println!("bare NBD round trip (4 KiB read, p50 of 2,000): {rtt:.1} us");
+            if let Some((rtt, commit)) = nbd.nbd_uri.as_deref().and_then(nbd_round_trips_us) {
+                println!(
+                    "bare NBD round trip (4 KiB read, p50 of 2,000): {rtt:.1} us; \
+                     bare durable NBD commit (2 x 754 B written, then FLUSH; p50 of 300): {commit:.1} us"
+                );
+                res.nbd_rtt_us = Some(rtt);
+                res.nbd_commit_us = Some(commit);
             }
             println!(
                 "{:<28} {:>10} {:>8} {:>8} {:>8} | {:>13} {:>13} | {:>9}",
@@ -957,6 +979,13 @@ fn targets(res: &Results) {
             ),
             Some(n <= o.p50_us + 2.0 * rtt),
         );
+        if let Some(commit) = res.nbd_commit_us {
+            println!(
+                "        (the server's part: a bare durable NBD commit alone takes {commit:.1} us; \
+                 vtpm's whole NV_Write on NBD {n:.1} us, {:+.1} us beyond it)",
+                n - commit
+            );
+        }
     }
     line(
         format!(
