@@ -70,6 +70,9 @@ pub fn start_auth_session(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Respons
         // A public-only object (LoadExternal) has no authValue to contribute.
         Some(tpm.entity_auth(bind).ok_or(Rc(c::RC_HANDLE).handle(2))?)
     };
+    if !p.symmetric.0.offered() {
+        return Err(Rc(c::RC_VALUE).param(4));
+    }
     if let SymDef::Cipher { mode, .. } = p.symmetric.0 {
         if mode != c::ALG_CFB {
             return Err(Rc(c::RC_MODE).param(4));

@@ -15,7 +15,10 @@ use crate::types::PublicParms;
 
 /// TPM2_TestParms.
 pub fn test_parms(_tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
-    PublicParms::unmarshal(&mut ctx.params).map_err(|e| e.param(1))?;
+    let parms = PublicParms::unmarshal(&mut ctx.params).map_err(|e| e.param(1))?;
     ctx.params.finish().map_err(|_| Rc(c::RC_SIZE))?;
+    if !parms.0.symmetric().offered() {
+        return Err(Rc(c::RC_VALUE).param(1));
+    }
     Ok(Response::default())
 }

@@ -160,6 +160,9 @@ pub fn check_template(
     auth_len: usize,
     data_len: usize,
 ) -> Result<(), (u32, bool)> {
+    if !p.parms.symmetric().offered() {
+        return Err((c::RC_VALUE, false));
+    }
     common_template_rules(p, parent, auth_len)?;
     let origin = p.has(c::TPMA_OBJECT_SENSITIVEDATAORIGIN);
     let asymmetric = matches!(p.parms, Parms::Rsa { .. } | Parms::Ecc { .. });
