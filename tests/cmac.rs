@@ -9,7 +9,7 @@ mod support;
 
 use common::{start_swtpm, RawConn, Vtpm};
 use support::corpus::{command, pw_area, NO_SESSIONS, SESSIONS};
-use support::ecc::{send, tpm2b, Rd};
+use support::ecc::{load_external, send, tpm2b, Rd};
 
 const ALG_AES: u16 = 0x0006;
 const ALG_TDES: u16 = 0x0003;
@@ -60,15 +60,7 @@ fn load_sym(c: &mut RawConn, alg: u16, key: &[u8], mode: u16) -> u32 {
         &tpm2b(&unique),
     ]
     .concat();
-    let body = [
-        tpm2b(&sensitive),
-        tpm2b(&public),
-        0x4000_0007u32.to_be_bytes().to_vec(),
-    ]
-    .concat();
-    let (rc, r) = send(c, &command(NO_SESSIONS, 0x167, &body));
-    assert_eq!(rc, 0, "LoadExternal");
-    Rd(&r).u32()
+    load_external(c, &sensitive, &public)
 }
 
 fn flush(c: &mut RawConn, h: u32) {

@@ -8,7 +8,7 @@ mod common;
 mod support;
 
 use common::{start_swtpm, RawConn, Vtpm};
-use support::corpus::{command, pw_area, NO_SESSIONS, SESSIONS};
+use support::corpus::{command, NO_SESSIONS};
 use support::ecc::*;
 use tpm_crypto::{Curve, HashAlg, Point};
 
@@ -62,25 +62,7 @@ fn curve_parameters_and_list_are_swtpms() {
 
 /// TPM2_Sign of `digest` with `alg`/SHA-256: (r, s).
 fn sign(c: &mut RawConn, h: u32, alg: u16, digest: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let scheme = [alg, ALG_SHA256]
-        .iter()
-        .flat_map(|v| v.to_be_bytes())
-        .collect::<Vec<u8>>();
-    let ticket = [
-        &0x8024u16.to_be_bytes()[..],
-        &0x4000_0007u32.to_be_bytes(),
-        &tpm2b(&[]),
-    ]
-    .concat();
-    let body = [
-        &h.to_be_bytes()[..],
-        &pw_area(),
-        &tpm2b(digest),
-        &scheme,
-        &ticket,
-    ]
-    .concat();
-    let (rc, r) = send(c, &command(SESSIONS, 0x15D, &body));
+    let (rc, r) = sign_raw(c, h, &[alg, ALG_SHA256], digest);
     assert_eq!(rc, 0, "Sign with {alg:#x}");
     let mut rd = Rd(&r);
     rd.u32();

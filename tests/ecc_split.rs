@@ -113,26 +113,7 @@ fn sign_ecdaa(
     digest: &[u8],
     count: u16,
 ) -> Result<(Vec<u8>, Vec<u8>), u32> {
-    let scheme: Vec<u8> = [ALG_ECDAA, ALG_SHA256, count]
-        .iter()
-        .flat_map(|v| v.to_be_bytes())
-        .collect();
-    // A NULL hash-check ticket.
-    let ticket = [
-        &0x8024u16.to_be_bytes()[..],
-        &0x4000_0007u32.to_be_bytes(),
-        &tpm2b(&[]),
-    ]
-    .concat();
-    let body = [
-        &h.to_be_bytes()[..],
-        &pw_area(),
-        &tpm2b(digest),
-        &scheme,
-        &ticket,
-    ]
-    .concat();
-    let (rc, r) = send(c, &command(SESSIONS, 0x15D, &body));
+    let (rc, r) = sign_raw(c, h, &[ALG_ECDAA, ALG_SHA256, count], digest);
     if rc != 0 {
         return Err(rc);
     }
@@ -476,25 +457,7 @@ fn commits_survive_shutdown_state_and_die_with_a_reset() {
 fn tools_ecdaa(tpm: Vtpm) -> Vec<String> {
     let b = ToolBench::new(tpm);
     b.ok("tpm2_createprimary", &["-C", "o", "-c", "prim.ctx"]);
-    b.ok(
-        "tpm2_create",
-        &[
-            "-C",
-            "prim.ctx",
-            "-G",
-            "ecc256:ecdaa",
-            "-u",
-            "key.pub",
-            "-r",
-            "key.priv",
-        ],
-    );
-    b.ok(
-        "tpm2_load",
-        &[
-            "-C", "prim.ctx", "-u", "key.pub", "-r", "key.priv", "-c", "key.ctx",
-        ],
-    );
+    b.key("key", "ecc256:ecdaa", None);
     b.ok("tpm2_commit", &["-c", "key.ctx", "-t", "c0", "-u", "E0"]);
     b.ok("tpm2_commit", &["-c", "key.ctx", "-t", "c1", "-u", "E1"]);
     let counters = (b.read("c0"), b.read("c1"));
@@ -585,26 +548,10 @@ fn tpm2_tools_ecdaa_flow_as_swtpm() {
 fn tools_two_phase(tpm: Vtpm) -> Vec<String> {
     let b = ToolBench::new(tpm);
     b.ok("tpm2_createprimary", &["-C", "o", "-c", "prim.ctx"]);
-    b.ok(
-        "tpm2_create",
-        &[
-            "-C",
-            "prim.ctx",
-            "-G",
-            "ecc256:ecdh",
-            "-a",
-            "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|decrypt",
-            "-u",
-            "key.pub",
-            "-r",
-            "key.priv",
-        ],
-    );
-    b.ok(
-        "tpm2_load",
-        &[
-            "-C", "prim.ctx", "-u", "key.pub", "-r", "key.priv", "-c", "key.ctx",
-        ],
+    b.key(
+        "key",
+        "ecc256:ecdh",
+        Some("fixedtpm|fixedparent|sensitivedataorigin|userwithauth|decrypt"),
     );
     let public = b.read("key.pub");
     let tail = &public[public.len() - 68..];

@@ -21,26 +21,6 @@ impl Bench {
         self.ok("tpm2_createprimary", &["-C", "o", "-c", "prim.ctx", "-Q"]);
     }
 
-    /// A child key `name.ctx` of `prim.ctx` (created and loaded).
-    fn key(&self, name: &str, alg: &str, attrs: Option<&str>) {
-        let (pubf, privf, ctx) = (
-            format!("{name}.pub"),
-            format!("{name}.priv"),
-            format!("{name}.ctx"),
-        );
-        let mut args = vec!["-C", "prim.ctx", "-G", alg, "-u", &pubf, "-r", &privf, "-Q"];
-        if let Some(a) = attrs {
-            args.extend(["-a", a]);
-        }
-        self.ok("tpm2_create", &args);
-        self.ok(
-            "tpm2_load",
-            &[
-                "-C", "prim.ctx", "-u", &pubf, "-r", &privf, "-c", &ctx, "-Q",
-            ],
-        );
-    }
-
     /// The public key of `name.ctx` as `name.pem`.
     fn pem(&self, name: &str) {
         self.ok(

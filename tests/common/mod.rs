@@ -534,6 +534,27 @@ impl ToolBench {
         out
     }
 
+    /// A child key `name.ctx` of `prim.ctx` (created and loaded):
+    /// `name.pub`, `name.priv` and `name.ctx` in the scratch directory.
+    pub fn key(&self, name: &str, alg: &str, attrs: Option<&str>) {
+        let (pubf, privf, ctx) = (
+            format!("{name}.pub"),
+            format!("{name}.priv"),
+            format!("{name}.ctx"),
+        );
+        let mut args = vec!["-C", "prim.ctx", "-G", alg, "-u", &pubf, "-r", &privf, "-Q"];
+        if let Some(a) = attrs {
+            args.extend(["-a", a]);
+        }
+        self.ok("tpm2_create", &args);
+        self.ok(
+            "tpm2_load",
+            &[
+                "-C", "prim.ctx", "-u", &pubf, "-r", &privf, "-c", &ctx, "-Q",
+            ],
+        );
+    }
+
     /// Run a tool that must succeed; its stdout.
     pub fn ok(&self, tool: &str, args: &[&str]) -> String {
         let out = self.run(tool, args);

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use super::corpus::{command, NO_SESSIONS};
+use super::corpus::{command, pw_area, NO_SESSIONS, SESSIONS};
 use crate::common::RawConn;
 use tpm_crypto::{ecc_math, Curve, Point};
 
@@ -93,15 +93,7 @@ pub fn load_external_on(curve: Curve, c: &mut RawConn, d: &[u8], attrs: u32, sch
         &tpm2b(&q.y),
     ]
     .concat();
-    let body = [
-        tpm2b(&sensitive),
-        tpm2b(&public),
-        0x4000_0007u32.to_be_bytes().to_vec(),
-    ]
-    .concat();
-    let (rc, r) = send(c, &command(NO_SESSIONS, 0x167, &body));
-    assert_eq!(rc, 0, "LoadExternal");
-    Rd(&r).u32()
+    load_external(c, &sensitive, &public)
 }
 
 /// A TPMT_*_SCHEME of `alg` with SHA-256 (just the algorithm for NULL).
@@ -114,4 +106,41 @@ pub fn scheme(alg: u16) -> Vec<u8> {
             .flat_map(|v| v.to_be_bytes())
             .collect()
     }
+}
+
+/// TPM2_LoadExternal of a sensitive and a public area (in the NULL
+/// hierarchy); the handle.
+pub fn load_external(c: &mut RawConn, sensitive: &[u8], public: &[u8]) -> u32 {
+    let body = [
+        tpm2b(sensitive),
+        tpm2b(public),
+        0x4000_0007u32.to_be_bytes().to_vec(),
+    ]
+    .concat();
+    let (rc, r) = send(c, &command(NO_SESSIONS, 0x167, &body));
+    assert_eq!(rc, 0, "LoadExternal");
+    Rd(&r).u32()
+}
+
+/// TPM2_Sign of `digest` by key `h` (empty password) with the signature
+/// scheme `scheme` (TPMT_SIG_SCHEME as u16 words: algorithm, hash and, for
+/// ECDAA, the commit count) and a NULL hash-check ticket: the response code
+/// and the response.
+pub fn sign_raw(c: &mut RawConn, h: u32, scheme: &[u16], digest: &[u8]) -> (u32, Vec<u8>) {
+    let scheme: Vec<u8> = scheme.iter().flat_map(|v| v.to_be_bytes()).collect();
+    let ticket = [
+        &0x8024u16.to_be_bytes()[..],
+        &0x4000_0007u32.to_be_bytes(),
+        &tpm2b(&[]),
+    ]
+    .concat();
+    let body = [
+        &h.to_be_bytes()[..],
+        &pw_area(),
+        &tpm2b(digest),
+        &scheme,
+        &ticket,
+    ]
+    .concat();
+    send(c, &command(SESSIONS, 0x15D, &body))
 }
