@@ -965,8 +965,8 @@ fn attest_and_signature(body: &[u8], sessions: usize) -> (Vec<u8>, Vec<u8>) {
 
 /// A point of a TPM2B_ECC_POINT as read by `c`.
 fn ecc_point(c: &mut Cur<'_>) -> tpm_crypto::Point {
-    let mut p = Cur(&c.b2()[..]).0.to_vec();
-    let mut q = Cur(&mut p[..]);
+    let point = c.b2();
+    let mut q = Cur(&point);
     let (x, y) = (q.b2(), q.b2());
     tpm_crypto::Point::new(&x, &y)
 }
