@@ -67,12 +67,24 @@ fn opening<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) 
 /// How long one NBD operation may take before the connection counts as lost.
 const NBD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Whether the part of `be` an image would take is all zeros.
-fn export_blank(be: &mut dyn Backend) -> Result<bool> {
-    // The header slots first: an image's are never blank, so opening an
-    // existing one reads 8 KiB over the network, not the whole layout.
-    if !store::headers_blank(be)? {
-        return Ok(false);
+/// What an NBD export holds, for opening it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Export {
+    /// All zeros over the part an image takes: a new export, to format.
+    Blank,
+    /// An NVRAM header in a slot: an image (which opening checks).
+    Image,
+    /// Anything else: refused, never written.
+    Other,
+}
+
+/// What `be` holds. The header slots first: an image's are never blank, so
+/// opening an existing one reads 8 KiB over the network, not the layout.
+fn export_content(be: &mut dyn Backend) -> Result<Export> {
+    match store::header_slots(be)? {
+        store::Slots::Image => return Ok(Export::Image),
+        store::Slots::Other => return Ok(Export::Other),
+        store::Slots::Blank => {}
     }
     let path = be.path();
     // The regions an image formatted on it would take (the lease block
@@ -87,11 +99,11 @@ fn export_blank(be: &mut dyn Backend) -> Result<bool> {
         be.read_at(off, &mut buf[..n])
             .map_err(io(&path, "reading the export"))?;
         if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(false);
+            return Ok(Export::Other);
         }
         off += n as u64;
     }
-    Ok(true)
+    Ok(Export::Blank)
 }
 
 /// Default size of an image file created by [`Nvram::open`]: 4 MiB, room
@@ -215,7 +227,8 @@ impl Nvram {
             .map_err(io(&path, "connecting to the NBD server"))?;
         // An export holding something else is refused untouched: its last
         // block is not ours to write a lease into.
-        if !export_blank(&mut be)? && !store::has_image_magic(&mut be)? {
+        // Opening says why it refuses (no header, wiped headers over data).
+        if export_content(&mut be)? == Export::Other {
             return match Nvram::open_backend(Box::new(be), false, opts) {
                 Err(e) => Err(e),
                 Ok(_) => Err(Error::Damaged {
@@ -238,7 +251,7 @@ impl Nvram {
         )?;
         // Looked at again under the lease: another instance may have
         // formatted it meanwhile.
-        let fresh = export_blank(&mut be)?;
+        let fresh = export_content(&mut be)? == Export::Blank;
         let mut nv = Nvram::open_backend(Box::new(be), fresh, opts)?;
         for n in notes {
             nv.store.note(n);

@@ -79,13 +79,31 @@ pub fn headers_blank(be: &mut dyn Backend) -> Result<bool> {
     Ok(read_slots(be)?.iter().all(|b| is_blank(b)))
 }
 
-/// Whether a header slot of `be` holds a vtpm NVRAM header (valid or not
-/// fully: its magic is enough to tell the image is ours, not foreign data).
-pub fn has_image_magic(be: &mut dyn Backend) -> Result<bool> {
+/// What the header slots of `be` hold: nothing, an NVRAM header (its magic
+/// is enough to tell the image is ours, valid or not), or something else.
+pub(crate) fn header_slots(be: &mut dyn Backend) -> Result<Slots> {
     if be.size() < 2 * SLOT_SIZE {
-        return Ok(false);
+        return Ok(Slots::Other);
     }
-    Ok(read_slots(be)?.iter().any(|b| b.starts_with(format::MAGIC)))
+    let slots = read_slots(be)?;
+    Ok(if slots.iter().any(|b| b.starts_with(format::MAGIC)) {
+        Slots::Image
+    } else if slots.iter().all(|b| is_blank(b)) {
+        Slots::Blank
+    } else {
+        Slots::Other
+    })
+}
+
+/// What [`header_slots`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slots {
+    /// Both slots all zeros.
+    Blank,
+    /// An NVRAM header in at least one slot.
+    Image,
+    /// Anything else.
+    Other,
 }
 
 impl Store {
