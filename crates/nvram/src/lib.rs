@@ -39,7 +39,7 @@ use error::io;
 pub use error::{Error, Result};
 use format::Layout;
 use ops::Op;
-use store::{Store, StoreOptions};
+use store::{Slots, Store, StoreOptions};
 use thread::{Done, Msg, Shared, Worker};
 
 /// The temporary name a new image is formatted under before it is renamed to `path`.
@@ -67,24 +67,15 @@ fn opening<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) 
 /// How long one NBD operation may take before the connection counts as lost.
 const NBD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// What an NBD export holds, for opening it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Export {
-    /// All zeros over the part an image takes: a new export, to format.
-    Blank,
-    /// An NVRAM header in a slot: an image (which opening checks).
-    Image,
-    /// Anything else: refused, never written.
-    Other,
-}
-
-/// What `be` holds. The header slots first: an image's are never blank, so
-/// opening an existing one reads 8 KiB over the network, not the layout.
-fn export_content(be: &mut dyn Backend) -> Result<Export> {
-    match store::header_slots(be)? {
-        store::Slots::Image => return Ok(Export::Image),
-        store::Slots::Other => return Ok(Export::Other),
-        store::Slots::Blank => {}
+/// What an NBD export holds, as [`store::header_slots`] says of its header
+/// slots, but `Blank` only when everything an image would take is zeros (a
+/// new export, to format; wiped headers over data are `Other`). The slots
+/// first: an image's are never blank, so opening one reads 8 KiB over the
+/// network, not the layout.
+fn export_content(be: &mut dyn Backend) -> Result<Slots> {
+    let slots = store::header_slots(be)?;
+    if slots != Slots::Blank {
+        return Ok(slots);
     }
     let path = be.path();
     // The regions an image formatted on it would take (the lease block
@@ -99,11 +90,11 @@ fn export_content(be: &mut dyn Backend) -> Result<Export> {
         be.read_at(off, &mut buf[..n])
             .map_err(io(&path, "reading the export"))?;
         if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(Export::Other);
+            return Ok(Slots::Other);
         }
         off += n as u64;
     }
-    Ok(Export::Blank)
+    Ok(Slots::Blank)
 }
 
 /// Default size of an image file created by [`Nvram::open`]: 4 MiB, room
@@ -228,7 +219,7 @@ impl Nvram {
         // An export holding something else is refused untouched: its last
         // block is not ours to write a lease into.
         // Opening says why it refuses (no header, wiped headers over data).
-        if export_content(&mut be)? == Export::Other {
+        if export_content(&mut be)? == Slots::Other {
             return match Nvram::open_backend(Box::new(be), false, opts) {
                 Err(e) => Err(e),
                 Ok(_) => Err(Error::Damaged {
@@ -251,7 +242,7 @@ impl Nvram {
         )?;
         // Looked at again under the lease: another instance may have
         // formatted it meanwhile.
-        let fresh = export_content(&mut be)? == Export::Blank;
+        let fresh = export_content(&mut be)? == Slots::Blank;
         let mut nv = Nvram::open_backend(Box::new(be), fresh, opts)?;
         for n in notes {
             nv.store.note(n);

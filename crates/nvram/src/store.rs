@@ -95,7 +95,7 @@ pub(crate) fn header_slots(be: &mut dyn Backend) -> Result<Slots> {
     })
 }
 
-/// What [`header_slots`] found.
+/// What [`header_slots`] found (and, for an NBD export, what it holds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slots {
     /// Both slots all zeros.
