@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use super::error::{Result, SetupError};
+use crate::keys::{KeyFormat, KeyInput, KeySpec};
 
 /// The parsed options.
 #[derive(Debug, Clone, Default)]
@@ -221,7 +222,7 @@ impl SetupOptions {
         }
         self.rsa_bits()?;
         self.ecc_p256()?;
-        self.key_option()?;
+        self.key_spec()?;
         Ok(())
     }
 
@@ -248,22 +249,39 @@ impl SetupOptions {
         }
     }
 
-    /// `--keyfile`... as the text of vtpm's `--key` option.
-    pub fn key_option(&self) -> Result<Option<String>> {
-        let given: Vec<String> = [
-            self.keyfile.as_ref().map(|f| format!("file={f}")),
-            self.keyfile_fd.as_ref().map(|n| format!("fd={n}")),
-            self.pwdfile.as_ref().map(|f| format!("pwdfile={f}")),
-            self.pwdfile_fd.as_ref().map(|n| format!("pwdfd={n}")),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        match given.as_slice() {
-            [] => Ok(None),
-            [one] => Ok(Some(match &self.cipher {
-                Some(c) => format!("{one},mode={c}"),
-                None => one.clone(),
+    /// The state key `--keyfile`, `--keyfile-fd`, `--pwdfile` or
+    /// `--pwdfile-fd` gives (a key file in hex, as swtpm_setup passes it on),
+    /// built directly: a path is a path, whatever commas it holds.
+    /// (`--cipher` only names swtpm's mode; the image is AES-256-GCM.)
+    pub fn key_spec(&self) -> Result<Option<KeySpec>> {
+        let path = |option: &'static str, p: &str| {
+            crate::cli::common::resolve(option, p, crate::cli::common::Base::Cwd)
+        };
+        let fd = |option: &str, n: &str| {
+            n.parse::<i32>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| SetupError::Usage(format!("{option} {n}: not a file descriptor")))
+        };
+        let mut given = Vec::new();
+        if let Some(f) = &self.keyfile {
+            given.push(KeyInput::File(path("--keyfile", f)?));
+        }
+        if let Some(n) = &self.keyfile_fd {
+            given.push(KeyInput::Fd(fd("--keyfile-fd", n)?));
+        }
+        if let Some(f) = &self.pwdfile {
+            given.push(KeyInput::PwdFile(path("--pwdfile", f)?));
+        }
+        if let Some(n) = &self.pwdfile_fd {
+            given.push(KeyInput::PwdFd(fd("--pwdfile-fd", n)?));
+        }
+        match given.len() {
+            0 => Ok(None),
+            1 => Ok(given.pop().map(|input| KeySpec {
+                input,
+                format: KeyFormat::Hex,
+                remove: false,
             })),
             _ => Err(SetupError::Usage(
                 "give only one of --keyfile, --keyfile-fd, --pwdfile, --pwdfile-fd".into(),
@@ -309,7 +327,7 @@ mod tests {
         assert!(p(&["--rsa-keysize", "4096"]).unwrap().rsa_bits().is_err());
         assert!(p(&["--keyfile", "a", "--pwdfile", "b"])
             .unwrap()
-            .key_option()
+            .key_spec()
             .is_err());
     }
 }

@@ -19,6 +19,7 @@ use super::options::SetupOptions;
 use super::templates::{self, EkKind, EkUse, CERT_NV_ATTRIBUTES, PLATFORM_CERT_INDEX};
 use super::tpm::{Existing, SetupTpm};
 use super::Log;
+use crate::state_dir::{StateLocation, StateSpec};
 
 /// PCR bank names as swtpm_setup spells them.
 const BANKS: &[(&str, u16)] = &[
@@ -69,13 +70,21 @@ fn ek_public(p: &PublicArea) -> Result<EkPublic> {
     }
 }
 
-/// What `--tpm-state` names, as the text of vtpm's `--tpmstate`.
-fn state_option(text: &str) -> String {
-    if text.starts_with("dir://") || text.starts_with("file://") {
-        format!("backend-uri={text}")
-    } else {
-        format!("dir={text}")
-    }
+/// What `--tpm-state` names (a directory, `dir://DIR` or `file://IMAGE`),
+/// built directly: a path is a path, whatever commas it holds.
+fn state_spec(text: &str) -> Result<StateSpec> {
+    let resolve =
+        |p: &str| crate::cli::common::resolve("--tpm-state", p, crate::cli::common::Base::Cwd);
+    let location = match text.strip_prefix("file://") {
+        Some(p) => StateLocation::Image(resolve(p)?),
+        None => StateLocation::Dir(resolve(text.strip_prefix("dir://").unwrap_or(text))?),
+    };
+    Ok(StateSpec {
+        location,
+        mode: 0o640,
+        relaxed: false,
+        defaulted: false,
+    })
 }
 
 /// Everything the certificate steps need, made on first use.
@@ -245,16 +254,8 @@ pub fn run(o: &SetupOptions, log: &mut Log) -> Result<()> {
         return Err(SetupError::Usage("--tpm-state is required".into()));
     };
     let rsa_bits = o.rsa_bits()?;
-    let mut notes = Vec::new();
-    let spec = crate::cli::common::state(
-        Some(&state_option(state_text)),
-        crate::cli::common::Base::Cwd,
-    )?;
-    let key = crate::cli::common::key(
-        o.key_option()?.as_deref(),
-        &mut notes,
-        crate::cli::common::Base::Cwd,
-    )?;
+    let spec = state_spec(state_text)?;
+    let key = o.key_spec()?;
     if let Some(dir) = &o.write_ek_cert_files {
         if !dir.is_dir() {
             return Err(SetupError::io(
