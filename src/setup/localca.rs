@@ -13,7 +13,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -81,12 +80,10 @@ fn write_durably(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.new"));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
+    // A leftover of an interrupted write goes first, so the file is created
+    // anew with exactly `mode` (a private key must never inherit 0644).
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = crate::new_file::open(OpenOptions::new().write(true), &tmp, mode)
         .map_err(|e| SetupError::io("cannot create", &tmp, e))?;
     f.write_all(data)
         .and_then(|()| f.sync_all())
@@ -117,12 +114,7 @@ fn cert_pem(cert: &Certificate) -> Result<Vec<u8>> {
 /// Take the CA lock, waiting for another setup that holds it.
 fn lock(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_NAME);
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
+    let f = crate::new_file::open(OpenOptions::new().write(true), &path, 0o600)
         .map_err(|e| SetupError::io("cannot open CA lock", &path, e))?;
     // A bounded wait: another setup holds it for a second or two at most.
     for _ in 0..600 {
