@@ -57,13 +57,27 @@ pub fn run(plan: Plan) -> Result<()> {
     let logs_elsewhere = matches!(plan.log.target, LogTarget::File { .. } | LogTarget::Fd(_));
     match start(&plan) {
         Ok(running) => {
+            // The syscall filter is compiled before the parent hears
+            // "ready" (an architecture it cannot be built for is a failed
+            // start), and installed last: every thread runs, the daemon has
+            // detached, and only serving is left.
+            let network = matches!(plan.state.location, crate::state_dir::StateLocation::Nbd(_));
+            let filter = match crate::seccomp::program(plan.seccomp, network) {
+                Ok(f) => f,
+                Err(e) => {
+                    log::error!("{e}");
+                    running.stop();
+                    if let Some(n) = notifier {
+                        n.failed(&e);
+                        std::process::exit(1);
+                    }
+                    return Err(e);
+                }
+            };
             if let Some(n) = notifier {
                 n.ready();
             }
-            // The syscall filter comes last: every thread runs, the daemon
-            // has detached, and only serving is left.
-            let network = matches!(plan.state.location, crate::state_dir::StateLocation::Nbd(_));
-            if let Err(e) = crate::seccomp::install(plan.seccomp, network) {
+            if let Err(e) = crate::seccomp::install(filter, plan.seccomp, network) {
                 log::error!("{e}");
                 running.stop();
                 return Err(e);

@@ -165,10 +165,10 @@ pub fn program(action: SeccompAction, network: bool) -> Result<Option<BpfProgram
     Ok(Some(prog))
 }
 
-/// Install the filter for `action` on every thread of the process;
-/// `network` as for [`allowed`].
-pub fn install(action: SeccompAction, network: bool) -> Result<()> {
-    let Some(prog) = program(action, network)? else {
+/// Install `prog`, the filter [`program`] compiled for `action`, on every
+/// thread of the process; `network` as for [`allowed`].
+pub fn install(prog: Option<BpfProgram>, action: SeccompAction, network: bool) -> Result<()> {
+    let Some(prog) = prog else {
         return Ok(());
     };
     seccompiler::apply_filter_all_threads(&prog)
