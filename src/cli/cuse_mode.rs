@@ -8,7 +8,6 @@
 use clap::{ColorChoice, Parser};
 
 use super::common::{self, CommonArgs, ModeParts};
-use super::options::{flag, Spec, SubOptions};
 use super::{Action, CusePlan, Note, Serve};
 use crate::error::{Error, Result};
 
@@ -53,11 +52,6 @@ impl super::ModeArgs for CuseArgs {
         &self.common
     }
 }
-
-const LOCALITY: Spec = Spec {
-    option: "--locality",
-    keys: &[flag("reject-locality-4"), flag("allow-set-locality")],
-};
 
 /// A device number as swtpm takes it: 0-65535.
 fn device_number(option: &'static str, s: &str) -> Result<u32> {
@@ -110,12 +104,7 @@ pub fn parse(args: &[String]) -> Result<Action> {
         .map(|s| device_number("--min", s))
         .transpose()?;
     let startup = common::flags(a.common.flags.as_deref(), &mut s.notes)?;
-    let (mut reject_locality_4, mut allow_set_locality) = (false, false);
-    if let Some(text) = &a.locality {
-        let o = SubOptions::parse(&LOCALITY, text)?;
-        reject_locality_4 = o.flag("reject-locality-4");
-        allow_set_locality = o.flag("allow-set-locality");
-    }
+    let (reject_locality_4, allow_set_locality) = common::locality(a.locality.as_deref())?;
     if a.common.daemon {
         s.notes
             .push(Note::info("--daemon: the CUSE mode detaches anyway"));
