@@ -271,7 +271,18 @@ fn connect(uri: &NbdUri, timeout: Duration) -> std::io::Result<(Box<dyn Stream>,
         let mut body = vec![0u8; len as usize];
         s.read_exact(&mut body)?;
         match kind {
-            NBD_REP_ACK if have_export => return Ok((s, export)),
+            NBD_REP_ACK if have_export => {
+                // Offsets are computed as size + a block: a size the server
+                // cannot really have, or one that leaves a partial last
+                // block, is refused rather than trusted.
+                if export.size > i64::MAX as u64 || export.size % u64::from(export.min_block) != 0 {
+                    return Err(bad(format!(
+                        "an export of {} bytes with {}-byte blocks",
+                        export.size, export.min_block
+                    )));
+                }
+                return Ok((s, export));
+            }
             NBD_REP_ACK => return Err(bad("the server gave no export information")),
             NBD_REP_INFO => {
                 let info = body.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
@@ -291,7 +302,9 @@ fn connect(uri: &NbdUri, timeout: Duration) -> std::io::Result<(Box<dyn Stream>,
                             return Err(bad(format!("block sizes min {min} max {max}")));
                         }
                         export.min_block = min;
-                        export.max_request = max.min(DEFAULT_MAX_REQUEST).max(min);
+                        // Whole blocks only, so that every request stays aligned.
+                        let max = max.min(DEFAULT_MAX_REQUEST).max(min);
+                        export.max_request = max - max % min;
                     }
                     (Some(NBD_INFO_EXPORT | NBD_INFO_BLOCK_SIZE), n) => {
                         return Err(bad(format!("an export information of {n} bytes")));
@@ -726,7 +739,24 @@ mod tests {
             &0u32.to_be_bytes(),
         ]
         .concat();
+        // An export "of" u64::MAX bytes.
+        let huge_export = [
+            &hello[..],
+            &REPLY_MAGIC.to_be_bytes(),
+            &NBD_OPT_GO.to_be_bytes(),
+            &NBD_REP_INFO.to_be_bytes(),
+            &12u32.to_be_bytes(),
+            &NBD_INFO_EXPORT.to_be_bytes(),
+            &u64::MAX.to_be_bytes(),
+            &(NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH).to_be_bytes(),
+            &REPLY_MAGIC.to_be_bytes(),
+            &NBD_OPT_GO.to_be_bytes(),
+            &NBD_REP_ACK.to_be_bytes(),
+            &0u32.to_be_bytes(),
+        ]
+        .concat();
         for (g, what) in [
+            (huge_export, "an export of"),
             (b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), "not an NBD server"),
             (
                 [
