@@ -275,7 +275,9 @@ fn connect(uri: &NbdUri, timeout: Duration) -> std::io::Result<(Box<dyn Stream>,
                 // Offsets are computed as size + a block: a size the server
                 // cannot really have, or one that leaves a partial last
                 // block, is refused rather than trusted.
-                if export.size > i64::MAX as u64 || export.size % u64::from(export.min_block) != 0 {
+                if export.size > i64::MAX as u64
+                    || !export.size.is_multiple_of(u64::from(export.min_block))
+                {
                     return Err(bad(format!(
                         "an export of {} bytes with {}-byte blocks",
                         export.size, export.min_block
