@@ -4,6 +4,8 @@
 //! the generic arithmetic's front (`ecc_generic`), which both use it and
 //! neither of which it uses.
 
+use std::sync::OnceLock;
+
 use rsa::BigUint;
 
 /// The curves implemented, by TPM_ECC_CURVE. P-256, P-384 and P-521 run on
@@ -149,37 +151,29 @@ impl Curve {
     /// The domain parameters (p, a, b, Gx, Gy, n, h) at the curve's size
     /// (a of the BN curves is the single octet 0, as libtpms reports it).
     pub fn params(self) -> CurveParams {
-        let (p, b, gx, gy, n) = match self {
-            Curve::P256 => (P256_P, P256_B, P256_GX, P256_GY, P256_N),
-            Curve::P384 => (P384_P, P384_B, P384_GX, P384_GY, P384_N),
-            Curve::P521 => (P521_P, P521_B, P521_GX, P521_GY, P521_N),
-            _ => return generic_params(self),
-        };
-        let p = unhex(p);
-        // a = p - 3: p ends in ...ff for every NIST prime, so subtracting 3
-        // touches the last octet only.
-        let mut a = p.clone();
-        if let Some(last) = a.last_mut() {
-            *last = last.wrapping_sub(3);
-        }
-        CurveParams {
-            p,
-            a,
-            b: unhex(b),
-            gx: unhex(gx),
-            gy: unhex(gy),
-            n: unhex(n),
-            h: vec![1],
-        }
+        self.cached().0.clone()
     }
 
     pub(crate) fn order(self) -> BigUint {
-        BigUint::from_bytes_be(&self.params().n)
+        self.cached().1.clone()
     }
 
     /// Bits of the group order n (256, 384, 521).
     pub fn order_bits(self) -> usize {
-        self.order().bits()
+        self.cached().1.bits()
+    }
+
+    /// The parameters and the order as an integer, decoded from the table
+    /// once per curve (signing, verifying and the split operations ask for
+    /// them on every command).
+    fn cached(self) -> &'static (CurveParams, BigUint) {
+        static CACHE: [OnceLock<(CurveParams, BigUint)>; 8] = [const { OnceLock::new() }; 8];
+        let i = Curve::ALL.iter().position(|c| *c == self).unwrap_or(0);
+        CACHE[i].get_or_init(|| {
+            let p = decode_params(self);
+            let n = BigUint::from_bytes_be(&p.n);
+            (p, n)
+        })
     }
 }
 
@@ -221,7 +215,8 @@ pub(crate) fn left_pad(v: &[u8], len: usize) -> Vec<u8> {
     out
 }
 
-/// (p, a, b, Gx, Gy, n) in hex. P-192 and P-224 are FIPS 186-4 D.1.2's;
+/// (p, a, b, Gx, Gy, n) in hex, one row per curve. P-192, P-224 and the
+/// NIST curves of the crates are FIPS 186-4 D.1.2's (an empty a: p - 3);
 /// the BN curves ISO/IEC 15946-5's as the TCG registry names them (a = 0);
 /// SM2 P-256 is GM/T 0003.5's.
 fn consts(curve: Curve) -> [&'static str; 6] {
@@ -264,9 +259,10 @@ fn consts(curve: Curve) -> [&'static str; 6] {
              fffdd0e00008de55600086550021e555fffff54ffff4eac000000049800154d9\
              ffffffffffffeda00000000000000061",
         ],
-        // SM2 P-256 (and, unreachable, the crate curves: callers ask for
-        // these only for generic curves).
-        _ => [
+        Curve::P256 => [P256_P, "", P256_B, P256_GX, P256_GY, P256_N],
+        Curve::P384 => [P384_P, "", P384_B, P384_GX, P384_GY, P384_N],
+        Curve::P521 => [P521_P, "", P521_B, P521_GX, P521_GY, P521_N],
+        Curve::Sm2P256 => [
             "fffffffeffffffffffffffffffffffffffffffff00000000ffffffffffffffff",
             "fffffffeffffffffffffffffffffffffffffffff00000000fffffffffffffffc",
             "28e9fa9e9d9f5e344d5a9e4bcf6509a7f39789f515ab8f92ddbcbd414d940e93",
@@ -277,16 +273,30 @@ fn consts(curve: Curve) -> [&'static str; 6] {
     }
 }
 
-/// The domain parameters of a generic curve, each at the curve's size except
-/// a = 0 of the BN curves (one octet, as libtpms answers it) and h.
-fn generic_params(curve: Curve) -> CurveParams {
+/// The domain parameters of `curve` from the table, each at the curve's size
+/// except a = 0 of the BN curves (one octet, as libtpms answers it) and h.
+fn decode_params(curve: Curve) -> CurveParams {
     let [p, a, b, gx, gy, n] = consts(curve).map(unhex);
     let size = curve.size();
     let pad = |v: Vec<u8>| fit(&v, size).unwrap_or(v);
     let bn = matches!(curve, Curve::BnP256 | Curve::BnP638);
+    let p = pad(p);
+    let a = if bn {
+        vec![0]
+    } else if a.is_empty() {
+        // The NIST curves' a = p - 3: p ends in ...ff for every NIST prime,
+        // so subtracting 3 touches the last octet only.
+        let mut a = p.clone();
+        if let Some(last) = a.last_mut() {
+            *last = last.wrapping_sub(3);
+        }
+        a
+    } else {
+        pad(a)
+    };
     CurveParams {
-        p: pad(p),
-        a: if bn { vec![0] } else { pad(a) },
+        p,
+        a,
         b: pad(b),
         gx: pad(gx),
         gy: pad(gy),
