@@ -107,3 +107,14 @@ pub fn default_info(flags: u64) -> String {
     }
     format!("{{{}}}", parts.join(","))
 }
+
+/// Power off if on (CMD_SHUTDOWN / CMD_STOP, mssim's TPM_STOP and
+/// TPM_SIGNAL_POWER_OFF): run as one job on the TPM thread, so nothing runs
+/// between the check and the power-off.
+pub(crate) fn power_off_if_running(d: &mut dyn Device) -> Result<(), DeviceError> {
+    if d.is_running() {
+        d.power_off()
+    } else {
+        Ok(())
+    }
+}

@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::device::{Device, DeviceError};
+use crate::device::{power_off_if_running, Device, DeviceError};
 use crate::endpoint::{bind, Bound, Endpoint, Stream};
 use crate::error::Error;
 use crate::frame::{
@@ -141,15 +141,6 @@ fn ack_code(r: Result<(), DeviceError>) -> [u8; 4] {
 
 fn ack(stream: &mut Stream, r: Result<(), DeviceError>) -> bool {
     stream.write_all(&ack_code(r)).is_ok()
-}
-
-/// Power off if on: TPM_STOP, and TPM_SIGNAL_POWER_OFF.
-fn power_off_if_running(d: &mut dyn Device) -> Result<(), DeviceError> {
-    if d.is_running() {
-        d.power_off()
-    } else {
-        Ok(())
-    }
 }
 
 /// The end of TPM_STOP on either port: the server stops (the TPM was powered off).

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 
 use super::codes::{rc, CtrlCommand, *};
 use super::messages::*;
-use crate::device::{Device, DeviceError, StateBlobKind};
+use crate::device::{power_off_if_running, DeviceError, StateBlobKind};
 use crate::swtpm_state::SwtpmState;
 use crate::sync::lock;
 use crate::wire::{Endian, Pad, Wire};
@@ -287,15 +287,6 @@ pub(crate) fn handle(
 /// follows every operation queued before it).
 fn is_running(st: &SwtpmState) -> bool {
     st.tpm.call(|d| d.is_running()).unwrap_or(false)
-}
-
-/// CMD_SHUTDOWN / CMD_STOP: power off if on (one job, so nothing runs in between).
-fn power_off_if_running(d: &mut dyn Device) -> Result<(), DeviceError> {
-    if d.is_running() {
-        d.power_off()
-    } else {
-        Ok(())
-    }
 }
 
 /// CMD_HASH_DATA: `length` (at most one `ptm_hdata` buffer) and the data.
