@@ -236,7 +236,8 @@ pub fn zgen_2phase(tpm: &mut Tpm, ctx: &mut Ctx<'_>) -> TpmResult<Response> {
     let z =
         |r: Result<Point, tpm_crypto::Error>| Sized2b(r.map(|z| ecc_point(&z)).unwrap_or_default());
     let (z1, z2) = if p.in_scheme.0 == c::ALG_ECDH {
-        let ze = ecc::EccKey::from_scalar(curve, &de).and_then(|e| e.ecdh(&qe_b));
+        // [de]QeB directly (QeB was checked on the curve above).
+        let ze = ecc::mul(curve, &de, Some(&qe_b));
         (z(ds.ecdh(&qs_b)), z(ze))
     } else {
         let u = if p.in_scheme.0 == c::ALG_ECMQV {
