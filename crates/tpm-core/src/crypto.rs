@@ -5,6 +5,7 @@
 use tpm_crypto::HashAlg;
 
 pub use tpm_crypto::ct_eq;
+pub use tpm_crypto::rsa::pss_salt_len;
 
 /// The ECC of the split operations, key exchange and the extra signature
 /// schemes, as the engine uses it (point checks and arithmetic, EC-MQV, SM2).

@@ -33,6 +33,13 @@ pub struct RsaPublic {
     key: RsaPublicKey,
 }
 
+/// The RSASSA-PSS salt length signatures use (libtpms's rule): the digest's
+/// length, or what is left when the modulus of `modulus_len` octets is too
+/// small for it. Exported so that a certificate naming the salt says the same.
+pub fn pss_salt_len(digest_len: usize, modulus_len: usize) -> usize {
+    digest_len.min(modulus_len.saturating_sub(digest_len + 2))
+}
+
 /// Whether `bits` is a modulus size this crate generates (1024, 2048, 3072, 4096).
 pub fn key_bits_supported(bits: usize) -> bool {
     matches!(bits, 1024 | 2048 | 3072 | 4096)
@@ -206,7 +213,7 @@ impl RsaKey {
         if k < h + 2 {
             return Err(Error::InvalidInput("key too small for this hash"));
         }
-        let salt = h.min(k - h - 2);
+        let salt = pss_salt_len(h, k);
         let scheme = match hash {
             HashAlg::Sha1 => Pss::new_with_salt::<sha1::Sha1>(salt),
             HashAlg::Sha256 => Pss::new_with_salt::<sha2::Sha256>(salt),

@@ -372,10 +372,8 @@ fn signature_algorithm(key: &Loaded, scheme: Scheme) -> TpmResult<Option<Vec<u8>
                 Unique::Rsa(n) => n.len(),
                 _ => 0,
             };
-            // The salt the signature uses: the digest's length, or less
-            // when the key is too small for it (tpm-crypto's rule too).
-            let h = crate::types::digest_size(scheme.hash);
-            let salt = h.min(modulus.saturating_sub(h + 2));
+            // The salt the signature uses (tpm-crypto's one rule).
+            let salt = crate::crypto::pss_salt_len(crate::types::digest_size(scheme.hash), modulus);
             let hash_alg = with_null(hash)?;
             let mgf = sequence(&[&encode(&oid::MGF1)?, &hash_alg])?;
             let params = sequence(&[
