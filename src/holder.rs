@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nvram::{KeySource, NvramHandle, SyncMode};
+use nvram::{KeySource, NvramHandle};
 
 use crate::error::{Error, Result};
 use crate::keys::KeySpec;
@@ -137,16 +137,7 @@ impl StateHolder {
 
     fn try_acquire(&mut self) -> Result<()> {
         let lock = self.spec.prepare()?;
-        let opts = nvram::OpenOptions {
-            sync: if self.spec.relaxed {
-                SyncMode::Relaxed
-            } else {
-                SyncMode::Durable
-            },
-            key: self.key.clone(),
-            refuse_encrypted: false,
-            create_size: None,
-        };
+        let opts = self.spec.open_options(self.key.clone());
         // A failure drops `lock`, releasing it again.
         let handle = storage::open(&self.spec, opts)?;
         self.spec.apply_mode()?;

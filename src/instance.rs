@@ -19,23 +19,6 @@ use crate::logging::LogTarget;
 use crate::pidfile::PidFile;
 use crate::signals::{self, TermSignals};
 
-/// The nvram options of the plan, with the key loaded.
-pub fn nvram_options(
-    plan_state: &crate::state_dir::StateSpec,
-    key: Option<&crate::keys::KeySpec>,
-) -> Result<nvram::OpenOptions> {
-    Ok(nvram::OpenOptions {
-        sync: if plan_state.relaxed {
-            nvram::SyncMode::Relaxed
-        } else {
-            nvram::SyncMode::Durable
-        },
-        key: key.map(|k| k.load()).transpose()?,
-        refuse_encrypted: false,
-        create_size: None,
-    })
-}
-
 /// Serve the TPM as `plan` says; returns when vtpm should exit (Ok: status 0).
 pub fn run(plan: Plan) -> Result<()> {
     crate::logging::init(&plan.log, plan.state.mode)?;

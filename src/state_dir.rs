@@ -53,6 +53,20 @@ pub struct StateSpec {
 }
 
 impl StateSpec {
+    /// How the NVRAM of this state is opened, with the already loaded `key`.
+    pub fn open_options(&self, key: Option<nvram::KeySource>) -> nvram::OpenOptions {
+        nvram::OpenOptions {
+            sync: if self.relaxed {
+                nvram::SyncMode::Relaxed
+            } else {
+                nvram::SyncMode::Durable
+            },
+            key,
+            refuse_encrypted: false,
+            create_size: None,
+        }
+    }
+
     /// The default location: `$TPM_PATH`, `$XDG_STATE_HOME/vtpm` or `$HOME/.local/state/vtpm`.
     pub fn default_location() -> Result<PathBuf> {
         let env = |k: &str| {

@@ -38,7 +38,10 @@ pub fn json(state: &StateSpec, key: Option<&KeySpec>) -> Result<String> {
     let nbd = matches!(state.location, crate::state_dir::StateLocation::Nbd(_));
     if nbd || image.exists() {
         let _lock = state.prepare()?;
-        let handle = crate::storage::open(state, crate::instance::nvram_options(state, key)?)?;
+        let handle = crate::storage::open(
+            state,
+            state.open_options(key.map(|k| k.load()).transpose()?),
+        )?;
         for kind in BlobKind::ALL {
             let blob = handle.read(kind.name()).map_err(|source| Error::Nvram {
                 path: image.clone(),
