@@ -39,19 +39,16 @@ fn bank_name(alg: u16) -> String {
 
 /// The TPM's identity as CMD_GET_INFO reports it (what swtpm_setup passes
 /// to swtpm-localca for the certificates).
-fn tpm_identity() -> Result<TpmIdentity> {
-    let info: serde_json::Value = serde_json::from_str(&transport::default_info(3))
-        .map_err(|e| SetupError::Cert(format!("TPM information: {e}")))?;
-    let s = |a: &str, b: &str| info[a][b].as_str().unwrap_or_default().to_string();
-    let n = |a: &str, b: &str| info[a][b].as_u64().unwrap_or_default() as u32;
-    Ok(TpmIdentity {
-        manufacturer: s("TPMAttributes", "manufacturer"),
-        model: s("TPMAttributes", "model"),
-        version: s("TPMAttributes", "version"),
-        family: s("TPMSpecification", "family"),
-        level: n("TPMSpecification", "level"),
-        revision: n("TPMSpecification", "revision"),
-    })
+fn tpm_identity() -> TpmIdentity {
+    let i = transport::device::TpmInfo::OURS;
+    TpmIdentity {
+        manufacturer: format!("id:{:08X}", i.manufacturer),
+        model: i.model.to_string(),
+        version: format!("id:{:08X}", i.version),
+        family: i.family.to_string(),
+        level: i.level,
+        revision: i.revision,
+    }
 }
 
 /// The EK's public key from its public area.
@@ -299,7 +296,7 @@ pub fn run(o: &SetupOptions, log: &mut Log) -> Result<()> {
         opts: o,
         setup: &setup,
         ca: None,
-        tpm: tpm_identity()?,
+        tpm: tpm_identity(),
     };
     let steps = (|| {
         if o.create_ek {

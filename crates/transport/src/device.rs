@@ -93,19 +93,50 @@ pub trait Device {
 /// bit 1 (SWTPM_INFO_TPMATTRIBUTES) the manufacturer "VTPM" and model.
 /// Unknown bits are ignored; no bits gives `{}`.
 pub fn default_info(flags: u64) -> String {
+    let i = TpmInfo::OURS;
     let mut parts = Vec::new();
     if flags & 1 != 0 {
-        parts.push(r#""TPMSpecification":{"family":"2.0","level":0,"revision":116}"#.to_string());
+        parts.push(format!(
+            r#""TPMSpecification":{{"family":"{}","level":{},"revision":{}}}"#,
+            i.family, i.level, i.revision
+        ));
     }
     if flags & 2 != 0 {
-        // "VTPM" as a TPM_PT_MANUFACTURER value, in the id:XXXXXXXX form libtpms uses.
         parts.push(format!(
-            r#""TPMAttributes":{{"manufacturer":"id:{:08X}","version":"id:{:08X}","model":"vtpm"}}"#,
-            u32::from_be_bytes(*b"VTPM"),
-            0
+            r#""TPMAttributes":{{"manufacturer":"id:{:08X}","version":"id:{:08X}","model":"{}"}}"#,
+            i.manufacturer, i.version, i.model
         ));
     }
     format!("{{{}}}", parts.join(","))
+}
+
+/// What vtpm says of itself in CMD_GET_INFO (and its EK certificates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TpmInfo {
+    /// TPM specification family.
+    pub family: &'static str,
+    /// Specification level.
+    pub level: u32,
+    /// Specification revision (116: 1.16).
+    pub revision: u32,
+    /// TPM_PT_MANUFACTURER: "VTPM" as a value (printed as id:XXXXXXXX, as libtpms does).
+    pub manufacturer: u32,
+    /// Firmware version (printed as id:XXXXXXXX).
+    pub version: u32,
+    /// Model.
+    pub model: &'static str,
+}
+
+impl TpmInfo {
+    /// vtpm's.
+    pub const OURS: TpmInfo = TpmInfo {
+        family: "2.0",
+        level: 0,
+        revision: 116,
+        manufacturer: u32::from_be_bytes(*b"VTPM"),
+        version: 0,
+        model: "vtpm",
+    };
 }
 
 /// Power off if on (CMD_SHUTDOWN / CMD_STOP, mssim's TPM_STOP and
