@@ -229,18 +229,28 @@ fn luks_qcow2_holds_the_state() {
     need_qemu!();
     let d = tempfile::tempdir().unwrap();
     let img = d.path().join("tpm-luks.qcow2");
-    run(Command::new("qemu-img")
-        .args([
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "--object",
-            "secret,id=sec0,data=hunter2",
-        ])
-        .args(["-o", "encrypt.format=luks,encrypt.key-secret=sec0"])
-        .arg(&img)
-        .arg("4M"));
+    // qemu-img times PBKDF2 to choose its iteration count, and on a loaded
+    // machine it can fail with "Unable to get accurate CPU usage": a few
+    // tries (the image is made from scratch each time).
+    let create = || {
+        let _ = std::fs::remove_file(&img);
+        Command::new("qemu-img")
+            .args([
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "--object",
+                "secret,id=sec0,data=hunter2",
+            ])
+            .args(["-o", "encrypt.format=luks,encrypt.key-secret=sec0"])
+            .arg(&img)
+            .arg("4M")
+            .output()
+            .expect("run qemu-img")
+    };
+    let made = (0..3).map(|_| create()).find(|o| o.status.success());
+    assert!(made.is_some(), "qemu-img create (LUKS): {:?}", create());
     let (mut qsd, sock) = storage_daemon(d.path(), &img, true, Some("hunter2"));
     let (mut v, t) = vtpm_on(&uri(&sock), d.path());
     define_counter(&t);
