@@ -68,6 +68,8 @@ impl NvramStorage {
 }
 
 fn fail(blob: BlobKind, e: nvram::Error) -> PersistError {
+    // The TPM answers with a bare response code; the reason goes to the log.
+    log::error!("the {} state could not be stored or read: {e}", blob.name());
     PersistError {
         blob,
         reason: e.to_string(),

@@ -16,6 +16,16 @@ pub trait Backend: Send {
     fn write_at(&mut self, off: u64, data: &[u8]) -> std::io::Result<()>;
     /// Make everything written so far durable (fdatasync).
     fn flush(&mut self) -> std::io::Result<()>;
+    /// Write each `(offset, data)` (in no particular order) and make them and
+    /// everything written before durable: a durable commit. A backend that
+    /// can make writes durable on their own (NBD's FUA) saves the separate
+    /// flush and its round trip.
+    fn write_durable(&mut self, writes: &[(u64, &[u8])]) -> std::io::Result<()> {
+        for (off, data) in writes {
+            self.write_at(*off, data)?;
+        }
+        self.flush()
+    }
     /// Size in bytes (never changes).
     fn size(&self) -> u64;
     /// A name for messages.

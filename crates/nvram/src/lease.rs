@@ -441,6 +441,11 @@ impl Backend for LeasedBackend {
         self.inner.flush()
     }
 
+    fn write_durable(&mut self, writes: &[(u64, &[u8])]) -> std::io::Result<()> {
+        self.guard()?;
+        self.inner.write_durable(writes)
+    }
+
     fn size(&self) -> u64 {
         self.inner.size()
     }

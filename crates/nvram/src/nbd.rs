@@ -2,8 +2,10 @@
 //! (qemu-storage-daemon, qemu-nbd: a qcow2 or LUKS image, a Ceph RBD
 //! volume...). The fixed newstyle handshake with NBD_OPT_GO (the export's
 //! size, transmission flags and block size constraints), simple replies,
-//! NBD_CMD_READ / WRITE / FLUSH (FUA is not needed: every commit flushes),
-//! NBD_CMD_DISC at close. Names follow the NBD protocol document.
+//! NBD_CMD_READ / WRITE / FLUSH, NBD_CMD_FLAG_FUA where the server advertises
+//! it on a durable commit of one write (the header's: one round trip instead
+//! of the write, its reply, then FLUSH), NBD_CMD_DISC at close. Names follow
+//! the NBD protocol document.
 //!
 //! A dropped connection fails the operation in progress (the NVRAM then
 //! reports the write as not stored and moves to a fresh epoch) and is
@@ -41,6 +43,8 @@ const NBD_INFO_BLOCK_SIZE: u16 = 3;
 const NBD_FLAG_HAS_FLAGS: u16 = 1;
 const NBD_FLAG_READ_ONLY: u16 = 2;
 const NBD_FLAG_SEND_FLUSH: u16 = 4;
+const NBD_FLAG_SEND_FUA: u16 = 8;
+const NBD_CMD_FLAG_FUA: u16 = 1;
 
 const NBD_CMD_READ: u16 = 0;
 const NBD_CMD_WRITE: u16 = 1;
@@ -339,6 +343,9 @@ pub struct NbdBackend {
     cookie: u64,
     /// Cookies of writes and flushes sent whose replies are still due.
     pending: Vec<u64>,
+    /// Writes were sent that no flush has covered yet: a FUA write would not
+    /// make them durable, so the next durable commit flushes.
+    unflushed: bool,
     /// The connection was lost with replies due: the next drain says so.
     lost: bool,
     /// Given up after a hand-over: never reconnect.
@@ -388,6 +395,7 @@ impl NbdBackend {
             export,
             cookie: 0,
             pending: Vec::new(),
+            unflushed: false,
             lost: false,
             released: false,
             timeout,
@@ -439,13 +447,19 @@ impl NbdBackend {
     }
 
     /// Send one request; its cookie. Replies are read by [`NbdBackend::drain`].
-    fn send(&mut self, cmd: u16, offset: u64, payload: &[u8], length: u32) -> std::io::Result<u64> {
+    fn send(
+        &mut self,
+        (cmd, flags): (u16, u16),
+        offset: u64,
+        payload: &[u8],
+        length: u32,
+    ) -> std::io::Result<u64> {
         self.cookie = self.cookie.wrapping_add(1);
         let cookie = self.cookie;
         let mut req = Vec::with_capacity(Request::SIZE + payload.len());
         Request {
             magic: REQUEST_MAGIC,
-            flags: 0,
+            flags,
             kind: cmd,
             cookie,
             offset,
@@ -551,13 +565,39 @@ impl NbdBackend {
             .map(move |i| (off + i as u64, max.min(len - i)))
     }
 
+    /// Send the writes of `data` at `off` with command `flags` (their
+    /// replies are left in `pending`); partial blocks are read, patched and
+    /// written whole.
+    fn send_write(&mut self, off: u64, data: &[u8], flags: u16) -> std::io::Result<()> {
+        let b = u64::from(self.export.min_block);
+        let (start, end) = (off / b * b, (off + data.len() as u64).div_ceil(b) * b);
+        let patched;
+        let whole = if start == off && end == off + data.len() as u64 {
+            data
+        } else {
+            let mut w = vec![0u8; (end - start) as usize];
+            self.read_aligned(start, &mut w)?;
+            let at = (off - start) as usize;
+            w[at..at + data.len()].copy_from_slice(data);
+            patched = w;
+            &patched[..]
+        };
+        let chunks: Vec<_> = self.chunks(start, whole.len()).collect();
+        for (o, n) in chunks {
+            let i = (o - start) as usize;
+            let cookie = self.send((NBD_CMD_WRITE, flags), o, &whole[i..i + n], n as u32)?;
+            self.pending.push(cookie);
+        }
+        Ok(())
+    }
+
     /// Read aligned to the minimum block size (writes in flight are settled first).
     fn read_aligned(&mut self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
         self.drain(None)?;
         let chunks: Vec<_> = self.chunks(off, buf.len()).collect();
         for (o, n) in chunks {
             let start = (o - off) as usize;
-            let cookie = self.send(NBD_CMD_READ, o, &[], n as u32)?;
+            let cookie = self.send((NBD_CMD_READ, 0), o, &[], n as u32)?;
             self.drain(Some((cookie, &mut buf[start..start + n])))?;
         }
         Ok(())
@@ -586,28 +626,12 @@ impl Backend for NbdBackend {
 
     fn write_at(&mut self, off: u64, data: &[u8]) -> std::io::Result<()> {
         self.check_range(off, data.len())?;
-        let b = u64::from(self.export.min_block);
-        let (start, end) = (off / b * b, (off + data.len() as u64).div_ceil(b) * b);
-        // Partial blocks are read, patched and written whole.
-        let whole = if start == off && end == off + data.len() as u64 {
-            data.to_vec()
-        } else {
-            let mut w = vec![0u8; (end - start) as usize];
-            self.read_aligned(start, &mut w)?;
-            let at = (off - start) as usize;
-            w[at..at + data.len()].copy_from_slice(data);
-            w
-        };
+        self.unflushed = true;
         // Writes are pipelined: their replies are read together at the flush
         // (or the next read), so a commit costs one round trip for its
         // writes and one for the flush that must follow their replies. A
         // failed write fails that flush.
-        let chunks: Vec<_> = self.chunks(start, whole.len()).collect();
-        for (o, n) in chunks {
-            let i = (o - start) as usize;
-            let cookie = self.send(NBD_CMD_WRITE, o, &whole[i..i + n], n as u32)?;
-            self.pending.push(cookie);
-        }
+        self.send_write(off, data, 0)?;
         // Bounded: a relaxed NVRAM flushes rarely.
         if self.pending.len() >= 64 {
             self.drain(None)?;
@@ -621,9 +645,39 @@ impl Backend for NbdBackend {
         // concurrently (qemu's does), so a flush sent behind writes still in
         // flight may persist without them. Their replies first, then the flush.
         self.drain(None)?;
-        let cookie = self.send(NBD_CMD_FLUSH, 0, &[], 0)?;
+        let cookie = self.send((NBD_CMD_FLUSH, 0), 0, &[], 0)?;
         self.pending.push(cookie);
-        self.drain(None)
+        self.drain(None)?;
+        self.unflushed = false;
+        Ok(())
+    }
+
+    fn write_durable(&mut self, writes: &[(u64, &[u8])]) -> std::io::Result<()> {
+        let fua = self.export.flags & NBD_FLAG_HAS_FLAGS != 0
+            && self.export.flags & NBD_FLAG_SEND_FUA != 0;
+        // FUA only for a lone write: qemu's server turns each FUA write into
+        // a write and a flush of the image, and two flushes cost more than
+        // the round trip FUA saves (two FUA writes 418-534 us against writes,
+        // replies, FLUSH 361-469 us, qemu-storage-daemon on a qcow2).
+        if !fua || self.unflushed || writes.len() > 1 {
+            for (off, data) in writes {
+                self.write_at(*off, data)?;
+            }
+            return self.flush();
+        }
+        for (off, data) in writes {
+            self.check_range(*off, data.len())?;
+        }
+        // Each write is durable when its reply comes (FUA), whatever the
+        // order the server runs them in: one round trip for the commit.
+        // Until every reply is in, what was sent may be stored undurably.
+        self.unflushed = true;
+        for (off, data) in writes {
+            self.send_write(*off, data, NBD_CMD_FLAG_FUA)?;
+        }
+        self.drain(None)?;
+        self.unflushed = false;
+        Ok(())
     }
 
     fn size(&self) -> u64 {
@@ -713,6 +767,91 @@ mod tests {
             address: Address::Unix(path),
             export: "x".into(),
         }
+    }
+
+    /// An in-memory export of `size` bytes with transmission `flags` that
+    /// answers every request and reports each one's (kind, flags).
+    fn recording(size: u64, flags: u16) -> (NbdUri, std::sync::mpsc::Receiver<(u16, u16)>) {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let path = dir.join("s");
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || -> std::io::Result<()> {
+            let (mut c, _) = l.accept()?;
+            let mut hello = NBDMAGIC.to_be_bytes().to_vec();
+            hello.extend_from_slice(&IHAVEOPT.to_be_bytes());
+            hello.extend_from_slice(&NBD_FLAG_FIXED_NEWSTYLE.to_be_bytes());
+            c.write_all(&hello)?;
+            let mut client_flags = [0u8; 4];
+            c.read_exact(&mut client_flags)?;
+            let opt: OptionRequest = read_record(&mut c)?;
+            std::io::copy(
+                &mut (&mut c).take(u64::from(opt.length)),
+                &mut std::io::sink(),
+            )?;
+            let mut info = NBD_INFO_EXPORT.to_be_bytes().to_vec();
+            info.extend_from_slice(&size.to_be_bytes());
+            info.extend_from_slice(&(NBD_FLAG_HAS_FLAGS | flags).to_be_bytes());
+            for (kind, body) in [(NBD_REP_INFO, info), (NBD_REP_ACK, vec![])] {
+                let mut r = REPLY_MAGIC.to_be_bytes().to_vec();
+                r.extend_from_slice(&NBD_OPT_GO.to_be_bytes());
+                r.extend_from_slice(&kind.to_be_bytes());
+                r.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                r.extend_from_slice(&body);
+                c.write_all(&r)?;
+            }
+            let mut disk = vec![0u8; size as usize];
+            loop {
+                let q: Request = read_record(&mut c)?;
+                let _ = tx.send((q.kind, q.flags));
+                let range = q.offset as usize..q.offset as usize + q.length as usize;
+                let mut reply = SIMPLE_REPLY_MAGIC.to_be_bytes().to_vec();
+                reply.extend_from_slice(&0u32.to_be_bytes());
+                reply.extend_from_slice(&q.cookie.to_be_bytes());
+                match q.kind {
+                    NBD_CMD_WRITE => c.read_exact(&mut disk[range])?,
+                    NBD_CMD_READ => reply.extend_from_slice(&disk[range]),
+                    NBD_CMD_DISC => return Ok(()),
+                    _ => {}
+                }
+                c.write_all(&reply)?;
+            }
+        });
+        let uri = NbdUri {
+            address: Address::Unix(path),
+            export: "x".into(),
+        };
+        (uri, rx)
+    }
+
+    #[test]
+    fn a_lone_durable_write_uses_fua_where_offered_and_others_flush() {
+        let t = Duration::from_secs(5);
+        let fua_write = (NBD_CMD_WRITE, NBD_CMD_FLAG_FUA);
+        let (write, flush) = ((NBD_CMD_WRITE, 0), (NBD_CMD_FLUSH, 0));
+        let lone: [(u64, &[u8]); 1] = [(512, b"header")];
+        let two: [(u64, &[u8]); 2] = [(1024, b"record"), (4096, b"copy")];
+        let requests = |rx: &std::sync::mpsc::Receiver<_>| rx.try_iter().collect::<Vec<_>>();
+
+        let (uri, seen) = recording(65536, NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA);
+        let mut be = NbdBackend::connect(&uri, t, false).unwrap();
+        be.write_durable(&lone).unwrap();
+        assert_eq!(requests(&seen), [fua_write]);
+        // Two writes: their replies, then one FLUSH (cheaper than two FUAs).
+        be.write_durable(&two).unwrap();
+        assert_eq!(requests(&seen), [write, write, flush]);
+        // A plain write not yet flushed: a FUA write would not cover it.
+        be.write_at(0, b"relaxed").unwrap();
+        be.write_durable(&lone).unwrap();
+        assert_eq!(requests(&seen), [write, write, flush]);
+        let mut back = [0u8; 6];
+        be.read_at(512, &mut back).unwrap();
+        assert_eq!(&back, b"header");
+
+        let (uri, seen) = recording(65536, NBD_FLAG_SEND_FLUSH);
+        let mut be = NbdBackend::connect(&uri, t, false).unwrap();
+        be.write_durable(&lone).unwrap();
+        assert_eq!(requests(&seen), [write, flush]);
     }
 
     #[test]

@@ -441,13 +441,12 @@ impl Store {
             .map_err(io(&self.path, "writing the header"))
     }
 
-    /// Write the live header to its slot and flush.
+    /// Write the live header to its slot, durably.
     fn write_header(&mut self) -> Result<()> {
         let h = self.header.clone();
-        self.write_slot(&h)?;
         self.be
-            .flush()
-            .map_err(io(&self.path, "flushing the header"))
+            .write_durable(&[((h.generation % 2) * SLOT_SIZE, &h.encode())])
+            .map_err(io(&self.path, "writing the header and flushing it"))
     }
 
     /// Sequence number the next batch gets.
@@ -544,9 +543,23 @@ impl Store {
         Ok(())
     }
 
-    /// Write `batch` at log offset `at` of `region`, both copies (one flush covers them).
-    fn write_copies(&mut self, region: u32, layout: Layout, at: u64, batch: &[u8]) -> Result<()> {
+    /// Write `batch` at log offset `at` of `region`, both copies; `durable`:
+    /// made durable with everything before it before this returns.
+    fn write_copies(
+        &mut self,
+        (region, layout, at): (u32, Layout, u64),
+        batch: &[u8],
+        durable: bool,
+    ) -> Result<()> {
         let base = self.header.region_offset(region);
+        if durable {
+            let writes: Vec<(u64, &[u8])> =
+                layout.copies(at).map(|off| (base + off, batch)).collect();
+            return self
+                .be
+                .write_durable(&writes)
+                .map_err(io(&self.path, "writing a batch and flushing it"));
+        }
         for off in layout.copies(at) {
             self.be
                 .write_at(base + off, batch)
@@ -580,12 +593,7 @@ impl Store {
         {
             return self.compact(ops);
         }
-        self.write_copies(self.header.active, layout, self.tail, &batch)?;
-        if !relaxed {
-            self.be
-                .flush()
-                .map_err(io(&self.path, "flushing a batch"))?;
-        }
+        self.write_copies((self.header.active, layout, self.tail), &batch, !relaxed)?;
         self.tail += batch.len() as u64;
         self.next_seq = seq.wrapping_add(1);
         for op in ops {
@@ -651,10 +659,7 @@ impl Store {
             });
         }
         let other = 1 - self.header.active;
-        self.write_copies(other, layout, 0, &batch)?;
-        self.be
-            .flush()
-            .map_err(io(&self.path, "flushing a compacted log"))?;
+        self.write_copies((other, layout, 0), &batch, true)?;
         let mut header = self.header.clone();
         header.version = version;
         header.generation += 1;

@@ -359,9 +359,9 @@ fn a_failed_write_reaches_the_writer_and_the_old_contents_stay() {
     // Operations: 0-2 format (both header slots, flush), then per batch a
     // write of each copy and a flush.
     let cases = [
-        (6u64, "writing a batch"),
-        (7, "writing a batch"),
-        (8, "flushing a batch"),
+        (6u64, "injected write failure"),
+        (7, "injected write failure"),
+        (8, "injected flush failure"),
     ];
     for ((fail_at, what), sync) in cases.into_iter().flat_map(|c| [(c, false), (c, true)]) {
         let be = FaultBackend::new(
