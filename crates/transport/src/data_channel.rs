@@ -10,8 +10,8 @@ use std::sync::Arc;
 use crate::device::Device;
 use crate::endpoint::Stream;
 use crate::frame::{
-    check_command, read_data_frame, sim_response, tpm_error_response, Frame, FrameError,
-    TPM2_CC_SET_LOCALITY, TPM_HEADER_SIZE, TPM_RC_COMMAND_SIZE, TPM_RC_FAILURE,
+    check_command, frame_incomplete, read_data_frame, sim_response, tpm_error_response, Frame,
+    FrameError, TPM2_CC_SET_LOCALITY, TPM_HEADER_SIZE, TPM_RC_COMMAND_SIZE, TPM_RC_FAILURE,
     TPM_RC_INSUFFICIENT, TPM_RC_LOCALITY, TPM_RC_SUCCESS,
 };
 use crate::server::ExitReason;
@@ -76,6 +76,9 @@ impl Session for DataSession {
     ) -> Progress {
         if !input.is_empty() {
             self.not_idle();
+        }
+        if !eof && frame_incomplete(input, self.st.max_command()) {
+            return Progress::Wait;
         }
         let mut rest = input;
         let frame = match read_data_frame(&mut rest, self.st.max_command()) {

@@ -156,6 +156,33 @@ pub fn read_sim_body<R: Read + ?Sized>(r: &mut R, max: usize) -> Result<(u8, Vec
     Ok((hdr.locality, read_vec(r, hdr.length as usize)?))
 }
 
+/// Whether `input` is the start of a frame (raw, or simulator-framed when it
+/// starts with `TPM_SEND_COMMAND`) that has not fully arrived: its header is
+/// incomplete, or announces a size within `max` that is not all here. The
+/// callers then wait for more without parsing, so a command that arrives in
+/// many pieces is not copied again for each. A size out of range is not
+/// "incomplete": the parser answers it.
+pub fn frame_incomplete(input: &[u8], max: usize) -> bool {
+    let sim = input.get(..4) == Some(&TPM_SEND_COMMAND.to_be_bytes()[..]);
+    let whole = if sim {
+        match input
+            .get(4..4 + SimCommandHdr::SIZE)
+            .and_then(SimCommandHdr::decode)
+        {
+            Some(h) if h.length as usize <= max => 4 + SimCommandHdr::SIZE + h.length as usize,
+            Some(_) => return false,
+            None => return true,
+        }
+    } else {
+        match input.get(..TPM_HEADER_SIZE).and_then(TpmHeader::decode) {
+            Some(h) if (TPM_HEADER_SIZE..=max).contains(&(h.size as usize)) => h.size as usize,
+            Some(_) => return false,
+            None => return true,
+        }
+    };
+    input.len() < whole
+}
+
 /// Read one command from a swtpm data channel: a raw TPM command, or one in
 /// the simulator framing when the first u32 is `TPM_SEND_COMMAND` (a TPM 2.0
 /// tag is 0x8001/0x8002, so the two cannot be confused). `Ok(None)` at a
@@ -203,6 +230,33 @@ mod tests {
         .to_bytes();
         v.extend_from_slice(extra);
         v
+    }
+
+    #[test]
+    fn incomplete_frames_are_told_without_parsing() {
+        let c = cmd(0x17b, &[0, 8]);
+        for n in 0..c.len() {
+            assert!(frame_incomplete(&c[..n], 4096), "{n} octets");
+        }
+        assert!(!frame_incomplete(&c, 4096));
+        let mut sim = TPM_SEND_COMMAND.to_be_bytes().to_vec();
+        sim.push(0);
+        sim.extend_from_slice(&(c.len() as u32).to_be_bytes());
+        sim.extend_from_slice(&c);
+        for n in 0..sim.len() {
+            assert!(frame_incomplete(&sim[..n], 4096), "sim {n} octets");
+        }
+        assert!(!frame_incomplete(&sim, 4096));
+        // Sizes out of range are for the parser to answer.
+        assert!(!frame_incomplete(&c[..10], 11));
+        assert!(!frame_incomplete(&sim[..9], 11));
+        let tiny = TpmHeader {
+            tag: 0x8001,
+            size: 3,
+            code: 0x17b,
+        }
+        .to_bytes();
+        assert!(!frame_incomplete(&tiny, 4096));
     }
 
     #[test]

@@ -14,8 +14,8 @@ use crate::device::{power_off_if_running, Device, DeviceError};
 use crate::endpoint::{bind, Bound, Endpoint, Stream};
 use crate::error::Error;
 use crate::frame::{
-    check_command, read_sim_body, read_u32, sim_response, tpm_error_response, FrameError,
-    TPM_RC_COMMAND_SIZE, TPM_RC_FAILURE,
+    check_command, frame_incomplete, read_sim_body, read_u32, sim_response, tpm_error_response,
+    FrameError, TPM_RC_COMMAND_SIZE, TPM_RC_FAILURE,
 };
 use crate::server::{ExitReason, Server, ServerCore};
 use crate::tpm_loop::{Progress, Session, Source, TpmHandle};
@@ -211,6 +211,9 @@ impl Session for CommandSession {
         };
         match code {
             TPM_SEND_COMMAND => {
+                if !eof && frame_incomplete(input, MSSIM_MAX_COMMAND) {
+                    return wait;
+                }
                 let mut rest = &input[4..];
                 match read_sim_body(&mut rest, MSSIM_MAX_COMMAND) {
                     Ok((locality, cmd)) => {

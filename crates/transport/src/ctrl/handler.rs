@@ -75,11 +75,6 @@ pub(crate) fn result_reply(d: &Dialect, code: u32) -> Vec<u8> {
     ResultResp { result: code }.to_bytes_in(d.order)
 }
 
-/// The result code at the start of a response.
-pub(crate) fn result_of(d: &Dialect, reply: &[u8]) -> u32 {
-    ResultResp::decode_in(reply, d.order).map_or(rc::TPM_FAIL, |r| r.result)
-}
-
 fn result(d: &Dialect, code: u32) -> Handled {
     Handled::reply(result_reply(d, code))
 }
@@ -301,11 +296,19 @@ fn hash_data(st: &SwtpmState, d: &Dialect, body: &[u8]) -> Handled {
     let Some(data) = body.get(HashDataReq::SIZE..HashDataReq::SIZE + hdr.length as usize) else {
         return result(d, rc::TPM_BAD_PARAMETER);
     };
+    result(d, hash_chunk(st, data))
+}
+
+/// Hash one chunk of _TPM_Hash_Data on the TPM thread: its result code.
+/// The socket's streamed HASH_DATA calls this per chunk once the power state
+/// was checked for the whole message (the engine refuses data outside a
+/// hash sequence anyway).
+pub(crate) fn hash_chunk(st: &SwtpmState, data: &[u8]) -> u32 {
     if data.is_empty() {
-        return result(d, rc::TPM_SUCCESS);
+        return rc::TPM_SUCCESS;
     }
     let data = data.to_vec();
-    result(d, code_of(st.tpm.call_dev(move |dev| dev.hash_data(&data))))
+    code_of(st.tpm.call_dev(move |dev| dev.hash_data(&data)))
 }
 
 /// CMD_GET_STATEBLOB: the blob from `offset` on (or the dialect's chunk of it).

@@ -192,15 +192,9 @@ fn hash_data(st: &SwtpmState, body: &[u8], stream: &mut Stream) -> Option<Handle
     if first.len() as u64 > u64::from(hdr.length) {
         return bad();
     }
-    let hash = |chunk: &[u8]| {
-        let mut req = HashDataReq {
-            length: chunk.len() as u32,
-        }
-        .to_bytes();
-        req.extend_from_slice(chunk);
-        let h = handler::handle(st, &SOCKET, CtrlCommand::HashData, &req, None);
-        handler::result_of(&SOCKET, &h.reply)
-    };
+    // The power state was checked for the whole message (dispatch): one
+    // TPM-thread round trip per chunk.
+    let hash = |chunk: &[u8]| handler::hash_chunk(st, chunk);
     let mut res = rc::TPM_SUCCESS;
     for piece in first.chunks(PTM_HDATA_SIZE) {
         if res == rc::TPM_SUCCESS {
