@@ -63,26 +63,27 @@ impl Cmac {
         Ok(encrypt(self.cipher, SymMode::Ecb, &self.key, &[], data)?.0)
     }
 
-    /// Absorb `data`.
-    pub fn update(&mut self, mut data: &[u8]) -> Result<()> {
-        let n = self.cipher.block_size();
-        while !data.is_empty() {
-            if self.pending.len() == n {
-                // More input follows, so the pending block is not the last.
-                let (_, chain) = encrypt(
-                    self.cipher,
-                    SymMode::Cbc,
-                    &self.key,
-                    &self.chain,
-                    &self.pending,
-                )?;
-                self.chain = Zeroizing::new(chain);
-                self.pending.clear();
-            }
-            let take = (n - self.pending.len()).min(data.len());
-            self.pending.extend_from_slice(&data[..take]);
-            data = &data[take..];
+    /// Absorb `data`: every block but the last (which may end the message
+    /// and is kept back) is chained in one CBC pass, one key schedule per
+    /// call rather than per block.
+    pub fn update(&mut self, data: &[u8]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
         }
+        let n = self.cipher.block_size();
+        let mut all = Zeroizing::new(Vec::with_capacity(self.pending.len() + data.len()));
+        all.extend_from_slice(&self.pending);
+        all.extend_from_slice(data);
+        let keep = match all.len() % n {
+            0 => n,
+            r => r,
+        };
+        let (body, last) = all.split_at(all.len() - keep);
+        if !body.is_empty() {
+            let (_, chain) = encrypt(self.cipher, SymMode::Cbc, &self.key, &self.chain, body)?;
+            self.chain = Zeroizing::new(chain);
+        }
+        self.pending = Zeroizing::new(last.to_vec());
         Ok(())
     }
 
@@ -188,6 +189,21 @@ mod tests {
         let mut m = Cmac::import(&m.export()).unwrap();
         m.update(&msg[16..40]).unwrap();
         assert_eq!(m.finish().unwrap(), hex("dfa66747de9ae63030ca32611497c827"));
+        // Any split of the 64 octets (block boundaries included), and octet
+        // by octet.
+        for at in 0..=64 {
+            let mut m = Cmac::new(BlockCipher::Aes, &key).unwrap();
+            m.update(&msg[..at]).unwrap();
+            m.update(&msg[at..]).unwrap();
+            assert_eq!(
+                m.finish().unwrap(),
+                hex("51f0bebf7e3b9d92fc49741779363cfe"),
+                "{at}"
+            );
+        }
+        let mut m = Cmac::new(BlockCipher::Aes, &key).unwrap();
+        msg.iter().for_each(|b| m.update(&[*b]).unwrap());
+        assert_eq!(m.finish().unwrap(), hex("51f0bebf7e3b9d92fc49741779363cfe"));
     }
 
     #[test]
