@@ -49,40 +49,52 @@ pub struct KeySpec {
     pub remove: bool,
 }
 
+/// What a key option (`--key`, `--migration-key`) holds once read.
+pub(crate) enum KeyMaterial {
+    /// A passphrase (`pwdfile=`/`pwdfd=`), never empty.
+    Passphrase(Zeroizing<Vec<u8>>),
+    /// A key (`file=`/`fd=`), decoded from its `format=`.
+    Key(Zeroizing<Vec<u8>>),
+}
+
 impl KeySpec {
     /// Read the key material and turn it into the NVRAM's key source.
     pub fn load(&self) -> Result<nvram::KeySource> {
-        let bytes = self.read()?;
+        match self.material("--key")? {
+            KeyMaterial::Passphrase(p) => Ok(nvram::KeySource::Passphrase(p)),
+            KeyMaterial::Key(key) => match key.len() {
+                32 => {
+                    let mut k = Zeroizing::new([0u8; 32]);
+                    k.copy_from_slice(&key);
+                    Ok(nvram::KeySource::Raw(k))
+                }
+                16 => Ok(nvram::KeySource::Passphrase(key)),
+                n => Err(Error::usage(
+                    "--key",
+                    format!("the key has {n} bytes; 16 or 32 are supported"),
+                )),
+            },
+        }
+    }
+
+    /// Read the passphrase, or the key decoded from its `format=`; errors
+    /// name `option`.
+    pub(crate) fn material(&self, option: &'static str) -> Result<KeyMaterial> {
+        let bytes = self.read(option)?;
         match self.input {
-            KeyInput::PwdFile(_) | KeyInput::PwdFd(_) => {
-                if bytes.is_empty() {
-                    return Err(Error::usage("--key", "the passphrase is empty"));
-                }
-                Ok(nvram::KeySource::Passphrase(bytes))
+            KeyInput::PwdFile(_) | KeyInput::PwdFd(_) if bytes.is_empty() => {
+                Err(Error::usage(option, "the passphrase is empty"))
             }
-            KeyInput::File(_) | KeyInput::Fd(_) => {
-                let key = match self.format {
-                    KeyFormat::Binary => bytes,
-                    KeyFormat::Hex => decode_hex("--key", &bytes)?,
-                };
-                match key.len() {
-                    32 => {
-                        let mut k = Zeroizing::new([0u8; 32]);
-                        k.copy_from_slice(&key);
-                        Ok(nvram::KeySource::Raw(k))
-                    }
-                    16 => Ok(nvram::KeySource::Passphrase(key)),
-                    n => Err(Error::usage(
-                        "--key",
-                        format!("the key has {n} bytes; 16 or 32 are supported"),
-                    )),
-                }
-            }
+            KeyInput::PwdFile(_) | KeyInput::PwdFd(_) => Ok(KeyMaterial::Passphrase(bytes)),
+            KeyInput::File(_) | KeyInput::Fd(_) => Ok(KeyMaterial::Key(match self.format {
+                KeyFormat::Binary => bytes,
+                KeyFormat::Hex => decode_hex(option, &bytes)?,
+            })),
         }
     }
 
     /// The bytes as stored: a key still in its `format=`, or a passphrase.
-    pub(crate) fn read(&self) -> Result<Zeroizing<Vec<u8>>> {
+    fn read(&self, option: &'static str) -> Result<Zeroizing<Vec<u8>>> {
         let mut buf = Zeroizing::new(Vec::new());
         match &self.input {
             KeyInput::File(p) | KeyInput::PwdFile(p) => {
@@ -96,13 +108,13 @@ impl KeySpec {
                 }
             }
             KeyInput::Fd(n) | KeyInput::PwdFd(n) => {
-                let mut f = crate::fds::take_file("--key", *n)?;
+                let mut f = crate::fds::take_file(option, *n)?;
                 // A key is small; refuse a descriptor that streams without end.
                 (&mut f)
                     .take(64 * 1024)
                     .read_to_end(&mut buf)
                     .map_err(|e| Error::Fd {
-                        option: "--key",
+                        option,
                         fd: *n,
                         reason: e.to_string(),
                     })?;
@@ -113,7 +125,7 @@ impl KeySpec {
 }
 
 /// A `format=hex` key: hex digits, optionally 0x-prefixed, whitespace around ignored.
-pub(crate) fn decode_hex(option: &'static str, bytes: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+fn decode_hex(option: &'static str, bytes: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     let bad = || {
         Error::usage(
             option,

@@ -28,7 +28,7 @@ use transport::DeviceError;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::keys::{decode_hex, KeyFormat, KeyInput, KeySpec};
+use crate::keys::{KeyMaterial, KeySpec};
 
 /// The first four bytes of a sealed blob. A plain blob starts with its
 /// two-byte format version, a small number, never 0xff76.
@@ -100,12 +100,8 @@ fn usage(why: impl std::fmt::Display) -> Error {
 impl MigrationKeySpec {
     /// Read the key (or passphrase) and derive the AES key.
     pub fn load(&self) -> Result<MigrationKey> {
-        let bytes = self.source.read()?;
-        let aes = match self.source.input {
-            KeyInput::PwdFile(_) | KeyInput::PwdFd(_) => {
-                if bytes.is_empty() {
-                    return Err(usage("the passphrase is empty"));
-                }
+        let aes = match self.source.material("--migration-key")? {
+            KeyMaterial::Passphrase(bytes) => {
                 let len = usize::from(self.bits.unwrap_or(128) / 8);
                 let mut k = Zeroizing::new(vec![0u8; len]);
                 match self.kdf {
@@ -116,11 +112,7 @@ impl MigrationKeySpec {
                 }
                 k
             }
-            KeyInput::File(_) | KeyInput::Fd(_) => {
-                let key = match self.source.format {
-                    KeyFormat::Binary => bytes,
-                    KeyFormat::Hex => decode_hex("--migration-key", &bytes)?,
-                };
+            KeyMaterial::Key(key) => {
                 let bits = key.len() * 8;
                 if bits != 128 && bits != 256 {
                     return Err(usage(format!(

@@ -5,8 +5,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 /// Random-access storage with an explicit flush.
 pub trait Backend: Send {
@@ -31,14 +29,14 @@ pub trait Backend: Send {
     /// A name for messages.
     fn path(&self) -> PathBuf;
     /// Give the image up after a hand-over (`--migration
-    /// release-lock-outgoing`): nothing is written any more. A file needs
-    /// nothing here (its lock is released apart); an NBD client disconnects,
-    /// so that a server allowing one client lets the next instance in.
-    fn release(&mut self) {}
-    /// The lock this backend holds on its image, if it takes one (a file
-    /// opened for writing); the NVRAM keeps it to hand the image over.
-    fn image_lock(&self) -> Option<Arc<ImageLock>> {
-        None
+    /// release-lock-outgoing`), everything written before being durable:
+    /// nothing is written any more. A file releases its lock (and refuses
+    /// every later write: another process may own the image from then on;
+    /// a writer that wants it back opens it again); an NBD client
+    /// disconnects, so that a server allowing one client lets the next
+    /// instance in.
+    fn release(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
     /// Periodic work of the backend (renewing an in-image lease): called by
     /// the storage thread when the time this returned last has passed; None
@@ -48,53 +46,15 @@ pub trait Backend: Send {
     }
 }
 
-/// The `flock` a writer holds on its image, shared by the [`FileBackend`]
-/// that writes through the file and the NVRAM that may hand the image over
-/// to another process ([`NvramHandle::release_lock`](crate::NvramHandle::release_lock)).
-///
-/// Once released it stays released: the backend refuses every later write
-/// and flush, because another process may own the image from then on. A
-/// writer that wants the image back opens it again, which takes a new lock
-/// and reads the image as it is now.
-#[derive(Debug)]
-pub struct ImageLock {
-    /// A duplicate of the backend's descriptor. flock locks belong to the
-    /// open file description, which duplicates share, so unlocking through
-    /// this one unlocks the backend's file without closing it.
-    file: File,
-    released: AtomicBool,
-    path: PathBuf,
-}
-
-impl ImageLock {
-    /// Release the lock; from now on the backend refuses to write.
-    pub(crate) fn release(&self) -> std::io::Result<()> {
-        // Marked first: no write may slip in between the unlock and the mark.
-        self.released.store(true, Ordering::SeqCst);
-        self.file.unlock()
-    }
-
-    /// Whether the lock was released.
-    pub fn is_released(&self) -> bool {
-        self.released.load(Ordering::SeqCst)
-    }
-
-    /// The error of a write attempted after the release.
-    fn refused(&self) -> std::io::Error {
-        std::io::Error::other(format!(
-            "{}: the image's lock was released (handed over to another process): this instance may not write it any more",
-            self.path.display()
-        ))
-    }
-}
-
 /// A regular file or block device.
 pub struct FileBackend {
     file: File,
     size: u64,
     path: PathBuf,
-    /// The image's lock (None when opened read-only, which takes none).
-    lock: Option<Arc<ImageLock>>,
+    /// The image is locked (`flock`: opened for writing; read-only takes no lock).
+    locked: bool,
+    /// The lock was released at a hand-over: every write is refused.
+    released: bool,
 }
 
 impl FileBackend {
@@ -137,9 +97,7 @@ impl FileBackend {
         // inspection takes no lock.
         // Contention is reported as ErrorKind::WouldBlock; the NVRAM turns it
         // into Error::InUse naming the image.
-        let lock = if read_only {
-            None
-        } else {
+        if !read_only {
             match file.try_lock() {
                 Ok(()) => {}
                 Err(std::fs::TryLockError::WouldBlock) => {
@@ -150,12 +108,7 @@ impl FileBackend {
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(e),
             }
-            Some(Arc::new(ImageLock {
-                file: file.try_clone()?,
-                released: AtomicBool::new(false),
-                path: path.to_path_buf(),
-            }))
-        };
+        }
         let mut f = file;
         let size = f.seek(SeekFrom::End(0))?;
         Ok((
@@ -163,7 +116,8 @@ impl FileBackend {
                 file: f,
                 size,
                 path: path.to_path_buf(),
-                lock,
+                locked: !read_only,
+                released: false,
             },
             created,
         ))
@@ -202,18 +156,18 @@ impl FileBackend {
     /// temporary name before it is renamed there).
     pub fn named(mut self, path: &Path) -> FileBackend {
         self.path = path.to_path_buf();
-        if let Some(l) = self.lock.as_mut().and_then(Arc::get_mut) {
-            l.path = path.to_path_buf();
-        }
         self
     }
 
     /// Refuse to change the image once its lock was handed over.
     fn check_lock(&self) -> std::io::Result<()> {
-        match &self.lock {
-            Some(l) if l.is_released() => Err(l.refused()),
-            _ => Ok(()),
+        if !self.released {
+            return Ok(());
         }
+        Err(std::io::Error::other(format!(
+            "{}: the image's lock was released (handed over to another process): this instance may not write it any more",
+            self.path.display()
+        )))
     }
 }
 
@@ -235,8 +189,14 @@ impl Backend for FileBackend {
     fn path(&self) -> PathBuf {
         self.path.clone()
     }
-    fn image_lock(&self) -> Option<Arc<ImageLock>> {
-        self.lock.clone()
+    fn release(&mut self) -> std::io::Result<()> {
+        // Marked first: nothing may be written once the lock may be another's.
+        self.released = true;
+        if self.locked {
+            self.file.unlock()?;
+            self.locked = false;
+        }
+        Ok(())
     }
 }
 

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use wire_record::{wire, Bytes, Wire};
 
-use crate::backend::{Backend, ImageLock};
+use crate::backend::Backend;
 use crate::format::{region_size_for, REGIONS_START, SLOT_SIZE};
 
 /// How often the holder renews its lease.
@@ -454,13 +454,9 @@ impl Backend for LeasedBackend {
         self.inner.path()
     }
 
-    fn release(&mut self) {
+    fn release(&mut self) -> std::io::Result<()> {
         self.give_up();
-        self.inner.release();
-    }
-
-    fn image_lock(&self) -> Option<std::sync::Arc<ImageLock>> {
-        self.inner.image_lock()
+        self.inner.release()
     }
 
     fn heartbeat(&mut self) -> Option<Duration> {
@@ -622,7 +618,7 @@ mod tests {
     #[test]
     fn release_frees_it_for_the_next_instance_at_once() {
         let mut l = LeasedBackend::acquire(mem(), &mut |_| {}).expect("free");
-        l.release();
+        l.release().expect("released");
         let off = l.off;
         let mut b = vec![0u8; 4096];
         l.inner.read_at(off, &mut b).unwrap();

@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-pub use backend::{Backend, FileBackend, ImageLock, MemBackend};
+pub use backend::{Backend, FileBackend, MemBackend};
 use error::io;
 pub use error::{Error, Result};
 use format::Layout;
@@ -167,8 +167,6 @@ pub struct BlobInfo {
 pub struct Nvram {
     store: Store,
     registered: BTreeMap<String, u64>,
-    /// The image's lock, if the backend takes one.
-    lock: Option<Arc<ImageLock>>,
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -272,7 +270,6 @@ impl Nvram {
 
     /// Open an image on any backend; `fresh` formats it.
     pub fn open_backend(be: Box<dyn Backend>, fresh: bool, opts: OpenOptions) -> Result<Nvram> {
-        let lock = be.image_lock();
         let store = Store::open(
             be,
             StoreOptions {
@@ -286,7 +283,6 @@ impl Nvram {
         Ok(Nvram {
             store,
             registered: BTreeMap::new(),
-            lock,
         })
     }
 
@@ -374,7 +370,6 @@ impl Nvram {
                 registered: self.registered.into_iter().collect(),
                 total,
                 notes,
-                lock: self.lock,
             }),
         })
     }
@@ -394,7 +389,6 @@ struct Inner {
     registered: HashMap<String, u64>,
     total: u64,
     notes: Vec<String>,
-    lock: Option<Arc<ImageLock>>,
 }
 
 /// A cloneable handle to a started NVRAM; the storage thread ends when the last handle drops.
@@ -561,7 +555,7 @@ impl NvramHandle {
     /// holder must find everything this one acknowledged. Releasing twice is
     /// harmless.
     pub fn release_lock(&self) -> Result<()> {
-        self.inner.worker.release(self.inner.lock.as_deref())
+        self.inner.worker.release()
     }
 
     /// Whether [`NvramHandle::release_lock`] handed the image over.

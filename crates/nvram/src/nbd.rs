@@ -688,10 +688,13 @@ impl Backend for NbdBackend {
         PathBuf::from(self.uri.to_string())
     }
 
-    fn release(&mut self) {
+    fn release(&mut self) -> std::io::Result<()> {
+        // Everything was flushed before (the NVRAM syncs first); a reply
+        // still due cannot change that.
         let _ = self.drain(None);
         self.disconnect();
         self.released = true;
+        Ok(())
     }
 }
 

@@ -603,8 +603,10 @@ impl Store {
     }
 
     /// Give the backend up after a hand-over (see [`Backend::release`]).
-    pub fn release_backend(&mut self) {
-        self.be.release();
+    pub fn release_backend(&mut self) -> Result<()> {
+        self.be
+            .release()
+            .map_err(io(&self.path, "releasing the lock"))
     }
 
     /// The backend's periodic work (see [`Backend::heartbeat`]); when to call again.

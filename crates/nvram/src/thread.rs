@@ -26,8 +26,6 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use parking_lot::{Mutex, RwLock};
 
-use crate::backend::ImageLock;
-use crate::error::io;
 use crate::error::{Error, Result};
 use crate::ops::Op;
 use crate::store::Store;
@@ -144,10 +142,11 @@ impl Worker {
 
     /// Hand the image over: commit what was posted before (it belongs to this
     /// writer), flush everything, mark the store released so that no later
-    /// commit touches the image, and release `lock`. Done with the store
-    /// locked, so no commit runs in between. A failed flush keeps the lock
-    /// (the next holder must find every acknowledged write) and is returned.
-    pub fn release(&self, lock: Option<&ImageLock>) -> Result<()> {
+    /// commit touches the image, and release the backend (a file's lock).
+    /// Done with the store locked, so no commit runs in between. A failed
+    /// flush keeps the lock (the next holder must find every acknowledged
+    /// write) and is returned.
+    pub fn release(&self) -> Result<()> {
         let core = &*self.core;
         let mut store = core.store.lock();
         if core.released() {
@@ -155,14 +154,9 @@ impl Worker {
         }
         let queued: Vec<Msg> = core.rx.try_iter().collect();
         let outcome = (!queued.is_empty()).then(|| commit(core, &mut store, queued));
-        let path = store.path().to_path_buf();
         let result = store.sync_all().and_then(|()| {
             core.released.store(true, Ordering::SeqCst);
-            store.release_backend();
-            match lock {
-                Some(l) => l.release().map_err(io(&path, "releasing the lock")),
-                None => Ok(()),
-            }
+            store.release_backend()
         });
         drop(store);
         if let Some(o) = outcome {
