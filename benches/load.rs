@@ -14,6 +14,11 @@
 //!   ops/s, p50/p99 latency, server CPU time per 1,000 operations, ratio;
 //! * **relaxed**: the NV-writing workloads again on a second vtpm with
 //!   `--tpmstate ...,sync=off`, against the same swtpm figures;
+//! * **NBD**: the NV-writing workloads on a durable vtpm whose image is an
+//!   NBD export: a qcow2 served by qemu-storage-daemon (issue 16's case) and,
+//!   when nbdkit is installed, a raw file served by nbdkit's file plugin (a
+//!   server whose FLUSH is one fdatasync: what is left is vtpm's part), each
+//!   beside a bare NBD round trip and a bare durable commit on the same export;
 //! * **durable NV cost**: the storage floor of the filesystem both keep their
 //!   state on (pwrite 4 KiB + fdatasync, p50) and what each durable NV command
 //!   costs above it, and above swtpm's (which does not flush);
@@ -118,7 +123,7 @@ struct Target {
     child: Child,
     conn: TcpStream,
     ctrl_port: u16,
-    /// qemu-storage-daemon serving the image over NBD.
+    /// The NBD server serving the image.
     storage: Option<Child>,
     /// Its export's URI (to time a bare NBD round trip beside vtpm).
     nbd_uri: Option<String>,
@@ -159,36 +164,76 @@ fn start(name: &'static str, program: &str, relaxed: bool) -> Option<Target> {
     start_on(name, program, &state, dir, None)
 }
 
-/// vtpm with its image on a 4 MiB qcow2 in the bench's temporary directory,
-/// exported by qemu-storage-daemon on a Unix socket (durable: every commit
-/// ends with NBD_CMD_FLUSH, which the daemon turns into an fsync).
-fn start_nbd(program: &str) -> Option<Target> {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).ok()?;
-    let img = dir.path().join("tpm.qcow2");
-    let ok = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&img)
-        .arg("4M")
-        .status()
-        .ok()?
-        .success();
-    if !ok {
-        return None;
+/// The NBD servers the bench puts vtpm's image on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NbdServer {
+    /// qemu-storage-daemon exporting a qcow2 (issue 16's case).
+    QemuStorageDaemon,
+    /// nbdkit's file plugin on a raw file: a reference server whose FLUSH
+    /// is one fdatasync, to tell vtpm's part from the server's.
+    Nbdkit,
+}
+
+impl NbdServer {
+    fn describe(self) -> &'static str {
+        match self {
+            NbdServer::QemuStorageDaemon => "qemu-storage-daemon, a qcow2",
+            NbdServer::Nbdkit => "nbdkit's file plugin, a raw file",
+        }
     }
+
+    /// The server's command serving a new 4 MiB image in `dir` on `sock`.
+    fn command(self, dir: &Path, sock: &Path) -> Option<Command> {
+        match self {
+            NbdServer::QemuStorageDaemon => {
+                let img = dir.join("tpm.qcow2");
+                let ok = Command::new("qemu-img")
+                    .args(["create", "-q", "-f", "qcow2"])
+                    .arg(&img)
+                    .arg("4M")
+                    .status()
+                    .ok()?
+                    .success();
+                if !ok {
+                    return None;
+                }
+                let mut c = Command::new("qemu-storage-daemon");
+                c.arg("--blockdev")
+                    .arg(format!(
+                        "driver=file,node-name=f0,filename={}",
+                        img.display()
+                    ))
+                    .args(["--blockdev", "driver=qcow2,node-name=q0,file=f0"])
+                    .arg("--nbd-server")
+                    .arg(format!("addr.type=unix,addr.path={}", sock.display()))
+                    .args([
+                        "--export",
+                        "type=nbd,id=e0,node-name=q0,name=tpm,writable=on",
+                    ]);
+                Some(c)
+            }
+            NbdServer::Nbdkit => {
+                let img = dir.join("tpm.raw");
+                std::fs::write(&img, vec![0u8; 4 << 20]).ok()?;
+                let mut c = Command::new("nbdkit");
+                c.args(["--foreground", "--exit-with-parent", "--unix"])
+                    .arg(sock)
+                    .arg("file")
+                    .arg(format!("file={}", img.display()));
+                Some(c)
+            }
+        }
+    }
+}
+
+/// vtpm with its image on a 4 MiB image in the bench's temporary directory,
+/// exported by `server` on a Unix socket (durable: every commit ends with
+/// NBD_CMD_FLUSH, which the server turns into an fdatasync).
+fn start_nbd(program: &str, server: NbdServer) -> Option<Target> {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).ok()?;
     let sock = dir.path().join("nbd.sock");
-    let storage = Command::new("qemu-storage-daemon")
-        .arg("--blockdev")
-        .arg(format!(
-            "driver=file,node-name=f0,filename={}",
-            img.display()
-        ))
-        .args(["--blockdev", "driver=qcow2,node-name=q0,file=f0"])
-        .arg("--nbd-server")
-        .arg(format!("addr.type=unix,addr.path={}", sock.display()))
-        .args([
-            "--export",
-            "type=nbd,id=e0,node-name=q0,name=tpm,writable=on",
-        ])
+    let storage = server
+        .command(dir.path(), &sock)?
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -584,10 +629,15 @@ struct Results {
     sparse: Vec<Pair>,
     idle_ticks: Option<u64>,
     floor_us: Option<f64>,
-    /// NV_Write p50 on NBD and a bare NBD round trip (issue 16's target).
-    nbd_nv_write_us: Option<f64>,
-    nbd_rtt_us: Option<f64>,
-    nbd_commit_us: Option<f64>,
+    /// Per NBD server: NV_Write p50 on it and the bare figures (issue 16's target).
+    nbd: Vec<NbdRun>,
+}
+
+/// What one NBD server gave.
+struct NbdRun {
+    server: NbdServer,
+    nv_write_us: Option<f64>,
+    bare: Option<NbdBare>,
 }
 
 fn find<'a>(v: &'a [Pair], name: &str) -> Option<(&'a Figures, &'a Figures)> {
@@ -785,59 +835,69 @@ fn main() {
     }
 
     println!(
-        "\n-- NBD: the NV-writing workloads on a durable vtpm whose image is a qcow2 exported by qemu-storage-daemon --"
+        "\n-- NBD: the NV-writing workloads on a durable vtpm whose image is an NBD export --"
     );
-    match start_nbd(&vtpm_bin) {
-        None => {
-            println!("qemu-storage-daemon or vtpm on NBD did not start (qemu-utils installed?)")
-        }
-        Some(mut nbd) => {
-            if let Some(b) = nbd.nbd_uri.as_deref().and_then(nbd_round_trips_us) {
-                println!(
-                    "bare NBD, p50 through a second connection: round trip (4 KiB read, of 2,000) {:.1} us; \
-                     durable commit as vtpm sends it (2 x 754 B, replies, FLUSH; of 300) {:.1} us; \
-                     lone durable 754 B write (FUA where offered; of 300) {:.1} us",
-                    b.rtt, b.commit, b.lone
-                );
-                res.nbd_rtt_us = Some(b.rtt);
-                res.nbd_commit_us = Some(b.commit);
-            }
+    for server in [NbdServer::QemuStorageDaemon, NbdServer::Nbdkit] {
+        println!("{}:", server.describe());
+        let Some(mut nbd) = start_nbd(&vtpm_bin, server) else {
             println!(
-                "{:<28} {:>10} {:>8} {:>8} {:>8} | {:>13} {:>13} | {:>9}",
-                "workload",
-                "vtpm ops/s",
-                "p50 us",
-                "p99 us",
-                "CPU/1k",
-                "local p50 us",
-                "swtpm p50 us",
-                "NBD-local"
-            );
-            for w in all.iter().filter(|w| w.nv_writes > 0) {
-                let ours = run(&mut nbd, w, secs, hz);
-                let local = res.back_to_back.iter().find(|(n, _, _)| *n == w.name);
-                let p50 = |f: Option<&Res<Figures>>| match f {
-                    Some(Ok(f)) => format!("{:.1}", f.p50_us),
-                    _ => "-".into(),
-                };
-                let diff = match (&ours, local.map(|(_, o, _)| o)) {
-                    (Ok(n), Some(Ok(l))) => format!("{:+.1}", n.p50_us - l.p50_us),
-                    _ => "-".into(),
-                };
-                println!(
-                    "{:<28} {} | {:>13} {:>13} | {:>9}",
-                    w.name,
-                    cells(&ours),
-                    p50(local.map(|(_, o, _)| o)),
-                    p50(local.and_then(|(_, _, t)| t.as_ref())),
-                    diff
-                );
-                if w.name == NV_WRITE {
-                    res.nbd_nv_write_us = ours.as_ref().ok().map(|f| f.p50_us);
+                "  the server or vtpm on it did not start ({} installed?)",
+                match server {
+                    NbdServer::QemuStorageDaemon => "qemu-utils",
+                    NbdServer::Nbdkit => "nbdkit",
                 }
-                note_failures(&mut notes, w.name, &ours, None);
-            }
+            );
+            continue;
+        };
+        let mut run_of = NbdRun {
+            server,
+            nv_write_us: None,
+            bare: nbd.nbd_uri.as_deref().and_then(nbd_round_trips_us),
+        };
+        if let Some(b) = &run_of.bare {
+            println!(
+                "bare NBD, p50 through a second connection: round trip (4 KiB read, of 2,000) {:.1} us; \
+                 durable commit as vtpm sends it (2 x 754 B, replies, FLUSH; of 300) {:.1} us; \
+                 lone durable 754 B write (FUA where offered; of 300) {:.1} us",
+                b.rtt, b.commit, b.lone
+            );
         }
+        println!(
+            "{:<28} {:>10} {:>8} {:>8} {:>8} | {:>13} {:>13} | {:>9}",
+            "workload",
+            "vtpm ops/s",
+            "p50 us",
+            "p99 us",
+            "CPU/1k",
+            "local p50 us",
+            "swtpm p50 us",
+            "NBD-local"
+        );
+        for w in all.iter().filter(|w| w.nv_writes > 0) {
+            let ours = run(&mut nbd, w, secs, hz);
+            let local = res.back_to_back.iter().find(|(n, _, _)| *n == w.name);
+            let p50 = |f: Option<&Res<Figures>>| match f {
+                Some(Ok(f)) => format!("{:.1}", f.p50_us),
+                _ => "-".into(),
+            };
+            let diff = match (&ours, local.map(|(_, o, _)| o)) {
+                (Ok(n), Some(Ok(l))) => format!("{:+.1}", n.p50_us - l.p50_us),
+                _ => "-".into(),
+            };
+            println!(
+                "{:<28} {} | {:>13} {:>13} | {:>9}",
+                w.name,
+                cells(&ours),
+                p50(local.map(|(_, o, _)| o)),
+                p50(local.and_then(|(_, _, t)| t.as_ref())),
+                diff
+            );
+            if w.name == NV_WRITE {
+                run_of.nv_write_us = ours.as_ref().ok().map(|f| f.p50_us);
+            }
+            note_failures(&mut notes, w.name, &ours, None);
+        }
+        res.nbd.push(run_of);
     }
 
     println!("\n-- durable NV cost --");
@@ -987,25 +1047,29 @@ fn targets(res: &Results) {
             Some(o.p50_us <= t.p50_us + floor),
         );
     }
-    if let (Some(n), Some(rtt), Some((o, _))) = (
-        res.nbd_nv_write_us,
-        res.nbd_rtt_us,
-        find(&res.back_to_back, NV_WRITE),
-    ) {
+    for r in &res.nbd {
+        let (Some(n), Some(b), Some((o, _))) = (
+            r.nv_write_us,
+            r.bare.as_ref(),
+            find(&res.back_to_back, NV_WRITE),
+        ) else {
+            continue;
+        };
         line(
             format!(
-                "(issue 16) durable NV_Write on NBD p50 <= local p50 + 2 NBD round trips: {n:.1} vs {:.1} + 2 x {rtt:.1} us",
-                o.p50_us
+                "(issue 16) durable NV_Write on NBD ({}) p50 <= local p50 + 2 NBD round trips: {n:.1} vs {:.1} + 2 x {:.1} us",
+                r.server.describe(),
+                o.p50_us,
+                b.rtt
             ),
-            Some(n <= o.p50_us + 2.0 * rtt),
+            Some(n <= o.p50_us + 2.0 * b.rtt),
         );
-        if let Some(commit) = res.nbd_commit_us {
-            println!(
-                "        (the server's part: a bare durable NBD commit alone takes {commit:.1} us; \
-                 vtpm's whole NV_Write on NBD {n:.1} us, {:+.1} us beyond it)",
-                n - commit
-            );
-        }
+        println!(
+            "        (the server's part: a bare durable NBD commit alone takes {:.1} us; \
+             vtpm's whole NV_Write on NBD {n:.1} us, {:+.1} us beyond it)",
+            b.commit,
+            n - b.commit
+        );
     }
     line(
         format!(

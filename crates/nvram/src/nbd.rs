@@ -53,6 +53,9 @@ const NBD_CMD_FLUSH: u16 = 3;
 
 /// Largest option reply accepted (bounds allocations on hostile servers).
 const MAX_OPTION_REPLY: u32 = 64 * 1024;
+/// Size of the receive buffer (replies that arrive together are taken in one
+/// `read`); larger read payloads go straight to their destination.
+const RECV_BUFFER: usize = 4096;
 /// Largest request sent (the protocol's default maximum payload).
 const DEFAULT_MAX_REQUEST: u32 = 32 << 20;
 /// Back-off between reconnection attempts: first, and at most.
@@ -346,6 +349,9 @@ pub struct NbdBackend {
     /// Writes were sent that no flush has covered yet: a FUA write would not
     /// make them durable, so the next durable commit flushes.
     unflushed: bool,
+    /// Received and not yet consumed: `recv[recv_at..]`.
+    recv: Vec<u8>,
+    recv_at: usize,
     /// The connection was lost with replies due: the next drain says so.
     lost: bool,
     /// Given up after a hand-over: never reconnect.
@@ -396,6 +402,8 @@ impl NbdBackend {
             cookie: 0,
             pending: Vec::new(),
             unflushed: false,
+            recv: Vec::with_capacity(RECV_BUFFER),
+            recv_at: 0,
             lost: false,
             released: false,
             timeout,
@@ -424,7 +432,7 @@ impl NbdBackend {
             match connect(&self.uri, self.timeout) {
                 Ok((s, e)) if e.size == self.export.size => {
                     log_reconnect(&self.uri);
-                    self.stream = Some(s);
+                    self.set_stream(Some(s));
                     self.export = e;
                     self.backoff = BACKOFF_MIN;
                 }
@@ -454,33 +462,107 @@ impl NbdBackend {
         payload: &[u8],
         length: u32,
     ) -> std::io::Result<u64> {
-        self.cookie = self.cookie.wrapping_add(1);
-        let cookie = self.cookie;
         let mut req = Vec::with_capacity(Request::SIZE + payload.len());
+        let cookie = self.encode_request(&mut req, (cmd, flags), offset, payload, length);
+        self.transmit(&req)?;
+        Ok(cookie)
+    }
+
+    /// Append one request to `out`; its cookie.
+    fn encode_request(
+        &mut self,
+        out: &mut Vec<u8>,
+        (cmd, flags): (u16, u16),
+        offset: u64,
+        payload: &[u8],
+        length: u32,
+    ) -> u64 {
+        self.cookie = self.cookie.wrapping_add(1);
         Request {
             magic: REQUEST_MAGIC,
             flags,
             kind: cmd,
-            cookie,
+            cookie: self.cookie,
             offset,
             length,
         }
-        .encode(&mut req);
-        req.extend_from_slice(payload);
-        let r = self.stream().and_then(|s| s.write_all(&req));
-        match r {
-            Ok(()) => Ok(cookie),
-            Err(e) => {
-                self.drop_connection();
-                Err(e)
+        .encode(out);
+        out.extend_from_slice(payload);
+        self.cookie
+    }
+
+    /// Send encoded requests; a failure forgets the connection.
+    fn transmit(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let r = self.stream().and_then(|s| s.write_all(bytes));
+        if r.is_err() {
+            self.drop_connection();
+        }
+        r
+    }
+
+    /// Replace the connection (or forget it); what was received on the old
+    /// one and not consumed goes with it.
+    fn set_stream(&mut self, stream: Option<Box<dyn Stream>>) {
+        self.stream = stream;
+        self.recv.clear();
+        self.recv_at = 0;
+    }
+
+    /// Fill `dst` from the connection through the receive buffer: one `read`
+    /// takes whatever has arrived, so replies that came together cost one
+    /// system call.
+    fn recv_exact(&mut self, dst: &mut [u8]) -> std::io::Result<()> {
+        let mut got = 0;
+        while got < dst.len() {
+            if self.recv_at < self.recv.len() {
+                let n = (self.recv.len() - self.recv_at).min(dst.len() - got);
+                dst[got..got + n].copy_from_slice(&self.recv[self.recv_at..self.recv_at + n]);
+                self.recv_at += n;
+                got += n;
+                continue;
+            }
+            let s = self
+                .stream
+                .as_mut()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))?;
+            let direct = dst.len() - got >= RECV_BUFFER;
+            self.recv.resize(RECV_BUFFER, 0);
+            self.recv_at = 0;
+            let r = if direct {
+                s.read(&mut dst[got..])
+            } else {
+                s.read(&mut self.recv)
+            };
+            let n = match r {
+                Ok(n) if n > 0 => n,
+                Ok(_) => {
+                    self.recv.clear();
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                Err(e) => {
+                    self.recv.clear();
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
+            if direct {
+                self.recv.clear();
+                got += n;
+            } else {
+                self.recv.truncate(n);
             }
         }
+        Ok(())
     }
 
     /// Forget the connection (it may be mid-message); requests whose replies
     /// were still due are lost, which the next drain reports.
     fn drop_connection(&mut self) {
-        if self.stream.take().is_some() && !self.pending.is_empty() {
+        let had = self.stream.is_some();
+        self.set_stream(None);
+        if had && !self.pending.is_empty() {
             self.pending.clear();
             self.lost = true;
         }
@@ -499,11 +581,9 @@ impl NbdBackend {
         let mut first_error = None;
         while !self.pending.is_empty() || read.is_some() {
             let r = (|| -> std::io::Result<(u64, u32)> {
-                let s = self
-                    .stream
-                    .as_mut()
-                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))?;
-                let reply: SimpleReply = read_record(s.as_mut())?;
+                let mut b = [0u8; SimpleReply::SIZE];
+                self.recv_exact(&mut b)?;
+                let reply = SimpleReply::decode(&b).ok_or_else(|| bad("a short record"))?;
                 if reply.magic != SIMPLE_REPLY_MAGIC {
                     return Err(bad("bad reply magic"));
                 }
@@ -513,7 +593,7 @@ impl NbdBackend {
                 Ok(v) => v,
                 Err(e) => {
                     self.pending.clear();
-                    self.stream = None;
+                    self.set_stream(None);
                     return Err(e);
                 }
             };
@@ -522,20 +602,16 @@ impl NbdBackend {
             } else if read.as_ref().is_some_and(|(c, _)| *c == cookie) {
                 if let Some((_, buf)) = read.take() {
                     if error == 0 {
-                        let got = match self.stream.as_mut() {
-                            Some(s) => s.read_exact(buf),
-                            None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
-                        };
-                        if let Err(e) = got {
+                        if let Err(e) = self.recv_exact(buf) {
                             self.pending.clear();
-                            self.stream = None;
+                            self.set_stream(None);
                             return Err(e);
                         }
                     }
                 }
             } else {
                 self.pending.clear();
-                self.stream = None;
+                self.set_stream(None);
                 return Err(bad("a reply to no request in flight"));
             }
             if error != 0 && first_error.is_none() {
@@ -565,16 +641,25 @@ impl NbdBackend {
             .map(move |i| (off + i as u64, max.min(len - i)))
     }
 
-    /// Send the writes of `data` at `off` with command `flags` (their
-    /// replies are left in `pending`); partial blocks are read, patched and
-    /// written whole.
-    fn send_write(&mut self, off: u64, data: &[u8], flags: u16) -> std::io::Result<()> {
+    /// Add the write requests of `data` at `off` with command `flags` to
+    /// `out` (their cookies to `pending`: the caller transmits `out`);
+    /// partial blocks are read, patched and written whole (what `out` holds
+    /// is sent first, so that the read's drain finds those replies coming).
+    fn queue_write(
+        &mut self,
+        out: &mut Vec<u8>,
+        (off, data): (u64, &[u8]),
+        flags: u16,
+    ) -> std::io::Result<()> {
         let b = u64::from(self.export.min_block);
         let (start, end) = (off / b * b, (off + data.len() as u64).div_ceil(b) * b);
         let patched;
         let whole = if start == off && end == off + data.len() as u64 {
             data
         } else {
+            if !out.is_empty() {
+                self.transmit(&std::mem::take(out))?;
+            }
             let mut w = vec![0u8; (end - start) as usize];
             self.read_aligned(start, &mut w)?;
             let at = (off - start) as usize;
@@ -585,10 +670,20 @@ impl NbdBackend {
         let chunks: Vec<_> = self.chunks(start, whole.len()).collect();
         for (o, n) in chunks {
             let i = (o - start) as usize;
-            let cookie = self.send((NBD_CMD_WRITE, flags), o, &whole[i..i + n], n as u32)?;
+            let cookie =
+                self.encode_request(out, (NBD_CMD_WRITE, flags), o, &whole[i..i + n], n as u32);
             self.pending.push(cookie);
         }
         Ok(())
+    }
+
+    /// Send `writes` (with command `flags`) in one transmission.
+    fn send_writes(&mut self, writes: &[(u64, &[u8])], flags: u16) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(writes.iter().map(|w| Request::SIZE + w.1.len()).sum());
+        for &w in writes {
+            self.queue_write(&mut out, w, flags)?;
+        }
+        self.transmit(&out)
     }
 
     /// Read aligned to the minimum block size (writes in flight are settled first).
@@ -631,7 +726,7 @@ impl Backend for NbdBackend {
         // (or the next read), so a commit costs one round trip for its
         // writes and one for the flush that must follow their replies. A
         // failed write fails that flush.
-        self.send_write(off, data, 0)?;
+        self.send_writes(&[(off, data)], 0)?;
         // Bounded: a relaxed NVRAM flushes rarely.
         if self.pending.len() >= 64 {
             self.drain(None)?;
@@ -659,22 +754,20 @@ impl Backend for NbdBackend {
         // a write and a flush of the image, and two flushes cost more than
         // the round trip FUA saves (two FUA writes 418-534 us against writes,
         // replies, FLUSH 361-469 us, qemu-storage-daemon on a qcow2).
-        if !fua || self.unflushed || writes.len() > 1 {
-            for (off, data) in writes {
-                self.write_at(*off, data)?;
-            }
-            return self.flush();
-        }
+        let fua = fua && !self.unflushed && writes.len() == 1;
         for (off, data) in writes {
             self.check_range(*off, data.len())?;
         }
-        // Each write is durable when its reply comes (FUA), whatever the
-        // order the server runs them in: one round trip for the commit.
-        // Until every reply is in, what was sent may be stored undurably.
+        // All the writes go in one transmission (one system call, and the
+        // server finds them together). Until every reply is in, what was
+        // sent may be stored undurably.
         self.unflushed = true;
-        for (off, data) in writes {
-            self.send_write(*off, data, NBD_CMD_FLAG_FUA)?;
+        if !fua {
+            self.send_writes(writes, 0)?;
+            return self.flush();
         }
+        // Durable when its reply comes (FUA): one round trip for the commit.
+        self.send_writes(writes, NBD_CMD_FLAG_FUA)?;
         self.drain(None)?;
         self.unflushed = false;
         Ok(())
@@ -702,6 +795,7 @@ impl NbdBackend {
     /// NBD_CMD_DISC (no reply is sent) and close the connection.
     fn disconnect(&mut self) {
         if let Some(mut s) = self.stream.take() {
+            self.set_stream(None);
             let req = Request {
                 magic: REQUEST_MAGIC,
                 kind: NBD_CMD_DISC,
