@@ -1,0 +1,141 @@
+//! Random control-channel messages and random data-channel bytes against the
+//! real binary (swtpm socket protocol): whatever arrives, vtpm keeps running,
+//! logs no panic, and still answers a well-formed command afterwards.
+//! Deterministic (fixed seed); `VTPM_FUZZ_ITERS=N` sends N messages.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
+
+use common::Vtpm;
+use rand::{Rng, SeedableRng};
+
+/// Send `bytes` on a new connection to `port`, end our side, and read what
+/// comes back within a short wait (the reply is not checked: only that the
+/// server survives and stays in step for later clients).
+fn poke(port: u16, bytes: &[u8]) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let _ = s.write_all(bytes);
+    let _ = s.shutdown(Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+fn be32(v: u32) -> [u8; 4] {
+    v.to_be_bytes()
+}
+
+/// A control message: a code (mostly real ones, never CMD_SHUTDOWN, which
+/// ends the process by design) and a body shaped like the code's request or
+/// random.
+fn control_message(r: &mut impl Rng) -> Vec<u8> {
+    let codes = [
+        1u32, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 0, 20,
+    ];
+    let code = if r.gen_ratio(1, 20) {
+        r.gen()
+    } else {
+        codes[r.gen_range(0..codes.len())]
+    };
+    let mut m = be32(code).to_vec();
+    let random = |r: &mut dyn rand::RngCore, n: usize| {
+        let mut v = vec![0u8; n];
+        r.fill_bytes(&mut v);
+        v
+    };
+    match code {
+        // HASH_DATA / SET_STATEBLOB: a length, then fewer, as many or more bytes.
+        7 | 13 => {
+            let len = [0u32, 1, 10, 4096, 5000, 70_000][r.gen_range(0..6)];
+            if code == 13 {
+                m.extend(be32(r.gen_range(0..4)));
+                m.extend(be32(r.gen_range(0..4)));
+            }
+            m.extend(be32(len));
+            let sent = [0, len / 2, len][r.gen_range(0..3)] as usize;
+            m.extend(random(r, sent));
+        }
+        // GET_STATEBLOB: flags, type, offset.
+        12 => {
+            m.extend(be32([0, 1, 2, 0x0100_0000][r.gen_range(0..4)]));
+            m.extend(be32(r.gen_range(0..10)));
+            m.extend(be32([0, 1, 100, 1 << 20, 1 << 31][r.gen_range(0..5)]));
+        }
+        _ => {
+            let n = [0usize, 1, 2, 3, 4, 8, 16, 64, 300][r.gen_range(0..9)];
+            m.extend(random(r, n));
+        }
+    }
+    m
+}
+
+/// Data-channel bytes: random, or with a plausible tag and size field.
+fn data_message(r: &mut impl Rng) -> Vec<u8> {
+    let n = [0usize, 1, 5, 10, 11, 20, 100, 4096, 5000][r.gen_range(0..9)];
+    let mut v = vec![0u8; n];
+    r.fill_bytes(&mut v);
+    if n >= 10 && r.gen_bool(0.5) {
+        let tag = [0x8001u16, 0x8002, 0x00c4][r.gen_range(0..3)];
+        v[..2].copy_from_slice(&tag.to_be_bytes());
+        v[2..6].copy_from_slice(&(n as u32).to_be_bytes());
+    }
+    v
+}
+
+/// CMD_INIT, then TPM2_Startup and GetRandom(8) on the data channel: the
+/// GetRandom answer (after Startup, which may fail if the TPM was started).
+fn revive_and_probe(port: u16, ctrl: u16) -> Vec<u8> {
+    let talk = |p: u16, msg: &[u8]| -> Vec<u8> {
+        let mut s = TcpStream::connect(("127.0.0.1", p)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(msg).unwrap();
+        let mut b = vec![0u8; 4096];
+        let n = s.read(&mut b).unwrap_or(0);
+        b.truncate(n);
+        b
+    };
+    talk(ctrl, &[be32(2).as_slice(), &be32(0)].concat());
+    talk(port, &[0x80, 0x01, 0, 0, 0, 12, 0, 0, 1, 0x44, 0, 0]);
+    talk(port, &[0x80, 0x01, 0, 0, 0, 12, 0, 0, 1, 0x7b, 0, 8])
+}
+
+#[test]
+fn random_control_and_data_messages_never_stop_the_server() {
+    let iters: u64 = std::env::var("VTPM_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let mut tpm = Vtpm::start_socket();
+    let mut r = rand::rngs::StdRng::seed_from_u64(0x5eed_c7d1);
+    for i in 0..iters {
+        if r.gen_bool(0.6) {
+            poke(tpm.ctrl_port, &control_message(&mut r));
+        } else {
+            poke(tpm.port, &data_message(&mut r));
+        }
+        if i % 50 == 49 {
+            assert!(
+                tpm.guard.try_status().is_none(),
+                "vtpm exited after message {i}: {}",
+                tpm.guard.stderr()
+            );
+            let resp = revive_and_probe(tpm.port, tpm.ctrl_port);
+            assert_eq!(
+                resp.get(6..10),
+                Some(&[0u8, 0, 0, 0][..]),
+                "GetRandom after message {i}: {resp:02x?}"
+            );
+        }
+    }
+    assert!(tpm.guard.try_status().is_none(), "vtpm exited");
+    assert!(
+        !tpm.guard.stderr().contains("panick"),
+        "{}",
+        tpm.guard.stderr()
+    );
+}
