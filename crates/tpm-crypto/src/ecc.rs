@@ -172,48 +172,27 @@ impl EccKey {
         digest: &[u8],
         rng: &mut impl CryptoRngCore,
     ) -> Result<(Vec<u8>, Vec<u8>)> {
-        let size = self.curve.size();
-        let order = self.curve.order();
-        any_curve!(self.curve, c => {
-            let d = c::SecretKey::from_slice(&self.d).map_err(|_| Error::InvalidKey("ECC scalar"))?;
-            let d = *d.to_nonzero_scalar();
-            for _ in 0..64 {
-                let k = c::NonZeroScalar::random(&mut *rng);
-                let big_r = (c::ProjectivePoint::generator() * *k).to_affine().to_encoded_point(false);
-                let Ok(rp) = coords(big_r.as_bytes(), size) else { continue };
-                let e = schnorr_hash(hash, &rp.x, digest, size);
-                let e_int = BigUint::from_bytes_be(&e);
-                if e_int == BigUint::from(0u32) || e_int >= order {
-                    continue;
-                }
-                let e_pad = left_pad(&e, size);
-                let Some(r) = Option::<c::Scalar>::from(c::Scalar::from_repr(c::FieldBytes::clone_from_slice(&e_pad))) else {
-                    continue;
-                };
-                let s = *k + r * d;
-                if bool::from(elliptic_curve::Field::is_zero(&s)) {
-                    continue;
-                }
-                return Ok((e_pad, s.to_repr().to_vec()));
+        let (curve, size) = (self.curve, self.curve.size());
+        if !crate::ecc_math::is_private_scalar(curve, &self.d) {
+            return Err(Error::InvalidKey("ECC scalar"));
+        }
+        for _ in 0..64 {
+            // The nonce k and R = [k]G, drawn as a key is.
+            let nonce = EccKey::generate(curve, &mut *rng);
+            let e = schnorr_hash(hash, &nonce.public.x, digest, size);
+            let e_pad = left_pad(&e, size);
+            if !crate::ecc_math::is_private_scalar(curve, &e_pad) {
+                continue;
             }
-            Err(Error::Failed("EC-Schnorr signing found no nonce"))
-        }, dom => {
-            for _ in 0..64 {
-                let k = crate::ecc_generic::random_scalar(dom, rng);
-                let (rx, _) = dom.mul(&k, None)?;
-                let e = schnorr_hash(hash, &rx, digest, size);
-                if !dom.is_scalar(&e) {
-                    continue;
-                }
-                let e_pad = left_pad(&e, size);
-                let s = dom.mul_add_n(&k, &e_pad, &self.d).ok_or(Error::Failed("EC-Schnorr"))?;
-                if s.iter().all(|&b| b == 0) {
-                    continue;
-                }
-                return Ok((e_pad, s));
+            // s = k + e·d mod n.
+            let s = crate::ecc_math::mul_add_n(curve, &nonce.d, &e_pad, &self.d)
+                .ok_or(Error::Failed("EC-Schnorr"))?;
+            if s.iter().all(|&b| b == 0) {
+                continue;
             }
-            Err(Error::Failed("EC-Schnorr signing found no nonce"))
-        })
+            return Ok((e_pad, s));
+        }
+        Err(Error::Failed("EC-Schnorr signing found no nonce"))
     }
 
     /// ECDH: the point d·Q for the peer's public point Q (validated first).

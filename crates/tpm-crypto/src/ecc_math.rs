@@ -7,7 +7,9 @@
 use elliptic_curve::ff::PrimeField;
 use elliptic_curve::group::Group;
 use elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
+use rand_core::CryptoRngCore;
 use rsa::BigUint;
+use zeroize::Zeroizing;
 
 use crate::ecc::{any_curve, coords, fit, left_pad, public_point, Curve, Point};
 use crate::error::{Error, Result};
@@ -31,7 +33,6 @@ macro_rules! affine {
             .ok_or(Error::InvalidKey("point not on the curve"))?
     }};
 }
-pub(crate) use affine;
 
 /// Whether 1 ≤ k < n: a valid private scalar.
 pub fn is_private_scalar(curve: Curve, k: &[u8]) -> bool {
@@ -60,6 +61,45 @@ pub fn mul(curve: Curve, k: &[u8], p: Option<&Point>) -> Result<Point> {
         let (x, y) = d.mul(k, p.map(|p| (&p.x[..], &p.y[..])))?;
         Ok(Point { x, y })
     })
+}
+
+/// a + b·c mod n, at the curve's size; None when an operand is not below n.
+/// The one form of scalar arithmetic the signing and agreement schemes need
+/// (Schnorr, ECDAA, EC-MQV, the SM2 exchange), in constant-time field
+/// arithmetic whatever the curve.
+pub fn mul_add_n(curve: Curve, a: &[u8], b: &[u8], c: &[u8]) -> Option<Vec<u8>> {
+    any_curve!(curve, cc => {
+        let s = |v: &[u8]| scalar!(cc, curve, v);
+        Some((s(a)? + s(b)? * s(c)?).to_repr().to_vec())
+    }, d => d.mul_add_n(a, b, c))
+}
+
+/// A private scalar (1 ≤ k < n) drawn from `rng`: the same draw as a key
+/// generated from it ([`EccKey::generate`](crate::ecc::EccKey::generate)).
+pub fn random_scalar(curve: Curve, rng: &mut impl CryptoRngCore) -> Zeroizing<Vec<u8>> {
+    any_curve!(curve, c => {
+        Zeroizing::new(c::NonZeroScalar::random(&mut *rng).to_repr().to_vec())
+    }, d => crate::ecc_generic::random_scalar(d, rng))
+}
+
+/// The shape EC-MQV and the SM2 key exchange share: with our private
+/// scalars (a, b) and the associate value `ga` of our ephemeral point,
+/// s = a + ga·b mod n, and with the other party's points (C, D) and the
+/// associate value `gd`, Z = [s](C + [gd]D). The scalars must be private
+/// scalars, the points valid; Z at infinity is [`Error::Failed`].
+pub(crate) fn associate_agreement(
+    curve: Curve,
+    (a, b, ga): (&[u8], &[u8], &[u8]),
+    (c, d, gd): (&Point, &Point, &[u8]),
+) -> Result<Point> {
+    if !is_private_scalar(curve, a) || !is_private_scalar(curve, b) {
+        return Err(Error::InvalidInput("scalar out of range"));
+    }
+    public_point(curve, c)?;
+    public_point(curve, d)?;
+    let s = Zeroizing::new(mul_add_n(curve, a, ga, b).ok_or(Error::Failed("scalar"))?);
+    let sum = add(curve, c, &mul(curve, gd, Some(d))?)?;
+    mul(curve, &s, Some(&sum))
 }
 
 /// A + B for two points of the curve; a sum at infinity is [`Error::Failed`].

@@ -4,11 +4,10 @@
 //! and s = r + T·d mod n. The signature is (k, s). This module holds the
 //! arithmetic only; where r comes from (the commit counter) is the engine's.
 
-use elliptic_curve::ff::PrimeField;
 use rand_core::CryptoRngCore;
 
-use crate::ecc::{any_curve, fit, Curve, EccKey, Point};
-use crate::ecc_math::{add, is_private_scalar, mod_n, mul, scalar};
+use crate::ecc::{fit, Curve, EccKey, Point};
+use crate::ecc_math::{add, is_private_scalar, mod_n, mul, mul_add_n, random_scalar};
 use crate::error::{Error, Result};
 use crate::hash::{HashAlg, Hasher};
 
@@ -42,32 +41,20 @@ impl EccKey {
         if !is_private_scalar(curve, r) {
             return Err(Error::InvalidInput("commit value out of range"));
         }
-        any_curve!(curve, c => {
-            let d = scalar!(c, curve, &self.d).ok_or(Error::InvalidKey("ECC scalar"))?;
-            let r = scalar!(c, curve, r).ok_or(Error::InvalidInput("commit value"))?;
-            for _ in 0..64 {
-                let k = minimal(&c::NonZeroScalar::random(&mut *rng).to_repr());
-                let t = scalar!(c, curve, &challenge(curve, hash, &k, digest))
-                    .ok_or(Error::Failed("challenge"))?;
-                let s = r + t * d;
-                if bool::from(elliptic_curve::Field::is_zero(&s)) {
-                    continue;
-                }
-                return Ok((k, s.to_repr().to_vec()));
+        if !is_private_scalar(curve, &self.d) {
+            return Err(Error::InvalidKey("ECC scalar"));
+        }
+        for _ in 0..64 {
+            let k = minimal(&random_scalar(curve, rng));
+            let t = challenge(curve, hash, &k, digest);
+            // s = r + t·d mod n.
+            let s = mul_add_n(curve, r, &t, &self.d).ok_or(Error::Failed("ECDAA"))?;
+            if s.iter().all(|&b| b == 0) {
+                continue;
             }
-            Err(Error::Failed("ECDAA signing found no nonce"))
-        }, dom => {
-            for _ in 0..64 {
-                let k = minimal(&crate::ecc_generic::random_scalar(dom, rng));
-                let t = challenge(curve, hash, &k, digest);
-                let s = dom.mul_add_n(r, &t, &self.d).ok_or(Error::Failed("ECDAA"))?;
-                if s.iter().all(|&b| b == 0) {
-                    continue;
-                }
-                return Ok((k, s));
-            }
-            Err(Error::Failed("ECDAA signing found no nonce"))
-        })
+            return Ok((k, s));
+        }
+        Err(Error::Failed("ECDAA signing found no nonce"))
     }
 }
 

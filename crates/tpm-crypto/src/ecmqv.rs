@@ -3,12 +3,10 @@
 //! implicitsig = de + avf(Qe)·ds mod n and Z = [h·implicitsig](QeB +
 //! [avf(QeB)]QsB). The cofactor h is 1 on every implemented curve.
 
-use elliptic_curve::ff::PrimeField;
-use elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
 use rsa::BigUint;
 
-use crate::ecc::{any_curve, coords, fit, public_point, Curve, Point};
-use crate::ecc_math::{affine, is_private_scalar, mul, scalar};
+use crate::ecc::{fit, Curve, Point};
+use crate::ecc_math::{associate_agreement, is_private_scalar, mul};
 use crate::error::{Error, Result};
 
 /// The associate value function of SP 800-56A: with f the bit length of n,
@@ -25,35 +23,16 @@ fn avf(curve: Curve, x: &[u8]) -> Vec<u8> {
 /// `qe_b` public points (both validated: [`Error::InvalidKey`]). The result
 /// at infinity is [`Error::Failed`].
 pub fn ecmqv(curve: Curve, ds: &[u8], de: &[u8], qs_b: &Point, qe_b: &Point) -> Result<Point> {
-    if !is_private_scalar(curve, ds) || !is_private_scalar(curve, de) {
+    if !is_private_scalar(curve, de) {
         return Err(Error::InvalidInput("scalar out of range"));
     }
-    public_point(curve, qs_b)?;
-    public_point(curve, qe_b)?;
-    let qe_a = mul(curve, de, None)?;
-    let avf_a = avf(curve, &qe_a.x);
+    let avf_a = avf(curve, &mul(curve, de, None)?.x);
     let avf_b = avf(
         curve,
         &fit(&qe_b.x, curve.size()).ok_or(Error::InvalidKey("coordinate"))?,
     );
-    any_curve!(curve, c => {
-        let bad = || Error::Failed("scalar");
-        let ds = scalar!(c, curve, ds).ok_or_else(bad)?;
-        let de = scalar!(c, curve, de).ok_or_else(bad)?;
-        let avf_a = scalar!(c, curve, &avf_a).ok_or_else(bad)?;
-        let avf_b = scalar!(c, curve, &avf_b).ok_or_else(bad)?;
-        let implicit = de + avf_a * ds;
-        let qs_b = c::ProjectivePoint::from(affine!(c, curve, qs_b));
-        let qe_b = c::ProjectivePoint::from(affine!(c, curve, qe_b));
-        let z = ((qe_b + qs_b * avf_b) * implicit).to_affine();
-        coords(z.to_encoded_point(false).as_bytes(), curve.size())
-    }, dom => {
-        let implicit = dom.mul_add_n(de, &avf_a, ds).ok_or(Error::Failed("scalar"))?;
-        let t = dom.mul(&avf_b, Some((&qs_b.x, &qs_b.y)))?;
-        let sum = dom.add((&qe_b.x, &qe_b.y), (&t.0, &t.1))?;
-        let (x, y) = dom.mul(&implicit, Some((&sum.0, &sum.1)))?;
-        Ok(Point { x, y })
-    })
+    // implicitsig = de + avf(QeA)·ds; Z = [implicitsig](QeB + [avf(QeB)]QsB).
+    associate_agreement(curve, (de, ds, &avf_a), (qe_b, qs_b, &avf_b))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use rand_core::CryptoRngCore;
 use rsa::BigUint;
 
 use crate::ecc::{any_curve, fit, left_pad, Curve, EccKey, Point};
-use crate::ecc_math::{add, mul, scalar};
+use crate::ecc_math::{add, associate_agreement, mul, scalar};
 use crate::error::{Error, Result};
 
 /// (e + x) mod n at the curve's size.
@@ -111,21 +111,13 @@ pub fn sm2_key_exchange(
     qs_b: &Point,
     qe_b: &Point,
 ) -> Result<Point> {
-    let re = mul(curve, de, None)?;
-    let xa = x_bar(curve, &re.x);
+    let xa = x_bar(curve, &mul(curve, de, None)?.x);
     let xb = x_bar(
         curve,
         &fit(&qe_b.x, curve.size()).ok_or(Error::InvalidKey("coordinate"))?,
     );
-    let t = any_curve!(curve, c => {
-        let bad = || Error::Failed("SM2 scalar");
-        let ds = scalar!(c, curve, ds).ok_or_else(bad)?;
-        let de = scalar!(c, curve, de).ok_or_else(bad)?;
-        let xa = scalar!(c, curve, &xa).ok_or_else(bad)?;
-        (ds + xa * de).to_repr().to_vec()
-    }, dom => dom.mul_add_n(ds, &xa, de).ok_or(Error::Failed("SM2 scalar"))?);
-    let sum = add(curve, qs_b, &mul(curve, &xb, Some(qe_b))?)?;
-    mul(curve, &t, Some(&sum))
+    // t = ds + x̄(Re)·de; U = [t](QsB + [x̄(QeB)]QeB).
+    associate_agreement(curve, (ds, de, &xa), (qs_b, qe_b, &xb))
 }
 
 #[cfg(test)]
@@ -170,6 +162,12 @@ mod tests {
             assert_eq!(ua, ub, "{curve:?}");
             let mqv = crate::ecmqv::ecmqv(curve, &sa.d, &ea.d, &sb.public, &eb.public).unwrap();
             assert_ne!(ua, mqv, "not EC-MQV");
+            // Private scalars out of range and invalid points are refused.
+            assert!(sm2_key_exchange(curve, &[0], &ea.d, &sb.public, &eb.public).is_err());
+            assert!(sm2_key_exchange(curve, &[0xff; 80], &ea.d, &sb.public, &eb.public).is_err());
+            let mut off = sb.public.clone();
+            off.x[2] ^= 4;
+            assert!(sm2_key_exchange(curve, &sa.d, &ea.d, &off, &eb.public).is_err());
         }
         // w = 127 for a 256-bit n: bit 127 set, 127 low bits kept.
         let v = BigUint::from_bytes_be(&x_bar(Curve::Sm2P256, &[0xff; 32]));
