@@ -223,21 +223,36 @@ impl Vtpm {
     /// Start `vtpm socket` again on the same state directory (the previous process
     /// must have ended), on new ports, with `extra` options.
     pub fn restart_socket(&mut self, extra: &[&str]) {
-        let port = free_port_pair();
-        let stderr = self.tmp.path().join(format!("stderr.{port}"));
-        self.guard = Guard::spawn(
-            vtpm_bin(),
-            &socket_args(&self.dir(), port, extra),
-            stderr,
-            &[],
-        );
-        assert!(
-            wait_until(Duration::from_secs(20), || listening(port)
-                && listening(port + 1)),
-            "vtpm did not restart: {}",
-            self.guard.stderr()
-        );
-        (self.port, self.ctrl_port) = (port, port + 1);
+        // As in `start`: a port taken between choosing and binding (by
+        // another test's listener or client) makes vtpm exit; new ports then.
+        for _attempt in 0..5 {
+            let port = free_port_pair();
+            let stderr = self.tmp.path().join(format!("stderr.{port}"));
+            self.guard = Guard::spawn(
+                vtpm_bin(),
+                &socket_args(&self.dir(), port, extra),
+                stderr,
+                &[],
+            );
+            let mut exited = false;
+            let up = wait_until(Duration::from_secs(20), || {
+                if self.guard.try_status().is_some() {
+                    exited = true;
+                    return true;
+                }
+                listening(port) && listening(port + 1)
+            });
+            if up && !exited {
+                (self.port, self.ctrl_port) = (port, port + 1);
+                return;
+            }
+            let err = self.guard.stderr();
+            assert!(
+                err.contains("bind") || err.contains("in use"),
+                "vtpm did not restart: {err}"
+            );
+        }
+        panic!("vtpm did not restart: no free ports in five tries");
     }
 
     /// `vtpm mssim` on free ports N, N+1, with `extra` options.

@@ -50,6 +50,7 @@ pub struct Domain {
     p_int: U640,
     n_int: U640,
     a: Fe,
+    b: Fe,
     b3: Fe,
     g: Projective,
     /// Octets of a coordinate or scalar.
@@ -102,6 +103,7 @@ impl Domain {
             p_int,
             n_int,
             a: fe(a)?,
+            b,
             b3: b + b + b,
             g: Projective {
                 x: fe(gx)?,
@@ -114,14 +116,8 @@ impl Domain {
         d.on_curve(&d.g.x, &d.g.y).then_some(d)
     }
 
-    fn b(&self) -> Fe {
-        // b3 / 3 is not needed often: recomputed from b3 through the inverse of 3.
-        let three = Fe::new(&U640::from_u8(3), self.p);
-        self.b3 * three.invert().0
-    }
-
     fn on_curve(&self, x: &Fe, y: &Fe) -> bool {
-        let rhs = x.square() * x + self.a * x + self.b();
+        let rhs = x.square() * x + self.a * x + self.b;
         bool::from(y.square().ct_eq(&rhs))
     }
 
@@ -272,7 +268,7 @@ impl Domain {
             return None;
         }
         let xf = self.coordinate(x)?;
-        let rhs = xf.square() * xf + self.a * xf + self.b();
+        let rhs = xf.square() * xf + self.a * xf + self.b;
         let e = self.p_int.wrapping_add(&U640::ONE).shr_vartime(2);
         let y = rhs.pow(&e);
         if !bool::from(y.square().ct_eq(&rhs)) {
