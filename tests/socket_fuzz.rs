@@ -1,6 +1,7 @@
 //! Random control-channel messages and random data-channel bytes against the
-//! real binary (swtpm socket protocol): whatever arrives, vtpm keeps running,
-//! logs no panic, and still answers a well-formed command afterwards.
+//! real binary (swtpm socket protocol), and random command-port and
+//! platform-port messages (mssim protocol): whatever arrives, vtpm keeps
+//! running, logs no panic, and still answers a well-formed command afterwards.
 //! Deterministic (fixed seed); `VTPM_FUZZ_ITERS=N` sends N messages.
 
 mod common;
@@ -125,6 +126,111 @@ fn random_control_and_data_messages_never_stop_the_server() {
                 tpm.guard.stderr()
             );
             let resp = revive_and_probe(tpm.port, tpm.ctrl_port);
+            assert_eq!(
+                resp.get(6..10),
+                Some(&[0u8, 0, 0, 0][..]),
+                "GetRandom after message {i}: {resp:02x?}"
+            );
+        }
+    }
+    assert!(tpm.guard.try_status().is_none(), "vtpm exited");
+    assert!(
+        !tpm.guard.stderr().contains("panick"),
+        "{}",
+        tpm.guard.stderr()
+    );
+}
+
+/// A command-port message of the mssim protocol: a code (never TPM_STOP,
+/// which ends the process by design) and a body shaped like its request.
+fn mssim_command(r: &mut impl Rng) -> Vec<u8> {
+    let codes = [8u32, 8, 8, 5, 6, 7, 15, 20, 0, 99];
+    let code = codes[r.gen_range(0..codes.len())];
+    let mut m = be32(code).to_vec();
+    match code {
+        // TPM_SEND_COMMAND: locality, length, then fewer, as many or more bytes.
+        8 => {
+            m.push([0u8, 3, 4, 5, 255][r.gen_range(0..5)]);
+            let len = [0u32, 9, 10, 12, 4096, 4097, u32::MAX][r.gen_range(0..7)];
+            m.extend(be32(len));
+            let body = data_message(r);
+            m.extend(&body[..body.len().min(len as usize)]);
+        }
+        6 | 15 => {
+            let len = [0u32, 1, 100, 5000, u32::MAX][r.gen_range(0..5)];
+            m.extend(be32(len));
+            let mut v = vec![0u8; (len as usize).min(r.gen_range(0..6000))];
+            r.fill_bytes(&mut v);
+            m.extend(v);
+        }
+        _ => {}
+    }
+    m
+}
+
+/// Platform signals, random ones among them (never TPM_STOP).
+fn mssim_platform(r: &mut impl Rng) -> Vec<u8> {
+    (0..r.gen_range(1..5))
+        .flat_map(|_| {
+            let c = if r.gen_ratio(1, 10) {
+                r.gen_range(22..1000)
+            } else {
+                r.gen_range(1..21)
+            };
+            be32(c)
+        })
+        .collect()
+}
+
+/// mssim: POWER_ON and NV_ON on the platform port, Startup and GetRandom(8)
+/// on the command port: the GetRandom answer (the TPM response, unframed).
+fn mssim_revive_and_probe(port: u16, platform: u16) -> Vec<u8> {
+    let mut p = TcpStream::connect(("127.0.0.1", platform)).expect("platform port");
+    p.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    p.write_all(&[be32(1), be32(11)].concat()).unwrap();
+    let mut acks = [0u8; 8];
+    p.read_exact(&mut acks).expect("acks");
+    let mut c = TcpStream::connect(("127.0.0.1", port)).expect("command port");
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut last = Vec::new();
+    for cmd in [
+        [0x80u8, 0x01, 0, 0, 0, 12, 0, 0, 1, 0x44, 0, 0],
+        [0x80, 0x01, 0, 0, 0, 12, 0, 0, 1, 0x7b, 0, 8],
+    ] {
+        let frame = [&be32(8)[..], &[0], &be32(12), &cmd].concat();
+        c.write_all(&frame).unwrap();
+        let mut len = [0u8; 4];
+        c.read_exact(&mut len).expect("response length");
+        let mut resp = vec![0u8; u32::from_be_bytes(len) as usize];
+        c.read_exact(&mut resp).expect("response");
+        let mut ack = [0u8; 4];
+        c.read_exact(&mut ack).expect("ack");
+        last = resp;
+    }
+    last
+}
+
+#[test]
+fn random_mssim_messages_never_stop_the_server() {
+    let iters: u64 = std::env::var("VTPM_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mut tpm = Vtpm::start_mssim();
+    let mut r = rand::rngs::StdRng::seed_from_u64(0x5eed_55a1);
+    for i in 0..iters {
+        if r.gen_bool(0.7) {
+            poke(tpm.port, &mssim_command(&mut r));
+        } else {
+            poke(tpm.ctrl_port, &mssim_platform(&mut r));
+        }
+        if i % 50 == 49 {
+            assert!(
+                tpm.guard.try_status().is_none(),
+                "vtpm exited after message {i}: {}",
+                tpm.guard.stderr()
+            );
+            let resp = mssim_revive_and_probe(tpm.port, tpm.ctrl_port);
             assert_eq!(
                 resp.get(6..10),
                 Some(&[0u8, 0, 0, 0][..]),
