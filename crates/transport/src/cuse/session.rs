@@ -76,13 +76,12 @@ impl Shared {
         }
     }
 
-    /// The next piece of the response, up to `size` bytes.
-    fn take_response(io: &mut CommandIo, size: usize) -> Vec<u8> {
-        let rest = io.response.get(io.read_at..).unwrap_or(&[]);
-        let n = rest.len().min(size);
-        let out = rest[..n].to_vec();
-        io.read_at += n;
-        out
+    /// The next piece of the response, up to `size` bytes (read on).
+    fn take_response(io: &mut CommandIo, size: usize) -> &[u8] {
+        let start = io.read_at.min(io.response.len());
+        let n = (io.response.len() - start).min(size);
+        io.read_at = start + n;
+        &io.response[start..start + n]
     }
 
     /// The command job's end (on the TPM thread): keep the response and
@@ -183,8 +182,11 @@ impl Session {
                 };
             }
         };
-        let msg = self.buf[..n].to_vec();
-        self.handle(&msg)
+        // The buffer is lent out while its request is handled (no copy).
+        let buf = std::mem::take(&mut self.buf);
+        let flow = self.handle(&buf[..n]);
+        self.buf = buf;
+        flow
     }
 
     /// Handle one request message.
@@ -326,9 +328,9 @@ impl Session {
                     }
                     return;
                 }
-                let data = Shared::take_response(&mut io, size);
+                let reply = proto::reply(unique, &[Shared::take_response(&mut io, size)]);
                 drop(io);
-                self.send(&proto::reply(unique, &[&data]));
+                self.send(&reply);
             }
             Transfer::GetBlob { offset } => {
                 let cache = lock(&self.shared.st.blob_cache);
