@@ -93,7 +93,7 @@ impl Shared {
         io.read_at = 0;
         if let Some((unique, size)) = io.parked.take() {
             let data = Self::take_response(&mut io, size);
-            self.send(&proto::reply(unique, &[&data]));
+            self.send(&proto::reply(unique, &[data]));
         }
     }
 }
