@@ -105,27 +105,30 @@ fn revive_and_probe(port: u16, ctrl: u16) -> Vec<u8> {
     talk(port, &[0x80, 0x01, 0, 0, 0, 12, 0, 0, 1, 0x7b, 0, 8])
 }
 
-#[test]
-fn random_control_and_data_messages_never_stop_the_server() {
+/// `iters` messages (from `next`, which sends one) against `tpm`; every 50
+/// the server must be alive and `probe` (reviving the TPM) must get a
+/// successful GetRandom; at the end, no panic in its log.
+fn fuzz(
+    tpm: &mut Vtpm,
+    seed: u64,
+    mut next: impl FnMut(&mut rand::rngs::StdRng, &Vtpm),
+    probe: impl Fn(&Vtpm) -> Vec<u8>,
+    default_iters: u64,
+) {
     let iters: u64 = std::env::var("VTPM_FUZZ_ITERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let mut tpm = Vtpm::start_socket();
-    let mut r = rand::rngs::StdRng::seed_from_u64(0x5eed_c7d1);
+        .unwrap_or(default_iters);
+    let mut r = rand::rngs::StdRng::seed_from_u64(seed);
     for i in 0..iters {
-        if r.gen_bool(0.6) {
-            poke(tpm.ctrl_port, &control_message(&mut r));
-        } else {
-            poke(tpm.port, &data_message(&mut r));
-        }
+        next(&mut r, tpm);
         if i % 50 == 49 {
             assert!(
                 tpm.guard.try_status().is_none(),
                 "vtpm exited after message {i}: {}",
                 tpm.guard.stderr()
             );
-            let resp = revive_and_probe(tpm.port, tpm.ctrl_port);
+            let resp = probe(tpm);
             assert_eq!(
                 resp.get(6..10),
                 Some(&[0u8, 0, 0, 0][..]),
@@ -138,6 +141,24 @@ fn random_control_and_data_messages_never_stop_the_server() {
         !tpm.guard.stderr().contains("panick"),
         "{}",
         tpm.guard.stderr()
+    );
+}
+
+#[test]
+fn random_control_and_data_messages_never_stop_the_server() {
+    let mut tpm = Vtpm::start_socket();
+    fuzz(
+        &mut tpm,
+        0x5eed_c7d1,
+        |r, t| {
+            if r.gen_bool(0.6) {
+                poke(t.ctrl_port, &control_message(r));
+            } else {
+                poke(t.port, &data_message(r));
+            }
+        },
+        |t| revive_and_probe(t.port, t.ctrl_port),
+        2000,
     );
 }
 
@@ -212,36 +233,18 @@ fn mssim_revive_and_probe(port: u16, platform: u16) -> Vec<u8> {
 
 #[test]
 fn random_mssim_messages_never_stop_the_server() {
-    let iters: u64 = std::env::var("VTPM_FUZZ_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
     let mut tpm = Vtpm::start_mssim();
-    let mut r = rand::rngs::StdRng::seed_from_u64(0x5eed_55a1);
-    for i in 0..iters {
-        if r.gen_bool(0.7) {
-            poke(tpm.port, &mssim_command(&mut r));
-        } else {
-            poke(tpm.ctrl_port, &mssim_platform(&mut r));
-        }
-        if i % 50 == 49 {
-            assert!(
-                tpm.guard.try_status().is_none(),
-                "vtpm exited after message {i}: {}",
-                tpm.guard.stderr()
-            );
-            let resp = mssim_revive_and_probe(tpm.port, tpm.ctrl_port);
-            assert_eq!(
-                resp.get(6..10),
-                Some(&[0u8, 0, 0, 0][..]),
-                "GetRandom after message {i}: {resp:02x?}"
-            );
-        }
-    }
-    assert!(tpm.guard.try_status().is_none(), "vtpm exited");
-    assert!(
-        !tpm.guard.stderr().contains("panick"),
-        "{}",
-        tpm.guard.stderr()
+    fuzz(
+        &mut tpm,
+        0x5eed_55a1,
+        |r, t| {
+            if r.gen_bool(0.7) {
+                poke(t.port, &mssim_command(r));
+            } else {
+                poke(t.ctrl_port, &mssim_platform(r));
+            }
+        },
+        |t| mssim_revive_and_probe(t.port, t.ctrl_port),
+        1000,
     );
 }
