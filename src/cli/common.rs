@@ -578,10 +578,9 @@ fn ifindex(option: &'static str, name: &str) -> Result<u32> {
             format!("ifname={name}: not an interface name"),
         ));
     }
-    std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| Error::usage(option, format!("ifname={name}: no such network interface")))
+    // if_nametoindex asks the kernel (no /sys needed, as in a container).
+    nix::net::if_::if_nametoindex(name)
+        .map_err(|_| Error::usage(option, format!("ifname={name}: no such network interface")))
 }
 
 /// `mode=`, `uid=`, `gid=` of a UNIX socket path (swtpm's default mode is 0770).

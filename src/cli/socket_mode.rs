@@ -308,6 +308,21 @@ mod tests {
     }
 
     #[test]
+    fn ifname_gives_the_scope_of_a_link_local_address() {
+        let p = run(&["--server", "type=tcp,port=4000,bindaddr=fe80::1,ifname=lo"]).unwrap();
+        let Serve::Swtpm(s) = &p.serve else { panic!() };
+        let Some(EndpointSpec::Tcp(std::net::SocketAddr::V6(a))) = s.data else {
+            panic!("{:?}", s.data)
+        };
+        assert_eq!(a.scope_id(), 1, "the loopback interface is index 1");
+        for bad in ["ifname=no-such-if0", "ifname=a/b"] {
+            let server = format!("type=tcp,port=4000,bindaddr=fe80::1,{bad}");
+            let e = run(&["--server", &server]).unwrap_err().to_string();
+            assert!(e.contains("ifname="), "{e}");
+        }
+    }
+
+    #[test]
     fn errors_are_one_line_and_name_the_option() {
         for bad in [
             &["--server", "type=udp,port=1"][..],
