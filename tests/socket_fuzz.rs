@@ -2,7 +2,8 @@
 //! real binary (swtpm socket protocol), and random command-port and
 //! platform-port messages (mssim protocol): whatever arrives, vtpm keeps
 //! running, logs no panic, and still answers a well-formed command afterwards.
-//! Deterministic (fixed seed); `VTPM_FUZZ_ITERS=N` sends N messages.
+//! Deterministic (fixed seeds); `VTPM_FUZZ_ITERS=N` sends N messages,
+//! `VTPM_FUZZ_SEED=S` uses another seed.
 
 mod common;
 
@@ -119,6 +120,10 @@ fn fuzz(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default_iters);
+    let seed = std::env::var("VTPM_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(seed);
     let mut r = rand::rngs::StdRng::seed_from_u64(seed);
     for i in 0..iters {
         next(&mut r, tpm);
