@@ -17,7 +17,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng};
-use support::corpus::{command, pw_area, valid_commands, NO_SESSIONS, SESSIONS};
+use support::corpus::{
+    command, create_primary, ecc_parms, pw_area, pw_areas, valid_commands, Template, NO_SESSIONS,
+    SESSIONS,
+};
 use tpm_core::persist::BlobKind;
 use tpm_core::{MemoryStore, Tpm, TpmConfig};
 
@@ -66,7 +69,11 @@ const HANDLES: &[u32] = &[
     0x8000_0000,
     0x8000_0001,
     0x8000_0002,
+    0x8000_0003,
+    0x8000_0004,
+    0x8000_0005,
     0x8100_0001,
+    0x8100_0002,
     0x8101_0001,
     0x0150_0001,
     0x0150_0002,
@@ -197,7 +204,7 @@ fn panic_text(e: &Box<dyn std::any::Any + Send>) -> String {
 
 /// A started engine with a primary key, a child, a persistent key, two NV
 /// indices and a session, so that the handle pool names real things.
-fn prepare() -> Tpm {
+fn prepare() -> (Tpm, Vec<Vec<u8>>) {
     let mut tpm = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).expect("engine");
     tpm.power_on(false).expect("power on");
     let startup = command(NO_SESSIONS, 0x144, &0u16.to_be_bytes());
@@ -218,6 +225,196 @@ fn prepare() -> Tpm {
         .concat(),
     );
     run(&mut tpm, &persist).expect("EvictControl");
+    define_nv(&mut tpm);
+    let seeds = children_and_their_commands(&mut tpm);
+    (tpm, seeds)
+}
+
+/// A command with password sessions for the first `auths` of `handles`.
+fn with_auth(cc: u32, handles: &[u32], auths: usize, params: &[&[u8]]) -> Vec<u8> {
+    let mut body: Vec<u8> = handles.iter().flat_map(|h| h.to_be_bytes()).collect();
+    body.extend(pw_areas(auths));
+    params.iter().for_each(|p| body.extend_from_slice(p));
+    command(SESSIONS, cc, &body)
+}
+
+/// A sized buffer.
+fn b2(v: &[u8]) -> Vec<u8> {
+    [&(v.len() as u16).to_be_bytes()[..], v].concat()
+}
+
+/// A storage primary and its children (an ECDSA signing key, an HMAC key,
+/// an AES key, a sealed object), created; the transient objects flushed and
+/// three children loaded (the TPM has three object slots); well-formed
+/// commands that use them, to seed the pool past parameter parsing.
+fn children_and_their_commands(tpm: &mut Tpm) -> Vec<Vec<u8>> {
+    let ok =
+        |r: &[u8], what: &str| assert_eq!(&r[6..10], &[0, 0, 0, 0], "{what}: {:02x?}", &r[..10]);
+    let flush_all = |tpm: &mut Tpm| {
+        for h in 0x8000_0000u32..0x8000_0008 {
+            let _ = run(tpm, &command(NO_SESSIONS, 0x165, &h.to_be_bytes()));
+        }
+    };
+    flush_all(tpm);
+    let r = run(
+        tpm,
+        &create_primary(0x4000_0001, &[0, 0, 0, 0], &Template::ecc_storage()),
+    )
+    .expect("CreatePrimary");
+    ok(&r, "CreatePrimary");
+    // Persisted, so that it takes no object slot.
+    let transient = u32::from_be_bytes([r[10], r[11], r[12], r[13]]);
+    let parent = 0x8100_0002u32;
+    let persist = with_auth(
+        0x120,
+        &[0x4000_0001, transient],
+        1,
+        &[&parent.to_be_bytes()],
+    );
+    ok(&run(tpm, &persist).expect("EvictControl"), "EvictControl");
+    flush_all(tpm);
+    let keyed = |attrs: u32, parms: Vec<u8>, ty: u16| Template {
+        ty,
+        name_alg: 0x000B,
+        attrs,
+        policy: Vec::new(),
+        parms,
+        unique: 0u16.to_be_bytes().to_vec(),
+    };
+    let signing = Template {
+        attrs: 0x0004_0072,
+        parms: ecc_parms(
+            0x0010,
+            0,
+            0,
+            &[0x00, 0x18, 0x00, 0x0B],
+            0x0003,
+            &[0x00, 0x10],
+        ),
+        ..Template::ecc_storage()
+    };
+    let children = [
+        (signing, Vec::new()),
+        (
+            keyed(0x0004_0072, vec![0x00, 0x05, 0x00, 0x0B], 0x0008),
+            Vec::new(),
+        ),
+        (
+            keyed(
+                0x0006_0072,
+                vec![0x00, 0x06, 0x00, 0x80, 0x00, 0x43],
+                0x0025,
+            ),
+            Vec::new(),
+        ),
+        (
+            keyed(0x0000_0052, vec![0x00, 0x10], 0x0008),
+            b"sealed".to_vec(),
+        ),
+    ];
+    let mut blobs = Vec::new();
+    for (template, data) in &children {
+        let sensitive = b2(&[&b2(b"")[..], &b2(data)].concat());
+        let create = with_auth(
+            0x153,
+            &[parent],
+            1,
+            &[&sensitive, &template.to_2b(), &b2(b""), &0u32.to_be_bytes()],
+        );
+        let r = run(tpm, &create).expect("Create");
+        ok(&r, "Create");
+        // header, parameterSize, then outPrivate and outPublic.
+        let take = |at: usize| -> Option<(Vec<u8>, usize)> {
+            let n = u16::from_be_bytes([*r.get(at)?, *r.get(at + 1)?]) as usize;
+            Some((r.get(at..at + 2 + n)?.to_vec(), at + 2 + n))
+        };
+        let (private, at) = take(14).expect("outPrivate");
+        let (public, _) = take(at).expect("outPublic");
+        blobs.push(with_auth(0x157, &[parent], 1, &[&private, &public]));
+    }
+    // The AES key's Load is a seed; the others fill the three slots.
+    let mut handles = Vec::new();
+    for load in [&blobs[0], &blobs[1], &blobs[3]] {
+        let r = run(tpm, load).expect("Load");
+        ok(&r, "Load");
+        handles.push(u32::from_be_bytes([r[10], r[11], r[12], r[13]]));
+    }
+    let [sign, hmac, sealed] = handles[..] else {
+        panic!("three children");
+    };
+    let null_ticket = [
+        &0x8024u16.to_be_bytes()[..],
+        &0x4000_0007u32.to_be_bytes(),
+        &b2(b""),
+    ]
+    .concat();
+    // A signature to verify: Sign's TPMT_SIGNATURE (ECDSA: alg, hash, r, s).
+    let sign_cmd = with_auth(
+        0x15D,
+        &[sign],
+        1,
+        &[&b2(&[7; 32]), &0x0010u16.to_be_bytes(), &null_ticket],
+    );
+    let r = run(tpm, &sign_cmd).expect("Sign");
+    ok(&r, "Sign");
+    let sig = {
+        let size = |at: usize| u16::from_be_bytes([r[at], r[at + 1]]) as usize;
+        let r_end = 18 + 2 + size(18);
+        r[14..r_end + 2 + size(r_end)].to_vec()
+    };
+    let pcrs = [
+        &1u32.to_be_bytes()[..],
+        &0x000Bu16.to_be_bytes(),
+        &[3, 0xff, 0, 0],
+    ]
+    .concat();
+    vec![
+        sign_cmd,
+        with_auth(
+            0x158,
+            &[sign],
+            1,
+            &[&b2(b"nonce"), &0x0010u16.to_be_bytes(), &pcrs],
+        ),
+        with_auth(
+            0x148,
+            &[hmac, sign],
+            2,
+            &[&b2(b"q"), &0x0010u16.to_be_bytes()],
+        ),
+        with_auth(
+            0x155,
+            &[hmac],
+            1,
+            &[&b2(b"data to mac"), &0x0010u16.to_be_bytes()],
+        ),
+        blobs[2].clone(),
+        with_auth(0x15E, &[sealed], 1, &[]),
+        with_auth(0x150, &[sealed, parent], 1, &[&b2(b"new auth")]),
+        with_auth(
+            0x137,
+            &[0x4000_0001, 0x0150_0001],
+            1,
+            &[&b2(b"nvdata"), &0u16.to_be_bytes()],
+        ),
+        with_auth(
+            0x14E,
+            &[0x4000_0001, 0x0150_0001],
+            1,
+            &[&6u16.to_be_bytes(), &0u16.to_be_bytes()],
+        ),
+        with_auth(0x134, &[0x4000_0001, 0x0150_0002], 1, &[]),
+        command(NO_SESSIONS, 0x173, &sign.to_be_bytes()),
+        command(
+            NO_SESSIONS,
+            0x177,
+            &[&sign.to_be_bytes()[..], &b2(&[7; 32]), &sig].concat(),
+        ),
+    ]
+}
+
+/// Two NV indices: an ordinary one and a counter.
+fn define_nv(tpm: &mut Tpm) {
     for (index, attrs) in [(0x0150_0001u32, 0x0006_0006u32), (0x0150_0002, 0x0006_0016)] {
         let public = [
             &index.to_be_bytes()[..],
@@ -239,9 +436,8 @@ fn prepare() -> Tpm {
             ]
             .concat(),
         );
-        run(&mut tpm, &define).expect("NV_DefineSpace");
+        run(tpm, &define).expect("NV_DefineSpace");
     }
-    tpm
 }
 
 /// The command codes the TPM lists, with their handle counts (TPMA_CC).
@@ -271,13 +467,28 @@ fn commands(tpm: &mut Tpm) -> Vec<(u32, usize)> {
 fn mutated_commands_never_panic_the_engine() {
     let iters = env_or("VTPM_FUZZ_ITERS", 100_000);
     let mut r = Rng::seeded(env_or("VTPM_FUZZ_SEED", 0x5EED_1234_ABCD_0001));
-    let mut tpm = prepare();
+    let (mut tpm, seeds) = prepare();
+    // The seeds that use the children work on a prepared TPM (all but the
+    // AES key's Load, which finds the three object slots taken).
+    for c in &seeds {
+        let r = run(&mut tpm, c).expect("a seed");
+        let (cc, rc) = (
+            u32::from_be_bytes([c[6], c[7], c[8], c[9]]),
+            u32::from_be_bytes([r[6], r[7], r[8], r[9]]),
+        );
+        assert!(
+            rc == 0 || (cc == 0x157 && rc == 0x902),
+            "seed {cc:#x}: {rc:#x}"
+        );
+    }
+    let (mut tpm, _) = prepare();
     let ccs = commands(&mut tpm);
     assert!(ccs.len() > 100, "{} commands listed", ccs.len());
     // The pool grows by every command that met a (command code, response
     // code) pair not seen before: a cheap stand-in for coverage, which
     // walks generated commands past one parameter check after another.
     let mut pool: Vec<Vec<u8>> = valid_commands().into_iter().map(|(_, c)| c).collect();
+    pool.extend(seeds);
     let mut pairs = std::collections::HashSet::<(u32, u32)>::new();
     let mut failures = Vec::new();
     let mut codes = std::collections::BTreeMap::<u32, usize>::new();
@@ -285,7 +496,7 @@ fn mutated_commands_never_panic_the_engine() {
         // A fresh engine now and then: commands that succeeded change state
         // (Clear, hierarchy changes, flushed handles).
         if i % 500 == 499 {
-            tpm = prepare();
+            tpm = prepare().0;
         }
         let base = if !r.chance(3) {
             pool[r.below(pool.len())].clone()
@@ -311,7 +522,7 @@ fn mutated_commands_never_panic_the_engine() {
             }
             Err(e) => {
                 failures.push(format!("{e}: command {}", hex(&cmd)));
-                tpm = prepare();
+                tpm = prepare().0;
             }
         }
     }
@@ -337,7 +548,7 @@ fn mutated_commands_never_panic_the_engine() {
 fn mutated_state_blobs_never_panic_the_engine() {
     let iters = env_or("VTPM_FUZZ_ITERS", 100_000) / 20;
     let mut r = Rng::seeded(env_or("VTPM_FUZZ_SEED", 0x5EED_1234_ABCD_0002));
-    let mut tpm = prepare();
+    let (mut tpm, _) = prepare();
     let blobs: Vec<(BlobKind, Vec<u8>)> = [BlobKind::Permanent, BlobKind::Volatile]
         .into_iter()
         .map(|k| (k, tpm.state_blob(k).expect("state blob")))
