@@ -526,11 +526,11 @@ impl NbdBackend {
                 .as_mut()
                 .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))?;
             let direct = dst.len() - got >= RECV_BUFFER;
-            self.recv.resize(RECV_BUFFER, 0);
             self.recv_at = 0;
             let r = if direct {
                 s.read(&mut dst[got..])
             } else {
+                self.recv.resize(RECV_BUFFER, 0);
                 s.read(&mut self.recv)
             };
             let n = match r {
@@ -748,13 +748,14 @@ impl Backend for NbdBackend {
     }
 
     fn write_durable(&mut self, writes: &[(u64, &[u8])]) -> std::io::Result<()> {
-        let fua = self.export.flags & NBD_FLAG_HAS_FLAGS != 0
-            && self.export.flags & NBD_FLAG_SEND_FUA != 0;
         // FUA only for a lone write: qemu's server turns each FUA write into
         // a write and a flush of the image, and two flushes cost more than
         // the round trip FUA saves (two FUA writes 418-534 us against writes,
         // replies, FLUSH 361-469 us, qemu-storage-daemon on a qcow2).
-        let fua = fua && !self.unflushed && writes.len() == 1;
+        let fua = self.export.flags & NBD_FLAG_HAS_FLAGS != 0
+            && self.export.flags & NBD_FLAG_SEND_FUA != 0
+            && !self.unflushed
+            && writes.len() == 1;
         for (off, data) in writes {
             self.check_range(*off, data.len())?;
         }
@@ -762,12 +763,11 @@ impl Backend for NbdBackend {
         // server finds them together). Until every reply is in, what was
         // sent may be stored undurably.
         self.unflushed = true;
+        self.send_writes(writes, if fua { NBD_CMD_FLAG_FUA } else { 0 })?;
         if !fua {
-            self.send_writes(writes, 0)?;
             return self.flush();
         }
         // Durable when its reply comes (FUA): one round trip for the commit.
-        self.send_writes(writes, NBD_CMD_FLAG_FUA)?;
         self.drain(None)?;
         self.unflushed = false;
         Ok(())
@@ -794,8 +794,9 @@ impl Backend for NbdBackend {
 impl NbdBackend {
     /// NBD_CMD_DISC (no reply is sent) and close the connection.
     fn disconnect(&mut self) {
-        if let Some(mut s) = self.stream.take() {
-            self.set_stream(None);
+        let stream = self.stream.take();
+        self.set_stream(None);
+        if let Some(mut s) = stream {
             let req = Request {
                 magic: REQUEST_MAGIC,
                 kind: NBD_CMD_DISC,

@@ -106,6 +106,11 @@ pub(crate) enum Slots {
     Other,
 }
 
+/// The offset of the header slot `h` goes to (`generation % 2`).
+fn slot_of(h: &Header) -> u64 {
+    (h.generation % 2) * SLOT_SIZE
+}
+
 impl Store {
     /// Open (formatting a fresh backend), check the key, recover the committed state.
     pub fn open(mut be: Box<dyn Backend>, opts: StoreOptions<'_>) -> Result<Store> {
@@ -434,10 +439,10 @@ impl Store {
         }
     }
 
-    /// Write `h` to its slot (`generation % 2`), without a flush.
+    /// Write `h` to its slot, without a flush.
     fn write_slot(&mut self, h: &Header) -> Result<()> {
         self.be
-            .write_at((h.generation % 2) * SLOT_SIZE, &h.encode())
+            .write_at(slot_of(h), &h.encode())
             .map_err(io(&self.path, "writing the header"))
     }
 
@@ -445,7 +450,7 @@ impl Store {
     fn write_header(&mut self) -> Result<()> {
         let h = self.header.clone();
         self.be
-            .write_durable(&[((h.generation % 2) * SLOT_SIZE, &h.encode())])
+            .write_durable(&[(slot_of(&h), &h.encode())])
             .map_err(io(&self.path, "writing the header and flushing it"))
     }
 
