@@ -147,13 +147,23 @@ pub fn read_sim_body<R: Read + ?Sized>(r: &mut R, max: usize) -> Result<(u8, Vec
     let mut h = [0u8; SimCommandHdr::SIZE];
     r.read_exact(&mut h)?;
     let hdr = SimCommandHdr::decode(&h).ok_or(io::Error::from(io::ErrorKind::InvalidData))?;
-    if hdr.length as usize > max {
+    if !sim_length_ok(hdr.length, max) {
         return Err(FrameError::BadSize {
             size: hdr.length,
             sim: true,
         });
     }
     Ok((hdr.locality, read_vec(r, hdr.length as usize)?))
+}
+
+/// Whether a raw command's size field is one a frame may have.
+fn raw_size_ok(size: u32, max: usize) -> bool {
+    (TPM_HEADER_SIZE..=max).contains(&(size as usize))
+}
+
+/// Whether a simulator frame's command length is one it may have.
+fn sim_length_ok(length: u32, max: usize) -> bool {
+    length as usize <= max
 }
 
 /// Whether `input` is the start of a frame (raw, or simulator-framed when it
@@ -169,13 +179,13 @@ pub fn frame_incomplete(input: &[u8], max: usize) -> bool {
             .get(4..4 + SimCommandHdr::SIZE)
             .and_then(SimCommandHdr::decode)
         {
-            Some(h) if h.length as usize <= max => 4 + SimCommandHdr::SIZE + h.length as usize,
+            Some(h) if sim_length_ok(h.length, max) => 4 + SimCommandHdr::SIZE + h.length as usize,
             Some(_) => return false,
             None => return true,
         }
     } else {
         match input.get(..TPM_HEADER_SIZE).and_then(TpmHeader::decode) {
-            Some(h) if (TPM_HEADER_SIZE..=max).contains(&(h.size as usize)) => h.size as usize,
+            Some(h) if raw_size_ok(h.size, max) => h.size as usize,
             Some(_) => return false,
             None => return true,
         }
@@ -203,7 +213,7 @@ pub fn read_data_frame<R: Read + ?Sized>(
     hdr[..4].copy_from_slice(&first);
     r.read_exact(&mut hdr[4..])?;
     let size = TpmHeader::decode(&hdr).map(|h| h.size).unwrap_or(0);
-    if (size as usize) < TPM_HEADER_SIZE || size as usize > max {
+    if !raw_size_ok(size, max) {
         return Err(FrameError::BadSize { size, sim: false });
     }
     let mut cmd = Vec::with_capacity(size as usize);
