@@ -223,36 +223,15 @@ impl Vtpm {
     /// Start `vtpm socket` again on the same state directory (the previous process
     /// must have ended), on new ports, with `extra` options.
     pub fn restart_socket(&mut self, extra: &[&str]) {
-        // As in `start`: a port taken between choosing and binding (by
-        // another test's listener or client) makes vtpm exit; new ports then.
-        for _attempt in 0..5 {
-            let port = free_port_pair();
-            let stderr = self.tmp.path().join(format!("stderr.{port}"));
-            self.guard = Guard::spawn(
-                vtpm_bin(),
-                &socket_args(&self.dir(), port, extra),
-                stderr,
-                &[],
-            );
-            let mut exited = false;
-            let up = wait_until(Duration::from_secs(20), || {
-                if self.guard.try_status().is_some() {
-                    exited = true;
-                    return true;
-                }
-                listening(port) && listening(port + 1)
-            });
-            if up && !exited {
-                (self.port, self.ctrl_port) = (port, port + 1);
-                return;
-            }
-            let err = self.guard.stderr();
-            assert!(
-                err.contains("bind") || err.contains("in use"),
-                "vtpm did not restart: {err}"
-            );
-        }
-        panic!("vtpm did not restart: no free ports in five tries");
+        let (dir, tmp) = (self.dir(), self.tmp.path().to_path_buf());
+        let (guard, port) = spawn_listening(
+            vtpm_bin(),
+            |port| tmp.join(format!("stderr.{port}")),
+            |port| socket_args(&dir, port, extra),
+        )
+        .unwrap_or_else(|e| panic!("vtpm did not restart: {e}"));
+        self.guard = guard;
+        (self.port, self.ctrl_port) = (port, port + 1);
     }
 
     /// `vtpm mssim` on free ports N, N+1, with `extra` options.
@@ -283,38 +262,55 @@ impl Vtpm {
         protocol: Protocol,
         args: impl Fn(&Path, u16) -> Vec<String>,
     ) -> Vtpm {
-        let mut last_err = String::new();
-        for _attempt in 0..5 {
-            let tmp = tempfile::tempdir().expect("tempdir");
-            let dir = tmp.path().join("state");
-            std::fs::create_dir(&dir).expect("state dir");
-            let port = free_port_pair();
-            let mut guard =
-                Guard::spawn(program, &args(&dir, port), tmp.path().join("stderr"), &[]);
-            let mut exited = false;
-            let up = wait_until(Duration::from_secs(20), || {
-                if guard.try_status().is_some() {
-                    exited = true;
-                    return true;
-                }
-                listening(port) && listening(port + 1)
-            });
-            if up && !exited {
-                return Vtpm {
-                    guard,
-                    port,
-                    ctrl_port: port + 1,
-                    tmp,
-                    protocol,
-                };
-            }
-            last_err = guard.stderr();
-            if !last_err.contains("bind") && !last_err.contains("in use") {
-                break;
-            }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("state");
+        std::fs::create_dir(&dir).expect("state dir");
+        let (guard, port) = spawn_listening(
+            program,
+            |port| tmp.path().join(format!("stderr.{port}")),
+            |port| args(&dir, port),
+        )
+        .unwrap_or_else(|e| panic!("{program} did not start listening: {e}"));
+        Vtpm {
+            guard,
+            port,
+            ctrl_port: port + 1,
+            tmp,
+            protocol,
         }
-        panic!("{program} did not start listening: {last_err}");
     }
+}
+
+/// Spawn `program` with `args(port)` on a free port pair until it listens on
+/// both ports. A port taken between choosing and binding (by another test's
+/// listener or client) makes the process exit; that is retried with new
+/// ports, five times. Any other early exit is an error with its stderr.
+fn spawn_listening(
+    program: &str,
+    stderr: impl Fn(u16) -> PathBuf,
+    args: impl Fn(u16) -> Vec<String>,
+) -> Result<(Guard, u16), String> {
+    let mut last_err = String::new();
+    for _attempt in 0..5 {
+        let port = free_port_pair();
+        let mut guard = Guard::spawn(program, &args(port), stderr(port), &[]);
+        let mut exited = false;
+        let up = wait_until(Duration::from_secs(20), || {
+            if guard.try_status().is_some() {
+                exited = true;
+                return true;
+            }
+            listening(port) && listening(port + 1)
+        });
+        if up && !exited {
+            return Ok((guard, port));
+        }
+        last_err = guard.stderr();
+        if !last_err.contains("bind") && !last_err.contains("in use") {
+            break;
+        }
+    }
+    Err(last_err)
 }
 
 /// The arguments of `vtpm socket` on `dir` and TCP ports `port`, `port + 1`.
