@@ -992,8 +992,8 @@ fn listed_commands(t: &mut Tpm) -> Vec<(u32, usize)> {
         c::ST_NO_SESSIONS,
         c::CC_GetCapability,
         &[
-            &2u32.to_be_bytes()[..],
-            &0x11Fu32.to_be_bytes(),
+            &c::CAP_COMMANDS.to_be_bytes()[..],
+            &c::CC_FIRST.to_be_bytes(),
             &256u32.to_be_bytes(),
         ]
         .concat(),
