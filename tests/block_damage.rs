@@ -295,7 +295,8 @@ fn realistic_state() -> (Vtpm, Vec<u8>, Seen) {
     (v, image, seen)
 }
 
-/// Byte ranges of the live log (both copies) in the image.
+/// Byte ranges of the live log (both copies: one range holding batches and
+/// their copies in format 3, two in format 2) in the image.
 fn live_log(image: &[u8]) -> Vec<(usize, usize)> {
     let slot = SLOT_SIZE as usize;
     let h = [
@@ -307,13 +308,15 @@ fn live_log(image: &[u8]) -> Vec<(usize, usize)> {
     .max_by_key(|h| h.generation)
     .expect("a valid header");
     let base = h.region_offset(h.active) as usize;
-    let l = h.layout();
-    let used = image[base..base + l.capacity as usize]
-        .iter()
-        .rposition(|&b| b != 0)
-        .unwrap_or(0)
-        + 1;
-    l.copies(0).map(|c| (base + c as usize, used)).collect()
+    let areas = h.layout().areas();
+    areas
+        .into_iter()
+        .map(|(start, end)| {
+            let area = &image[base + start as usize..base + end as usize];
+            let used = area.iter().rposition(|&b| b != 0).unwrap_or(0) + 1;
+            (base + start as usize, used)
+        })
+        .collect()
 }
 
 #[test]

@@ -190,11 +190,12 @@ fn damaged_images_give_one_clear_line() {
     // One copy of a record damaged: read through the other (inspection
     // repairs nothing); `check` says what the next start repairs.
     let slot = nvram::format::SLOT_SIZE as usize;
-    let mirror = nvram::format::Header::decode(&good[slot..2 * slot])
+    let layout = nvram::format::Header::decode(&good[slot..2 * slot])
         .unwrap()
-        .layout()
-        .mirror
-        .unwrap() as usize;
+        .layout();
+    let log = &good[nvram::format::REGIONS_START as usize..];
+    let (_, first) = nvram::format::batches(log, &layout)[0];
+    let mirror = layout.copy_distance(first).unwrap() as usize;
     let at = nvram::format::REGIONS_START as usize + 200;
     let mut bad = good.clone();
     bad[at] ^= 0x01;

@@ -1,6 +1,8 @@
 //! The on-disk layout (docs/nvram-format.md): two header slots, two log
 //! regions, checksummed records grouped into committed batches.
 
+use std::borrow::Cow;
+
 /// Size of one header slot; two slots precede the regions.
 pub const SLOT_SIZE: u64 = 4096;
 /// Where the first region starts.
@@ -9,11 +11,18 @@ pub const REGIONS_START: u64 = 2 * SLOT_SIZE;
 pub const MIN_IMAGE: u64 = 64 * 1024;
 /// Image magic.
 pub const MAGIC: &[u8; 8] = b"VTPMNVR1";
-/// Format version written: 2 keeps a mirror copy of every record (see [`Layout`]).
-pub const VERSION: u32 = 2;
+/// Format version written: 3 writes every batch and its copy as one request
+/// (see [`Layout`]).
+pub const VERSION: u32 = 3;
+/// The second format: a mirror copy of the log half a region further on.
+/// Still read; upgraded to [`VERSION`] by the first write (a compaction).
+pub const VERSION_2: u32 = 2;
 /// The first format: one copy of each record. Still read; upgraded to
 /// [`VERSION`] by the first write (a compaction).
 pub const VERSION_1: u32 = 1;
+/// The unit damage is assumed to hit (a sector, or a 4 KiB block): the two
+/// copies of a record never share one.
+pub const BLOCK: u64 = 4096;
 /// Header flag: records are encrypted.
 pub const FLAG_ENCRYPTED: u32 = 1;
 /// Largest region a new image gets (a block device larger than two of them
@@ -79,52 +88,145 @@ pub enum Kdf {
     },
 }
 
-/// The region size format 2 gives an image of `size` bytes: half of what
-/// follows the header slots, a whole number of 8 KiB (so the log and its copy
+/// The region size a new image of `size` bytes gets: half of what follows
+/// the header slots, a whole number of 8 KiB (so a format 2 log and its copy
 /// are whole 4 KiB blocks), capped (a large block device gets a bounded log:
 /// recovery reads it all).
 pub fn region_size_for(size: u64) -> u64 {
     ((size.saturating_sub(REGIONS_START) / 2) & !(2 * SLOT_SIZE - 1)).min(MAX_REGION)
 }
 
+/// Where the copy of each record lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyAt {
+    /// No copy (format 1).
+    None,
+    /// A fixed distance further on: the log fills the first half of the
+    /// region, its byte-for-byte copy the second (format 2).
+    Mirror(u64),
+    /// Right behind its batch: a batch is padded with zeros to whole
+    /// [`BLOCK`]s and followed by its copy, padded the same way, so the
+    /// two copies go to the image in one write (format 3).
+    Next,
+}
+
 /// Where the log of a region lies: from the region start up to `capacity`,
-/// and (format 2) a byte-identical copy `mirror` bytes further on. The copy
-/// starts at least one 4 KiB block after the end of the log, so no sector
-/// and no 4 KiB block holds both copies of any byte.
+/// and where each record's copy is. Whatever the format, no sector and no
+/// 4 KiB block holds both copies of any byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
-    /// Bytes the log may take.
+    /// Bytes the log may take (with the copies, in format 3).
     pub capacity: u64,
-    /// Offset of the mirror copy from the region start (None: format 1, no copy).
-    pub mirror: Option<u64>,
+    /// Where the copies are.
+    pub copy: CopyAt,
+}
+
+/// `n` rounded up to whole blocks.
+pub fn whole_blocks(n: u64) -> u64 {
+    n.div_ceil(BLOCK) * BLOCK
 }
 
 impl Layout {
     /// The layout of a region of `region_size` bytes in format `version`.
     pub fn of(version: u32, region_size: u64) -> Layout {
-        if version == VERSION_1 {
-            return Layout {
+        match version {
+            VERSION_1 => Layout {
                 capacity: region_size,
-                mirror: None,
-            };
-        }
-        let half = (region_size / 2) & !(SLOT_SIZE - 1);
-        Layout {
-            capacity: half,
-            mirror: Some(half),
+                copy: CopyAt::None,
+            },
+            VERSION_2 => {
+                let half = (region_size / 2) & !(BLOCK - 1);
+                Layout {
+                    capacity: half,
+                    copy: CopyAt::Mirror(half),
+                }
+            }
+            _ => Layout {
+                capacity: region_size & !(BLOCK - 1),
+                copy: CopyAt::Next,
+            },
         }
     }
 
-    /// Region-relative offsets of the copies of the byte at `off` of the log.
-    pub fn copies(&self, off: u64) -> impl Iterator<Item = u64> {
-        std::iter::once(off).chain(self.mirror.map(|m| m + off))
+    /// Whether records have a second copy.
+    pub fn has_copies(&self) -> bool {
+        self.copy != CopyAt::None
     }
+
+    /// How far the copy of a batch of `len` bytes is from the batch.
+    pub fn copy_distance(&self, len: u64) -> Option<u64> {
+        match self.copy {
+            CopyAt::None => None,
+            CopyAt::Mirror(m) => Some(m),
+            CopyAt::Next => Some(whole_blocks(len)),
+        }
+    }
+
+    /// Bytes of the log a batch of `len` bytes takes: where the next one starts.
+    pub fn footprint(&self, len: u64) -> u64 {
+        match self.copy {
+            CopyAt::Next => 2 * whole_blocks(len),
+            _ => len,
+        }
+    }
+
+    /// The largest batch an empty log holds.
+    pub fn largest_batch(&self) -> u64 {
+        match self.copy {
+            CopyAt::Next => (self.capacity / 2) & !(BLOCK - 1),
+            _ => self.capacity,
+        }
+    }
+
+    /// The parts of a region a log of this layout may have written to
+    /// (region-relative start and end): what a scan for records covers.
+    pub fn areas(&self) -> Vec<(u64, u64)> {
+        match self.copy {
+            CopyAt::Mirror(m) => vec![(0, self.capacity), (m, m + self.capacity)],
+            _ => vec![(0, self.capacity)],
+        }
+    }
+
+    /// What to write for `batch` at log offset `at`: (region offset, bytes),
+    /// the batch and its copy as one piece in format 3.
+    pub fn placements<'b>(&self, at: u64, batch: &'b [u8]) -> Vec<(u64, Cow<'b, [u8]>)> {
+        match self.copy {
+            CopyAt::None => vec![(at, Cow::Borrowed(batch))],
+            CopyAt::Mirror(m) => vec![(at, Cow::Borrowed(batch)), (m + at, Cow::Borrowed(batch))],
+            CopyAt::Next => {
+                let span = whole_blocks(batch.len() as u64) as usize;
+                let mut both = vec![0u8; 2 * span];
+                both[..batch.len()].copy_from_slice(batch);
+                both[span..span + batch.len()].copy_from_slice(batch);
+                vec![(at, Cow::Owned(both))]
+            }
+        }
+    }
+}
+
+/// The batches of a log as laid out in `log` (a region's bytes): the offset
+/// and length of each, read from the first copy of its record headers, up to
+/// the first that does not check out. For tools and tests that look at an
+/// image's bytes.
+pub fn batches(log: &[u8], layout: &Layout) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let (mut start, mut at) = (0usize, 0usize);
+    while let Some(h) = log.get(at..at + REC_HDR).and_then(RecHeader::decode) {
+        at += h.total() as usize;
+        if h.kind == Kind::Commit {
+            let len = (at - start) as u64;
+            out.push((start as u64, len));
+            start += layout.footprint(len) as usize;
+            at = start;
+        }
+    }
+    out
 }
 
 /// One header slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// Format version ([`VERSION_1`] or [`VERSION`]): decides the [`Layout`].
+    /// Format version ([`VERSION_1`] to [`VERSION`]): decides the [`Layout`].
     pub version: u32,
     /// FLAG_* bits.
     pub flags: u32,
@@ -220,9 +322,9 @@ impl Header {
             return Err("checksum mismatch".into());
         }
         let version = be_u32(b, 8);
-        if version != VERSION && version != VERSION_1 {
+        if !(VERSION_1..=VERSION).contains(&version) {
             return Err(format!(
-                "format version {version}, this vtpm reads versions {VERSION_1} and {VERSION}"
+                "format version {version}, this vtpm reads versions {VERSION_1} to {VERSION}"
             ));
         }
         let kdf = match b[52] {

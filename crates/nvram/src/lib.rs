@@ -338,9 +338,9 @@ impl Nvram {
             .map(|(n, &m)| self.store.snapshot_size(std::iter::once((n.as_str(), m))))
             .max()
             .unwrap_or(0);
-        // Format 2 keeps the log and its copy in each region; an image too
-        // small for both at the registered maxima keeps the copies while the
-        // state fits, and must hold at least the log alone.
+        // Each region holds the log and its copy; an image too small for both
+        // at the registered maxima keeps the copies while the state fits, and
+        // must hold at least the log alone.
         let need = snapshot + largest;
         let region = self.store.header.region_size;
         if region < need {
@@ -350,7 +350,7 @@ impl Nvram {
                 needed: format::REGIONS_START + 4 * need + 4 * format::SLOT_SIZE,
             });
         }
-        if Layout::of(format::VERSION, region).capacity < need {
+        if Layout::of(format::VERSION, region).largest_batch() < need {
             self.store.note_small(need);
         }
         let total = self.store.image_size();

@@ -1,5 +1,6 @@
 //! Reading a region's log back: whole committed batches in sequence order,
-//! each record taken from whichever of its two copies checks out (format 2),
+//! each record taken from whichever of its two copies checks out (formats 2
+//! and 3),
 //! the copies that did not noted for rewriting, and what lies beyond the
 //! committed tail looked at for proof of damage.
 
@@ -11,7 +12,7 @@ use crate::backend::Backend;
 use crate::cipher::ImageKey;
 use crate::error::Result;
 use crate::error::{damaged, io};
-use crate::format::{self, Kind, Layout, RecHeader, REC_HDR, REC_TRAILER};
+use crate::format::{self, CopyAt, Kind, Layout, RecHeader, BLOCK, REC_HDR, REC_TRAILER};
 use crate::ops::{apply, Blobs, Op};
 
 /// A copy of a committed record that does not check out while the other
@@ -55,13 +56,15 @@ struct Copy {
 
 /// Reads the log of one region of an image.
 pub(crate) struct Reader<'a> {
-    pub be: &'a mut dyn Backend,
-    pub path: &'a Path,
-    pub key: Option<&'a ImageKey>,
-    pub region: u32,
+    be: &'a mut dyn Backend,
+    path: &'a Path,
+    key: Option<&'a ImageKey>,
+    region: u32,
     /// Byte offset of the region on the image.
-    pub base: u64,
-    pub layout: Layout,
+    base: u64,
+    layout: Layout,
+    /// How far the copies of the batch being read are from its records.
+    dist: Option<u64>,
 }
 
 /// Associated data of a sealed record: its kind, epoch and sequence number.
@@ -73,7 +76,25 @@ pub(crate) fn aad(kind: Kind, epoch: u64, seq: u64) -> [u8; 17] {
     a
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// A reader of the log in `region` (at byte `base`), laid out as `layout`.
+    pub fn new(
+        be: &'a mut dyn Backend,
+        (path, key): (&'a Path, Option<&'a ImageKey>),
+        (region, base): (u32, u64),
+        layout: Layout,
+    ) -> Reader<'a> {
+        Reader {
+            be,
+            path,
+            key,
+            region,
+            base,
+            layout,
+            dist: layout.copy_distance(0),
+        }
+    }
+
     fn read(&mut self, at: u64, buf: &mut [u8]) -> Result<()> {
         self.be
             .read_at(self.base + at, buf)
@@ -107,11 +128,99 @@ impl Reader<'_> {
     fn copies(&mut self, off: u64, epoch: u64) -> Result<(Option<Copy>, Option<Copy>)> {
         let cap = self.layout.capacity;
         let primary = self.copy_at(off, cap, epoch)?;
-        let mirror = match self.layout.mirror {
-            Some(m) => self.copy_at(m + off, m + cap, epoch)?,
+        let copy_end = match self.layout.copy {
+            CopyAt::Mirror(m) => m + cap,
+            _ => cap,
+        };
+        let mirror = match self.dist {
+            Some(d) => self.copy_at(d + off, copy_end, epoch)?,
             None => None,
         };
         Ok((primary, mirror))
+    }
+
+    /// The sequence number and length of the batch whose record headers
+    /// start at `at` and check out up to its commit record, all of `epoch`
+    /// and of one sequence number (`seq` when given).
+    fn walk(&mut self, at: u64, epoch: u64, mut seq: Option<u64>) -> Result<Option<(u64, u64)>> {
+        let cap = self.layout.capacity;
+        let mut p = at;
+        while p.saturating_add(REC_HDR as u64) <= cap {
+            let mut hb = [0u8; REC_HDR];
+            self.read(p, &mut hb)?;
+            let Some(h) = RecHeader::decode(&hb) else {
+                return Ok(None);
+            };
+            if h.epoch != epoch || seq.is_some_and(|s| s != h.seq) {
+                return Ok(None);
+            }
+            seq = Some(h.seq);
+            p = p.saturating_add(h.total());
+            if h.kind == Kind::Commit {
+                return Ok((p <= cap).then_some((h.seq, p - at)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// How far the copy of the batch starting at `start` is (format 3): the
+    /// batch's length in whole blocks, from its record headers. When those
+    /// do not check out, the copy is the first block-aligned batch further on
+    /// of the expected sequence number whose own length puts it exactly
+    /// there, unless the same batch follows it at that distance again (then
+    /// it is a later batch and its copy, not this one's copy).
+    fn find_copy(&mut self, start: u64, epoch: u64, expected: Option<u64>) -> Result<Option<u64>> {
+        let cap = self.layout.capacity;
+        let fits = |d: u64| start.saturating_add(2 * d) <= cap;
+        if let Some((_, len)) = self.walk(start, epoch, expected)? {
+            let d = format::whole_blocks(len);
+            return Ok(fits(d).then_some(d));
+        }
+        let last = start + ((cap.saturating_sub(start) / 2) & !(BLOCK - 1));
+        for at in self.block_headers(start + BLOCK, last, epoch, expected)? {
+            let d = at - start;
+            let Some((seq, len)) = self.walk(at, epoch, expected)? else {
+                continue;
+            };
+            if format::whole_blocks(len) != d || !fits(d) {
+                continue;
+            }
+            if self.walk(at + d, epoch, Some(seq))?.map(|(_, l)| l) != Some(len) {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Block-aligned region offsets in `from..=last` where a record header
+    /// of `epoch` (and sequence number `seq`, when given) starts; read in
+    /// large pieces, since an NBD read is a round trip.
+    fn block_headers(
+        &mut self,
+        from: u64,
+        last: u64,
+        epoch: u64,
+        seq: Option<u64>,
+    ) -> Result<Vec<u64>> {
+        const CHUNK: u64 = 1 << 20;
+        let mut found = Vec::new();
+        let mut at = from;
+        while at <= last {
+            let len = (last - at + REC_HDR as u64).min(CHUNK);
+            let mut buf = vec![0u8; len as usize];
+            self.read(at, &mut buf)?;
+            let mut i = 0usize;
+            while i + REC_HDR <= buf.len() {
+                if let Some(h) = RecHeader::decode(&buf[i..i + REC_HDR]) {
+                    if h.epoch == epoch && seq.is_none_or(|s| s == h.seq) {
+                        found.push(at + i as u64);
+                    }
+                }
+                i += BLOCK as usize;
+            }
+            at += (buf.len() as u64).div_ceil(BLOCK) * BLOCK;
+        }
+        Ok(found)
     }
 
     /// The plaintext of a record, or why it cannot be had.
@@ -156,7 +265,17 @@ impl Reader<'_> {
         let mut batch_seq = 0u64;
         let mut first_parent = None;
         let mut snapshot_version = None;
+        let mut batch_start = 0u64;
         loop {
+            if pending.is_empty() {
+                batch_start = off;
+                if self.layout.copy == CopyAt::Next {
+                    self.dist = self.find_copy(off, epoch, expected)?;
+                    if self.dist.is_none() {
+                        break;
+                    }
+                }
+            }
             let (primary, mirror) = self.copies(off, epoch)?;
             let Some(first) = primary.as_ref().or(mirror.as_ref()) else {
                 break;
@@ -182,13 +301,13 @@ impl Reader<'_> {
                     _ => return Err(e),
                 },
             };
-            if let Some(m) = self.layout.mirror {
+            if let Some(d) = self.dist {
                 let same = primary.is_some() && primary == mirror;
                 if !same {
                     let (bad, good) = if from_mirror {
-                        (off, m + off)
+                        (off, d + off)
                     } else {
-                        (m + off, off)
+                        (d + off, off)
                     };
                     pending_repairs.push(Repair {
                         region,
@@ -230,6 +349,10 @@ impl Reader<'_> {
                         apply(&mut blobs, op);
                     }
                     repairs.append(&mut pending_repairs);
+                    if self.layout.copy == CopyAt::Next {
+                        // The batch's copy follows it.
+                        off = batch_start + self.layout.footprint(off - batch_start);
+                    }
                     committed_end = off;
                     batches += 1;
                     expected = Some(batch_seq.wrapping_add(1));
@@ -239,7 +362,7 @@ impl Reader<'_> {
         let next = expected.unwrap_or(1);
         let rest = self.scan_rest(committed_end, epoch, next)?;
         if let Some(found) = rest.damage_at {
-            let what = if self.layout.mirror.is_some() {
+            let what = if self.layout.has_copies() {
                 "neither copy checks out"
             } else {
                 "does not check out"
@@ -272,10 +395,9 @@ impl Reader<'_> {
     /// unreadable. Unflushed (relaxed) batches may reach the disk in any order:
     /// losing an earlier one just means an older state.
     fn scan_rest(&mut self, from: u64, epoch: u64, next: u64) -> Result<Rest> {
-        let cap = self.layout.capacity;
         let mut rest = Rest::default();
-        for start in self.layout.copies(0).collect::<Vec<_>>() {
-            self.scan_area(start + from, start + cap, epoch, next, &mut rest)?;
+        for (start, end) in self.layout.areas() {
+            self.scan_area(start + from, end, epoch, next, &mut rest)?;
             if let Some(d) = rest.damage_at.as_mut() {
                 *d -= start;
                 break;

@@ -10,7 +10,8 @@ use crate::backend::Backend;
 use crate::cipher::{self, ImageKey};
 use crate::error::{damaged, io, Error, Result};
 use crate::format::{
-    self, Header, Kdf, Kind, Layout, RecHeader, REC_HDR, REC_TRAILER, SLOT_SIZE, VERSION, VERSION_1,
+    self, CopyAt, Header, Kdf, Kind, Layout, RecHeader, REC_HDR, REC_TRAILER, SLOT_SIZE, VERSION,
+    VERSION_1, VERSION_2,
 };
 use crate::ops::{apply, Blobs, Op};
 use crate::recovery::{self, Log, Reader, Repair};
@@ -200,9 +201,9 @@ impl Store {
             });
         }
         // Upgraded by the first write: a compaction writes the whole state in
-        // the current format to the other region, and the format 1 log and
+        // the current format to the other region, and the older log and
         // header stay untouched until the new ones are durable.
-        s.upgrade_pending = s.header.version == VERSION_1;
+        s.upgrade_pending = s.header.version != VERSION;
         if !s.read_only {
             s.repair();
         }
@@ -211,14 +212,13 @@ impl Store {
 
     /// A reader of `region`'s log laid out as `layout`.
     fn reader(&mut self, region: u32, layout: Layout) -> Reader<'_> {
-        Reader {
-            base: self.header.region_offset(region),
-            be: self.be.as_mut(),
-            path: &self.path,
-            key: self.key.as_ref(),
-            region,
+        let base = self.header.region_offset(region);
+        Reader::new(
+            self.be.as_mut(),
+            (&self.path, self.key.as_ref()),
+            (region, base),
             layout,
-        }
+        )
     }
 
     /// Take a recovered log as the committed state.
@@ -294,7 +294,7 @@ impl Store {
         self.findings.push(format!(
             "the image ({} bytes) cannot hold the blobs at their registered maxima twice over ({need} bytes each): a state of up to {} bytes keeps a redundant copy of every record, a larger one is kept without (format 1); an image of {} bytes or more always has room",
             self.be.size(),
-            Layout::of(VERSION, self.header.region_size).capacity,
+            Layout::of(VERSION, self.header.region_size).largest_batch(),
             format::REGIONS_START + 4 * need + 4 * SLOT_SIZE
         ));
     }
@@ -317,9 +317,16 @@ impl Store {
     fn roll_forward(&mut self) -> Result<bool> {
         let other = 1 - self.header.active;
         let base = self.header.region_offset(other);
-        // The epoch of the other region's first record, from either copy.
+        // The epoch of the other region's first record: at its start, or at
+        // its copy (format 2: half a region on; format 3: a few blocks on).
+        let region = self.header.region_size;
+        let mut at = vec![0];
+        if let CopyAt::Mirror(m) = Layout::of(VERSION_2, region).copy {
+            at.push(m);
+        }
+        at.extend((1..=16).map(|b| b * format::BLOCK));
         let mut epoch = None;
-        for at in Layout::of(VERSION, self.header.region_size).copies(0) {
+        for at in at {
             let mut first = [0u8; REC_HDR];
             self.be
                 .read_at(base + at, &mut first)
@@ -332,20 +339,17 @@ impl Store {
         let Some(epoch) = epoch else {
             return Ok(false);
         };
-        // Compactions write the current format; a format 1 image may hold one
-        // written by an older vtpm in its own format.
-        let mut versions = vec![VERSION];
-        if self.header.version == VERSION_1 {
-            versions.push(VERSION_1);
-        }
-        for version in versions {
-            let layout = Layout::of(version, self.header.region_size);
+        // Compactions write the current format, or format 1 when the state
+        // does not fit twice; an older image may hold one written by an older
+        // vtpm in its own format. A snapshot says the format it was written in.
+        for version in (VERSION_1..=VERSION).rev() {
+            let layout = Layout::of(version, region);
             let log = match self.reader(other, layout).read_log(epoch) {
                 Ok(log) => log,
                 Err(e @ Error::Io { .. }) => return Err(e),
                 Err(_) => continue,
             };
-            let snapshot_ok = version == VERSION_1 || log.snapshot_version == Some(VERSION);
+            let snapshot_ok = log.snapshot_version.unwrap_or(VERSION_1) == version;
             if log.first_parent != Some(self.header.epoch) || !snapshot_ok {
                 continue;
             }
@@ -557,17 +561,17 @@ impl Store {
         durable: bool,
     ) -> Result<()> {
         let base = self.header.region_offset(region);
+        let placed = layout.placements(at, batch);
+        let writes: Vec<(u64, &[u8])> = placed.iter().map(|(o, b)| (base + o, &b[..])).collect();
         if durable {
-            let writes: Vec<(u64, &[u8])> =
-                layout.copies(at).map(|off| (base + off, batch)).collect();
             return self
                 .be
                 .write_durable(&writes)
                 .map_err(io(&self.path, "writing a batch and flushing it"));
         }
-        for off in layout.copies(at) {
+        for (off, bytes) in writes {
             self.be
-                .write_at(base + off, batch)
+                .write_at(off, bytes)
                 .map_err(io(&self.path, "writing a batch"))?;
         }
         Ok(())
@@ -592,14 +596,12 @@ impl Store {
         let relaxed = self.sync == SyncMode::Relaxed;
         let batch = self.encode_batch(ops, (self.header.epoch, seq), relaxed, (None, 0));
         let layout = self.header.layout();
-        if self.compact_pending
-            || self.upgrade_pending
-            || self.tail + batch.len() as u64 > layout.capacity
-        {
+        let footprint = layout.footprint(batch.len() as u64);
+        if self.compact_pending || self.upgrade_pending || self.tail + footprint > layout.capacity {
             return self.compact(ops);
         }
         self.write_copies((self.header.active, layout, self.tail), &batch, !relaxed)?;
-        self.tail += batch.len() as u64;
+        self.tail += footprint;
         self.next_seq = seq.wrapping_add(1);
         for op in ops {
             apply(&mut self.blobs, op.clone());
@@ -653,12 +655,12 @@ impl Store {
         let parent = Some(self.header.epoch);
         let mut version = VERSION;
         let mut batch = self.encode_batch(&snapshot, (epoch, seq), false, (parent, version));
-        if batch.len() as u64 > Layout::of(VERSION, self.header.region_size).capacity {
+        if batch.len() as u64 > Layout::of(VERSION, self.header.region_size).largest_batch() {
             version = VERSION_1;
             batch = self.encode_batch(&snapshot, (epoch, seq), false, (parent, version));
         }
         let layout = Layout::of(version, self.header.region_size);
-        if batch.len() as u64 > layout.capacity {
+        if batch.len() as u64 > layout.largest_batch() {
             return Err(Error::TooSmall {
                 path: self.path.clone(),
                 size: self.be.size(),
@@ -684,7 +686,7 @@ impl Store {
         let mut twin = self.header.clone();
         twin.generation -= 1;
         let _ = self.write_slot(&twin);
-        self.tail = batch.len() as u64;
+        self.tail = layout.footprint(batch.len() as u64);
         self.next_seq = seq.wrapping_add(1);
         self.blobs = next;
         self.compact_pending = false;

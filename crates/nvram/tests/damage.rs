@@ -108,3 +108,33 @@ fn any_single_block_is_repaired_encrypted_durable() {
 fn any_single_block_is_repaired_plain_relaxed() {
     matrix(false, SyncMode::Relaxed);
 }
+
+/// Both copies of a format 3 batch damaged: beyond the redundancy, so the
+/// image is refused. A later batch whose length puts it exactly where the
+/// lost batch's copy would be (a 2-block batch right after a 1-block batch
+/// and its copy) must not be taken for that copy.
+#[test]
+fn a_later_batch_is_never_taken_for_a_lost_copy() {
+    let be = nvram::fault::FaultBackend::new(vec![0; 1 << 20], Default::default());
+    let mut nv = Nvram::open_backend(
+        Box::new(be.clone()),
+        true,
+        options(false, SyncMode::Durable),
+    )
+    .unwrap();
+    nv.register("a", 64).unwrap();
+    nv.register("b", 8192).unwrap();
+    let h = nv.start().unwrap();
+    h.write("a", vec![1; 10]).wait().unwrap(); // 1 block + its copy
+    h.write("b", vec![2; 5000]).wait().unwrap(); // 2 blocks + their copy
+    h.write("b", vec![3; 10]).wait().unwrap();
+    drop(h);
+    let golden = be.image();
+    let (latest, _) = open(golden.clone(), false).unwrap();
+    assert_eq!(latest["a"], vec![1; 10]);
+    let region = nvram::format::REGIONS_START as usize;
+    let mut img = golden;
+    img[region..region + 2 * BLOCK].fill(0);
+    let e = open(img, false).expect_err("both copies of the first batch are gone");
+    assert!(e.contains("damaged"), "{e}");
+}

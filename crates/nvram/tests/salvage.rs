@@ -3,24 +3,34 @@
 //! version of each blob, saying which may be older. The damaged image is
 //! never written.
 
-use nvram::format::{Header, RecHeader, REC_HDR, SLOT_SIZE};
+use nvram::format::{batches, Header, RecHeader, REC_HDR, SLOT_SIZE};
 use nvram::salvage::{check, salvage};
 use nvram::{Nvram, OpenOptions};
 
-/// Log offsets (region-relative) of every record of batch `seq` in the live region.
-fn records_of(image: &[u8], seq: u64) -> (Header, Vec<usize>) {
+/// Log offsets (region-relative) of every record of batch `seq` in the live
+/// region, and how far their copies are.
+fn records_of(image: &[u8], seq: u64) -> (Header, Vec<usize>, usize) {
     let slot = SLOT_SIZE as usize;
     let h = Header::decode(&image[slot..2 * slot]).unwrap();
     let base = h.region_offset(h.active) as usize;
-    let mut at = 0usize;
-    let mut found = Vec::new();
-    while let Some(r) = RecHeader::decode(&image[base + at..base + at + REC_HDR]) {
-        if r.seq == seq {
-            found.push(at);
+    let log = &image[base..base + h.region_size as usize];
+    for (start, len) in batches(log, &h.layout()) {
+        let (start, end) = (start as usize, (start + len) as usize);
+        let mut at = start;
+        let mut found = Vec::new();
+        while at < end {
+            let r = RecHeader::decode(&log[at..at + REC_HDR]).unwrap();
+            if r.seq == seq {
+                found.push(at);
+            }
+            at += r.total() as usize;
         }
-        at += r.total() as usize;
+        if !found.is_empty() {
+            let dist = h.layout().copy_distance(len).unwrap() as usize;
+            return (h, found, dist);
+        }
     }
-    (h, found)
+    panic!("no batch {seq}");
 }
 
 #[test]
@@ -38,9 +48,8 @@ fn salvage_takes_the_newest_intact_versions_and_says_which_may_be_older() {
     drop(h);
     let mut image = std::fs::read(&img).unwrap();
     // Both copies of the put of b=2 (batch 4): beyond the redundancy.
-    let (header, recs) = records_of(&image, 4);
+    let (header, recs, mirror) = records_of(&image, 4);
     let base = header.region_offset(header.active) as usize;
-    let mirror = header.layout().mirror.unwrap() as usize;
     for copy in [0, mirror] {
         image[base + copy + recs[0] + REC_HDR + 3] ^= 0x01;
     }

@@ -1,10 +1,12 @@
-//! An image in the first format (one copy of each record), as the previous
-//! vtpm wrote it (tests/fixtures/format1-nvram.img.gz: made by vtpm 0dd69b0
-//! with tpm2-tools: a persistent ECC key, an ordinary, a counter (10
-//! increments), a bits and an extend index), is still read, and the first
-//! write upgrades it to the current format. Until the new format is durable
-//! the old log and header stay as they were: a power cut at any write or flush
-//! of the upgrade leaves the old state or the new one.
+//! Images in the earlier formats, as earlier vtpms wrote them, are still
+//! read, and the first write upgrades them to the current format:
+//! tests/fixtures/format1-nvram.img.gz (one copy of each record) was made by
+//! vtpm 0dd69b0 with tpm2-tools: a persistent ECC key, an ordinary, a counter
+//! (10 increments), a bits and an extend index; format2-nvram.img.gz (a
+//! mirror copy half a region on) is that image opened by vtpm 46341ca, the
+//! counter incremented and the ordinary index rewritten. Until the new format
+//! is durable the old log and header stay as they were: a power cut at any
+//! write or flush of the upgrade leaves the old state or the new one.
 
 #[macro_use]
 mod common;
@@ -17,15 +19,14 @@ use nvram::ops::Op;
 use nvram::store::{Store, StoreOptions};
 use nvram::{MemBackend, SyncMode};
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/format1-nvram.img.gz"
-);
-
-/// The fixture, decompressed.
-fn fixture() -> Vec<u8> {
+/// The fixture of format `version`, decompressed.
+fn fixture(version: u32) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/format{version}-nvram.img.gz",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let out = std::process::Command::new("gzip")
-        .args(["-dc", FIXTURE])
+        .args(["-dc", &path])
         .output()
         .expect("gzip");
     assert!(out.status.success());
@@ -68,24 +69,23 @@ fn state(tcti: &str, scratch: &Path) -> Vec<String> {
     seen
 }
 
-#[test]
-fn a_format_1_image_is_read_and_upgraded_by_the_first_write() {
-    need_tools!();
+/// Start vtpm on the fixture of format `version`, check what tpm2-tools
+/// read (the ordinary index starts with `ordinary`, the counter is at
+/// `counter`), increment the counter and check the image is in the current
+/// format, both slots, nothing damaged, and holds the same state.
+fn read_and_upgrade(version: u32, ordinary: &[u8], counter: u64) {
     let mut v = Vtpm::start_socket();
     assert!(v.guard.terminate().is_some());
     let img = v.dir().join("vtpm-nvram.img");
-    std::fs::write(&img, fixture()).unwrap();
-    assert!(info(&img).contains("format version: 1"));
+    std::fs::write(&img, fixture(version)).unwrap();
+    assert!(info(&img).contains(&format!("format version: {version}")));
 
     v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
     let scratch = v.tmp.path().to_path_buf();
     let before = state(&v.tcti(), &scratch);
-    let expected_ordinary: String = b"written by format 1 vtpm"
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let expected_ordinary: String = ordinary.iter().map(|b| format!("{b:02x}")).collect();
     assert!(before[0].starts_with(&expected_ordinary), "{before:?}");
-    assert_eq!(before[1], "000000000000000a");
+    assert_eq!(before[1], format!("{counter:016x}"));
     assert_eq!(before[2], "0000000000000005");
     assert_eq!(
         before[3],
@@ -98,7 +98,11 @@ fn a_format_1_image_is_read_and_upgraded_by_the_first_write() {
     tpm2_ok("tpm2_nvincrement", &["0x1500002", "-C", "o"], &v.tcti());
     assert!(v.guard.terminate().is_some());
     let upgraded = info(&img);
-    assert!(upgraded.contains("format version: 2"), "{upgraded}");
+    let now = nvram::format::VERSION;
+    assert!(
+        upgraded.contains(&format!("format version: {now}")),
+        "{upgraded}"
+    );
     let out = vtpm_output(&["nvram", "check", img.to_str().unwrap()]);
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -106,15 +110,27 @@ fn a_format_1_image_is_read_and_upgraded_by_the_first_write() {
         "{report}"
     );
     assert_eq!(
-        report.matches("format 2").count(),
+        report.matches(&format!("format {now}")).count(),
         2,
         "both slots: {report}"
     );
 
     v.restart_socket(&["--flags", "not-need-init,startup-clear"]);
     let after = state(&v.tcti(), &scratch);
-    assert_eq!(after[1], "000000000000000b");
+    assert_eq!(after[1], format!("{:016x}", counter + 1));
     assert_eq!((&after[..1], &after[2..]), (&before[..1], &before[2..]));
+}
+
+#[test]
+fn a_format_1_image_is_read_and_upgraded_by_the_first_write() {
+    need_tools!();
+    read_and_upgrade(1, b"written by format 1 vtpm", 10);
+}
+
+#[test]
+fn a_format_2_image_is_read_and_upgraded_by_the_first_write() {
+    need_tools!();
+    read_and_upgrade(2, b"written by format 2 vtpm", 11);
 }
 
 /// Open an image the way the storage thread does.
@@ -140,7 +156,13 @@ fn blobs(s: &Store) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn a_power_cut_during_the_upgrade_leaves_the_old_or_the_new_state() {
-    let image = fixture();
+    for version in [1, 2] {
+        power_cut_during_upgrade(version);
+    }
+}
+
+fn power_cut_during_upgrade(version: u32) {
+    let image = fixture(version);
     let old = blobs(
         &open(Box::new(MemBackend {
             data: image.clone(),
@@ -187,7 +209,9 @@ fn a_power_cut_during_the_upgrade_leaves_the_old_or_the_new_state() {
             }
         }
     }
-    println!("upgrade: {points} crash points, each recovering the old or the new state");
+    println!(
+        "upgrade from format {version}: {points} crash points, each recovering the old or the new state"
+    );
     assert!(
         points >= 3,
         "the upgrade writes the log, flushes, writes the header"
