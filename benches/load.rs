@@ -27,7 +27,9 @@
 //! `cargo bench -p vtpm --bench load` (options after `--`: `--secs N` time
 //! per back-to-back workload, `--sparse N` commands per sparse workload,
 //! `--idle N` seconds of the idle measurement, `--only TEXT` only the
-//! workloads whose name contains TEXT; `VTPM_BIN=path` benches
+//! workloads whose name contains TEXT; `VTPM_BIN_BEFORE=path` adds, per NBD
+//! server, NV_Write on that other vtpm build interleaved with this one's;
+//! `VTPM_BIN=path` benches
 //! another vtpm binary instead of the one built). Take figures on a quiet
 //! machine: sparse latency and CPU per command are what other load disturbs
 //! most.
@@ -902,6 +904,9 @@ fn main() {
             }
             note_failures(&mut notes, w.name, &ours, None);
         }
+        if let Some(before) = std::env::var_os("VTPM_BIN_BEFORE") {
+            compare_on_nbd(&mut nbd, &before.to_string_lossy(), server, &all, &opts, hz);
+        }
         res.nbd.push(run_of);
     }
 
@@ -938,6 +943,38 @@ fn main() {
     }
     targets(&res);
     println!("(whole run {:.1} s)", begin.elapsed().as_secs_f64());
+}
+
+/// `$VTPM_BIN_BEFORE` (another vtpm build) on a server of its own beside
+/// `nbd`: NV_Write sparse and interleaved on both, so both see the machine
+/// over the same seconds (back-to-back runs one after the other differ by
+/// more than a change to the commit path).
+fn compare_on_nbd(
+    nbd: &mut Target,
+    before: &str,
+    server: NbdServer,
+    all: &[Workload],
+    opts: &Options,
+    hz: f64,
+) {
+    let Some(w) = all.iter().find(|w| w.name == NV_WRITE) else {
+        return;
+    };
+    let Some(mut old) = start_nbd(before, server) else {
+        println!("  {before} did not start on {}", server.describe());
+        return;
+    };
+    let gap = SPARSE_GAP.as_millis();
+    let r = sparse(&mut [nbd, &mut old], w, opts.sparse, hz);
+    let p = |f: &Res<Figures>| f.as_ref().map_or("-".into(), |f| format!("{:.1}", f.p50_us));
+    println!(
+        "{NV_WRITE}, sparse ({} each, {gap} ms apart, interleaved): p50 this build {} us, \
+         VTPM_BIN_BEFORE {} us: this/before {}",
+        opts.sparse,
+        p(&r[0]),
+        p(&r[1]),
+        ratio(&r[0], Some(&r[1]), |f| f.p50_us).trim()
+    );
 }
 
 /// The vtpm to bench: the one this build made, or `$VTPM_BIN` (to compare

@@ -256,8 +256,7 @@ impl LeasedBackend {
                     wait_out(&mut *inner, off, cur, note)?;
                 }
             }
-            inner.write_at(off, &me.encode())?;
-            inner.flush()?;
+            inner.write_durable(&[(off, &me.encode())])?;
             std::thread::sleep(SETTLE);
             match read(&mut *inner, off)? {
                 Some(r) if r.owner == me.owner => {
@@ -341,8 +340,7 @@ impl LeasedBackend {
         self.renewed = Instant::now();
         self.confirm()?;
         self.me.counter = self.me.counter.wrapping_add(1);
-        self.inner.write_at(self.off, &self.me.encode())?;
-        self.inner.flush()
+        self.inner.write_durable(&[(self.off, &self.me.encode())])
     }
 
     /// Mark the lease free (once); the inner backend stays as it is.
@@ -355,10 +353,7 @@ impl LeasedBackend {
                 held: false,
                 ..self.me.clone()
             };
-            let _ = self
-                .inner
-                .write_at(self.off, &free.encode())
-                .and_then(|()| self.inner.flush());
+            let _ = self.inner.write_durable(&[(self.off, &free.encode())]);
         }
         self.released = true;
     }
