@@ -966,7 +966,10 @@ fn compare_on_nbd(
     };
     let gap = SPARSE_GAP.as_millis();
     let r = sparse(&mut [nbd, &mut old], w, opts.sparse, hz);
-    let p = |f: &Res<Figures>| f.as_ref().map_or("-".into(), |f| format!("{:.1}", f.p50_us));
+    let p = |f: &Res<Figures>| {
+        f.as_ref()
+            .map_or("-".into(), |f| format!("{:.1}", f.p50_us))
+    };
     println!(
         "{NV_WRITE}, sparse ({} each, {gap} ms apart, interleaved): p50 this build {} us, \
          VTPM_BIN_BEFORE {} us: this/before {}",
