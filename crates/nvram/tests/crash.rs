@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use nvram::backend::MemBackend;
 use nvram::fault::{FaultBackend, FaultPlan};
+use nvram::format::{Header, Kind};
 use nvram::ops::Op;
 use nvram::store::{Store, StoreOptions};
 use nvram::{KeySource, SyncMode};
@@ -398,10 +399,15 @@ fn hostile_images_give_errors_never_panics() {
         }
         drop(store);
         let good = be.image();
+        let live = [&good[..4096], &good[4096..8192]]
+            .into_iter()
+            .filter_map(|b| Header::decode(b).ok())
+            .max_by_key(|h| h.generation)
+            .unwrap();
         let (mut ok, mut refused) = (0, 0);
-        for i in 0..1500 {
+        for i in 0..2000 {
             let mut img = good.clone();
-            match i % 3 {
+            match i % 4 {
                 // Flipped bytes anywhere.
                 0 => {
                     for _ in 0..rng.gen_range(1..8) {
@@ -426,6 +432,29 @@ fn hostile_images_give_errors_never_panics() {
                     }
                     let crc = crc32c::crc32c(&img[slot..slot + 125]);
                     img[slot + 125..slot + 129].copy_from_slice(&crc.to_be_bytes());
+                }
+                // Record headers of the live epoch, checksums right, of
+                // random kinds, sequence numbers and lengths, at block
+                // boundaries of the live region: what recovery follows to
+                // find a batch's copy.
+                3 => {
+                    let base = live.region_offset(live.active) as usize;
+                    let blocks = live.region_size as usize / 4096;
+                    for _ in 0..rng.gen_range(1..6) {
+                        let h = nvram::format::RecHeader {
+                            kind: [Kind::Put, Kind::Delete, Kind::Commit][rng.gen_range(0..3)],
+                            flags: rng.gen_range(0..4),
+                            epoch: live.epoch,
+                            seq: rng.gen_range(0..64),
+                            len: match rng.gen_range(0..3) {
+                                0 => rng.gen_range(0..64),
+                                1 => rng.gen_range(0..20_000),
+                                _ => rng.gen_range(0..=nvram::format::MAX_PAYLOAD),
+                            },
+                        };
+                        let at = base + rng.gen_range(0..blocks) * 4096;
+                        img[at..at + nvram::format::REC_HDR].copy_from_slice(&h.encode());
+                    }
                 }
                 // Truncated, or garbage over part of a region.
                 _ => {
