@@ -103,23 +103,13 @@ impl EccKey {
     /// A new key; deterministic for a deterministic `rng` (the scalar is drawn
     /// by rejection sampling of curve-size octet strings from `rng`).
     pub fn generate(curve: Curve, rng: &mut impl CryptoRngCore) -> EccKey {
-        any_curve!(curve, c => {
-            let sk = c::SecretKey::random(rng);
-            let ep = sk.public_key().to_encoded_point(false);
-            EccKey {
-                curve,
-                d: Zeroizing::new(sk.to_bytes().to_vec()),
-                public: Point {
-                    x: ep.x().map(|v| v.to_vec()).unwrap_or_default(),
-                    y: ep.y().map(|v| v.to_vec()).unwrap_or_default(),
-                },
-            }
-        }, dom => {
-            let d = crate::ecc_generic::random_scalar(dom, rng);
-            // A scalar in [1, n) never gives the point at infinity.
-            let (x, y) = dom.mul(&d, None).unwrap_or_default();
-            EccKey { curve, d, public: Point { x, y } }
-        })
+        let d = crate::ecc_math::random_scalar(curve, rng);
+        // A scalar in [1, n) never gives the point at infinity.
+        let public = crate::ecc_math::mul(curve, &d, None).unwrap_or(Point {
+            x: Vec::new(),
+            y: Vec::new(),
+        });
+        EccKey { curve, d, public }
     }
 
     /// Rebuild a key from its scalar (1 ≤ d < n); the public point is

@@ -74,8 +74,8 @@ pub fn mul_add_n(curve: Curve, a: &[u8], b: &[u8], c: &[u8]) -> Option<Vec<u8>> 
     }, d => d.mul_add_n(a, b, c))
 }
 
-/// A private scalar (1 ≤ k < n) drawn from `rng`: the same draw as a key
-/// generated from it ([`EccKey::generate`](crate::ecc::EccKey::generate)).
+/// A private scalar (1 ≤ k < n) drawn from `rng` (what
+/// [`EccKey::generate`](crate::ecc::EccKey::generate) draws a key's from).
 pub fn random_scalar(curve: Curve, rng: &mut impl CryptoRngCore) -> Zeroizing<Vec<u8>> {
     any_curve!(curve, c => {
         Zeroizing::new(c::NonZeroScalar::random(&mut *rng).to_repr().to_vec())
