@@ -750,16 +750,22 @@ fn mutate(rng: &mut StdRng, seed: &[u8]) -> Vec<u8> {
     v
 }
 
+/// A powered TPM on an empty store, started (TPM_SU_CLEAR).
+fn started() -> Tpm {
+    let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
+    t.power_on(false).unwrap();
+    well_formed(&t.execute(
+        0,
+        &cmd(c::ST_NO_SESSIONS, c::CC_Startup, &0u16.to_be_bytes()),
+    ));
+    t
+}
+
 /// The object seeds are real commands: unmutated, in order, they succeed (so
 /// their mutations reach the object code, not just the parser).
 #[test]
 fn object_seeds_succeed() {
-    let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
-    t.power_on(false).unwrap();
-    t.execute(
-        0,
-        &cmd(c::ST_NO_SESSIONS, c::CC_Startup, &0u16.to_be_bytes()),
-    );
+    let mut t = started();
     let rc = |r: Vec<u8>| u32::from_be_bytes([r[6], r[7], r[8], r[9]]);
     // The attestation seeds' keys would not fit beside these: tested apart.
     let theirs = attestation_seeds();
@@ -786,12 +792,7 @@ fn object_seeds_succeed() {
 /// The policy seeds that need no key or index succeed in order on a trial session.
 #[test]
 fn policy_seeds_succeed() {
-    let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
-    t.power_on(false).unwrap();
-    t.execute(
-        0,
-        &cmd(c::ST_NO_SESSIONS, c::CC_Startup, &0u16.to_be_bytes()),
-    );
+    let mut t = started();
     let seeds = policy_seeds();
     let n = seeds
         .iter()
@@ -811,12 +812,7 @@ fn policy_seeds_succeed() {
 /// The NV seeds succeed in order too.
 #[test]
 fn nv_seeds_succeed() {
-    let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
-    t.power_on(false).unwrap();
-    t.execute(
-        0,
-        &cmd(c::ST_NO_SESSIONS, c::CC_Startup, &0u16.to_be_bytes()),
-    );
+    let mut t = started();
     for s in nv_seeds() {
         let r = t.execute(0, &s);
         let code = u32::from_be_bytes([s[6], s[7], s[8], s[9]]);
@@ -832,12 +828,7 @@ fn nv_seeds_succeed() {
 /// ticket is made up: TPM_RC_TICKET on it).
 #[test]
 fn attestation_seeds_succeed() {
-    let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
-    t.power_on(false).unwrap();
-    t.execute(
-        0,
-        &cmd(c::ST_NO_SESSIONS, c::CC_Startup, &0u16.to_be_bytes()),
-    );
+    let mut t = started();
     let seeds = attestation_seeds();
     let (last, rest) = seeds.split_last().unwrap();
     let rc = |r: Vec<u8>| u32::from_be_bytes([r[6], r[7], r[8], r[9]]);
@@ -862,12 +853,7 @@ fn attestation_seeds_succeed() {
 
 #[test]
 fn mutated_and_random_commands_never_panic() {
-    let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
-    t.power_on(false).unwrap();
-    well_formed(&t.execute(
-        0,
-        &cmd(c::ST_NO_SESSIONS, c::CC_Startup, &0u16.to_be_bytes()),
-    ));
+    let mut t = started();
     let seeds = seeds();
     let mut rng = StdRng::seed_from_u64(0x7e57);
     let mut n = 0;
@@ -1012,12 +998,7 @@ fn listed_commands(t: &mut Tpm) -> Vec<(u32, usize)> {
 /// A started TPM on which every seed ran once, so that the handle pool
 /// names objects, indices and sessions that exist.
 fn prepared(seeds: &[Vec<u8>]) -> Tpm {
-    let mut t = Tpm::new(Box::new(MemoryStore::default()), TpmConfig::default()).unwrap();
-    t.power_on(false).unwrap();
-    well_formed(&t.execute(
-        0,
-        &cmd(c::ST_NO_SESSIONS, c::CC_Startup, &0u16.to_be_bytes()),
-    ));
+    let mut t = started();
     for s in seeds {
         well_formed(&t.execute(0, s));
     }
