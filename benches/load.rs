@@ -618,6 +618,14 @@ fn sparse_cells(r: &Res<Figures>) -> String {
     }
 }
 
+/// A p50 in microseconds, or "-" when there is none.
+fn p50_cell(f: Option<&Res<Figures>>) -> String {
+    match f {
+        Some(Ok(f)) => format!("{:.1}", f.p50_us),
+        _ => "-".into(),
+    }
+}
+
 fn ratio(a: &Res<Figures>, b: Option<&Res<Figures>>, f: impl Fn(&Figures) -> f64) -> String {
     match (a, b) {
         (Ok(a), Some(Ok(b))) => format!("{:>6.2}x", f(a) / f(b)),
@@ -883,10 +891,6 @@ fn main() {
         for w in all.iter().filter(|w| w.nv_writes > 0) {
             let ours = run(&mut nbd, w, secs, hz);
             let local = res.back_to_back.iter().find(|(n, _, _)| *n == w.name);
-            let p50 = |f: Option<&Res<Figures>>| match f {
-                Some(Ok(f)) => format!("{:.1}", f.p50_us),
-                _ => "-".into(),
-            };
             let diff = match (&ours, local.map(|(_, o, _)| o)) {
                 (Ok(n), Some(Ok(l))) => format!("{:+.1}", n.p50_us - l.p50_us),
                 _ => "-".into(),
@@ -895,8 +899,8 @@ fn main() {
                 "{:<28} {} | {:>13} {:>13} | {:>9}",
                 w.name,
                 cells(&ours),
-                p50(local.map(|(_, o, _)| o)),
-                p50(local.and_then(|(_, _, t)| t.as_ref())),
+                p50_cell(local.map(|(_, o, _)| o)),
+                p50_cell(local.and_then(|(_, _, t)| t.as_ref())),
                 diff
             );
             if w.name == NV_WRITE {
@@ -966,16 +970,12 @@ fn compare_on_nbd(
     };
     let gap = SPARSE_GAP.as_millis();
     let r = sparse(&mut [nbd, &mut old], w, opts.sparse, hz);
-    let p = |f: &Res<Figures>| {
-        f.as_ref()
-            .map_or("-".into(), |f| format!("{:.1}", f.p50_us))
-    };
     println!(
         "{NV_WRITE}, sparse ({} each, {gap} ms apart, interleaved): p50 this build {} us, \
          VTPM_BIN_BEFORE {} us: this/before {}",
         opts.sparse,
-        p(&r[0]),
-        p(&r[1]),
+        p50_cell(Some(&r[0])),
+        p50_cell(Some(&r[1])),
         ratio(&r[0], Some(&r[1]), |f| f.p50_us).trim()
     );
 }
