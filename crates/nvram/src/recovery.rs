@@ -65,7 +65,15 @@ pub(crate) struct Reader<'a> {
     layout: Layout,
     /// How far the copies of the batch being read are from its records.
     dist: Option<u64>,
+    /// Two pieces of the region read ahead (the log and, in format 2, its
+    /// copy): the log is read front to back in small reads, each a round
+    /// trip on NBD. The one not used last is replaced.
+    ahead: [(u64, Vec<u8>); 2],
+    replace: usize,
 }
+
+/// How much a small read of the log reads ahead.
+const READ_AHEAD: u64 = 64 * 1024;
 
 /// Associated data of a sealed record: its kind, epoch and sequence number.
 pub(crate) fn aad(kind: Kind, epoch: u64, seq: u64) -> [u8; 17] {
@@ -91,11 +99,47 @@ impl<'a> Reader<'a> {
             region,
             base,
             layout,
-            dist: layout.copy_distance(0),
+            dist: match layout.copy {
+                CopyAt::Mirror(m) => Some(m),
+                _ => None,
+            },
+            ahead: [(0, Vec::new()), (0, Vec::new())],
+            replace: 0,
         }
     }
 
+    /// Where the parts of the region a log may use end.
+    fn areas_end(&self) -> u64 {
+        self.layout.areas().iter().map(|a| a.1).max().unwrap_or(0)
+    }
+
+    /// Region bytes at `at`: from what was read ahead, or read with up to
+    /// [`READ_AHEAD`] bytes more (within the log's areas).
     fn read(&mut self, at: u64, buf: &mut [u8]) -> Result<()> {
+        let end = at.saturating_add(buf.len() as u64);
+        for (i, (start, data)) in self.ahead.iter().enumerate() {
+            if at >= *start && end <= start + data.len() as u64 {
+                let from = (at - start) as usize;
+                buf.copy_from_slice(&data[from..from + buf.len()]);
+                self.replace = 1 - i;
+                return Ok(());
+            }
+        }
+        let len = READ_AHEAD
+            .min(self.areas_end().saturating_sub(at))
+            .max(buf.len() as u64);
+        if len == buf.len() as u64 {
+            return self.read_direct(at, buf);
+        }
+        let mut data = vec![0u8; len as usize];
+        self.read_direct(at, &mut data)?;
+        buf.copy_from_slice(&data[..buf.len()]);
+        self.ahead[self.replace] = (at, data);
+        self.replace = 1 - self.replace;
+        Ok(())
+    }
+
+    fn read_direct(&mut self, at: u64, buf: &mut [u8]) -> Result<()> {
         self.be
             .read_at(self.base + at, buf)
             .map_err(io(self.path, "reading the log"))

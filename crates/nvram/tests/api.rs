@@ -547,3 +547,52 @@ fn the_lock_is_handed_over_once_and_never_written_after() {
     let a = again.start().unwrap();
     assert_eq!(a.read("tpm2/permanent").unwrap().unwrap(), b"second");
 }
+
+/// Opening reads the log in pieces, not record by record: on NBD every read
+/// is a round trip. 200 batches (a region of 1.6 MiB of log and copies)
+/// open in a few dozen reads.
+#[test]
+fn opening_reads_the_log_in_pieces() {
+    struct Counting(
+        nvram::MemBackend,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    );
+    impl nvram::Backend for Counting {
+        fn read_at(&mut self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.read_at(off, buf)
+        }
+        fn write_at(&mut self, off: u64, data: &[u8]) -> std::io::Result<()> {
+            self.0.write_at(off, data)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn path(&self) -> std::path::PathBuf {
+            self.0.path()
+        }
+    }
+    let be = nvram::fault::FaultBackend::new(vec![0; 4 << 20], Default::default());
+    let mut nv = Nvram::open_backend(Box::new(be.clone()), true, OpenOptions::default()).unwrap();
+    nv.register("tpm2/permanent", 4096).unwrap();
+    let h = nv.start().unwrap();
+    for i in 0..200u32 {
+        h.write("tpm2/permanent", i.to_be_bytes().repeat(200))
+            .wait()
+            .unwrap();
+    }
+    drop(h);
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counting = Counting(nvram::MemBackend { data: be.image() }, reads.clone());
+    let nv = Nvram::open_backend(Box::new(counting), false, OpenOptions::default()).unwrap();
+    assert_eq!(
+        nv.blobs().next().unwrap().1,
+        &199u32.to_be_bytes().repeat(200)[..]
+    );
+    let n = reads.load(std::sync::atomic::Ordering::SeqCst);
+    println!("200 batches opened in {n} reads");
+    assert!(n < 64, "{n} reads");
+}
